@@ -1,0 +1,73 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import websocket from "@fastify/websocket";
+import { createWebSocketStream } from "ws";
+import type { Logger } from "pino";
+import type { HttpConfig } from "../config/schema.ts";
+import type { Registry } from "../registry/index.ts";
+import type { Store } from "../store/index.ts";
+import type { Authenticator } from "./auth.ts";
+import { deviceRoutes } from "./routes/devices.ts";
+import { healthRoutes } from "./routes/health.ts";
+
+/** Fastify's own 4xx errors, in this API's vocabulary. */
+const fastifyErrors: Record<string, { error: string; message: string }> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { error: "unsupported_media_type", message: "send the body as JSON with 'content-type: application/json'" },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { error: "invalid_body", message: "the JSON body is empty" },
+  FST_ERR_CTP_INVALID_JSON_BODY: { error: "invalid_body", message: "the body is not valid JSON" },
+  FST_ERR_CTP_BODY_TOO_LARGE: { error: "body_too_large", message: "the body is larger than 1 MiB" },
+};
+
+export interface ApiDeps {
+  log: Logger;
+  store: Store;
+  registry: Registry;
+  auth: Authenticator;
+  mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
+  stateOf(device: string): Record<string, unknown>;
+}
+
+export interface Api {
+  readonly address: { host: string; port: number };
+  readonly app: FastifyInstance;
+  close(): Promise<void>;
+}
+
+export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+  });
+
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
+    if (status === 500) {
+      request.log.error({ err, url: request.url }, "request failed");
+      return reply.code(500).send({ error: "internal", message: "internal error" });
+    }
+    const known = fastifyErrors[err.code ?? ""];
+    return reply.code(status).send(known ?? { error: "bad_request", message: err.message });
+  });
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }));
+
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  // MQTT over WebSocket for apps: same broker, same identity and ACL.
+  app.get("/mqtt", { websocket: true }, (socket) => {
+    deps.mqtt.handle(createWebSocketStream(socket));
+  });
+  await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.stateOf }));
+
+  // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
+  await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });
+  const bound = app.server.address();
+  const port = typeof bound === "object" && bound ? bound.port : config.port;
+
+  return {
+    address: { host: config.host, port },
+    app,
+    async close() {
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,14 @@
+import type { FastifyPluginAsync } from "fastify";
+import type { Store } from "../../store/index.ts";
+
+export const healthRoutes = (deps: { store: Store; connectedClients(): number }): FastifyPluginAsync =>
+  async (app) => {
+    app.get("/healthz", async (_request, reply) => {
+      const influx = await deps.store.ping(1500);
+      return reply.code(influx ? 200 : 503).send({
+        status: influx ? "ok" : "degraded",
+        influx: influx ? "reachable" : "unreachable",
+        mqttClients: deps.connectedClients(),
+      });
+    });
+  };

@@ -1,0 +1,32 @@
+import { main as start } from "../platform/main.ts";
+
+const usage = `usage: refeed <command>
+
+commands:
+  start        run the platform (configuration from REFEED_* environment variables; see README)
+  help         show this text
+`;
+
+async function run(argv: string[]): Promise<number> {
+  const [command = "start"] = argv;
+  switch (command) {
+    case "start":
+      return start();
+    case "help":
+    case "--help":
+    case "-h":
+      process.stdout.write(usage);
+      return 0;
+    default:
+      process.stderr.write(`refeed: unknown command '${command}'\n${usage}`);
+      return 2;
+  }
+}
+
+run(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`refeed: ${err.stack ?? err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,65 @@
+import { z } from "zod";
+
+const portMsg = "expected a port number from 0 to 65535 (0 picks a free port)";
+const port = z.coerce.number({ error: portMsg }).int(portMsg).min(0, portMsg).max(65535, portMsg);
+const intMsg = "expected a positive whole number";
+const positiveInt = z.coerce.number({ error: intMsg }).int(intMsg).positive(intMsg);
+
+/**
+ * The whole platform configuration. Every part receives its own slice of this,
+ * already validated, so nothing downstream re-checks shapes.
+ */
+export const configSchema = z.object({
+  mqtt: z.object({
+    port: port.default(1883),
+    host: z.string().min(1).default("0.0.0.0"),
+  }).prefault({}),
+  http: z.object({
+    port: port.default(8080),
+    host: z.string().min(1).default("0.0.0.0"),
+  }).prefault({}),
+  influx: z.object({
+    /** Unset: Refeed starts and supervises a local influxd under dataDir. */
+    url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8086" }).optional(),
+    db: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, '_' or '-' (1-64)").default("refeed"),
+    influxdPath: z.string().min(1).default("influxd"),
+    /** How long start-up waits for a configured InfluxDB to answer (it may be starting beside us). */
+    connectTimeoutMs: positiveInt.max(600_000).default(30_000),
+  }).prefault({}),
+  dataDir: z.string().min(1).default("./data"),
+  rulesDir: z.string().min(1).optional(),
+  adminToken: z.string().min(16, "at least 16 characters").optional(),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  ingest: z.object({
+    /** InfluxDB's guidance is 5,000-10,000 points per write request. */
+    batchSize: positiveInt.max(100_000).default(5000),
+    flushMs: positiveInt.max(60_000).default(200),
+  }).prefault({}),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type MqttConfig = Config["mqtt"];
+export type HttpConfig = Config["http"];
+export type InfluxConfig = Config["influx"];
+export type IngestConfig = Config["ingest"];
+
+/**
+ * Environment variable -> config path. The variable names are the operator
+ * interface of DESIGN.md; error messages name the variable, not the path.
+ */
+export const envVars: Record<string, readonly string[]> = {
+  REFEED_MQTT_PORT: ["mqtt", "port"],
+  REFEED_MQTT_HOST: ["mqtt", "host"],
+  REFEED_HTTP_PORT: ["http", "port"],
+  REFEED_HTTP_HOST: ["http", "host"],
+  REFEED_INFLUX_URL: ["influx", "url"],
+  REFEED_INFLUX_DB: ["influx", "db"],
+  REFEED_INFLUXD_PATH: ["influx", "influxdPath"],
+  REFEED_INFLUX_CONNECT_TIMEOUT_MS: ["influx", "connectTimeoutMs"],
+  REFEED_DATA_DIR: ["dataDir"],
+  REFEED_RULES_DIR: ["rulesDir"],
+  REFEED_ADMIN_TOKEN: ["adminToken"],
+  REFEED_LOG_LEVEL: ["logLevel"],
+  REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
+  REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],
+};

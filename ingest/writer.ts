@@ -1,0 +1,128 @@
+import type { Logger } from "pino";
+import { StoreWriteError, type Point, type Store } from "../store/index.ts";
+
+export interface BatchWriterOptions {
+  store: Store;
+  log: Logger;
+  batchSize: number;
+  flushMs: number;
+  /** Write requests under way at once; more parallelism than this only queues inside InfluxDB. */
+  maxInFlight?: number;
+  /** A point InfluxDB refused for good (HTTP 400), with its message. */
+  onRejected(point: Point, message: string): void;
+}
+
+export interface BatchWriter {
+  /** Resolves once the points are stored in InfluxDB (or recorded as rejected). */
+  write(points: readonly Point[]): Promise<void>;
+  /** Writes everything buffered now and waits for it. */
+  flush(): Promise<void>;
+  /** Points accepted but not yet stored. */
+  readonly pending: number;
+  close(): Promise<void>;
+}
+
+interface Batch {
+  points: Point[];
+  waiters: Array<() => void>;
+}
+
+/**
+ * Collects points into batches that are cut at a size or an age, and keeps a
+ * few write requests in flight. While InfluxDB is unreachable or failing (5xx)
+ * a batch is retried with capped backoff, in order; callers that await write()
+ * are held back meanwhile, which is the backpressure the broker relies on.
+ */
+export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
+  const { store, log, batchSize, flushMs } = options;
+  const maxInFlight = options.maxInFlight ?? 4;
+  let current: Batch = { points: [], waiters: [] };
+  let timer: NodeJS.Timeout | undefined;
+  const queue: Batch[] = [];
+  let inFlight = 0;
+  let pending = 0;
+  let closed = false;
+  const idle: Array<() => void> = [];
+
+  const cut = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (current.points.length === 0) return;
+    queue.push(current);
+    current = { points: [], waiters: [] };
+    pump();
+  };
+
+  const pump = () => {
+    while (inFlight < maxInFlight && queue.length > 0) {
+      const batch = queue.shift()!;
+      inFlight += 1;
+      void send(batch).finally(() => {
+        inFlight -= 1;
+        pending -= batch.points.length;
+        for (const done of batch.waiters) done();
+        pump();
+        if (inFlight === 0 && queue.length === 0 && current.points.length === 0) idle.splice(0).forEach((f) => f());
+      });
+    }
+  };
+
+  const send = async (batch: Batch): Promise<void> => {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        await writeSplitting(batch.points);
+        if (attempt > 0) log.info({ part: "writer", points: batch.points.length, attempts: attempt + 1 }, "InfluxDB write succeeded after retry");
+        return;
+      } catch (err) {
+        const e = err as StoreWriteError;
+        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+        log.warn({ part: "writer", points: batch.points.length, status: e.status, err: e.message, retryInMs: delay }, "InfluxDB write failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, delay));
+      }
+    }
+  };
+
+  // InfluxDB 1.x answers 400 for a batch with bad points after storing the good
+  // ones. Points are idempotent (series + timestamp), so writing the halves
+  // again is harmless and isolates exactly the points it refuses.
+  const writeSplitting = async (points: Point[]): Promise<void> => {
+    try {
+      await store.write(points);
+    } catch (err) {
+      if (!(err instanceof StoreWriteError) || err.status !== 400) throw err;
+      if (points.length === 1) {
+        options.onRejected(points[0]!, err.message);
+        return;
+      }
+      const mid = Math.ceil(points.length / 2);
+      await writeSplitting(points.slice(0, mid));
+      await writeSplitting(points.slice(mid));
+    }
+  };
+
+  return {
+    write(points) {
+      if (closed) return Promise.reject(new Error("writer is closed"));
+      if (points.length === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        current.points.push(...points);
+        current.waiters.push(resolve);
+        pending += points.length;
+        if (current.points.length >= batchSize) cut();
+        else timer ??= setTimeout(cut, flushMs);
+      });
+    },
+    flush() {
+      cut();
+      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idle.push(resolve));
+    },
+    get pending() {
+      return pending;
+    },
+    async close() {
+      await this.flush();
+      closed = true;
+    },
+  };
+}

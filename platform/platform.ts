@@ -1,0 +1,92 @@
+import type { Logger } from "pino";
+import type { Config } from "../config/schema.ts";
+import { openStore, type Store } from "../store/index.ts";
+import { startRegistry, type Registry } from "../registry/index.ts";
+import { startActions, type Actions, type Publisher } from "../actions/index.ts";
+import { startRules, type Rules } from "../rules/index.ts";
+import { startIngest, type Ingest } from "../ingest/index.ts";
+import { startBroker, type Broker } from "../broker/index.ts";
+import { startApi, type Api } from "../api/index.ts";
+import { adminAuthenticator } from "../api/auth.ts";
+
+export interface Platform {
+  readonly addresses: { mqtt: string; http: string; ws: string; influx: string };
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+export interface PlatformOptions {
+  log: Logger;
+  /** Where the generated admin token is shown once (stderr by default). */
+  announceAdminToken?(token: string): void;
+}
+
+/**
+ * Composes the parts in dependency order. Each part takes its validated config
+ * and the small interfaces it needs, and returns something with close();
+ * shutdown runs in reverse so that everything accepted is flushed to InfluxDB.
+ */
+export async function startPlatform(config: Config, options: PlatformOptions): Promise<Platform> {
+  const { log } = options;
+  const closers: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const close of closers.splice(0).reverse()) {
+      try {
+        await close();
+      } catch (err) {
+        log.error({ err: (err as Error).message }, "error during shutdown");
+      }
+    }
+  };
+
+  try {
+    const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
+    closers.push(() => store.close());
+    const registry: Registry = await startRegistry(store, log);
+    closers.push(() => registry.close());
+
+    // The broker is created after the parts that feed it, so actions publish through a late-bound edge.
+    let broker: Broker | undefined;
+    const publisher: Publisher = {
+      publish: (topic, payload, opts) => (broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started"))),
+    };
+    const actions: Actions = await startActions({ store, registry, publisher, log });
+    closers.push(() => actions.close());
+    const rules: Rules = await startRules({ dir: config.rulesDir }, { log, actions });
+    closers.push(() => rules.close());
+    const ingest: Ingest = await startIngest(config.ingest, {
+      store,
+      log,
+      // Consent records arrive with the consent API; until a subject opts in, the answer is no.
+      consent: { allows: () => false },
+      onMessage: (msg) => rules.handle(msg),
+      onAck: (ack) => actions.ack(ack),
+    });
+    closers.push(() => ingest.close());
+    broker = await startBroker(config.mqtt, { registry, ingest, log });
+    closers.push(() => broker!.close());
+    await actions.publishAllState();
+
+    const auth = await adminAuthenticator({
+      token: config.adminToken,
+      dataDir: config.dataDir,
+      announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
+    });
+    const mqtt = broker;
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, stateOf: actions.stateOf });
+    closers.push(() => api.close());
+
+    const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
+    const addresses = {
+      mqtt: `mqtt://${show(broker.address.host)}:${broker.address.port}`,
+      http: `http://${show(api.address.host)}:${api.address.port}`,
+      ws: `ws://${show(api.address.host)}:${api.address.port}/mqtt`,
+      influx: store.url,
+    };
+    log.info({ ...addresses, db: store.db, rulesDir: config.rulesDir ?? null }, "refeed listening");
+    return { addresses, store, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

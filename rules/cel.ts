@@ -1,0 +1,42 @@
+import { celEnv, isCelError, isCelList, isCelMap, parse, plan, type CelValue } from "@bufbuild/cel";
+
+const env = celEnv();
+
+export class CelCompileError extends Error {
+  readonly code = "REFEED_RULE_CEL";
+}
+
+export type Evaluate = (bindings: Record<string, unknown>) => { ok: true; value: unknown } | { ok: false; error: string };
+
+/** Parses and plans once; the returned function is what runs per message. */
+export function compile(source: string): Evaluate {
+  let program: ReturnType<typeof plan>;
+  try {
+    program = plan(env, parse(source));
+  } catch (err) {
+    throw new CelCompileError((err as Error).message);
+  }
+  return (bindings) => {
+    const result = program(bindings as never);
+    if (isCelError(result)) return { ok: false, error: result.message };
+    return { ok: true, value: toJson(result) };
+  };
+}
+
+/** CEL results back to plain JSON values for action payloads. */
+function toJson(value: CelValue): unknown {
+  if (typeof value === "bigint") return Number(value);
+  if (value === null || typeof value !== "object") return value;
+  if (isCelList(value)) return [...value].map((v) => toJson(v as CelValue));
+  if (isCelMap(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of value) out[String(k)] = toJson(v as CelValue);
+    return out;
+  }
+  return String(value);
+}
+
+/** The `msg.a.b` paths an expression reads, so `why` can show their values. */
+export function referencedPaths(source: string): string[] {
+  return [...new Set(source.match(/\bmsg(\.[A-Za-z_][A-Za-z0-9_]*)+/g) ?? [])];
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what Refeed needs on this machine, then the npm packages:
+#   influxd (InfluxDB 1.x, Debian's `influxdb`) - the system of record, started by Refeed when REFEED_INFLUX_URL is unset
+#   mosquitto_pub / mosquitto_sub (Debian's `mosquitto-clients`) - the README walk-through and the tests use them as independent MQTT peers
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "setup: installing ${need[*]} (Debian/Ubuntu packages)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "setup: missing ${need[*]} and this is not a Debian/Ubuntu machine." >&2
+    echo "setup: run 'docker compose up -d influxdb' and start Refeed with REFEED_INFLUX_URL=http://localhost:8086" >&2
+  fi
+fi
+
+npm install --no-fund --no-audit
