@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { fingerprint, generateToken, hashToken, verifyToken } from "./token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -39,7 +39,10 @@ export class RegistryError extends Error {
 
 export interface Registry {
   provision(input: ProvisionInput): Promise<{ device: Device; token: string }>;
+  /** MQTT: username = device id, password = token. */
   authenticate(id: string, token: string): Promise<AuthResult>;
+  /** HTTP: `Authorization: Bearer <device token>`; the token names its device. */
+  authenticateBearer(token: string): Promise<AuthResult>;
   get(id: string): Device | undefined;
   list(): Device[];
   close(): Promise<void>;
@@ -77,11 +80,11 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
   }
   log.info({ part: "registry", devices: devices.size }, "device registry rebuilt from InfluxDB");
 
-  return {
+  const registry: Registry = {
     async provision(input) {
       const id = input.id ?? `dev-${randomBytes(6).toString("hex")}`;
       if (devices.has(id)) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
-      const token = generateToken();
+      const token = generateOwnedToken("rfd", id);
       const tokenHash = await hashToken(token);
       if (devices.has(id)) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
       const micros = nextMicros();
@@ -129,6 +132,11 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       return { ok: true, device: publicView(entry) };
     },
 
+    authenticateBearer(token) {
+      const id = ownerOf(token, "rfd");
+      return id === undefined ? Promise.resolve({ ok: false, reason: "bad_token" }) : registry.authenticate(id, token);
+    },
+
     get(id) {
       const entry = devices.get(id);
       return entry && publicView(entry);
@@ -142,6 +150,7 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       verified.clear();
     },
   };
+  return registry;
 }
 
 function publicView(entry: Entry): Device {

@@ -18,6 +18,21 @@ export function generateToken(prefix = "rfd"): string {
   return `${prefix}_${randomBytes(32).toString("base64url")}`;
 }
 
+/**
+ * A token that names its owner (`rfd.<base64url id>.<secret>`), so a bearer
+ * token alone finds the one hash to check, as HTTP calls from devices need.
+ */
+export function generateOwnedToken(prefix: string, owner: string): string {
+  return `${prefix}.${Buffer.from(owner).toString("base64url")}.${randomBytes(32).toString("base64url")}`;
+}
+
+/** The owner named in a token from generateOwnedToken, if it is one of that kind. */
+export function ownerOf(token: string, prefix: string): string | undefined {
+  const parts = token.split(".");
+  if (parts.length !== 3 || parts[0] !== prefix || !parts[1] || !parts[2]) return undefined;
+  return Buffer.from(parts[1], "base64url").toString("utf8");
+}
+
 /** `scrypt$N$r$p$salt$hash`, self-describing so the parameters can change later. */
 export async function hashToken(token: string): Promise<string> {
   const salt = randomBytes(16);

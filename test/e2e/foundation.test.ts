@@ -29,7 +29,7 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
 
   it("stores telemetry and delivers the rule's action and retained state over TCP", async () => {
     const device = await provision(t, { id: "thermo-1", kind: "thermostat" });
-    expect(device.token).toMatch(/^rfd_/);
+    expect(device.token).toMatch(/^rfd\.dGhlcm1vLTE\.[A-Za-z0-9_-]{43}$/); // names thermo-1, then 256 random bits
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
     const seen = collect(client);
     await client.subscribeAsync([`devices/${device.id}/actions`, `devices/${device.id}/state`], { qos: 1 });
@@ -78,12 +78,12 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const actions = await waitFor(() => seen.get(`devices/${device.id}/actions`), "an action over WebSocket");
     expect(JSON.parse(actions[0]!)).toMatchObject({ rule: "cool-theme", value: "cool" });
     await client.endAsync();
-    await expect(connectDevice(t.wsUrl, device.id, "rfd_wrong")).rejects.toThrow(/Bad username or password/i);
+    await expect(connectDevice(t.wsUrl, device.id, "rfd.YXBwLTE.wrong")).rejects.toThrow(/Bad username or password/i);
   });
 
   it("refuses a wrong password, an unknown device and another device's client id", async () => {
     const device = await provision(t, { id: "door-1" });
-    await expect(connectDevice(t.mqttUrl, device.id, "rfd_not-the-token")).rejects.toThrow(/Bad username or password/i);
+    await expect(connectDevice(t.mqttUrl, device.id, "rfd.ZG9vci0x.not-the-token")).rejects.toThrow(/Bad username or password/i);
     await expect(connectDevice(t.mqttUrl, "ghost", device.token)).rejects.toThrow(/Bad username or password/i);
     await expect(connectDevice(t.mqttUrl, device.id, device.token, { clientId: "thermo-1" })).rejects.toThrow(/Identifier rejected/i);
   });
