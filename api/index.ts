@@ -4,10 +4,16 @@ import { createWebSocketStream } from "ws";
 import type { Logger } from "pino";
 import type { HttpConfig } from "../config/schema.ts";
 import type { Registry } from "../registry/index.ts";
+import type { Registry as MetricsRegistry } from "prom-client";
+import type { Consent } from "../consent/index.ts";
+import type { Ingest } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
 import type { Authenticator } from "./auth.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { healthRoutes } from "./routes/health.ts";
+import { consentRoutes } from "./routes/consent.ts";
+import { ingestRoutes } from "./routes/ingest.ts";
+import { metricsRoutes } from "./routes/metrics.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
@@ -24,6 +30,9 @@ export interface ApiDeps {
   auth: Authenticator;
   mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
   stateOf(device: string): Record<string, unknown>;
+  ingest: Ingest;
+  consent: Consent;
+  metrics: MetricsRegistry;
 }
 
 export interface Api {
@@ -57,6 +66,9 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
   await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.stateOf }));
+  await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
+  await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
+  await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
 
   // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
   await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });

@@ -80,8 +80,8 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       return callback(new Error("QoS 2 is not supported; use QoS 0 or 1"));
     }
     const result = deps.ingest.accept(device, channelOf(packet.topic) as Channel, packet.payload as Buffer);
-    // Refused messages are dead-lettered and still acknowledged: resending them cannot help.
-    if (!result.ok || packet.qos === 0) return callback(null);
+    // Refused messages are acknowledged once their dead letter is durable: resending them cannot help.
+    if (packet.qos === 0) return callback(null);
     // Acknowledged means durable: the PUBACK is written only after this callback.
     result.durable.then(() => callback(null), (err: Error) => callback(err));
   };

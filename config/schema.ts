@@ -33,7 +33,25 @@ export const configSchema = z.object({
   ingest: z.object({
     /** InfluxDB's guidance is 5,000-10,000 points per write request. */
     batchSize: positiveInt.max(100_000).default(5000),
+    /** A batch's age limit; it bounds how long a QoS 1 PUBACK waits when traffic is light. */
     flushMs: positiveInt.max(60_000).default(200),
+    /** Write requests to InfluxDB under way at once. */
+    maxInFlight: positiveInt.max(64).default(4),
+    /** Cut batches waiting for a write slot before further ones go to the spool (bounds memory). */
+    maxQueuedBatches: positiveInt.max(1000).default(8),
+    /** A write slower than this counts as an outage; the batch goes to the spool. */
+    writeTimeoutMs: positiveInt.max(600_000).default(10_000),
+    /** How far ahead of the platform clock a device's `ts` may be. */
+    maxFutureSkewMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(366 * 86_400_000).default(300_000),
+    /** Records in one publish (an array payload). */
+    maxRecords: positiveInt.max(10_000).default(500),
+    /** Metrics per telemetry record, props per event. */
+    maxFields: positiveInt.max(1000).default(64),
+    /** Bytes of one publish or HTTP ingest body. */
+    maxPayloadBytes: positiveInt.max(16 * 1024 * 1024).default(256 * 1024),
+    /** The disk spool (under the data dir) that holds batches while InfluxDB is unreachable. */
+    spoolMaxBytes: positiveInt.default(1024 * 1024 * 1024),
+    spoolSegmentBytes: positiveInt.default(16 * 1024 * 1024),
   }).prefault({}),
 });
 
@@ -62,4 +80,13 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_LOG_LEVEL: ["logLevel"],
   REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
   REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],
+  REFEED_INGEST_MAX_IN_FLIGHT: ["ingest", "maxInFlight"],
+  REFEED_INGEST_MAX_QUEUED_BATCHES: ["ingest", "maxQueuedBatches"],
+  REFEED_INGEST_WRITE_TIMEOUT_MS: ["ingest", "writeTimeoutMs"],
+  REFEED_INGEST_MAX_FUTURE_SKEW_MS: ["ingest", "maxFutureSkewMs"],
+  REFEED_INGEST_MAX_RECORDS: ["ingest", "maxRecords"],
+  REFEED_INGEST_MAX_FIELDS: ["ingest", "maxFields"],
+  REFEED_INGEST_MAX_PAYLOAD_BYTES: ["ingest", "maxPayloadBytes"],
+  REFEED_SPOOL_MAX_BYTES: ["ingest", "spoolMaxBytes"],
+  REFEED_SPOOL_SEGMENT_BYTES: ["ingest", "spoolSegmentBytes"],
 };

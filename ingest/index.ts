@@ -1,113 +1,152 @@
+import path from "node:path";
 import type { Logger } from "pino";
+import { Registry } from "prom-client";
+import type { ConsentView, Purpose } from "../consent/index.ts";
 import type { IngestConfig } from "../config/schema.ts";
-import type { Point, Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
-import type { AckMessage, Channel, DeviceMessage } from "./messages.ts";
-import { parsePayload, type RejectReason } from "./parse.ts";
-import { toPoint } from "./points.ts";
+import type { Store } from "../store/index.ts";
+import { createDeadLetters } from "./deadletter.ts";
+import type { Line } from "./lineprotocol.ts";
+import type { AckMessage, Channel, DeviceMessage, RejectReason } from "./messages.ts";
+import { ingestMetrics, type Transport } from "./metrics.ts";
+import { createParser, type Refusal } from "./parse.ts";
+import { toDeviceLine } from "./points.ts";
+import { openSpool, SpoolFullError } from "./spool.ts";
 import { createBatchWriter } from "./writer.ts";
 
-export type { Channel, DeviceMessage, AckMessage } from "./messages.ts";
-export { channels } from "./messages.ts";
+export type { Channel, DeviceMessage, AckMessage, RejectReason } from "./messages.ts";
+export type { Refusal } from "./parse.ts";
+export type { ConsentView, Purpose } from "../consent/index.ts";
+export type { Transport } from "./metrics.ts";
+export { channels, rejectReasons } from "./messages.ts";
+export { SpoolFullError } from "./spool.ts";
 
 /** Which consent purpose a subject-linked message of each kind needs. */
-export const purposeOf = { telemetry: "analytics", event: "personalization", feedback: "feedback" } as const;
-export type Purpose = (typeof purposeOf)[keyof typeof purposeOf];
+export const purposeOf = { telemetry: "analytics", event: "personalization", feedback: "feedback" } as const satisfies Record<DeviceMessage["kind"], Purpose>;
 
-/** Read side of consent; no record means no. */
-export interface ConsentView {
-  allows(subject: string, purpose: Purpose): boolean;
+export interface IngestOptions extends IngestConfig {
+  /** Where the disk spool lives (`<REFEED_DATA_DIR>/spool`). */
+  spoolDir: string;
 }
 
 export interface IngestDeps {
   store: Store;
   log: Logger;
   consent: ConsentView;
-  /** Called with each accepted message after consent was applied (subject removed if not allowed). */
+  /** The platform's Prometheus registry; ingest registers its series there. */
+  metrics?: Registry;
+  /** Called with each admitted message once it is durable. */
   onMessage(msg: DeviceMessage): void;
   onAck(ack: AckMessage): void;
 }
 
-export type AcceptResult =
-  | { ok: true; records: number; durable: Promise<void> }
-  | { ok: false; reason: RejectReason | "write_rejected"; detail: string };
+export interface AcceptResult {
+  /** False when nothing in the publish fit the contract (all of it is dead-lettered). */
+  ok: boolean;
+  /** Records admitted and stored. */
+  records: number;
+  /** Records about a subject without consent for the purpose: not stored, not an error. */
+  withheld: number;
+  /** Refused records (or the whole publish), each dead-lettered. */
+  refused: Refusal[];
+  /** For `ok: false`: the first refusal's reason and detail. */
+  reason?: RejectReason;
+  detail?: string;
+  /**
+   * Resolves once everything this publish leaves (records and dead letters) is
+   * in InfluxDB or in the disk spool: what a QoS 1 PUBACK waits for. Rejects with
+   * SpoolFullError when neither can take it; then the publish must not be acknowledged.
+   */
+  durable: Promise<void>;
+}
 
 export interface Ingest {
-  /**
-   * Takes one publish from an authenticated device. The result is immediate;
-   * `durable` resolves once the records are stored, and is what a QoS 1 PUBACK waits for.
-   */
-  accept(device: string, channel: Channel, payload: Buffer): AcceptResult;
-  readonly counters: Readonly<Record<string, number>>;
+  /** Takes one publish (MQTT) or body (HTTP) from an authenticated device. */
+  accept(device: string, channel: Channel, payload: Buffer | string, transport?: Transport): AcceptResult;
+  /** Writes what is batched now and waits until it is durable. */
+  flush(): Promise<void>;
+  /** `spooling` while InfluxDB is unavailable or the spool is being replayed. */
+  readonly mode: "direct" | "spooling";
+  readonly spoolDepth: { batches: number; points: number; bytes: number };
   close(): Promise<void>;
 }
 
-const DEAD_LETTER_PAYLOAD_BYTES = 1024;
+const kindOf = { telemetry: "telemetry", event: "event", feedback: "feedback" } as const;
 
-export async function startIngest(config: IngestConfig, deps: IngestDeps): Promise<Ingest> {
+export async function startIngest(options: IngestOptions, deps: IngestDeps): Promise<Ingest> {
   const log = deps.log.child({ part: "ingest" });
-  const counters: Record<string, number> = {};
-  const count = (key: string, n = 1) => (counters[key] = (counters[key] ?? 0) + n);
+  const parse = createParser(options);
+  const spool = await openSpool({ dir: path.resolve(options.spoolDir), maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes, log: deps.log });
 
+  const metrics = ingestMetrics(deps.metrics ?? new Registry(), { spool: () => spool.depth, pending: () => writer.pending, spooling: () => writer.mode === "spooling" });
+  const deadLetters = createDeadLetters({ log: deps.log, metrics, write: (lines) => writer.write(lines) });
   const writer = createBatchWriter({
     store: deps.store,
-    log,
-    batchSize: config.batchSize,
-    flushMs: config.flushMs,
-    onRejected(point, message) {
-      count("dead_letter.write_rejected");
-      log.warn({ device: point.tags?.device, measurement: point.measurement, reason: "write_rejected", influx: message }, "InfluxDB refused a point");
-      deadLetter(point.tags?.device ?? "unknown", point.measurement ?? "unknown", "write_rejected", message, JSON.stringify(point.fields));
-    },
+    spool,
+    log: deps.log,
+    batchSize: options.batchSize,
+    flushMs: options.flushMs,
+    maxInFlight: options.maxInFlight,
+    maxQueuedBatches: options.maxQueuedBatches,
+    writeTimeoutMs: options.writeTimeoutMs,
+    onRejected: (line, message) => deadLetters.rejectedByInflux(line, message),
+    events: metrics.writer,
   });
-
-  // Dead letters go through the same writer so they share its batching and retries.
-  function deadLetter(device: string, channel: string, reason: string, detail: string, payload: string): void {
-    void writer.write([
-      {
-        measurement: "dead_letters",
-        tags: { device, channel, reason },
-        fields: { detail: detail.slice(0, 1000), payload: payload.slice(0, DEAD_LETTER_PAYLOAD_BYTES) },
-        timestamp: String(nextMicros()),
-      },
-    ]);
-  }
+  let lastFullWarning = 0;
 
   return {
-    accept(device, channel, payload) {
-      const parsed = parsePayload(channel, payload, { device, now: Date.now(), maxFutureSkewMs: 5 * 60_000, maxBatch: 500 });
-      if (!parsed.ok) {
-        count(`dead_letter.${parsed.reason}`);
-        log.warn({ device, channel, reason: parsed.reason, detail: parsed.detail }, "message refused");
-        deadLetter(device, channel, parsed.reason, parsed.detail, payload.toString("utf8"));
-        return parsed;
-      }
-      if (parsed.channel === "acks") {
-        count("in.acks", parsed.acks.length);
+    accept(device, channel, payload, transport = "mqtt") {
+      const parsed = parse(channel, payload, { device, now: Date.now() });
+      const topic = transport === "mqtt" ? `devices/${device}/${channel}` : `POST /api/ingest/${channel}`;
+      const lines: Line[] = deadLetters.record(device, channel, topic, parsed.refused);
+
+      if (parsed.acks.length > 0) {
+        metrics.accepted("ack", transport, parsed.acks.length);
         for (const ack of parsed.acks) deps.onAck(ack);
-        return { ok: true, records: parsed.acks.length, durable: Promise.resolve() };
       }
-      const points: Point[] = [];
       const admitted: DeviceMessage[] = [];
+      let withheld = 0;
       for (const msg of parsed.messages) {
-        let subject = msg.subject;
-        if (subject !== undefined && !deps.consent.allows(subject, purposeOf[msg.kind])) {
-          // Opt-in only: the device data is kept, the link to the customer is not.
-          count("no_consent");
-          subject = undefined;
+        // Opt-in only: a record about a customer is about them as a whole, so without
+        // consent for its purpose none of it is stored or used, not even unlinked.
+        if (msg.subject !== undefined && !deps.consent.allows(msg.subject, purposeOf[msg.kind])) {
+          withheld += 1;
+          metrics.noConsent(kindOf[msg.kind]);
+          continue;
         }
-        points.push(toPoint(msg, subject));
-        admitted.push(subject === msg.subject ? msg : { ...msg, subject });
+        lines.push(toDeviceLine(msg));
+        admitted.push(msg);
+        metrics.accepted(kindOf[msg.kind], transport, 1);
       }
-      count(`in.${channel}`, points.length);
-      const durable = writer.write(points);
-      for (const msg of admitted) deps.onMessage(msg);
-      return { ok: true, records: points.length, durable };
+      if (withheld > 0) log.debug({ device, channel, withheld }, "records withheld: no consent for their purpose");
+
+      const durable = lines.length > 0 ? writer.write(lines) : Promise.resolve();
+      durable.then(
+        () => {
+          for (const msg of admitted) deps.onMessage(msg);
+        },
+        (err: Error) => {
+          if (!(err instanceof SpoolFullError) || Date.now() - lastFullWarning > 5000) {
+            lastFullWarning = Date.now();
+            log.warn({ device, channel, err: err.message }, "publish not acknowledged: it could not be made durable");
+          }
+        },
+      );
+      const records = admitted.length + parsed.acks.length;
+      const ok = records > 0 || withheld > 0;
+      const first = parsed.refused[0];
+      return { ok, records, withheld, refused: parsed.refused, ...(!ok && first ? { reason: first.reason, detail: first.detail } : {}), durable };
     },
-    counters,
+    flush: () => writer.flush(),
+    get mode() {
+      return writer.mode;
+    },
+    get spoolDepth() {
+      return { ...spool.depth };
+    },
     async close() {
       await writer.close();
-      log.info({ counters }, "ingest flushed and closed");
+      await spool.close();
+      log.info({ spooled: spool.depth }, "ingest flushed and closed");
     },
   };
 }

@@ -1,77 +1,133 @@
 import type { z } from "zod";
-import {
-  ackSchema,
-  eventSchema,
-  feedbackSchema,
-  telemetrySchema,
-  type AckMessage,
-  type Channel,
-  type DeviceMessage,
-} from "./messages.ts";
+import { recordSchemas, type AckMessage, type Channel, type DeviceMessage, type Limits, type RejectReason } from "./messages.ts";
+import { scoreSentiment } from "./sentiment.ts";
 
-export type RejectReason = "malformed_json" | "invalid_shape" | "future_timestamp";
+/** One refused publish, or one refused record of a batch. */
+export interface Refusal {
+  /** The record's position in a batch; undefined when the whole publish was refused. */
+  index: number | undefined;
+  reason: RejectReason;
+  detail: string;
+  /** What was refused, as text (the dead letter keeps a truncated copy). */
+  payload: string;
+}
 
-export type Parsed =
-  | { ok: true; channel: "acks"; acks: AckMessage[] }
-  | { ok: true; channel: Exclude<Channel, "acks">; messages: DeviceMessage[] }
-  | { ok: false; reason: RejectReason; detail: string };
+export interface Parsed {
+  messages: DeviceMessage[];
+  acks: AckMessage[];
+  refused: Refusal[];
+}
 
-export interface ParseOptions {
-  device: string;
-  now: number;
+export interface ParserOptions extends Limits {
   /** How far ahead of the receipt time a device clock may be, in ms. */
   maxFutureSkewMs: number;
-  maxBatch: number;
+  maxRecords: number;
+  maxPayloadBytes: number;
 }
 
-const schemas = { telemetry: telemetrySchema, events: eventSchema, feedback: feedbackSchema, acks: ackSchema };
+const utf8 = new TextDecoder("utf-8", { fatal: true });
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-/** The edge of the platform: bytes in, typed messages or one specific reason out. */
-export function parsePayload(channel: Channel, payload: Buffer | string, opts: ParseOptions): Parsed {
-  let json: unknown;
-  try {
-    json = JSON.parse(typeof payload === "string" ? payload : payload.toString("utf8"));
-  } catch (err) {
-    return { ok: false, reason: "malformed_json", detail: (err as Error).message };
-  }
-  const records = Array.isArray(json) ? json : [json];
-  if (records.length === 0) return { ok: false, reason: "invalid_shape", detail: "empty batch" };
-  if (records.length > opts.maxBatch) {
-    return { ok: false, reason: "invalid_shape", detail: `batch of ${records.length} records exceeds ${opts.maxBatch}` };
-  }
-  const schema = schemas[channel] as z.ZodType;
-  const parsed: unknown[] = [];
-  for (const [index, record] of records.entries()) {
-    const result = schema.safeParse(record);
-    if (!result.success) {
-      const where = Array.isArray(json) ? `[${index}]` : "";
-      return { ok: false, reason: "invalid_shape", detail: formatIssues(result.error, where) };
+/**
+ * The edge of the platform: bytes in, typed messages out, and for everything
+ * else one specific reason. Records of a batch are judged one by one, so one
+ * bad record does not cost the good ones.
+ */
+export function createParser(options: ParserOptions) {
+  const schemas = recordSchemas(options);
+
+  return function parse(channel: Channel, payload: Buffer | string, context: { device: string; now: number }): Parsed {
+    const out: Parsed = { messages: [], acks: [], refused: [] };
+    const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
+    const whole = (reason: RejectReason, detail: string, text?: string) => {
+      out.refused.push({ index: undefined, reason, detail, payload: text ?? preview(payload) });
+      return out;
+    };
+    if (bytes > options.maxPayloadBytes) return whole("too_large", `payload of ${bytes} bytes exceeds ${options.maxPayloadBytes}`);
+
+    let text: string;
+    try {
+      text = typeof payload === "string" ? payload : utf8.decode(payload);
+    } catch {
+      return whole("malformed_json", "payload is not valid UTF-8");
     }
-    parsed.push(result.data);
-  }
-  if (channel === "acks") {
-    return { ok: true, channel, acks: (parsed as z.infer<typeof ackSchema>[]).map((a) => ({ ...a, device: opts.device })) };
-  }
-  const messages: DeviceMessage[] = [];
-  for (const data of parsed as Array<{ ts?: number; subject?: string } & Record<string, unknown>>) {
-    if (data.ts !== undefined && data.ts > opts.now + opts.maxFutureSkewMs) {
-      return {
-        ok: false,
-        reason: "future_timestamp",
-        detail: `ts ${new Date(data.ts).toISOString()} is more than ${opts.maxFutureSkewMs} ms ahead of the platform clock`,
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      return whole("malformed_json", (err as Error).message, text);
+    }
+
+    const batch = Array.isArray(json);
+    const records: unknown[] = batch ? (json as unknown[]) : [json];
+    if (records.length === 0) return whole("invalid_shape", "empty batch", text);
+    if (records.length > options.maxRecords) return whole("too_many_records", `batch of ${records.length} records exceeds ${options.maxRecords}`, text);
+
+    const schema = schemas[channel] as z.ZodType;
+    for (const [i, record] of records.entries()) {
+      const index = batch ? i : undefined;
+      const where = batch ? `[${i}]` : "";
+      const refuse = (reason: RejectReason, field: string, message: string) => {
+        const at = `${where}${where && field ? "." : ""}${field}`;
+        out.refused.push({ index, reason, detail: at ? `${at}: ${message}` : message, payload: batch ? (JSON.stringify(record) ?? "") : text });
       };
+
+      if (isObject(record) && record.device !== undefined && record.device !== context.device) {
+        refuse("device_mismatch", "device", `names ${JSON.stringify(record.device)} but was sent by '${context.device}'`);
+        continue;
+      }
+      const result = schema.safeParse(record);
+      if (!result.success) {
+        const issue = result.error.issues[0]!;
+        refuse(reasonOf(issue), issue.path.map(String).join("."), messageOf(issue));
+        continue;
+      }
+      const data = result.data as Record<string, unknown> & { ts?: number; subject?: string };
+      if (channel === "acks") {
+        const ack = data as unknown as Omit<AckMessage, "device">;
+        out.acks.push({ device: context.device, action: ack.action, status: ack.status, ...(ack.reason !== undefined ? { reason: ack.reason } : {}) });
+        continue;
+      }
+      if (data.ts !== undefined && data.ts > context.now + options.maxFutureSkewMs) {
+        refuse("future_timestamp", "ts", `${new Date(data.ts).toISOString()} is more than ${options.maxFutureSkewMs} ms ahead of the platform clock`);
+        continue;
+      }
+      const envelope = { device: context.device, subject: data.subject, ts: data.ts ?? context.now, tsFromDevice: data.ts !== undefined };
+      if (channel === "telemetry") {
+        out.messages.push({ ...envelope, kind: "telemetry", metrics: data.metrics as Record<string, number | boolean | string> });
+      } else if (channel === "events") {
+        out.messages.push({ ...envelope, kind: "event", name: data.name as string, props: (data.props ?? {}) as Record<string, number | boolean | string | null> });
+      } else {
+        const feedbackText = data.text as string | undefined;
+        out.messages.push({
+          ...envelope,
+          kind: "feedback",
+          rating: data.rating as number | undefined,
+          text: feedbackText,
+          sentiment: feedbackText === undefined ? undefined : scoreSentiment(feedbackText).comparative,
+        });
+      }
     }
-    const envelope = { device: opts.device, subject: data.subject, ts: data.ts ?? opts.now, tsFromDevice: data.ts !== undefined };
-    if (channel === "telemetry") messages.push({ ...envelope, kind: "telemetry", metrics: data.metrics as Record<string, number | boolean | string> });
-    else if (channel === "events") messages.push({ ...envelope, kind: "event", name: data.name as string, props: (data.props ?? {}) as Record<string, number | boolean | string | null> });
-    else messages.push({ ...envelope, kind: "feedback", rating: data.rating as number | undefined, text: data.text as string | undefined });
-  }
-  return { ok: true, channel, messages };
+    return out;
+  };
 }
 
-function formatIssues(error: z.ZodError, where: string): string {
-  return error.issues
-    .slice(0, 3)
-    .map((i) => `${where}${i.path.length ? `.${i.path.join(".")}` : ""}: ${i.message}`.replace(/^\./, ""))
-    .join("; ");
+export type Parser = ReturnType<typeof createParser>;
+
+/** Our own checks name their reason; a bad record key is a bad name; the rest is the contract's shape. */
+function reasonOf(issue: z.core.$ZodIssue): RejectReason {
+  if (issue.code === "custom" && typeof issue.params?.reason === "string") return issue.params.reason as RejectReason;
+  if (issue.code === "invalid_key") return issue.issues[0] ? reasonOf(issue.issues[0]) : "invalid_name";
+  return "invalid_shape";
+}
+
+function messageOf(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  if (issue.code === "invalid_key") return issue.issues[0]?.message ?? issue.message;
+  if (issue.code === "invalid_type" && issue.path.length === 0) return "each record must be a JSON object";
+  return issue.message;
+}
+
+function preview(payload: Buffer | string): string {
+  return typeof payload === "string" ? payload.slice(0, 2048) : payload.subarray(0, 2048).toString("utf8");
 }

@@ -1,30 +1,66 @@
-import type { Point } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { toLine, type FieldValue, type Line } from "./lineprotocol.ts";
 import type { DeviceMessage } from "./messages.ts";
 
 /**
- * The storage schema (see docs/schema.md). Tags are only bounded identifiers
- * (device id, subject id, event name); free text and values are always fields,
- * so series cardinality grows with the fleet, never with the data.
+ * The storage schema of device data (docs/schema.md). Tags are only bounded
+ * identifiers (device id, subject id, event name), all validated at the edge;
+ * free text and values are always fields, so series cardinality grows with the
+ * fleet, never with the data.
  *
- * `subject` is passed separately because consent decides whether the link is kept.
+ * The timestamp is decided here, once, before the line is batched or spooled:
+ * a device-stated `ts` maps to exactly that time (a redelivered message
+ * overwrites its own point), otherwise the receipt time with a unique
+ * microsecond, so a replay from the spool rewrites the same points.
  */
-export function toPoint(msg: DeviceMessage, subject: string | undefined): Point {
-  // A device-stated time makes the point idempotent: a QoS 1 redelivery
-  // overwrites the same point instead of adding a second one.
-  const timestamp = String(msg.tsFromDevice ? msg.ts * 1000 : nextMicros(msg.ts));
-  const tags: Record<string, string> = { device: msg.device };
-  if (subject) tags.subject = subject;
+export function toDeviceLine(msg: DeviceMessage): Line {
+  const micros = msg.tsFromDevice ? msg.ts * 1000 : nextMicros(msg.ts);
+  const subject = msg.subject === undefined ? [] : ([["subject", msg.subject]] as const);
   switch (msg.kind) {
     case "telemetry":
-      return { measurement: "telemetry", tags, fields: msg.metrics, timestamp };
+      return toLine("telemetry", [["device", msg.device], ...subject], msg.metrics, micros);
     case "event":
-      return { measurement: "events", tags: { ...tags, event: msg.name }, fields: { props: JSON.stringify(msg.props) }, timestamp };
+      return toLine("events", [["device", msg.device], ["event", msg.name], ...subject], { props: JSON.stringify(msg.props) }, micros);
     case "feedback": {
-      const fields: Record<string, number | string> = {};
+      const fields: Record<string, FieldValue> = {};
       if (msg.rating !== undefined) fields.rating = msg.rating;
       if (msg.text !== undefined) fields.text = msg.text;
-      return { measurement: "feedback", tags, fields, timestamp };
+      if (msg.sentiment !== undefined) fields.sentiment = msg.sentiment;
+      return toLine("feedback", [["device", msg.device], ...subject], fields, micros);
     }
   }
+}
+
+export const DEAD_LETTER_PAYLOAD_CHARS = 1024;
+const DEAD_LETTER_DETAIL_CHARS = 1000;
+
+export interface DeadLetter {
+  device: string;
+  /** telemetry | events | feedback | acks, or the measurement of a point InfluxDB refused. */
+  channel: string;
+  reason: string;
+  detail: string;
+  /** Where it came from: `devices/{id}/{channel}` or `POST /api/ingest/{channel}`. */
+  topic: string;
+  payload: string;
+  /** Position in a batch publish. */
+  index?: number | undefined;
+}
+
+/** A refused message as a `dead_letters` point: the reason is a tag (bounded set), the rest are fields. */
+export function toDeadLetterLine(letter: DeadLetter): Line {
+  const fields: Record<string, FieldValue> = {
+    detail: truncate(letter.detail, DEAD_LETTER_DETAIL_CHARS),
+    topic: letter.topic,
+    payload: truncate(letter.payload, DEAD_LETTER_PAYLOAD_CHARS),
+  };
+  if (letter.index !== undefined) fields.index = letter.index;
+  return toLine("dead_letters", [["channel", letter.channel], ["device", letter.device], ["reason", letter.reason]], fields, nextMicros());
+}
+
+/** Cuts at a character boundary without splitting a surrogate pair. */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const end = /[\uD800-\uDBFF]/.test(text[max - 1]!) ? max - 1 : max;
+  return text.slice(0, end);
 }

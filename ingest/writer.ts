@@ -1,128 +1,244 @@
 import type { Logger } from "pino";
-import { StoreWriteError, type Point, type Store } from "../store/index.ts";
+import { StoreWriteError, type Store } from "../store/index.ts";
+import type { Line } from "./lineprotocol.ts";
+import type { Spool } from "./spool.ts";
 
 export interface BatchWriterOptions {
-  store: Store;
+  store: Pick<Store, "writeLines">;
+  spool: Spool;
   log: Logger;
   batchSize: number;
   flushMs: number;
   /** Write requests under way at once; more parallelism than this only queues inside InfluxDB. */
-  maxInFlight?: number;
-  /** A point InfluxDB refused for good (HTTP 400), with its message. */
-  onRejected(point: Point, message: string): void;
+  maxInFlight: number;
+  /** Cut batches waiting for a write slot; further ones go to the spool, which bounds memory. */
+  maxQueuedBatches: number;
+  writeTimeoutMs: number;
+  /** A line InfluxDB refused for good (HTTP 400), with its message. */
+  onRejected(line: Line, message: string): void;
+  events?: WriterEvents;
+}
+
+/** What the writer reports for metrics. */
+export interface WriterEvents {
+  /** InfluxDB took a batch (directly or replayed from the spool). */
+  written?(points: number, seconds: number, from: "direct" | "spool"): void;
+  spooled?(points: number): void;
+  /** A batch could not be stored nor spooled (spool full); its callers were refused. */
+  refused?(points: number, reason: string): void;
 }
 
 export interface BatchWriter {
-  /** Resolves once the points are stored in InfluxDB (or recorded as rejected). */
-  write(points: readonly Point[]): Promise<void>;
-  /** Writes everything buffered now and waits for it. */
+  /**
+   * Resolves once the lines are durable: stored in InfluxDB (or refused by it
+   * and handed to onRejected), or appended to the spool. Rejects when neither is
+   * possible (the spool is full): the caller must not acknowledge.
+   */
+  write(lines: readonly Line[]): Promise<void>;
+  /** Cuts the current batch and waits until everything accepted so far is durable. */
   flush(): Promise<void>;
-  /** Points accepted but not yet stored. */
+  /** `spooling` from an outage until the spool has been replayed. */
+  readonly mode: "direct" | "spooling";
+  /** Lines accepted but not yet durable. */
   readonly pending: number;
   close(): Promise<void>;
 }
 
 interface Batch {
-  points: Point[];
-  waiters: Array<() => void>;
+  lines: Line[];
+  waiters: Array<{ resolve(): void; reject(err: Error): void }>;
 }
 
+/** InfluxDB answers these for the content of a write; anything else is an outage. */
+const refusesContent = (status: number | undefined) => status === 400 || status === 413;
+
 /**
- * Collects points into batches that are cut at a size or an age, and keeps a
- * few write requests in flight. While InfluxDB is unreachable or failing (5xx)
- * a batch is retried with capped backoff, in order; callers that await write()
- * are held back meanwhile, which is the backpressure the broker relies on.
+ * Collects lines into batches cut at a size or an age and keeps a few write
+ * requests in flight. When InfluxDB is unreachable, answers 5xx or times out,
+ * the batch goes to the disk spool (then it counts as durable) and so does
+ * every later batch, in order, until the spool has been replayed; then writes
+ * go directly again. A 400 is never retried as a whole: the batch is split to
+ * isolate the points InfluxDB refuses (1.x stores the good points of a partial
+ * write, and rewriting them is harmless since a point is identified by series
+ * and timestamp).
  */
 export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
-  const { store, log, batchSize, flushMs } = options;
-  const maxInFlight = options.maxInFlight ?? 4;
-  let current: Batch = { points: [], waiters: [] };
+  const { store, spool, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
+  const log = options.log.child({ part: "writer" });
+  let current: Batch = { lines: [], waiters: [] };
   let timer: NodeJS.Timeout | undefined;
   const queue: Batch[] = [];
   let inFlight = 0;
   let pending = 0;
-  let closed = false;
+  let outstanding = 0;
+  let spooling = false;
+  let replaying: Promise<void> | undefined;
+  let closing = false;
+  let wakeReplay: (() => void) | undefined;
   const idle: Array<() => void> = [];
+
+  const settle = (batch: Batch, err?: Error) => {
+    pending -= batch.lines.length;
+    outstanding -= 1;
+    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+    if (outstanding === 0) idle.splice(0).forEach((done) => done());
+  };
 
   const cut = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
-    if (current.points.length === 0) return;
-    queue.push(current);
-    current = { points: [], waiters: [] };
-    pump();
+    if (current.lines.length === 0) return;
+    const batch = current;
+    current = { lines: [], waiters: [] };
+    outstanding += 1;
+    if (spooling || queue.length >= maxQueuedBatches) {
+      // InfluxDB is down or slower than the traffic: memory stays bounded, the spool takes the rest in order.
+      for (const queued of queue.splice(0)) toSpool(queued);
+      toSpool(batch);
+    } else {
+      queue.push(batch);
+      pump();
+    }
   };
 
   const pump = () => {
-    while (inFlight < maxInFlight && queue.length > 0) {
-      const batch = queue.shift()!;
-      inFlight += 1;
-      void send(batch).finally(() => {
-        inFlight -= 1;
-        pending -= batch.points.length;
-        for (const done of batch.waiters) done();
-        pump();
-        if (inFlight === 0 && queue.length === 0 && current.points.length === 0) idle.splice(0).forEach((f) => f());
-      });
+    while (!spooling && inFlight < maxInFlight && queue.length > 0) void send(queue.shift()!);
+  };
+
+  const send = async (batch: Batch) => {
+    inFlight += 1;
+    const started = performance.now();
+    try {
+      await writeIsolating(batch.lines);
+      events.written?.(batch.lines.length, (performance.now() - started) / 1000, "direct");
+      settle(batch);
+    } catch (err) {
+      const e = err as StoreWriteError;
+      if (!spooling) log.warn({ status: e.status, err: e.message, points: batch.lines.length }, "InfluxDB write failed; spooling to disk until it is back");
+      toSpool(batch);
+      // Keep the order: what waited for a write slot goes to the spool behind it.
+      for (const queued of queue.splice(0)) toSpool(queued);
+    } finally {
+      inFlight -= 1;
+      pump();
     }
   };
 
-  const send = async (batch: Batch): Promise<void> => {
-    for (let attempt = 0; ; attempt += 1) {
+  const toSpool = (batch: Batch) => {
+    spooling = true;
+    spool.append(batch.lines).then(
+      () => {
+        events.spooled?.(batch.lines.length);
+        settle(batch);
+      },
+      (err: Error) => {
+        events.refused?.(batch.lines.length, err.message);
+        log.warn({ err: err.message, points: batch.lines.length }, "batch neither stored nor spooled; its messages are not acknowledged");
+        settle(batch, err);
+      },
+    );
+    startReplay();
+  };
+
+  const startReplay = () => {
+    if (closing) return;
+    replaying ??= replay()
+      .catch((err: Error) => log.error({ err: err.message }, "spool replay stopped"))
+      .finally(() => {
+        replaying = undefined;
+      });
+  };
+
+  /** Writes the spool to InfluxDB oldest first, one batch at a time, retrying outages with capped backoff. */
+  const replay = async () => {
+    let attempt = 0;
+    while (!closing) {
+      let lines: readonly Line[] | undefined;
       try {
-        await writeSplitting(batch.points);
-        if (attempt > 0) log.info({ part: "writer", points: batch.points.length, attempts: attempt + 1 }, "InfluxDB write succeeded after retry");
-        return;
+        lines = await spool.head();
+        if (!lines) {
+          // Appends may have started while head() looked; only an idle, empty spool ends the outage.
+          if (spool.busy) continue;
+          spooling = false;
+          log.info("spool replayed; writing to InfluxDB directly again");
+          pump();
+          return;
+        }
+        const started = performance.now();
+        await writeIsolating(lines);
+        events.written?.(lines.length, (performance.now() - started) / 1000, "spool");
+        await spool.shift();
+        attempt = 0;
       } catch (err) {
         const e = err as StoreWriteError;
         const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
-        log.warn({ part: "writer", points: batch.points.length, status: e.status, err: e.message, retryInMs: delay }, "InfluxDB write failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, delay));
+        attempt += 1;
+        log.warn({ status: e.status, err: e.message, retryInMs: delay, spooled: spool.depth.batches }, "spool replay waiting for InfluxDB");
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          wakeReplay = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wakeReplay = undefined;
       }
     }
   };
 
-  // InfluxDB 1.x answers 400 for a batch with bad points after storing the good
-  // ones. Points are idempotent (series + timestamp), so writing the halves
-  // again is harmless and isolates exactly the points it refuses.
-  const writeSplitting = async (points: Point[]): Promise<void> => {
+  const writeIsolating = async (lines: readonly Line[]): Promise<void> => {
     try {
-      await store.write(points);
+      await store.writeLines(lines.join("\n"), writeTimeoutMs);
     } catch (err) {
-      if (!(err instanceof StoreWriteError) || err.status !== 400) throw err;
-      if (points.length === 1) {
-        options.onRejected(points[0]!, err.message);
+      if (!(err instanceof StoreWriteError) || !refusesContent(err.status)) throw err;
+      if (lines.length === 1) {
+        options.onRejected(lines[0]!, err.message);
         return;
       }
-      const mid = Math.ceil(points.length / 2);
-      await writeSplitting(points.slice(0, mid));
-      await writeSplitting(points.slice(mid));
+      const mid = Math.ceil(lines.length / 2);
+      await writeIsolating(lines.slice(0, mid));
+      await writeIsolating(lines.slice(mid));
     }
   };
 
+  const flush = () => {
+    cut();
+    if (outstanding === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => idle.push(resolve));
+  };
+
+  // Batches left in the spool by an earlier run go first.
+  if (spool.depth.batches > 0) {
+    spooling = true;
+    startReplay();
+  }
+
   return {
-    write(points) {
-      if (closed) return Promise.reject(new Error("writer is closed"));
-      if (points.length === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        current.points.push(...points);
-        current.waiters.push(resolve);
-        pending += points.length;
-        if (current.points.length >= batchSize) cut();
+    write(lines) {
+      if (closing) return Promise.reject(new Error("ingest is shutting down"));
+      if (lines.length === 0) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        for (const line of lines) current.lines.push(line);
+        current.waiters.push({ resolve, reject });
+        pending += lines.length;
+        if (current.lines.length >= batchSize) cut();
         else timer ??= setTimeout(cut, flushMs);
       });
     },
-    flush() {
-      cut();
-      if (inFlight === 0 && queue.length === 0) return Promise.resolve();
-      return new Promise<void>((resolve) => idle.push(resolve));
+    flush,
+    get mode() {
+      return spooling ? ("spooling" as const) : ("direct" as const);
     },
     get pending() {
       return pending;
     },
     async close() {
-      await this.flush();
-      closed = true;
+      if (closing) return;
+      closing = true;
+      // Everything accepted becomes durable; what InfluxDB cannot take now stays in the spool for the next start.
+      await flush();
+      wakeReplay?.();
+      await replaying;
     },
   };
 }

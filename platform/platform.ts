@@ -1,10 +1,13 @@
+import path from "node:path";
 import type { Logger } from "pino";
+import { Registry as MetricsRegistry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "../config/schema.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
 import { startRules, type Rules } from "../rules/index.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
+import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator } from "../api/auth.ts";
@@ -54,11 +57,15 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     closers.push(() => actions.close());
     const rules: Rules = await startRules({ dir: config.rulesDir }, { log, actions });
     closers.push(() => rules.close());
-    const ingest: Ingest = await startIngest(config.ingest, {
+    const metrics = new MetricsRegistry();
+    collectDefaultMetrics({ register: metrics });
+    const consent: Consent = await startConsent({ store, log });
+    closers.push(() => consent.close());
+    const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool") }, {
       store,
       log,
-      // Consent records arrive with the consent API; until a subject opts in, the answer is no.
-      consent: { allows: () => false },
+      consent,
+      metrics,
       onMessage: (msg) => rules.handle(msg),
       onAck: (ack) => actions.ack(ack),
     });
@@ -73,7 +80,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, stateOf: actions.stateOf });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, stateOf: actions.stateOf, ingest, consent, metrics });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);

@@ -15,6 +15,12 @@ export interface Store {
   readonly db: string;
   /** Writes points (microsecond timestamps) and resolves once InfluxDB accepted them. */
   write(points: readonly Point[]): Promise<void>;
+  /**
+   * Posts line protocol with microsecond timestamps as is (the ingest path builds,
+   * batches and spools it). Rejects with a StoreWriteError carrying InfluxDB's status
+   * and message; `timeoutMs` turns a hung request into an error without a status.
+   */
+  writeLines(body: string, timeoutMs: number): Promise<void>;
   query<T extends Row = Row>(influxql: string): Promise<T[]>;
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
@@ -61,6 +67,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     throw err;
   }
 
+  const writeUrl = new URL("/write", url);
+  writeUrl.search = new URLSearchParams({ db: options.db, precision: "u" }).toString();
+  writeUrl.username = "";
+  writeUrl.password = "";
+
   const store: Store = {
     url: managed ? url : redact(url),
     db: options.db,
@@ -71,6 +82,24 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       } catch (err) {
         throw toWriteError(err);
       }
+    },
+    async writeLines(body, timeoutMs) {
+      let res: Response;
+      try {
+        res = await fetch(writeUrl, { method: "POST", body, headers: { ...authHeader }, signal: AbortSignal.timeout(timeoutMs) });
+      } catch (err) {
+        const e = err as Error & { cause?: Error };
+        throw new StoreWriteError(e.name === "TimeoutError" ? `write timed out after ${timeoutMs} ms` : (e.cause?.message ?? e.message), undefined);
+      }
+      if (res.status === 204) return;
+      const text = await res.text().catch(() => "");
+      let message = text;
+      try {
+        message = (JSON.parse(text) as { error?: string }).error ?? text;
+      } catch {
+        // not JSON: keep the text
+      }
+      throw new StoreWriteError(message || `HTTP ${res.status}`, res.status);
     },
     async query<T extends Row>(influxql: string) {
       return (await client.query(influxql)) as unknown as T[];

@@ -1,0 +1,44 @@
+import type { FastifyPluginAsync } from "fastify";
+import { consentChangesSchema, type Consent } from "../../consent/index.ts";
+import { SUBJECT_ID } from "../../registry/index.ts";
+import { StoreWriteError } from "../../store/index.ts";
+import { requireRole, type Authenticator } from "../auth.ts";
+import { zodMessage } from "../errors.ts";
+
+/** Opt-in and opt-out per purpose, with the history. Admin for now; subject tokens come with issue 6. */
+export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): FastifyPluginAsync =>
+  async (app) => {
+    app.addHook("onRequest", requireRole(deps.auth, "admin"));
+
+    const badSubject = (id: string) =>
+      SUBJECT_ID.test(id) ? undefined : { error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` };
+
+    app.put<{ Params: { id: string } }>("/api/subjects/:id/consent", async (request, reply) => {
+      const invalid = badSubject(request.params.id);
+      if (invalid) return reply.code(400).send(invalid);
+      const parsed = consentChangesSchema.safeParse(request.body ?? {});
+      if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
+      try {
+        const consent = await deps.consent.record(request.params.id, parsed.data, "admin");
+        return { subject: request.params.id, consent };
+      } catch (err) {
+        if (!(err instanceof StoreWriteError)) throw err;
+        request.log.warn({ subject: request.params.id, err: err.message }, "consent not recorded");
+        return reply
+          .code(503)
+          .header("retry-after", "5")
+          .send({ error: "unavailable", message: "consent could not be recorded because InfluxDB is unavailable; opt-outs already apply, send the request again" });
+      }
+    });
+
+    app.get<{ Params: { id: string } }>("/api/subjects/:id/consent", async (request, reply) => {
+      const invalid = badSubject(request.params.id);
+      if (invalid) return reply.code(400).send(invalid);
+      const id = request.params.id;
+      return {
+        subject: id,
+        consent: deps.consent.current(id),
+        history: deps.consent.history(id).map((c) => ({ purpose: c.purpose, granted: c.granted, by: c.by, at: c.at.toISOString() })),
+      };
+    });
+  };
