@@ -76,6 +76,11 @@ export function createParser(options: ParserOptions) {
         refuse("device_mismatch", "device", `names ${JSON.stringify(record.device)} but was sent by '${context.device}'`);
         continue;
       }
+      const proto = protoKeyAt(record);
+      if (proto !== undefined) {
+        refuse("invalid_name", proto, "'__proto__' is not a valid name");
+        continue;
+      }
       const result = schema.safeParse(record);
       if (!result.success) {
         const issue = result.error.issues[0]!;
@@ -114,6 +119,20 @@ export function createParser(options: ParserOptions) {
 
 export type Parser = ReturnType<typeof createParser>;
 
+/**
+ * JSON.parse keeps a "__proto__" key as data, but zod skips it, which would
+ * drop it silently; so it is refused here, where the contract has maps.
+ */
+function protoKeyAt(record: unknown): string | undefined {
+  if (!isObject(record)) return undefined;
+  if (Object.hasOwn(record, "__proto__")) return "";
+  for (const key of ["metrics", "props"]) {
+    const map = record[key];
+    if (isObject(map) && Object.hasOwn(map, "__proto__")) return `${key}.__proto__`;
+  }
+  return undefined;
+}
+
 /** Our own checks name their reason; a bad record key is a bad name; the rest is the contract's shape. */
 function reasonOf(issue: z.core.$ZodIssue): RejectReason {
   if (issue.code === "custom" && typeof issue.params?.reason === "string") return issue.params.reason as RejectReason;
@@ -124,7 +143,12 @@ function reasonOf(issue: z.core.$ZodIssue): RejectReason {
 function messageOf(issue: z.core.$ZodIssue): string {
   if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
   if (issue.code === "invalid_key") return issue.issues[0]?.message ?? issue.message;
-  if (issue.code === "invalid_type" && issue.path.length === 0) return "each record must be a JSON object";
+  if (issue.code === "invalid_type") {
+    if (issue.path.length === 0) return "each record must be a JSON object";
+    const received = /received (\w+)$/.exec(issue.message)?.[1];
+    if (received === "undefined") return "is required";
+    return `expected ${issue.expected === "record" ? "an object" : `a ${issue.expected}`}${received ? `, not ${received === "array" ? "an array" : received === "null" ? "null" : `a ${received}`}` : ""}`;
+  }
   return issue.message;
 }
 
