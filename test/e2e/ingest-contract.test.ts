@@ -187,7 +187,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       const res = await fetch(`${t.http}/api/ingest/${channel}`, {
         method: "POST",
         headers: { authorization: `Bearer ${device.token}`, "content-type": "application/json" },
-        body: typeof payload === "string" && payload.includes("thermo-1") ? payload.replace("thermo-1", "corpus-dev") : payload,
+        body: typeof payload === "string" ? payload : new Uint8Array(payload),
       });
       const body = (await res.json()) as { error: string; message: string };
       expect([res.status, body.error], what).toEqual([400, reason]);
