@@ -123,6 +123,21 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     await Promise.all(clients.map((c) => c.endAsync()));
   }, 60_000);
 
+  it("keeps what was spooled across a restart of Refeed and replays it at the next start", async () => {
+    t = await start({});
+    const device = await provision(t, { id: "restarted" });
+    const client = await connect(t, device.id, device.token);
+    await influxd.close();
+    for (let seq = 0; seq < 20; seq += 1) await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { seq } }), { qos: 1 });
+    await client.endAsync();
+    await t.platform.close(); // InfluxDB is still down: the acknowledged messages exist only in the spool
+
+    influxd = await startInfluxd({ dataDir: dir, log, port });
+    await t.restart();
+    await waitFor(async () => (await storedSeqs(t.db, influxd.url, device.id)).length === 20, "the spool of the last run to be replayed", 15_000);
+    expectEachOnce(await storedSeqs(t.db, influxd.url, device.id), new Set(Array.from({ length: 20 }, (_, i) => i)));
+  }, 60_000);
+
   it("stops acknowledging when the spool is full (devices retry) and loses nothing", async () => {
     t = await start({ spoolMaxBytes: 16 * 1024 });
     const base = Date.now() - 600_000;
