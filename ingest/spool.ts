@@ -27,9 +27,13 @@ export interface SpoolDepth {
 export interface Spool {
   /** Appends one batch; resolves once it is on disk (fsync'd). Rejects with SpoolFullError when it does not fit. */
   append(lines: readonly Line[]): Promise<void>;
-  /** The oldest batch not yet replayed (waiting for appends under way), or undefined when the spool is empty. */
-  head(): Promise<readonly Line[] | undefined>;
-  /** Marks the head batch as replayed. */
+  /**
+   * The oldest lines not yet replayed (waiting for appends under way), or undefined
+   * when the spool is empty: whole batches, as many consecutive ones as fit in
+   * `maxLines` (at least one), so small batches from a quiet outage replay in few writes.
+   */
+  head(maxLines?: number): Promise<readonly Line[] | undefined>;
+  /** Marks what head() returned as replayed. */
   shift(): Promise<void>;
   readonly depth: Readonly<SpoolDepth>;
   /** Appends are under way. */
@@ -43,6 +47,8 @@ export interface Spool {
  * hold a newline inside a quoted string, so lines cannot simply be joined).
  */
 const HEADER = 12;
+/** Bytes read at once when replaying. */
+const READ_CHUNK = 4 * 1024 * 1024;
 const SEGMENT = /^(\d{12})\.spool$/;
 const segmentName = (seq: number) => `${String(seq).padStart(12, "0")}.spool`;
 const checksum = (body: Buffer) => createHash("sha256").update(body).digest().readUInt32BE(0);
@@ -122,7 +128,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
 
   let active: { seq: number; fd: FileHandle } | undefined;
   let reader: { seq: number; fd: FileHandle } | undefined;
-  let cached: { lines: Line[]; size: number; points: number } | undefined;
+  let cached: { lines: Line[]; size: number; points: number; batches: number } | undefined;
   let pending: Pending[] = [];
   let reserved = 0;
   let flushing: Promise<void> | undefined;
@@ -229,27 +235,51 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       return done;
     },
 
-    async head() {
+    async head(maxLines = Number.POSITIVE_INFINITY) {
       if (cached) return cached.lines;
       while (!(await advanceToData())) {
         if (!flushing && pending.length === 0) return undefined;
         await kick();
       }
       const fd = await readerFor(cursor.seq);
-      const header = Buffer.alloc(HEADER);
-      await fd.read(header, 0, HEADER, cursor.offset);
-      const length = header.readUInt32BE(0);
-      const body = Buffer.alloc(length);
-      await fd.read(body, 0, length, cursor.offset + HEADER);
-      if (checksum(body) !== header.readUInt32BE(8)) throw new Error(`spool frame at ${segmentName(cursor.seq)}:${cursor.offset} is damaged`);
-      cached = { lines: JSON.parse(body.toString("utf8")) as Line[], size: HEADER + length, points: header.readUInt32BE(4) };
+      const end = sizes.get(cursor.seq)!;
+      const read: { lines: Line[]; size: number; points: number; batches: number } = { lines: [], size: 0, points: 0, batches: 0 };
+      // One read for many frames; a frame larger than the chunk is read on its own.
+      let chunk = Buffer.alloc(0);
+      let chunkAt = cursor.offset;
+      const bytesAt = async (at: number, length: number): Promise<Buffer> => {
+        if (at < chunkAt || at + length > chunkAt + chunk.length) {
+          chunkAt = at;
+          chunk = Buffer.alloc(Math.max(length, Math.min(READ_CHUNK, end - at)));
+          const { bytesRead } = await fd.read(chunk, 0, chunk.length, at);
+          if (bytesRead < length) throw new Error(`spool segment ${segmentName(cursor.seq)} is shorter than recorded`);
+        }
+        return chunk.subarray(at - chunkAt, at - chunkAt + length);
+      };
+      while (cursor.offset + read.size < end) {
+        const at = cursor.offset + read.size;
+        const header = await bytesAt(at, HEADER);
+        const length = header.readUInt32BE(0);
+        const count = header.readUInt32BE(4);
+        const sum = header.readUInt32BE(8);
+        if (read.batches > 0 && read.lines.length + count > maxLines) break;
+        if (at + HEADER + length > end) throw new Error(`spool frame at ${segmentName(cursor.seq)}:${at} runs past the end of its segment`);
+        const body = await bytesAt(at + HEADER, length);
+        // Damaged on disk after it was written: skipping it loses that batch, keeping it would stop the replay for good.
+        if (checksum(body) !== sum) log.error({ segment: segmentName(cursor.seq), offset: at, points: count }, "spool batch damaged on disk; skipped");
+        else for (const line of JSON.parse(body.toString("utf8")) as Line[]) read.lines.push(line);
+        read.size += HEADER + length;
+        read.points += count;
+        read.batches += 1;
+      }
+      cached = read;
       return cached.lines;
     },
 
     async shift() {
       if (!cached) throw new Error("shift() without head()");
       cursor = { seq: cursor.seq, offset: cursor.offset + cached.size };
-      depth.batches -= 1;
+      depth.batches -= cached.batches;
       depth.points -= cached.points;
       depth.bytes -= cached.size;
       cached = undefined;

@@ -53,14 +53,19 @@ interface Batch {
 const refusesContent = (status: number | undefined) => status === 400 || status === 413;
 
 /**
- * Collects lines into batches cut at a size or an age and keeps a few write
- * requests in flight. When InfluxDB is unreachable, answers 5xx or times out,
- * the batch goes to the disk spool (then it counts as durable) and so does
- * every later batch, in order, until the spool has been replayed; then writes
- * go directly again. A 400 is never retried as a whole: the batch is split to
- * isolate the points InfluxDB refuses (1.x stores the good points of a partial
- * write, and rewriting them is harmless since a point is identified by series
- * and timestamp).
+ * Collects lines into batches and keeps a few write requests in flight. A
+ * batch is cut when it reaches the size, when it reaches the age, or at once
+ * when no write is under way: a quiet system answers in one write's time, a
+ * busy one batches more while InfluxDB works (group commit).
+ *
+ * When InfluxDB is unreachable, answers 5xx or times out, the batch goes to
+ * the disk spool (then it counts as durable), and so does every later batch,
+ * in order, until the spool has been replayed; then writes go directly again.
+ * So do batches that find the memory queue full (InfluxDB slower than the
+ * traffic). A 400 is never retried as a whole: the batch is split to isolate
+ * the points InfluxDB refuses (1.x stores the good points of a partial write,
+ * and rewriting them is harmless since a point is identified by series and
+ * timestamp).
  */
 export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   const { store, spool, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
@@ -72,6 +77,12 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   let pending = 0;
   let outstanding = 0;
   let spooling = false;
+  /**
+   * The replay has reached the end of the spool: new batches wait in memory
+   * (not in the spool) while the last appends land and are replayed, so the
+   * switch back to direct writes keeps the order and cannot be outrun by traffic.
+   */
+  let catchingUp = false;
   let replaying: Promise<void> | undefined;
   let closing = false;
   let wakeReplay: (() => void) | undefined;
@@ -84,6 +95,20 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     if (outstanding === 0) idle.splice(0).forEach((done) => done());
   };
 
+  /**
+   * InfluxDB has nothing of ours to work on. While spooling, batches are cut by
+   * size and age only: large batches make a replay that outruns the traffic.
+   */
+  const idleNow = () => !spooling && inFlight === 0 && queue.length === 0;
+  let soon: NodeJS.Immediate | undefined;
+  // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
+  const cutSoon = () => {
+    soon ??= setImmediate(() => {
+      soon = undefined;
+      if (idleNow()) cut();
+    });
+  };
+
   const cut = () => {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -91,7 +116,8 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     const batch = current;
     current = { lines: [], waiters: [] };
     outstanding += 1;
-    if (spooling || queue.length >= maxQueuedBatches) {
+    // While catching up the queue may exceed its bound for the moment the last appends take to replay.
+    if (spooling ? !catchingUp : queue.length >= maxQueuedBatches) {
       // InfluxDB is down or slower than the traffic: memory stays bounded, the spool takes the rest in order.
       for (const queued of queue.splice(0)) toSpool(queued);
       toSpool(batch);
@@ -121,11 +147,13 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     } finally {
       inFlight -= 1;
       pump();
+      if (current.lines.length > 0 && idleNow()) cutSoon();
     }
   };
 
   const toSpool = (batch: Batch) => {
     spooling = true;
+    catchingUp = false;
     spool.append(batch.lines).then(
       () => {
         events.spooled?.(batch.lines.length);
@@ -140,6 +168,13 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     startReplay();
   };
 
+  /** Ends a catch-up: batches waiting in memory go to the spool, in order. */
+  const spillQueue = () => {
+    if (!catchingUp) return;
+    catchingUp = false;
+    for (const queued of queue.splice(0)) toSpool(queued);
+  };
+
   const startReplay = () => {
     if (closing) return;
     replaying ??= replay()
@@ -149,27 +184,40 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
       });
   };
 
-  /** Writes the spool to InfluxDB oldest first, one batch at a time, retrying outages with capped backoff. */
+  /** Writes the spool to InfluxDB oldest first, retrying outages with capped backoff. */
   const replay = async () => {
     let attempt = 0;
     while (!closing) {
       let lines: readonly Line[] | undefined;
       try {
-        lines = await spool.head();
+        // One round from the end: hold new batches in memory so the traffic cannot keep the spool from emptying.
+        if (spool.depth.points <= batchSize * maxInFlight) catchingUp = true;
+        // Replay shares the write slots with direct writes still under way (at least one for itself).
+        lines = await spool.head(batchSize * Math.max(1, maxInFlight - inFlight));
         if (!lines) {
-          // Appends may have started while head() looked; only an idle, empty spool ends the outage.
-          if (spool.busy) continue;
+          // A direct write that failed just now may have started an append.
+          if (spool.busy || spool.depth.batches > 0) continue;
           spooling = false;
+          catchingUp = false;
           log.info("spool replayed; writing to InfluxDB directly again");
           pump();
+          if (current.lines.length > 0) cutSoon();
           return;
         }
-        const started = performance.now();
-        await writeIsolating(lines);
-        events.written?.(lines.length, (performance.now() - started) / 1000, "spool");
+        // A round of up to maxInFlight batches at once; rounds go in order, and a failed round is written again whole.
+        const round: Array<readonly Line[]> = [];
+        for (let i = 0; i < lines.length; i += batchSize) round.push(lines.slice(i, i + batchSize));
+        await Promise.all(
+          round.map(async (part) => {
+            const started = performance.now();
+            await writeIsolating(part);
+            events.written?.(part.length, (performance.now() - started) / 1000, "spool");
+          }),
+        );
         await spool.shift();
         attempt = 0;
       } catch (err) {
+        spillQueue(); // still down: what waits in memory goes to the spool, behind what is there
         const e = err as StoreWriteError;
         const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
         attempt += 1;
@@ -222,7 +270,10 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
         current.waiters.push({ resolve, reject });
         pending += lines.length;
         if (current.lines.length >= batchSize) cut();
-        else timer ??= setTimeout(cut, flushMs);
+        else {
+          timer ??= setTimeout(cut, flushMs);
+          if (idleNow()) cutSoon();
+        }
       });
     },
     flush,
@@ -235,6 +286,7 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     async close() {
       if (closing) return;
       closing = true;
+      spillQueue();
       // Everything accepted becomes durable; what InfluxDB cannot take now stays in the spool for the next start.
       await flush();
       wakeReplay?.();

@@ -10,7 +10,7 @@ const batch = (from: number, n = 3) => Array.from({ length: n }, (_, i) => `m,de
 
 async function drain(spool: Spool): Promise<string[][]> {
   const out: string[][] = [];
-  for (let lines = await spool.head(); lines; lines = await spool.head()) {
+  for (let lines = await spool.head(1); lines; lines = await spool.head(1)) {
     out.push([...lines]);
     await spool.shift();
   }
@@ -36,18 +36,32 @@ describe("disk spool", () => {
     await spool.close();
   });
 
+  it("hands consecutive batches over together, up to a number of lines, and shifts them together", async () => {
+    const spool = await openSpool({ dir, maxBytes: 1 << 20, segmentBytes: 1 << 20, log });
+    for (let i = 0; i < 5; i += 1) await spool.append(batch(i * 10));
+    expect(await spool.head(7)).toEqual([...batch(0), ...batch(10)]);
+    await spool.shift();
+    expect(spool.depth).toMatchObject({ batches: 3, points: 9 });
+    expect(await spool.head(1)).toEqual(batch(20)); // at least one batch, however small the limit
+    await spool.shift();
+    expect(await spool.head()).toEqual([...batch(30), ...batch(40)]);
+    await spool.shift();
+    expect(spool.depth).toEqual({ batches: 0, points: 0, bytes: 0 });
+    await spool.close();
+  });
+
   it("keeps a line with a newline inside a quoted string intact", async () => {
     const spool = await openSpool({ dir, maxBytes: 1 << 20, segmentBytes: 1 << 20, log });
     const lines = ['feedback,device=d text="two\nlines, \\"quoted\\"" 1', "m,device=d v=1 2"];
     await spool.append(lines);
-    expect(await spool.head()).toEqual(lines);
+    expect(await spool.head(1)).toEqual(lines);
     await spool.close();
   });
 
   it("survives a restart: what was appended and not replayed comes back, from the saved cursor", async () => {
     const first = await openSpool({ dir, maxBytes: 1 << 20, segmentBytes: 1 << 20, log });
     await Promise.all([first.append(batch(0)), first.append(batch(10)), first.append(batch(20))]);
-    await first.head();
+    await first.head(1);
     await first.shift();
     await first.close();
 
@@ -79,7 +93,7 @@ describe("disk spool", () => {
     await spool.append(batch(10));
     await expect(spool.append(batch(20))).rejects.toBeInstanceOf(SpoolFullError);
     expect(spool.depth.batches).toBe(2);
-    await spool.head();
+    await spool.head(1);
     await spool.shift();
     await spool.append(batch(20));
     expect(await drain(spool)).toEqual([batch(10), batch(20)]);

@@ -97,7 +97,7 @@ describe("batching writer against a real InfluxDB", () => {
     gate();
     await Promise.all(done);
     await waitFor(() => w.mode === "direct", "the spool to be replayed");
-    // The direct writes plus the one replay stream.
+    // The two direct writes, and the replay's own slot beside them.
     expect(most).toBe(3);
     const rows = await influxQuery(s.db, "SELECT v FROM m");
     expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 50 }, (_, i) => i));
@@ -125,6 +125,37 @@ describe("batching writer against a real InfluxDB", () => {
       const rows = await influxQuery(s.db, "SELECT v FROM m", influxd.url);
       expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 20 }, (_, i) => i));
       expect(spool.depth).toEqual({ batches: 0, points: 0, bytes: 0 });
+      await w.close();
+      await influxd.close();
+    });
+
+    it("gets back to direct writes while traffic goes on during the replay", async () => {
+      const influxDir = path.join(dir, "influx");
+      let influxd = await startInfluxd({ dataDir: influxDir, log });
+      const port = Number(new URL(influxd.url).port);
+      const s = await store(influxd.url);
+      const w = writer(s, { batchSize: 1000, flushMs: 200 });
+      let next = 0;
+      let running = true;
+      const traffic: Array<Promise<void>> = [];
+      // About 10,000 points/s, well within what InfluxDB takes here, so the replay can catch up.
+      const keepWriting = () => {
+        if (!running) return;
+        for (let i = 0; i < 10; i += 1) traffic.push(w.write([line(next++)]));
+        setTimeout(keepWriting, 1);
+      };
+      keepWriting();
+      await influxd.close();
+      await waitFor(() => spool.depth.points > 0, "traffic to reach the spool");
+      influxd = await startInfluxd({ dataDir: influxDir, log, port });
+      await waitFor(() => w.mode === "direct", "the replay to catch up with the traffic", 20_000);
+      const afterReplay = next;
+      await waitFor(() => next > afterReplay + 500, "direct writes under traffic");
+      running = false;
+      await Promise.all(traffic);
+      expect(w.mode).toBe("direct");
+      const rows = await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url);
+      expect(rows).toEqual([expect.objectContaining({ count: next })]);
       await w.close();
       await influxd.close();
     });
