@@ -6,7 +6,7 @@ import { pino } from "pino";
 import { freePort, startInfluxd, type ManagedInfluxd } from "../store/influxd.ts";
 import { httpLoad } from "./http-load.ts";
 import { influxCeiling } from "./influx-peer.ts";
-import { machineFacts, rssSampler } from "./machine.ts";
+import { cpuMeter, machineFacts, rssSampler } from "./machine.ts";
 import { startMqttLoad, type Device } from "./mqtt-load.ts";
 import { startRefeed } from "./refeed-process.ts";
 import { renderReport, type Results } from "./report.ts";
@@ -75,7 +75,9 @@ async function main() {
     await sleep(seconds.warmup * 1000);
     load.measure();
     refeedRss.reset();
+    const cpu = await cpuMeter({ refeed: () => refeed.pid, influxd: () => influxd.pid, generator: () => process.pid });
     await sleep(seconds.mqtt * 1000);
+    const mqttCpu = await cpu.stop();
     const mqttRun = await load.stop();
     const mqttMemory = { refeed: refeedRss.peak, influxd: influxRss.peak, heap: await refeed.metric("nodejs_heap_size_used_bytes") };
     const writeSum = await refeed.metric('refeed_ingest_write_seconds_sum{from="direct"}');
@@ -111,7 +113,7 @@ async function main() {
       machine,
       wallSeconds: 0,
       peer: { ...peer, influxdRss: peerInfluxRss },
-      mqtt: { ...mqttRun, ...mqttCheck, memory: mqttMemory, devices: DEVICES, window: WINDOW, influxWriteMeanMs: (writeSum / writeCount) * 1000, meanBatch: batchSum / writeCount },
+      mqtt: { ...mqttRun, ...mqttCheck, memory: mqttMemory, cpu: mqttCpu, devices: DEVICES, window: WINDOW, influxWriteMeanMs: (writeSum / writeCount) * 1000, meanBatch: batchSum / writeCount },
       http: { ...httpRun, ...httpCheck, devices: DEVICES, batch: 100 },
       outage: { ...outageCheck, downSeconds: seconds.outage, ackedWhileDown: duringOutage, perSecondWhileDown: duringOutage / seconds.outage, spooledPoints, replaySeconds, total: [...outage.acked.values()].reduce((a, b) => a + b, 0) },
     };

@@ -63,3 +63,32 @@ export function rssSampler(pid: () => number | undefined, everyMs = 250) {
     },
   };
 }
+
+/** CPU time (user + system) a process has used so far, in seconds, from /proc (Linux; 100 ticks/s). */
+export async function cpuSeconds(pid: number): Promise<number> {
+  if (pid === process.pid) {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1e6;
+  }
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** Cores each process kept busy between start() and stop(). */
+export async function cpuMeter(pids: Record<string, () => number | undefined>) {
+  const read = async () => Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, pid() ? await cpuSeconds(pid()!) : 0] as const)));
+  const before = await read();
+  const started = performance.now();
+  return {
+    async stop(): Promise<Record<string, number>> {
+      const after = await read();
+      const wall = (performance.now() - started) / 1000;
+      return Object.fromEntries(Object.keys(pids).map((name) => [name, (after[name]! - before[name]!) / wall]));
+    },
+  };
+}

@@ -16,6 +16,8 @@ export interface Results {
     devices: number;
     window: number;
     memory: { refeed: number; influxd: number; heap: number };
+    /** Cores kept busy during the measured window, by process. */
+    cpu: Record<string, number>;
     influxWriteMeanMs: number;
     meanBatch: number;
   };
@@ -58,6 +60,9 @@ batch ${n(r.mqtt.meanBatch)} points (from its \`/metrics\` histograms). Refeed r
 ${((r.mqtt.perSecond / r.peer.pointsPerSecond) * 100).toFixed(0)}% of the InfluxDB-only ceiling in points/s; the difference is the cost of MQTT,
 parsing and validation, consent, and waiting for durability before each PUBACK, on the same 2 cores
 as the load generator and influxd.
+
+CPU during the measured MQTT window, in cores kept busy (of ${r.machine.cores}, shared): Refeed ${r.mqtt.cpu.refeed!.toFixed(2)},
+influxd ${r.mqtt.cpu.influxd!.toFixed(2)}, the mqtt.js load generator ${r.mqtt.cpu.generator!.toFixed(2)}.
 
 Memory (resident set, peak during the MQTT run): Refeed ${mib(r.mqtt.memory.refeed)} (V8 heap used at the end
 ${mib(r.mqtt.memory.heap)}), influxd ${mib(r.mqtt.memory.influxd)}; influxd during the peer run ${mib(r.peer.influxdRss)}.

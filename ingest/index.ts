@@ -49,8 +49,8 @@ export interface AcceptResult {
   /** Refused records (or the whole publish), each dead-lettered. */
   refused: Refusal[];
   /** For `ok: false`: the first refusal's reason and detail. */
-  reason?: RejectReason;
-  detail?: string;
+  reason: RejectReason | undefined;
+  detail: string | undefined;
   /**
    * Resolves once everything this publish leaves (records and dead letters) is
    * in InfluxDB or in the disk spool: what a QoS 1 PUBACK waits for. Rejects with
@@ -133,8 +133,8 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
       );
       const records = admitted.length + parsed.acks.length;
       const ok = records > 0 || withheld > 0;
-      const first = parsed.refused[0];
-      return { ok, records, withheld, refused: parsed.refused, ...(!ok && first ? { reason: first.reason, detail: first.detail } : {}), durable };
+      const first = ok ? undefined : parsed.refused[0];
+      return { ok, records, withheld, refused: parsed.refused, reason: first?.reason, detail: first?.detail, durable };
     },
     flush: () => writer.flush(),
     get mode() {

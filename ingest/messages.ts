@@ -40,29 +40,50 @@ const MAX_TS = 8.64e15;
 
 const refuse = <T>(ctx: z.RefinementCtx<T>, reason: RejectReason, message: string) => ctx.addIssue({ code: "custom", message, params: { reason } });
 
+/** Why a name is refused, or undefined when it is a safe one. */
+function badName(n: string): string | undefined {
+  if (!NAME.test(n)) return "names are 1-64 characters: ASCII letters, digits, '_', '.' or '-', starting with a letter";
+  if (RESERVED.has(n)) return `'${n}' is reserved`;
+  return undefined;
+}
+
 const name = z.string().superRefine((n, ctx) => {
-  if (!NAME.test(n)) refuse(ctx, "invalid_name", "names are 1-64 characters: ASCII letters, digits, '_', '.' or '-', starting with a letter");
-  else if (RESERVED.has(n)) refuse(ctx, "invalid_name", `'${n}' is reserved`);
+  const problem = badName(n);
+  if (problem) refuse(ctx, "invalid_name", problem);
 });
 
-/** A number, boolean or bounded string; one message per problem, not zod's union of three. */
-const value = (maxString: number, nullable = false) =>
-  z.unknown().superRefine((v, ctx) => {
-    if (v === null && nullable) return;
-    if (typeof v === "number") {
-      if (!Number.isFinite(v)) refuse(ctx, "not_finite", "must be a finite number");
-    } else if (typeof v === "string") {
-      if (v.length > maxString) refuse(ctx, "value_too_long", `strings are at most ${maxString} characters`);
-    } else if (typeof v !== "boolean") {
-      refuse(ctx, "invalid_shape", `must be a number, boolean or string, not ${v === null ? "null" : Array.isArray(v) ? "an array" : typeof v}`);
-    }
-  }) as unknown as z.ZodType<number | boolean | string>;
+type FieldValue = number | boolean | string;
 
-const fieldMap = <T>(entry: z.ZodType<T>, maxFields: number, what: string) =>
-  z.record(name, entry).superRefine((m, ctx) => {
-    const n = Object.keys(m).length;
-    if (n > maxFields) refuse(ctx, "too_many_fields", `at most ${maxFields} ${what} per record (got ${n})`);
-  });
+/**
+ * A map of safe names to numbers, booleans or bounded strings (null too for
+ * event props), checked in one pass: zod's record of two sub-schemas costs
+ * ten times more on the hot path, and yields one message per problem, not a union's three.
+ */
+function fieldMap<T extends FieldValue | null>(options: { maxFields: number; what: string; nullable: boolean; min: number }) {
+  return z.unknown().superRefine((m, ctx) => {
+    if (typeof m !== "object" || m === null || Array.isArray(m)) {
+      refuse(ctx, "invalid_shape", `expected an object of ${options.what}, not ${m === null ? "null" : Array.isArray(m) ? "an array" : `a ${typeof m}`}`);
+      return;
+    }
+    const keys = Object.keys(m);
+    if (keys.length < options.min) return refuse(ctx, "invalid_shape", `needs at least one of the ${options.what}`);
+    if (keys.length > options.maxFields) return refuse(ctx, "too_many_fields", `at most ${options.maxFields} ${options.what} per record (got ${keys.length})`);
+    for (const key of keys) {
+      const problem = badName(key);
+      if (problem) return ctx.addIssue({ code: "custom", path: [key], message: problem, params: { reason: "invalid_name" } });
+      const v = (m as Record<string, unknown>)[key];
+      if (v === null && options.nullable) continue;
+      if (typeof v === "number") {
+        if (!Number.isFinite(v)) return ctx.addIssue({ code: "custom", path: [key], message: "must be a finite number", params: { reason: "not_finite" } });
+      } else if (typeof v === "string") {
+        if (v.length > MAX_STRING_VALUE) return ctx.addIssue({ code: "custom", path: [key], message: `strings are at most ${MAX_STRING_VALUE} characters`, params: { reason: "value_too_long" } });
+      } else if (typeof v !== "boolean") {
+        const got = v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
+        return ctx.addIssue({ code: "custom", path: [key], message: `must be a number, boolean or string, not ${got}`, params: { reason: "invalid_shape" } });
+      }
+    }
+  }) as unknown as z.ZodType<Record<string, T>>;
+}
 
 const ISO = z.iso.datetime({ offset: true, local: false });
 /** Epoch milliseconds or an ISO-8601 string with offset, normalised to epoch milliseconds. */
@@ -95,12 +116,12 @@ export function recordSchemas(limits: Limits) {
   return {
     telemetry: z.strictObject({
       ...common,
-      metrics: fieldMap(value(MAX_STRING_VALUE), limits.maxFields, "metrics").refine((m) => Object.keys(m).length > 0, "needs at least one metric"),
+      metrics: fieldMap<FieldValue>({ maxFields: limits.maxFields, what: "metrics", nullable: false, min: 1 }),
     }),
     events: z.strictObject({
       ...common,
       name,
-      props: fieldMap(value(MAX_STRING_VALUE, true) as z.ZodType<number | boolean | string | null>, limits.maxFields, "props").optional(),
+      props: fieldMap<FieldValue | null>({ maxFields: limits.maxFields, what: "props", nullable: true, min: 0 }).optional(),
     }),
     feedback: z
       .strictObject({

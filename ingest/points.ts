@@ -15,18 +15,20 @@ import type { DeviceMessage } from "./messages.ts";
  */
 export function toDeviceLine(msg: DeviceMessage): Line {
   const micros = msg.tsFromDevice ? msg.ts * 1000 : nextMicros(msg.ts);
-  const subject = msg.subject === undefined ? [] : ([["subject", msg.subject]] as const);
+  const tags: Array<[string, string]> = [["device", msg.device]];
+  if (msg.kind === "event") tags.push(["event", msg.name]);
+  if (msg.subject !== undefined) tags.push(["subject", msg.subject]);
   switch (msg.kind) {
     case "telemetry":
-      return toLine("telemetry", [["device", msg.device], ...subject], msg.metrics, micros);
+      return toLine("telemetry", tags, msg.metrics, micros);
     case "event":
-      return toLine("events", [["device", msg.device], ["event", msg.name], ...subject], { props: JSON.stringify(msg.props) }, micros);
+      return toLine("events", tags, { props: JSON.stringify(msg.props) }, micros);
     case "feedback": {
       const fields: Record<string, FieldValue> = {};
       if (msg.rating !== undefined) fields.rating = msg.rating;
       if (msg.text !== undefined) fields.text = msg.text;
       if (msg.sentiment !== undefined) fields.sentiment = msg.sentiment;
-      return toLine("feedback", [["device", msg.device], ...subject], fields, micros);
+      return toLine("feedback", tags, fields, micros);
     }
   }
 }

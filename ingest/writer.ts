@@ -96,10 +96,11 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   };
 
   /**
-   * InfluxDB has nothing of ours to work on. While spooling, batches are cut by
-   * size and age only: large batches make a replay that outruns the traffic.
+   * Nothing of ours is being written: InfluxDB has no write of ours under way,
+   * or, while spooling, the spool is not in the middle of an fsync (so one
+   * spooled batch holds what arrived during the last one).
    */
-  const idleNow = () => !spooling && inFlight === 0 && queue.length === 0;
+  const idleNow = () => (spooling ? !catchingUp && !spool.busy : inFlight === 0 && queue.length === 0);
   let soon: NodeJS.Immediate | undefined;
   // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
   const cutSoon = () => {
@@ -158,6 +159,7 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
       () => {
         events.spooled?.(batch.lines.length);
         settle(batch);
+        if (current.lines.length > 0) cutSoon();
       },
       (err: Error) => {
         events.refused?.(batch.lines.length, err.message);
