@@ -61,9 +61,9 @@ type FieldValue = number | boolean | string;
  */
 function fieldMap<T extends FieldValue | null>(options: { maxFields: number; what: string; nullable: boolean; min: number }) {
   return z.unknown().superRefine((m, ctx) => {
+    if (m === undefined) return refuse(ctx, "invalid_shape", "is required");
     if (typeof m !== "object" || m === null || Array.isArray(m)) {
-      refuse(ctx, "invalid_shape", `expected an object of ${options.what}, not ${m === null ? "null" : Array.isArray(m) ? "an array" : `a ${typeof m}`}`);
-      return;
+      return refuse(ctx, "invalid_shape", `expected an object of ${options.what}, not ${m === null ? "null" : Array.isArray(m) ? "an array" : `a ${typeof m}`}`);
     }
     const keys = Object.keys(m);
     if (keys.length < options.min) return refuse(ctx, "invalid_shape", `needs at least one of the ${options.what}`);
