@@ -8,7 +8,7 @@ import { createDeadLetters } from "./deadletter.ts";
 import type { Line } from "./lineprotocol.ts";
 import type { AckMessage, Channel, DeviceMessage, RejectReason } from "./messages.ts";
 import { ingestMetrics, type Transport } from "./metrics.ts";
-import { createParser, type Refusal } from "./parse.ts";
+import { createParser, type Parsed, type Refusal } from "./parse.ts";
 import { toDeviceLine } from "./points.ts";
 import { openSpool, SpoolFullError } from "./spool.ts";
 import { createBatchWriter } from "./writer.ts";
@@ -95,7 +95,15 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
 
   return {
     accept(device, channel, payload, transport = "mqtt") {
-      const parsed = parse(channel, payload, { device, now: Date.now() });
+      let parsed: Parsed;
+      try {
+        parsed = parse(channel, payload, { device, now: Date.now() });
+      } catch (err) {
+        // A bug of ours must not take the broker down with the device's message: refuse it, loudly.
+        log.error({ device, channel, err: (err as Error).message }, "message could not be processed");
+        const text = typeof payload === "string" ? payload : payload.subarray(0, 2048).toString("utf8");
+        parsed = { messages: [], acks: [], refused: [{ index: undefined, reason: "invalid_shape", detail: `could not be processed: ${(err as Error).message}`, payload: text }] };
+      }
       const topic = transport === "mqtt" ? `devices/${device}/${channel}` : `POST /api/ingest/${channel}`;
       const lines: Line[] = deadLetters.record(device, channel, topic, parsed.refused);
 

@@ -114,7 +114,7 @@ function refuseRecord(out: Parsed, where: Where, reason: RejectReason, field: st
     index: where.batch ? where.index : undefined,
     reason,
     detail: at ? `${at}: ${message}` : message,
-    payload: where.batch ? (JSON.stringify(where.record) ?? "") : where.text,
+    payload: where.batch ? copyOf(where.record) : where.text,
   });
 }
 
@@ -161,6 +161,15 @@ function messageOf(issue: z.core.$ZodIssue): string {
     return `expected ${issue.expected === "record" ? "an object" : `a ${issue.expected}`}${received ? `, not ${received === "array" ? "an array" : received === "null" ? "null" : `a ${received}`}` : ""}`;
   }
   return issue.message;
+}
+
+/** A record of a batch as text; a structure nested too deeply to print (JSON.parse takes it, stringify overflows) is named, not copied. */
+function copyOf(record: unknown): string {
+  try {
+    return JSON.stringify(record) ?? "";
+  } catch {
+    return "(nested too deeply to copy)";
+  }
 }
 
 function preview(payload: Buffer | string): string {

@@ -38,6 +38,8 @@ const corpus: Array<[string, Channel, string | Buffer, string, string?]> = [
   ["null", "telemetry", "null", "invalid_shape"],
   ["empty batch", "telemetry", "[]", "invalid_shape"],
   ["batch of a non-object", "telemetry", "[1]", "invalid_shape", "1"],
+  ["arrays nested 8,000 deep", "telemetry", `[${"[".repeat(8000)}${"]".repeat(8000)}]`, "invalid_shape", "(nested too deeply to copy)"],
+  ["a metric nested 2,000 objects deep", "telemetry", `{"metrics":{"a":${'{"b":'.repeat(2000)}1${"}".repeat(2000)}}}`, "invalid_shape"],
   ["event without a name", "events", json({ props: {} }), "invalid_shape"],
   ["event name as a number", "events", json({ name: 42 }), "invalid_shape"],
   ["rating 6", "feedback", json({ rating: 6 }), "invalid_shape"],
