@@ -7,6 +7,10 @@ import type { Registry } from "../registry/index.ts";
 import type { Store } from "../store/index.ts";
 import type { Authenticator } from "./auth.ts";
 import { deviceRoutes } from "./routes/devices.ts";
+import { ruleRoutes } from "./routes/rules.ts";
+import { actionRoutes } from "./routes/actions.ts";
+import type { Rules } from "../rules/index.ts";
+import type { Actions } from "../actions/index.ts";
 import { healthRoutes } from "./routes/health.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
@@ -23,7 +27,8 @@ export interface ApiDeps {
   registry: Registry;
   auth: Authenticator;
   mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
-  stateOf(device: string): Record<string, unknown>;
+  rules: Rules;
+  actions: Actions;
 }
 
 export interface Api {
@@ -56,7 +61,9 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
-  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.stateOf }));
+  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.actions.stateOf }));
+  await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
+  await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
 
   // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
   await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });

@@ -1,9 +1,20 @@
 import { z } from "zod";
+import { parseDuration } from "./duration.ts";
 
 const portMsg = "expected a port number from 0 to 65535 (0 picks a free port)";
 const port = z.coerce.number({ error: portMsg }).int(portMsg).min(0, portMsg).max(65535, portMsg);
 const intMsg = "expected a positive whole number";
 const positiveInt = z.coerce.number({ error: intMsg }).int(intMsg).positive(intMsg);
+const durationMsg = "expected a duration such as 90s, 15m, 12h or 30d";
+/** "30d" -> milliseconds. */
+const duration = z.string({ error: durationMsg }).transform((text, ctx) => {
+  const ms = parseDuration(text.trim());
+  if (ms === undefined) {
+    ctx.addIssue({ code: "custom", message: durationMsg });
+    return z.NEVER;
+  }
+  return ms;
+});
 
 /**
  * The whole platform configuration. Every part receives its own slice of this,
@@ -30,6 +41,18 @@ export const configSchema = z.object({
   rulesDir: z.string().min(1).optional(),
   adminToken: z.string().min(16, "at least 16 characters").optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  rules: z.object({
+    /** At most one prompt (suggestion, rating request) per this many sessions of a customer. */
+    promptEverySessions: positiveInt.max(1000).default(10),
+    /** A declined suggestion is not offered again for this long. */
+    declineBackoff: duration.prefault("30d"),
+    /** A suggestion nobody answered expires after this long. */
+    suggestionTtl: duration.prefault("7d"),
+    /** Static cost bound of one CEL expression. */
+    maxCost: positiveInt.max(1_000_000).default(5000),
+    /** How far back count windows (last N sessions/events) are warmed at start. */
+    warmupMaxAge: duration.prefault("90d"),
+  }).prefault({}),
   ingest: z.object({
     /** InfluxDB's guidance is 5,000-10,000 points per write request. */
     batchSize: positiveInt.max(100_000).default(5000),
@@ -42,6 +65,7 @@ export type MqttConfig = Config["mqtt"];
 export type HttpConfig = Config["http"];
 export type InfluxConfig = Config["influx"];
 export type IngestConfig = Config["ingest"];
+export type RulesSettings = Config["rules"];
 
 /**
  * Environment variable -> config path. The variable names are the operator
@@ -60,6 +84,11 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_RULES_DIR: ["rulesDir"],
   REFEED_ADMIN_TOKEN: ["adminToken"],
   REFEED_LOG_LEVEL: ["logLevel"],
+  REFEED_RULES_PROMPT_EVERY_SESSIONS: ["rules", "promptEverySessions"],
+  REFEED_RULES_DECLINE_BACKOFF: ["rules", "declineBackoff"],
+  REFEED_RULES_SUGGESTION_TTL: ["rules", "suggestionTtl"],
+  REFEED_RULES_MAX_COST: ["rules", "maxCost"],
+  REFEED_RULES_WARMUP_MAX_AGE: ["rules", "warmupMaxAge"],
   REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
   REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],
 };

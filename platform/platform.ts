@@ -50,15 +50,25 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const publisher: Publisher = {
       publish: (topic, payload, opts) => (broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started"))),
     };
-    const actions: Actions = await startActions({ store, registry, publisher, log });
+    const actions: Actions = await startActions({ suggestionTtlMs: config.rules.suggestionTtl }, { store, registry, publisher, log });
     closers.push(() => actions.close());
-    const rules: Rules = await startRules({ dir: config.rulesDir }, { log, actions });
+    // Consent records arrive with the consent API; until a subject opts in, the answer is no.
+    const consent = { allows: (_subject: string, _purpose: string) => false };
+    const rules: Rules = await startRules(
+      {
+        dir: config.rulesDir,
+        promptEverySessions: config.rules.promptEverySessions,
+        declineBackoffMs: config.rules.declineBackoff,
+        maxCost: config.rules.maxCost,
+        warmupMaxAgeMs: config.rules.warmupMaxAge,
+      },
+      { log, store, actions, consent },
+    );
     closers.push(() => rules.close());
     const ingest: Ingest = await startIngest(config.ingest, {
       store,
       log,
-      // Consent records arrive with the consent API; until a subject opts in, the answer is no.
-      consent: { allows: () => false },
+      consent,
       onMessage: (msg) => rules.handle(msg),
       onAck: (ack) => actions.ack(ack),
     });
@@ -73,7 +83,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, stateOf: actions.stateOf });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
