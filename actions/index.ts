@@ -8,6 +8,7 @@ import { nextMicros } from "../store/clock.ts";
 import { ActionBook, ACTION_LOG, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
 import { postWebhook } from "./webhook.ts";
+import { createBatchWriter } from "../ingest/writer.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
 
@@ -57,6 +58,14 @@ export async function startActions(
   const { store, registry, publisher } = deps;
   const log = deps.log.child({ part: "actions" });
   const book = await ActionBook.rebuild(store);
+  // Group commit: actions of the same few milliseconds share one InfluxDB write (and fsync).
+  const actionLog = createBatchWriter({
+    store,
+    log,
+    batchSize: 1000,
+    flushMs: 5,
+    onRejected: (point, message) => log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
+  });
   const profiles = await ProfileBook.rebuild(store);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
 
@@ -109,11 +118,14 @@ export async function startActions(
   const send = (devices: readonly string[], payload: string) =>
     Promise.all(devices.map((device) => publisher.publish(`devices/${device}/actions`, payload, { qos: 1, retain: false })));
 
-  /** Sets or clears the owner's key, then tells every touchpoint its new state. */
-  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[]) => {
+  /**
+   * Sets or clears the owner's key and tells every touchpoint its new state
+   * while the change is being logged. The log write is not on the devices'
+   * latency path; the call resolves once both are done.
+   */
+  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[], alsoSend: () => Promise<unknown> = async () => {}) => {
     const point = profiles.change(record.owner, record.key, op, value, record.id);
-    await store.write([...extra, point]);
-    await Promise.all(devicesOf(record.owner, record.device).map(publishState));
+    await Promise.all([actionLog.write([...extra, point]), alsoSend(), ...devicesOf(record.owner, record.device).map(publishState)]);
   };
 
   const notify = async (record: ActionRecord) => {
@@ -127,7 +139,7 @@ export async function startActions(
       at: new Date(record.createdAt).toISOString(),
     });
     const point = result.ok ? transition(record, "delivered", record.device) : transition(record, "failed", record.device, { reason: result.reason });
-    await store.write([point]);
+    await actionLog.write([point]);
     if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
   };
 
@@ -135,7 +147,7 @@ export async function startActions(
     const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
     if (stale.length === 0) return;
     const points = stale.map((r) => transition(r, "expired", r.device));
-    store.write(points).then(
+    actionLog.write(points).then(
       () => log.info({ actions: stale.length }, "unanswered suggestions expired"),
       (err: Error) => log.error({ err: err.message }, "could not record expired suggestions"),
     );
@@ -188,13 +200,13 @@ export async function startActions(
       }));
       log.info({ action: record.id, rule: record.rule, kind: record.kind, key: record.kind === "notify" ? undefined : record.key, owner, targets: targets.length }, "action proposed");
       if (record.kind === "notify") {
-        await store.write(points);
+        await actionLog.write(points);
         await notify(record);
         return record;
       }
-      if (record.kind === "suggest") await store.write(points);
-      else await changeProfile(record, record.kind, record.value, points);
-      await send(targets, wire(record));
+      const out = () => send(targets, wire(record));
+      if (record.kind === "suggest") await Promise.all([actionLog.write(points), out()]);
+      else await changeProfile(record, record.kind, record.value, points, out);
       return record;
     },
 
@@ -210,15 +222,14 @@ export async function startActions(
           record.previous = profiles.get(record.owner)?.[record.key];
           const accepted = transition(record, "accepted", ack.device);
           const applied = transition(record, "applied", ack.device, { previous: record.previous });
-          await changeProfile(record, "set", record.value, [accepted, applied]);
           // Every other touchpoint of the customer gets the accepted change as a set.
           const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
           record.targets.push(...others);
-          await send(others, wire(record, { kind: "set", why: `accepted on ${ack.device}: ${record.why}` }));
+          await changeProfile(record, "set", record.value, [accepted, applied], () => send(others, wire(record, { kind: "set", why: `accepted on ${ack.device}: ${record.why}` })));
         } else if (ack.status === "undone") {
           await undo(record, ack.device, `device:${ack.device}`);
         } else {
-          await store.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
+          await actionLog.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
         }
         log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
       })();
@@ -238,7 +249,7 @@ export async function startActions(
     delivered(id, device) {
       const record = book.actions.get(id);
       if (!record || record.status !== "proposed") return;
-      store.write([transition(record, "delivered", device)]).catch((err: Error) => log.error({ action: id, err: err.message }, "could not record delivery"));
+      actionLog.write([transition(record, "delivered", device)]).catch((err: Error) => log.error({ action: id, err: err.message }, "could not record delivery"));
     },
 
     lastFired: (rule, target) => book.lastFired(rule, target),
@@ -253,6 +264,7 @@ export async function startActions(
     },
     async close() {
       clearInterval(sweeper);
+      await actionLog.close();
     },
   };
 
