@@ -6,6 +6,7 @@ import type { ProposedAction } from "../rules/index.ts";
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
+import { startDelivery, type Delivery } from "./delivery.ts";
 
 /** How actions and state leave the platform; the broker implements it. */
 export interface Publisher {
@@ -41,6 +42,8 @@ export interface Actions {
   stateOf(device: string): Record<string, unknown>;
   /** Publishes every device's retained state (at start, when the broker's retained store is empty). */
   publishAllState(): Promise<void>;
+  /** Actions waiting for their devices; the broker delivers them. */
+  readonly delivery: Delivery;
   close(): Promise<void>;
 }
 
@@ -80,10 +83,12 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
       fired.set(`${record.rule}|${target}`, Math.max(fired.get(`${record.rule}|${target}`) ?? 0, record.createdAt));
     } else if (existing) {
       if (row.status === "proposed") existing.targets.push(row.device);
-      else existing.status = row.status as ActionStatus;
+      // Delivery is per device (actions/delivery.ts); the lifecycle follows the acks.
+      else if (row.status !== "delivered") existing.status = row.status as ActionStatus;
     }
   }
   log.info({ actions: actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
+  const delivery = await startDelivery({ store, publisher, log: deps.log, render: (id) => (actions.has(id) ? wire(actions.get(id)!) : undefined) });
 
   const devicesOf = (owner: Owner, origin: string): string[] => {
     if (owner.startsWith("device:")) return [owner.slice("device:".length)];
@@ -172,7 +177,7 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
       if (record.kind === "clear") points.push(...applyToProfile(record, "clear", undefined));
       await store.write(points);
       log.info({ action: record.id, rule: record.rule, kind: record.kind, key: record.key, owner, targets: record.targets.length }, "action proposed");
-      await Promise.all(record.targets.map((device) => publisher.publish(`devices/${device}/actions`, wire(record), { qos: 1, retain: false })));
+      await Promise.all(record.targets.map((device) => delivery.send(device, record.id, wire(record))));
       if (record.kind !== "suggest") await refreshTargets(record);
       return record;
     },
@@ -183,6 +188,7 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
         log.warn({ device: ack.device, action: ack.action, status: ack.status }, "ack for an action this device was not sent");
         return;
       }
+      delivery.received(ack.device, ack.action);
       // A suggestion only changed the profile once it was accepted.
       const inEffect = record.kind !== "suggest" || record.status === "applied";
       const points: Point[] = [transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})];
@@ -212,9 +218,13 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
     },
     stateOf,
     async publishAllState() {
-      const devices = new Set(registry.list().filter((d) => !d.revoked).map((d) => d.id));
-      await Promise.all([...devices].filter((d) => Object.keys(stateOf(d)).length > 0).map(publishState));
+      // Every device, also those whose profile is empty now: after a restart the retained store
+      // starts empty, and a device must not keep a profile that was cleared or undone.
+      await Promise.all(registry.list().filter((d) => !d.revoked).map((d) => publishState(d.id)));
     },
-    async close() {},
+    delivery,
+    async close() {
+      await delivery.close();
+    },
   };
 }

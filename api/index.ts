@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { HttpConfig } from "../config/schema.ts";
 import type { Registry } from "../registry/index.ts";
 import type { Store } from "../store/index.ts";
+import type { PresenceView } from "../broker/presence.ts";
 import type { Authenticator } from "./auth.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -24,6 +25,8 @@ export interface ApiDeps {
   auth: Authenticator;
   mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
   stateOf(device: string): Record<string, unknown>;
+  presence: { view(device: string): PresenceView };
+  delivery: { pending(device: string): number };
 }
 
 export interface Api {
@@ -56,7 +59,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
-  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.stateOf }));
+  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.stateOf, presence: deps.presence, delivery: deps.delivery }));
 
   // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
   await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });
