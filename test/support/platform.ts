@@ -101,6 +101,8 @@ export function connectDevice(url: string, id: string, token: string, options: I
       client.end(true);
       reject(err);
     });
+    // A broker that drops the connection without CONNACK (a limit) answers with a close only.
+    client.once("close", () => reject(new Error("connection closed before CONNACK")));
   });
 }
 
