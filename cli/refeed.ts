@@ -1,9 +1,11 @@
 import { main as start } from "../platform/main.ts";
+import { devices } from "./devices.ts";
 
 const usage = `usage: refeed <command>
 
 commands:
   start        run the platform (configuration from REFEED_* environment variables; see README)
+  devices      add, list, rotate and revoke devices (refeed devices help)
   help         show this text
 `;
 
@@ -12,6 +14,8 @@ async function run(argv: string[]): Promise<number> {
   switch (command) {
     case "start":
       return start();
+    case "devices":
+      return devices(argv.slice(1));
     case "help":
     case "--help":
     case "-h":
