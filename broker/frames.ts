@@ -12,6 +12,8 @@ export interface FrameHandlers {
   header(type: number, flags: number, length: number): number | false;
   /** The captured start of a body, once that many bytes (or the whole body) arrived. */
   body?(type: number, flags: number, bytes: Buffer): void;
+  /** A packet was read to its end. */
+  end?(type: number): void;
 }
 
 export type FrameError = "malformed_length";
@@ -58,7 +60,7 @@ export class FrameReader {
       this.remaining -= take;
       i += take;
       if (this.want > 0 && (this.got >= this.want || this.remaining === 0)) this.emitBody();
-      if (this.remaining === 0) this.remaining = -1;
+      if (this.remaining === 0) this.finish();
     }
     return !this.stopped;
   }
@@ -102,7 +104,12 @@ export class FrameReader {
     this.capture = [];
     this.remaining = this.length;
     if (this.want === 0 && want > 0) this.emitBody(); // asked for a body that is empty
-    if (this.remaining === 0) this.remaining = -1;
+    if (this.remaining === 0) this.finish();
+  }
+
+  private finish(): void {
+    this.remaining = -1;
+    this.handlers.end?.(this.type);
   }
 
   private emitBody(): void {

@@ -58,7 +58,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
 
   const aedes = await Aedes.createBroker({
     heartbeatInterval: 60_000,
-    // Time from accept to a complete CONNECT: a slow-loris client is dropped after this.
+    // The packet guard times out a slow CONNECT from accept on; this is Aedes' own backstop.
     connectTimeout: limits.connectTimeoutMs,
     persistence: cappedMemoryPersistence(limits.maxQueuedMessages, (clientId, dropped) =>
       log.warn({ clientId, device: clientId.split(":")[0], reason: "offline_queue_full", dropped: dropped.length, topics: dropped.map((d) => d.topic), limit: limits.maxQueuedMessages }, "offline queue full: oldest messages dropped"),
@@ -119,11 +119,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   aedes.on("clientError", (client: Client, err: Error) => log.debug({ device: sessions.of(client)?.device, err: err.message }, "client error"));
   aedes.on("connectionError", (client: Client, err: Error) => {
     const guard = client.conn as PacketGuard;
-    if (err.message === "connect did not arrive in time") {
-      log.warn({ transport: guard.transport, remote: guard.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
-    } else {
-      log.debug({ transport: guard.transport, remote: guard.remote, err: err.message }, "connection error");
-    }
+    log.debug({ transport: guard.transport, remote: guard.remote, err: err.message }, "connection error");
   });
 
   // Revocation and rotation end the device's live sessions at once; a revoked device leaves nothing retained.
@@ -149,16 +145,20 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     }
     const guard = new PacketGuard(stream, {
       maxPacketBytes,
+      connectTimeoutMs: limits.connectTimeoutMs,
       transport,
+      onConnect: (connecting) => aedes.handle(connecting),
       onRefused(refused, reason, announced) {
         const session = sessions.ofGuard(refused);
         if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
         log.warn({ device: session?.device, clientId: session?.clientId, transport, remote: refused.remote, reason, announced, limit: maxPacketBytes }, "connection closed: packet refused before buffering");
       },
+      onTimeout(slow) {
+        log.warn({ transport, remote: slow.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
+      },
     });
     open.add(guard);
     guard.once("close", () => open.delete(guard));
-    aedes.handle(guard);
   };
 
   const listeners = await startListeners(config, accept, log);

@@ -13,12 +13,20 @@ export interface PacketWatch {
   sent?(messageId: number, topic: string, payload: Buffer): void;
 }
 
+export type Refusal = "packet_too_large" | "malformed_length" | "not_connect";
+
 export interface PacketLimitOptions {
   /** Largest remaining length accepted for any packet the client sends. */
   maxPacketBytes: number;
+  /** Time from accept to a complete CONNECT packet. */
+  connectTimeoutMs: number;
   transport: Transport;
-  /** Called once when the client announced a packet over the limit or a malformed length; the connection is then destroyed. */
-  onRefused(guard: PacketGuard, reason: "packet_too_large" | "malformed_length", announced: number | undefined): void;
+  /** The first packet is a CONNECT within the limit: hand the connection to the broker now. */
+  onConnect(guard: PacketGuard): void;
+  /** Called once when the client announced a packet over the limit, a malformed length, or began with something else than CONNECT; the connection is then destroyed. */
+  onRefused(guard: PacketGuard, reason: Refusal, announced: number | undefined): void;
+  /** Called once when CONNECT did not arrive in time; the connection is then destroyed. */
+  onTimeout(guard: PacketGuard): void;
 }
 
 /**
@@ -26,8 +34,12 @@ export interface PacketLimitOptions {
  * has no maximum packet size and would buffer whatever remaining length a
  * client announces. The guard reads each fixed header as it arrives and cuts
  * the connection as soon as a packet announces more than the limit, before
- * any of its body is buffered. It also lets the broker see PUBACKs, DISCONNECT
- * and the packet identifiers of what it sends, which Aedes does not expose.
+ * any of its body is buffered. A connection reaches Aedes only once its first
+ * packet is a CONNECT within the limit, so a flood of junk connections costs a
+ * socket each and no broker client, and the guard times out a CONNECT that
+ * does not complete (slow-loris). It also lets the broker see PUBACKs,
+ * DISCONNECT and the packet identifiers of what it sends, which Aedes does
+ * not expose.
  */
 export class PacketGuard extends Duplex {
   readonly transport: Transport;
@@ -36,6 +48,10 @@ export class PacketGuard extends Duplex {
   private readonly inbound: FrameReader;
   private readonly outbound: FrameReader;
   private announced: number | undefined;
+  private refusal: Refusal | undefined;
+  /** 0: waiting for the first header; 1: CONNECT announced, handed over; 2: CONNECT read in full. */
+  private phase = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly inner: Duplex,
@@ -50,7 +66,15 @@ export class PacketGuard extends Duplex {
       header: (type, _flags, length) => {
         if (length > options.maxPacketBytes) {
           this.announced = length;
+          this.refusal = "packet_too_large";
           return false;
+        }
+        if (this.phase === 0) {
+          if (type !== PacketType.CONNECT) {
+            this.refusal = "not_connect"; // [MQTT-3.1.0-1]
+            return false;
+          }
+          this.phase = 1;
         }
         if (type === PacketType.PUBACK) return 2;
         if (type === PacketType.DISCONNECT) this.watch.disconnect?.();
@@ -58,6 +82,12 @@ export class PacketGuard extends Duplex {
       },
       body: (type, _flags, bytes) => {
         if (type === PacketType.PUBACK && bytes.length === 2) this.watch.puback?.(bytes.readUInt16BE(0));
+      },
+      end: (type) => {
+        if (type === PacketType.CONNECT && this.phase === 1) {
+          this.phase = 2;
+          clearTimeout(this.connectTimer);
+        }
       },
     });
     // Only QoS 1/2 publishes carry an identifier; they are the platform's own, small messages.
@@ -69,6 +99,10 @@ export class PacketGuard extends Duplex {
       },
     });
 
+    this.connectTimer = setTimeout(() => {
+      options.onTimeout(this);
+      this.destroy();
+    }, options.connectTimeoutMs);
     inner.on("data", (chunk: Buffer) => this.receive(chunk));
     inner.once("end", () => this.push(null));
     inner.on("error", (err) => this.destroy(err));
@@ -77,13 +111,15 @@ export class PacketGuard extends Duplex {
 
   private receive(chunk: Buffer): void {
     if (this.destroyed) return;
+    const handed = this.phase > 0;
     if (!this.inbound.push(chunk)) {
-      const reason = this.inbound.error === "malformed_length" ? "malformed_length" : "packet_too_large";
-      this.options.onRefused(this, reason, this.announced);
+      this.options.onRefused(this, this.inbound.error === "malformed_length" ? "malformed_length" : (this.refusal ?? "packet_too_large"), this.announced);
       this.destroy();
       return;
     }
     if (!this.push(chunk)) this.inner.pause();
+    // Aedes reads what is buffered as soon as it takes the stream.
+    if (!handed && this.phase > 0) this.options.onConnect(this);
   }
 
   override _read(): void {
@@ -102,6 +138,7 @@ export class PacketGuard extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.connectTimer);
     this.inner.destroy();
     callback(error);
   }

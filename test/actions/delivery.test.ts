@@ -49,7 +49,7 @@ describe("reliable action delivery", () => {
   it("delivers an action produced while the device was offline when it subscribes, and records the PUBACK", async () => {
     const thermo = await provision(t, { id: "thermo" });
     await heatUp(thermo);
-    const proposed = await waitFor(async () => (await log("thermo")).find((r) => r.status === "proposed"), "the proposed action");
+    const proposed = await waitFor(async () => (await log("thermo")).find((r) => r.status === "proposed" && r.action), "the proposed action");
     expect(await pending("thermo")).toBe(1);
 
     const client = await connectDevice(t.mqttUrl, thermo.id, thermo.token);
@@ -117,7 +117,7 @@ describe("reliable action delivery", () => {
     const other = await provision(t, { id: "radio" });
     await heatUp(tv);
     await heatUp(other);
-    const proposed = await waitFor(async () => (await log("tv")).find((r) => r.status === "proposed"), "the proposed action");
+    const proposed = await waitFor(async () => (await log("tv")).find((r) => r.status === "proposed" && r.action), "the proposed action");
     await t.restart();
     expect(await pending("tv")).toBe(1);
 
@@ -147,7 +147,7 @@ describe("reliable action delivery", () => {
     await heatUp(lamp);
     await heatUp(bulb);
     // The bulb's customer undoes the change, so its profile is empty again.
-    const action = await waitFor(async () => (await log("bulb")).find((r) => r.status === "proposed"), "the bulb's action");
+    const action = await waitFor(async () => (await log("bulb")).find((r) => r.status === "proposed" && r.action), "the bulb's action");
     const acker = await connectDevice(t.mqttUrl, bulb.id, bulb.token, { clientId: "bulb:ack" });
     await acker.publishAsync("devices/bulb/acks", JSON.stringify({ action: action.action, status: "undone" }), { qos: 1 });
     await acker.endAsync();

@@ -51,6 +51,17 @@ describe("MQTT frame reader", () => {
     expect(reader.error).toBe("refused");
   });
 
+  it("reports the end of each packet, including empty ones and bodies split across chunks", () => {
+    const ends: number[] = [];
+    const reader = new FrameReader({ header: () => 0, end: (type) => ends.push(type) });
+    const connect = mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "a", clean: true, keepalive: 30 });
+    const bytes = Buffer.concat([connect, mqttPacket.generate({ cmd: "pingreq" })]);
+    reader.push(bytes.subarray(0, 5));
+    expect(ends).toEqual([]); // the CONNECT is not complete yet: a slow client is still connecting
+    reader.push(bytes.subarray(5));
+    expect(ends).toEqual([1, 12]);
+  });
+
   it("refuses a remaining length longer than four bytes", () => {
     const { results, reader } = read([Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])]);
     expect(results).toEqual([false]);
