@@ -124,6 +124,14 @@ describe("broker limits", () => {
     await goodStillWorks(5);
   });
 
+  it("closes a connection whose first packet is not CONNECT, before the broker takes it", async () => {
+    const socket = await rawSocket(port);
+    socket.write(mqttPacket.generate({ cmd: "pingreq" }));
+    await waitFor(() => socket.closedByServer, "the broker to close it");
+    expect(socket.received).toEqual([]);
+    await logLine(t, (l) => l.reason === "not_connect" && l.msg === "connection closed: packet refused before buffering", "the refusal");
+  });
+
   it("refuses keepalive 0 and keepalive over the maximum (mqtt.js and mosquitto_sub)", async () => {
     await expect(connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k0`, keepalive: 0 })).rejects.toThrow(/Not authorized/i);
     await expect(connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k1`, keepalive: 121 })).rejects.toThrow(/Not authorized/i);
