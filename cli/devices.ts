@@ -89,18 +89,19 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
     return encodeURIComponent(rest[0]!);
   };
   const call = (method: string, path: string, body?: unknown) => request(base, token, method, path, body);
+  /** A token is shown once: on stdout for the operator to copy, with a reminder on stderr. */
+  const showToken = (answer: { id: string; token: string }, reminder: string) => {
+    if (values.json) return io.out(`${JSON.stringify(answer)}\n`);
+    io.out(`id: ${answer.id}\ntoken: ${answer.token}\n`);
+    io.err(`${reminder}\n`);
+  };
 
   switch (command) {
     case "add": {
       onlyFor(["id", "kind", "subject"]);
       if (rest.length > 0) throw new CliError(`'add' takes options, not '${rest.join(" ")}' (use --id ${rest[0]})`, 2);
       const body = Object.fromEntries(Object.entries({ id: values.id, kind: values.kind, subject: values.subject }).filter(([, v]) => v !== undefined));
-      const created = (await call("POST", "/api/devices", body)) as { id: string; token: string };
-      if (values.json) io.out(`${JSON.stringify(created)}\n`);
-      else {
-        io.out(`id: ${created.id}\ntoken: ${created.token}\n`);
-        io.err("The token is shown once: put it on the device now.\n");
-      }
+      showToken((await call("POST", "/api/devices", body)) as { id: string; token: string }, "The token is shown once: put it on the device now.");
       return 0;
     }
     case "list": {
@@ -111,12 +112,7 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
     }
     case "rotate": {
       onlyFor([]);
-      const rotated = (await call("POST", `/api/devices/${target()}/rotate`)) as { id: string; token: string };
-      if (values.json) io.out(`${JSON.stringify(rotated)}\n`);
-      else {
-        io.out(`id: ${rotated.id}\ntoken: ${rotated.token}\n`);
-        io.err("The old token no longer works. The new one is shown once: put it on the device now.\n");
-      }
+      showToken((await call("POST", `/api/devices/${target()}/rotate`)) as { id: string; token: string }, "The old token no longer works. The new one is shown once: put it on the device now.");
       return 0;
     }
     case "revoke": {
