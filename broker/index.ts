@@ -89,10 +89,12 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   aedes.authorizeForward = hooks.authorizeForward;
 
   const ended = (session: Session) => {
+    const takenOver = sessions.superseded(session);
     sessions.close(session);
     if (!session.online) return;
     session.online = false;
-    deps.presence.disconnected(session.device, session.clientId, session.transport, session.reason ?? (session.saidGoodbye ? "clean" : "connection_lost"));
+    const reason = session.reason ?? (takenOver ? "taken_over" : session.saidGoodbye ? "clean" : "connection_lost");
+    deps.presence.disconnected(session.device, session.clientId, session.transport, reason);
   };
 
   aedes.on("clientReady", (client: Client) => {

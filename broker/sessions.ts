@@ -21,6 +21,10 @@ export interface Session {
   reason: DisconnectReason | undefined;
   /** The client sent DISCONNECT. */
   saidGoodbye: boolean;
+  /** The transport closed. */
+  closed: boolean;
+  /** The open session this one took the client id from, if any (Aedes closes it once this one registers). */
+  displaced: Session | undefined;
 }
 
 /** The broker's index of live sessions: by Aedes client, by transport, by device and by client id. */
@@ -30,10 +34,8 @@ export class Sessions {
   private readonly byDevice = new Map<string, Set<Session>>();
   private readonly byClientId = new Map<string, Session>();
 
-  /** Registers a session; one already holding the client id is marked as taken over (Aedes closes it). */
+  /** Registers a session; it now holds its client id. */
   open(client: Client, guard: PacketGuard, device: string, clientId: string): Session {
-    const previous = this.byClientId.get(clientId);
-    if (previous) previous.reason ??= "taken_over";
     const session: Session = {
       device,
       clientId,
@@ -46,6 +48,8 @@ export class Sessions {
       online: false,
       reason: undefined,
       saidGoodbye: false,
+      closed: false,
+      displaced: this.byClientId.get(clientId),
     };
     this.byClient.set(client, session);
     this.byGuard.set(guard, session);
@@ -58,10 +62,23 @@ export class Sessions {
 
   /** Forgets a session whose transport closed. */
   close(session: Session): void {
-    if (this.byClientId.get(session.clientId) === session) this.byClientId.delete(session.clientId);
+    session.closed = true;
+    if (this.byClientId.get(session.clientId) === session) {
+      // A newcomer that failed before taking over hands the id back.
+      const previous = session.displaced;
+      if (previous && !previous.closed) this.byClientId.set(session.clientId, previous);
+      else this.byClientId.delete(session.clientId);
+    }
+    session.displaced = undefined;
     const set = this.byDevice.get(session.device);
     set?.delete(session);
     if (set?.size === 0) this.byDevice.delete(session.device);
+  }
+
+  /** True when another session now holds this session's client id: it was taken over. */
+  superseded(session: Session): boolean {
+    const holder = this.byClientId.get(session.clientId);
+    return holder !== undefined && holder !== session;
   }
 
   of(client: Client | null): Session | undefined {

@@ -74,14 +74,16 @@ describe("broker limits", () => {
     await goodStillWorks(1);
   });
 
-  it("cuts a connection whose packet announces more than the limit before buffering it", async () => {
+  it("cuts a connection whose packet announces more than the limit before buffering it, over TCP and WebSocket", async () => {
     const huge = await provision(t, { id: "huge" });
-    const client = await connectDevice(t.mqttUrl, huge.id, huge.token);
-    const gone = closed(client);
-    client.publish(`devices/${huge.id}/telemetry`, "z".repeat(64 * 1024), { qos: 0 });
-    await gone;
-    const line = await logLine(t, (l) => l.msg === "connection closed: packet refused before buffering" && l.device === huge.id, "the packet refusal");
-    expect(line).toMatchObject({ reason: "packet_too_large", limit: 1024 + 4096 });
+    for (const [url, transport] of [[t.mqttUrl, "tcp"], [t.wsUrl, "ws"]] as const) {
+      const client = await connectDevice(url, huge.id, huge.token);
+      const gone = closed(client);
+      client.publish(`devices/${huge.id}/telemetry`, "z".repeat(64 * 1024), { qos: 0 });
+      await gone;
+      const line = await logLine(t, (l) => l.msg === "connection closed: packet refused before buffering" && l.device === huge.id && l.transport === transport, `the packet refusal over ${transport}`);
+      expect(line).toMatchObject({ reason: "packet_too_large", limit: 1024 + 4096 });
+    }
     await goodStillWorks(2);
   });
 
