@@ -71,9 +71,11 @@ describe("ACL matrix: device A cannot reach device B", () => {
     const pub = await mosquitto("mosquitto_pub", a.id, a.id, a.token, ["-t", `devices/${b.id}/telemetry`, "-m", '{"metrics":{"temp":99}}']);
     expect(pub.code).not.toBe(0);
     expect(pub.stderr).toMatch(/connection was lost/i);
-    // Publishing into a topic outside any device is refused the same way.
-    const stray = await mosquitto("mosquitto_pub", a.id, a.id, a.token, ["-t", `devices/${a.id}/state`, "-m", "{}"]);
-    expect(stray.stderr).toMatch(/connection was lost/i);
+    // Publishing into the platform's own topics or $SYS is refused the same way.
+    for (const topic of [`devices/${a.id}/state`, `devices/${a.id}/actions`, "$SYS/broker/clients"]) {
+      const stray = await mosquitto("mosquitto_pub", a.id, a.id, a.token, ["-t", topic, "-m", "{}"]);
+      expect([topic, stray.stderr]).toEqual([topic, expect.stringMatching(/connection was lost/i)]);
+    }
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE device = '${b.id}'`)).toEqual([]);
   });
 
