@@ -50,7 +50,7 @@ describe("reliable action delivery", () => {
     const thermo = await provision(t, { id: "thermo" });
     await heatUp(thermo);
     const proposed = await waitFor(async () => (await log("thermo")).find((r) => r.status === "proposed" && r.action), "the proposed action");
-    expect(await pending("thermo")).toBe(1);
+    await waitFor(async () => (await pending("thermo")) === 1, "one pending action");
 
     const client = await connectDevice(t.mqttUrl, thermo.id, thermo.token);
     const seen = collect(client);

@@ -95,18 +95,15 @@ describe("broker limits", () => {
     await gone;
     const line = await logLine(t, (l) => l.msg === "publish refused" && l.device === noisy.id, "the rate refusal");
     expect(line).toMatchObject({ reason: "rate_limited", rate: 5, burst: 20 });
-    // The burst was accepted; what came after was not.
-    const stored = await waitFor(async () => {
-      const rows = await influxQuery(t.db, `SELECT count(i) FROM telemetry WHERE device = '${noisy.id}'`);
-      return rows[0]?.count as number | undefined;
-    }, "the burst in InfluxDB");
-    expect(stored).toBeGreaterThanOrEqual(19);
-    expect(stored).toBeLessThanOrEqual(21);
+    // The burst was accepted; what came after was not (the bucket refills by 5 a second meanwhile).
+    const stored = async () => ((await influxQuery(t.db, `SELECT count(i) FROM telemetry WHERE device = '${noisy.id}'`))[0]?.count as number | undefined) ?? 0;
+    await waitFor(async () => (await stored()) >= 20, "the burst in InfluxDB");
 
     const flood = await run("mosquitto_pub", ["-p", String(port), "-i", noisy.id, "-u", noisy.id, "-P", noisy.token, "-q", "1", "-t", `devices/${noisy.id}/telemetry`, "-m", '{"metrics":{"j":1}}', "--repeat", "200"]);
     expect(flood.code).not.toBe(0);
     expect(flood.stderr).toMatch(/connection was lost/i);
     await goodStillWorks(3);
+    expect(await stored()).toBeLessThanOrEqual(25);
   });
 
   it("drops a slow-loris connection that does not finish CONNECT in time, while a device connects and works", async () => {
