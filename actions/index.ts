@@ -5,86 +5,88 @@ import type { Registry } from "../registry/index.ts";
 import type { ProposedAction } from "../rules/index.ts";
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ActionBook, ACTION_LOG, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
+import { postWebhook } from "./webhook.ts";
+import { createBatchWriter } from "../ingest/writer.ts";
+import { startDelivery, type Delivery } from "./delivery.ts";
+
+export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
 
 /** How actions and state leave the platform; the broker implements it. */
 export interface Publisher {
   publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
 }
 
-export type ActionStatus = "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone";
+export class ActionError extends Error {
+  constructor(
+    readonly code: "ACTION_NOT_FOUND" | "ACTION_NOT_UNDOABLE",
+    message: string,
+  ) {
+    super(message);
+  }
+}
 
-export interface ActionRecord {
-  id: string;
-  rule: string;
-  kind: ProposedAction["kind"];
-  key: string;
-  value: unknown;
-  prompt: string | undefined;
-  why: string;
-  owner: Owner;
-  device: string;
-  subject: string | undefined;
-  targets: string[];
-  status: ActionStatus;
-  /** The owner's value for the key before this action changed it; what undo restores. */
-  previous: unknown;
-  createdAt: number;
+export interface ActionsConfig {
+  /** A suggestion nobody answered expires after this long. */
+  suggestionTtlMs: number;
 }
 
 export interface Actions {
   propose(action: ProposedAction): Promise<ActionRecord>;
+  /** A device's answer on devices/{id}/acks. */
   ack(ack: AckMessage): void;
+  /** Undo from the API: restores the previous value everywhere it was set. */
+  undo(id: string, by: string): Promise<ActionRecord>;
   lastFired(rule: string, target: string): number | undefined;
+  lastPrompt(target: string): number | undefined;
+  declinedAt(rule: string, target: string): number | undefined;
+  participation(owner: Owner): Participation;
   get(id: string): ActionRecord | undefined;
   /** The personalization profile a device sees: its own keys and its subject's. */
   stateOf(device: string): Record<string, unknown>;
   /** Publishes every device's retained state (at start, when the broker's retained store is empty). */
   publishAllState(): Promise<void>;
+  /** Actions waiting for their devices; the broker delivers them. */
+  readonly delivery: Delivery;
   close(): Promise<void>;
 }
 
-const LOG = "action_log";
-
-export async function startActions(deps: { store: Store; registry: Registry; publisher: Publisher; log: Logger }): Promise<Actions> {
+export async function startActions(
+  config: ActionsConfig,
+  deps: { store: Store; registry: Registry; publisher: Publisher; log: Logger },
+): Promise<Actions> {
   const { store, registry, publisher } = deps;
   const log = deps.log.child({ part: "actions" });
-  const actions = new Map<string, ActionRecord>();
-  const fired = new Map<string, number>();
+  const book = await ActionBook.rebuild(store);
+  const newId = () => `act_${randomBytes(9).toString("base64url")}`;
+  // Group commit: actions of the same few milliseconds share one InfluxDB write (and fsync).
+  const actionLog = createBatchWriter({
+    store,
+    log,
+    batchSize: 1000,
+    flushMs: 5,
+    onRejected: (point, message) => log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
+  });
   const profiles = await ProfileBook.rebuild(store);
+  log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
 
-  const rows = await store.query<{ time: Date; device: string; action: string; status: string; rule?: string; kind?: string; key?: string; value?: string; prompt?: string; why?: string; owner?: string; subject?: string; previous?: string }>(
-    `SELECT * FROM ${LOG}`,
-  );
-  for (const row of rows) {
-    const existing = actions.get(row.action);
-    if (row.status === "proposed" && !existing) {
-      const record: ActionRecord = {
-        id: row.action,
-        rule: row.rule ?? "",
-        kind: (row.kind ?? "set") as ActionRecord["kind"],
-        key: row.key ?? "",
-        value: row.value === undefined || row.value === null ? undefined : JSON.parse(row.value),
-        prompt: row.prompt ?? undefined,
-        why: row.why ?? "",
-        owner: (row.owner ?? `device:${row.device}`) as Owner,
-        device: row.device,
-        subject: row.subject ?? undefined,
-        targets: [row.device],
-        status: "proposed",
-        previous: row.previous === undefined || row.previous === null ? undefined : JSON.parse(row.previous),
-        createdAt: row.time.getTime(),
-      };
-      actions.set(record.id, record);
-      const target = record.owner;
-      fired.set(`${record.rule}|${target}`, Math.max(fired.get(`${record.rule}|${target}`) ?? 0, record.createdAt));
-    } else if (existing) {
-      if (row.status === "proposed") existing.targets.push(row.device);
-      else existing.status = row.status as ActionStatus;
-    }
-  }
-  log.info({ actions: actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
+  const delivery = await startDelivery({
+    store,
+    publisher,
+    log: deps.log,
+    render: (id) => {
+      const record = book.actions.get(id);
+      return record && wire(record);
+    },
+    // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
+    onDelivered: (device, id) => {
+      const record = book.actions.get(id);
+      if (record) book.transition(record, "delivered", device, Date.now());
+    },
+  });
 
+  /** Every touchpoint of an owner: the device itself, or every device linked to the customer. */
   const devicesOf = (owner: Owner, origin: string): string[] => {
     if (owner.startsWith("device:")) return [owner.slice("device:".length)];
     const subject = owner.slice("subject:".length);
@@ -102,17 +104,25 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
     await publisher.publish(`devices/${device}/state`, JSON.stringify({ device, subject, profile: stateOf(device), ts: Date.now() }), { qos: 1, retain: true });
   };
 
-  const transition = (record: ActionRecord, status: ActionStatus, device: string, extra: Record<string, string> = {}): Point => {
-    record.status = status;
-    return { measurement: LOG, tags: { device }, fields: { action: record.id, status, ...extra }, timestamp: String(nextMicros()) };
+  const transition = (record: ActionRecord, status: ActionStatus, device: string, extra: { by?: string; reason?: string; previous?: unknown } = {}): Point => {
+    const micros = nextMicros();
+    book.transition(record, status, device, Math.floor(micros / 1000), extra.by, extra.reason);
+    return {
+      measurement: ACTION_LOG,
+      tags: { device },
+      fields: {
+        action: record.id,
+        status,
+        ...(extra.by ? { by: extra.by } : {}),
+        ...(extra.reason ? { reason: extra.reason } : {}),
+        ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
+      },
+      timestamp: String(micros),
+    };
   };
 
-  /** Sets or clears a key for the action's owner; returns the points to store. */
-  const applyToProfile = (record: ActionRecord, op: "set" | "clear", value: unknown): Point[] =>
-    [profiles.change(record.owner, record.key, op, value, record.id)];
-
-  const wire = (record: ActionRecord) =>
-    JSON.stringify({
+  function wire(record: ActionRecord): string {
+    return JSON.stringify({
       id: record.id,
       rule: record.rule,
       kind: record.kind,
@@ -121,19 +131,82 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
       ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
       why: record.why,
     });
+  }
 
-  const refreshTargets = async (record: ActionRecord) => {
-    await Promise.all(record.targets.map(publishState));
+  /** Kept pending per device until its PUBACK, so it survives being offline and a restart. */
+  const send = (devices: readonly string[], record: ActionRecord) => {
+    const payload = wire(record);
+    return Promise.all(devices.map((device) => delivery.send(device, record.id, payload)));
   };
+
+  /** The `proposed` rows of an action, one per target device: what delivery and the lifecycle are rebuilt from. */
+  const proposedRows = (record: ActionRecord, devices: readonly string[], cause?: string): Point[] =>
+    devices.map((device) => ({
+      measurement: ACTION_LOG,
+      tags: { device },
+      fields: {
+        action: record.id,
+        status: "proposed",
+        rule: record.rule,
+        kind: record.kind,
+        key: record.key,
+        owner: record.owner,
+        why: record.why,
+        ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
+        ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
+        ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
+        ...(record.subject !== undefined ? { subject: record.subject } : {}),
+        ...(cause ? { cause } : {}),
+      },
+      timestamp: String(nextMicros()),
+    }));
+
+  /**
+   * Sets or clears the owner's key and tells every touchpoint its new state
+   * while the change is being logged. The log write is not on the devices'
+   * latency path; the call resolves once both are done.
+   */
+  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[], alsoSend: () => Promise<unknown> = async () => {}) => {
+    const point = profiles.change(record.owner, record.key, op, value, record.id);
+    await Promise.all([actionLog.write([...extra, point]), alsoSend(), ...devicesOf(record.owner, record.device).map(publishState)]);
+  };
+
+  const notify = async (record: ActionRecord) => {
+    const result = await postWebhook(record.key, {
+      action: record.id,
+      rule: record.rule,
+      device: record.device,
+      subject: record.subject ?? null,
+      message: record.value,
+      why: record.why,
+      at: new Date(record.createdAt).toISOString(),
+    });
+    const point = result.ok ? transition(record, "delivered", record.device) : transition(record, "failed", record.device, { reason: result.reason });
+    await actionLog.write([point]);
+    if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
+  };
+
+  const expire = () => {
+    const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
+    if (stale.length === 0) return;
+    const points = stale.map((r) => transition(r, "expired", r.device));
+    actionLog.write(points).then(
+      () => log.info({ actions: stale.length }, "unanswered suggestions expired"),
+      (err: Error) => log.error({ err: err.message }, "could not record expired suggestions"),
+    );
+  };
+  expire();
+  const sweeper = setInterval(expire, Math.min(60_000, config.suggestionTtlMs)).unref();
 
   return {
     async propose(proposal) {
       const owner: Owner = proposal.scope === "subject" && proposal.subject ? `subject:${proposal.subject}` : `device:${proposal.device}`;
       const now = Date.now();
-      // Recorded before any await so a burst of messages cannot slip past a cooldown.
-      fired.set(`${proposal.rule}|${owner}`, now);
+      book.markFired(proposal.rule, owner, now);
+      // A suggestion is asked once, where the pattern was seen; a change goes to every touchpoint.
+      const targets = proposal.kind === "suggest" || proposal.kind === "notify" ? [proposal.device] : devicesOf(owner, proposal.device);
       const record: ActionRecord = {
-        id: `act_${randomBytes(9).toString("base64url")}`,
+        id: newId(),
         rule: proposal.rule,
         kind: proposal.kind,
         key: proposal.key,
@@ -143,78 +216,94 @@ export async function startActions(deps: { store: Store; registry: Registry; pub
         owner,
         device: proposal.device,
         subject: proposal.subject,
-        targets: devicesOf(owner, proposal.device),
+        targets,
         status: "proposed",
-        previous: profiles.get(owner)?.[proposal.key],
+        previous: proposal.kind === "notify" ? undefined : profiles.get(owner)?.[proposal.key],
         createdAt: now,
+        transitions: [],
       };
-      actions.set(record.id, record);
-      const points: Point[] = record.targets.map((device) => ({
-        measurement: LOG,
-        tags: { device },
-        fields: {
-          action: record.id,
-          status: "proposed",
-          rule: record.rule,
-          kind: record.kind,
-          key: record.key,
-          owner,
-          why: record.why,
-          ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
-          ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
-          ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-          ...(record.subject !== undefined ? { subject: record.subject } : {}),
-        },
-        timestamp: String(nextMicros()),
-      }));
-      // A suggestion changes nothing until the customer accepts it.
-      if (record.kind === "set") points.push(...applyToProfile(record, "set", record.value));
-      if (record.kind === "clear") points.push(...applyToProfile(record, "clear", undefined));
-      await store.write(points);
-      log.info({ action: record.id, rule: record.rule, kind: record.kind, key: record.key, owner, targets: record.targets.length }, "action proposed");
-      await Promise.all(record.targets.map((device) => publisher.publish(`devices/${device}/actions`, wire(record), { qos: 1, retain: false })));
-      if (record.kind !== "suggest") await refreshTargets(record);
+      book.add(record);
+      const points = proposedRows(record, targets);
+      log.info({ action: record.id, rule: record.rule, kind: record.kind, key: record.kind === "notify" ? undefined : record.key, owner, targets: targets.length }, "action proposed");
+      if (record.kind === "notify") {
+        await actionLog.write(points);
+        await notify(record);
+        return record;
+      }
+      const out = () => send(targets, record);
+      if (record.kind === "suggest") await Promise.all([actionLog.write(points), out()]);
+      else await changeProfile(record, record.kind, record.value, points, out);
       return record;
     },
 
     ack(ack) {
-      const record = actions.get(ack.action);
+      const record = book.actions.get(ack.action);
       if (!record || !record.targets.includes(ack.device)) {
         log.warn({ device: ack.device, action: ack.action, status: ack.status }, "ack for an action this device was not sent");
         return;
       }
-      // A suggestion only changed the profile once it was accepted.
-      const inEffect = record.kind !== "suggest" || record.status === "applied";
-      const points: Point[] = [transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})];
-      let changed = false;
-      if (ack.status === "accepted" && record.kind === "suggest") {
-        record.previous = profiles.get(record.owner)?.[record.key];
-        points.push(...applyToProfile(record, "set", record.value), transition(record, "applied", ack.device));
-        changed = true;
-      } else if (ack.status === "undone" && inEffect) {
-        points.push(...applyToProfile(record, record.previous === undefined ? "clear" : "set", record.previous));
-        changed = true;
-      }
-      void store
-        .write(points)
-        .then(async () => {
-          log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
-          if (changed) await refreshTargets(record);
-        })
-        .catch((err: Error) => log.error({ action: record.id, err: err.message }, "could not record the acknowledgement"));
+      // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
+      delivery.received(ack.device, ack.action);
+      const before = record.status;
+      const done = (async () => {
+        if (ack.status === "accepted" && record.kind === "suggest" && (before === "proposed" || before === "delivered")) {
+          record.previous = profiles.get(record.owner)?.[record.key];
+          const accepted = transition(record, "accepted", ack.device);
+          const applied = transition(record, "applied", ack.device, { previous: record.previous });
+          // Every other touchpoint of the customer gets the accepted change as a set action of its own.
+          const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
+          const follow: ActionRecord | undefined =
+            others.length === 0
+              ? undefined
+              : { ...record, id: newId(), kind: "set", prompt: undefined, why: `accepted on ${ack.device}: ${record.why}`, targets: others, status: "proposed", createdAt: Date.now(), transitions: [] };
+          if (follow) book.add(follow);
+          const rows = follow ? proposedRows(follow, others, record.id) : [];
+          await changeProfile(record, "set", record.value, [accepted, applied, ...rows], async () => follow && send(others, follow));
+        } else if (ack.status === "undone") {
+          await undo(record, ack.device, `device:${ack.device}`);
+        } else {
+          await actionLog.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
+        }
+        log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
+      })();
+      done.catch((err: Error) => {
+        if (err instanceof ActionError) log.warn({ action: record.id, device: ack.device, status: ack.status, reason: err.message }, "ack refused");
+        else log.error({ action: record.id, err: err.message }, "could not record the acknowledgement");
+      });
     },
 
-    lastFired(rule, target) {
-      return fired.get(`${rule}|${target}`);
+    async undo(id, by) {
+      const record = book.actions.get(id);
+      if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
+      await undo(record, record.device, by);
+      return record;
     },
-    get(id) {
-      return actions.get(id);
-    },
+
+    lastFired: (rule, target) => book.lastFired(rule, target),
+    lastPrompt: (target) => book.lastPrompt(target),
+    declinedAt: (rule, target) => book.declinedAt(rule, target),
+    participation: (owner) => book.participationOf(owner),
+    get: (id) => book.actions.get(id),
     stateOf,
     async publishAllState() {
-      const devices = new Set(registry.list().filter((d) => !d.revoked).map((d) => d.id));
-      await Promise.all([...devices].filter((d) => Object.keys(stateOf(d)).length > 0).map(publishState));
+      // Every device, also those whose profile is empty now: after a restart the retained store
+      // starts empty, and a device must not keep a profile that was cleared or undone.
+      await Promise.all(registry.list().filter((d) => !d.revoked).map((d) => publishState(d.id)));
     },
-    async close() {},
+    delivery,
+    async close() {
+      clearInterval(sweeper);
+      await actionLog.close();
+      await delivery.close();
+    },
   };
+
+  /** Restores the owner's previous value (or clears the key) and records the undo. */
+  async function undo(record: ActionRecord, device: string, by: string): Promise<void> {
+    const inEffect = record.kind === "set" || record.kind === "clear" ? record.status !== "undone" : record.kind === "suggest" && record.status === "applied";
+    if (!inEffect) throw new ActionError("ACTION_NOT_UNDOABLE", `action '${record.id}' is ${record.status}; only an applied set, clear or accepted suggestion can be undone`);
+    const point = transition(record, "undone", device, { by });
+    await changeProfile(record, record.previous === undefined ? "clear" : "set", record.previous, [point]);
+    log.info({ action: record.id, by }, "action undone");
+  }
 }

@@ -3,9 +3,12 @@ import path from "node:path";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { fingerprint, generateToken, hashToken, verifyToken } from "../registry/token.ts";
 
-export type Role = "admin";
+/** admin: everything; product: rules; support: read-only views. */
+export type Role = "admin" | "product" | "support";
 export interface Principal {
   role: Role;
+  /** Who, for audit trails such as rule versions. */
+  name: string;
 }
 
 /** Checks bearer tokens against the admin token's hash; the token itself is never kept. */
@@ -38,10 +41,10 @@ export async function adminAuthenticator(options: { token: string | undefined; d
   return {
     async principal(token) {
       const print = fingerprint(token);
-      if (known === print) return { role: "admin" };
+      if (known === print) return { role: "admin", name: "admin" };
       if (!(await verifyToken(token, hash))) return undefined;
       known = print;
-      return { role: "admin" };
+      return { role: "admin", name: "admin" };
     },
   };
 }
@@ -53,14 +56,22 @@ export function bearer(request: FastifyRequest): string | undefined {
   return match?.[1];
 }
 
-export function requireRole(auth: Authenticator, role: Role) {
+declare module "fastify" {
+  interface FastifyRequest {
+    principal?: Principal;
+  }
+}
+
+/** An onRequest hook: the caller needs one of `roles` (admin always passes). */
+export function requireRole(auth: Authenticator, ...roles: Role[]) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const token = bearer(request);
     if (!token) return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <token>' header" });
     const principal = await auth.principal(token);
     if (!principal) return reply.code(401).send({ error: "unauthorized", message: "unknown or invalid token" });
-    if (principal.role !== role && principal.role !== "admin") {
-      return reply.code(403).send({ error: "forbidden", message: `this call needs the ${role} role` });
+    if (principal.role !== "admin" && !roles.includes(principal.role)) {
+      return reply.code(403).send({ error: "forbidden", message: `this call needs the ${roles.join(" or ")} role` });
     }
+    request.principal = principal;
   };
 }

@@ -28,6 +28,9 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
       REFEED_HTTP_HOST: "127.0.0.1",
       REFEED_ADMIN_TOKEN: options.adminToken,
       REFEED_LOG_LEVEL: "info",
+      // Load from few connections: the per-device publish rate limit would measure itself, not ingest.
+      REFEED_MQTT_PUBLISH_RATE: "1000000",
+      REFEED_MQTT_PUBLISH_BURST: "1000000",
       ...options.env,
     },
     stdio: ["ignore", "pipe", "pipe"],

@@ -1,9 +1,13 @@
 import { main as start } from "../platform/main.ts";
+import { rulesCommand } from "./rules.ts";
+import { devices } from "./devices.ts";
 
 const usage = `usage: refeed <command>
 
 commands:
   start        run the platform (configuration from REFEED_* environment variables; see README)
+  rules        check, backtest and push rule files (refeed rules --help)
+  devices      add, list, rotate and revoke devices (refeed devices help)
   help         show this text
 `;
 
@@ -12,6 +16,10 @@ async function run(argv: string[]): Promise<number> {
   switch (command) {
     case "start":
       return start();
+    case "rules":
+      return rulesCommand(argv.slice(1));
+    case "devices":
+      return devices(argv.slice(1));
     case "help":
     case "--help":
     case "-h":

@@ -11,7 +11,7 @@ import { ingestMetrics, type Transport } from "./metrics.ts";
 import { createParser, type Parsed, type Refusal } from "./parse.ts";
 import { toDeviceLine } from "./points.ts";
 import { openSpool, SpoolFullError } from "./spool.ts";
-import { createBatchWriter } from "./writer.ts";
+import { createDurableWriter } from "./durable-writer.ts";
 
 export type { Channel, DeviceMessage, AckMessage, RejectReason } from "./messages.ts";
 export type { Refusal } from "./parse.ts";
@@ -79,7 +79,7 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
 
   const metrics = ingestMetrics(deps.metrics ?? new Registry(), { spool: () => spool.depth, pending: () => writer.pending, spooling: () => writer.mode === "spooling" });
   const deadLetters = createDeadLetters({ log: deps.log, metrics, write: (lines) => writer.write(lines) });
-  const writer = createBatchWriter({
+  const writer = createDurableWriter({
     store: deps.store,
     spool,
     log: deps.log,

@@ -166,7 +166,7 @@ export interface FeedbackMessage extends Envelope {
   rating: number | undefined;
   text: string | undefined;
   /** Comparative sentiment of `text` (AFINN score per word, about -5..5); undefined without text. */
-  sentiment: number | undefined;
+  sentiment?: number | undefined;
 }
 export type DeviceMessage = TelemetryMessage | EventMessage | FeedbackMessage;
 export interface AckMessage {

@@ -1,7 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import { rejectReasons, type RejectReason } from "./messages.ts";
 import type { SpoolDepth } from "./spool.ts";
-import type { WriterEvents } from "./writer.ts";
+import type { WriterEvents } from "./durable-writer.ts";
 
 export type Kind = "telemetry" | "event" | "feedback" | "ack";
 export type Transport = "mqtt" | "http";

@@ -9,11 +9,12 @@ import { startRules, type Rules } from "../rules/index.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
+import { startPresence } from "../broker/presence.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator } from "../api/auth.ts";
 
 export interface Platform {
-  readonly addresses: { mqtt: string; http: string; ws: string; influx: string };
+  readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
   readonly store: Store;
   close(): Promise<void>;
 }
@@ -53,14 +54,24 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const publisher: Publisher = {
       publish: (topic, payload, opts) => (broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started"))),
     };
-    const actions: Actions = await startActions({ store, registry, publisher, log });
+    const actions: Actions = await startActions({ suggestionTtlMs: config.rules.suggestionTtl }, { store, registry, publisher, log });
     closers.push(() => actions.close());
-    const rules: Rules = await startRules({ dir: config.rulesDir }, { log, actions });
+    // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
+    const consent: Consent = await startConsent({ store, log });
+    closers.push(() => consent.close());
+    const rules: Rules = await startRules(
+      {
+        dir: config.rulesDir,
+        promptEverySessions: config.rules.promptEverySessions,
+        declineBackoffMs: config.rules.declineBackoff,
+        maxCost: config.rules.maxCost,
+        warmupMaxAgeMs: config.rules.warmupMaxAge,
+      },
+      { log, store, actions, consent },
+    );
     closers.push(() => rules.close());
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
-    const consent: Consent = await startConsent({ store, log });
-    closers.push(() => consent.close());
     const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool") }, {
       store,
       log,
@@ -70,7 +81,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       onAck: (ack) => actions.ack(ack),
     });
     closers.push(() => ingest.close());
-    broker = await startBroker(config.mqtt, { registry, ingest, log });
+    const presence = await startPresence({ store, log });
+    closers.push(() => presence.close());
+    registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
+    broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
     closers.push(() => broker!.close());
     await actions.publishAllState();
 
@@ -80,12 +94,13 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, stateOf: actions.stateOf, ingest, consent, metrics });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
     const addresses = {
       mqtt: `mqtt://${show(broker.address.host)}:${broker.address.port}`,
+      ...(broker.tlsAddress ? { mqtts: `mqtts://${show(broker.tlsAddress.host)}:${broker.tlsAddress.port}` } : {}),
       http: `http://${show(api.address.host)}:${api.address.port}`,
       ws: `ws://${show(api.address.host)}:${api.address.port}/mqtt`,
       influx: store.url,

@@ -36,7 +36,3 @@ function toJson(value: CelValue): unknown {
   return String(value);
 }
 
-/** The `msg.a.b` paths an expression reads, so `why` can show their values. */
-export function referencedPaths(source: string): string[] {
-  return [...new Set(source.match(/\bmsg(\.[A-Za-z_][A-Za-z0-9_]*)+/g) ?? [])];
-}

@@ -1,10 +1,12 @@
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { CompiledRule } from "./load.ts";
-import { referencedPaths } from "./cel.ts";
+import { Source, VALUE_FNS, aggregateValue } from "./aggregates.ts";
+import { SessionLog } from "./sessions.ts";
 
 export interface ProposedAction {
   rule: string;
-  kind: "set" | "suggest" | "clear";
+  kind: "set" | "suggest" | "clear" | "notify";
+  /** Profile key; for notify, the webhook URL. */
   key: string;
   value: unknown;
   prompt: string | undefined;
@@ -15,8 +17,34 @@ export interface ProposedAction {
 }
 
 export type Outcome =
-  | { fired: true; actions: ProposedAction[] }
-  | { fired: false; reason: "condition_false" | "cooldown" | "no_subject" | "error"; detail?: string };
+  | { rule: string; fired: true; actions: ProposedAction[] }
+  | {
+      rule: string;
+      fired: false;
+      reason: "condition_false" | "cooldown" | "no_subject" | "no_consent" | "prompt_cap" | "declined_recently" | "error";
+      detail?: string;
+    };
+
+/** The state the engine asks about but does not own: the action log and consent. */
+export interface Guards {
+  /** When this rule last fired for this target ("device:<id>" or "subject:<id>"). */
+  lastFired(rule: string, target: string): number | undefined;
+  /** When the target was last asked anything (a suggestion). */
+  lastPrompt(target: string): number | undefined;
+  /** When the target last declined this rule's suggestion. */
+  declinedAt(rule: string, target: string): number | undefined;
+  consent(subject: string, purpose: string): boolean;
+}
+
+export interface GuardConfig {
+  /** At most one prompt per this many sessions of the target. */
+  promptEverySessions: number;
+  /** A declined suggestion is not offered again for this long. */
+  declineBackoffMs: number;
+}
+
+export const SESSION_START = "session_start";
+const MIN_SESSIONS_KEPT = 64;
 
 export function triggerOf(msg: DeviceMessage): string {
   return msg.kind === "event" ? `event:${msg.name}` : msg.kind;
@@ -31,55 +59,193 @@ export function celMessage(msg: DeviceMessage): Record<string, unknown> {
     case "event":
       return { ...base, name: msg.name, props: msg.props };
     case "feedback":
-      return { ...base, ...(msg.rating !== undefined ? { rating: msg.rating } : {}), ...(msg.text !== undefined ? { text: msg.text } : {}) };
+      return {
+        ...base,
+        ...(msg.rating !== undefined ? { rating: msg.rating } : {}),
+        ...(msg.text !== undefined ? { text: msg.text } : {}),
+        ...("sentiment" in msg && typeof msg.sentiment === "number" ? { sentiment: msg.sentiment } : {}),
+      };
   }
 }
 
-/**
- * Evaluates one rule against one message. Pure: cooldown state comes in as a
- * lookup so the same function serves live evaluation and backtests.
- */
-export function evaluate(rule: CompiledRule, msg: DeviceMessage, now: number, lastFired: (rule: string, target: string) => number | undefined): Outcome {
-  const { spec } = rule;
-  if (spec.scope === "subject" && !msg.subject) return { fired: false, reason: "no_subject" };
-  const target = spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`;
-  if (spec.cooldown !== undefined) {
-    const last = lastFired(spec.id, target);
-    if (last !== undefined && now - last < spec.cooldown) return { fired: false, reason: "cooldown" };
-  }
-  const bindings = { msg: celMessage(msg) };
-  const cond = rule.when(bindings);
-  if (!cond.ok) return { fired: false, reason: "error", detail: cond.error };
-  if (cond.value !== true) return { fired: false, reason: "condition_false" };
+const keyOf = (scope: "device" | "subject", msg: DeviceMessage) => (scope === "device" ? msg.device : msg.subject);
 
-  const why = explain(rule, bindings.msg);
-  const actions: ProposedAction[] = [];
-  for (const action of rule.actions) {
-    let value: unknown = "value" in action.spec ? action.spec.value : undefined;
-    if (action.valueExpr) {
-      const result = action.valueExpr(bindings);
-      if (!result.ok) return { fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
-      value = result.value;
+/**
+ * Rules indexed by trigger, the windows their aggregates read, and the
+ * sessions of every key. The same engine runs live and in backtests; only
+ * the guards and the clock differ.
+ */
+export class RuleEngine {
+  private byTrigger = new Map<string, CompiledRule[]>();
+  private sources = new Map<string, Source>();
+  private sourcesByTrigger = new Map<string, Source[]>();
+  /** Each rule's aggregates' sources, in declaration order, resolved once per rule set. */
+  private ruleSources = new Map<CompiledRule, Source[]>();
+  private readonly sessions = { device: new Map<string, SessionLog>(), subject: new Map<string, SessionLog>() };
+  private sessionCapacity = MIN_SESSIONS_KEPT;
+
+  constructor(private readonly guardConfig: GuardConfig) {}
+
+  /** Replaces the rule set; windows of sources that stay are kept. Returns the sources that are new (to warm). */
+  setRules(rules: readonly CompiledRule[]): Source[] {
+    const byTrigger = new Map<string, CompiledRule[]>();
+    const sources = new Map<string, Source>();
+    const fresh: Source[] = [];
+    const ruleSources = new Map<CompiledRule, Source[]>();
+    for (const rule of rules) {
+      if (!rule.spec.enabled) continue;
+      byTrigger.set(rule.spec.on, [...(byTrigger.get(rule.spec.on) ?? []), rule]);
+      const own: Source[] = [];
+      ruleSources.set(rule, own);
+      for (const agg of rule.aggregates) {
+        const id = Source.idOf(rule.spec.scope, agg.spec);
+        let source = sources.get(id) ?? this.sources.get(id);
+        if (!source) {
+          source = new Source(id, rule.spec.scope, agg.spec.of, agg.spec.window, agg.where, agg.value);
+          fresh.push(source);
+        }
+        if (!sources.has(id)) source.withValues = false;
+        if (VALUE_FNS.has(agg.spec.fn)) source.withValues = true;
+        sources.set(id, source);
+        own.push(source);
+        if (agg.spec.window.kind === "sessions") this.sessionCapacity = Math.max(this.sessionCapacity, agg.spec.window.n);
+      }
     }
-    actions.push({
-      rule: spec.id,
-      kind: action.kind,
-      key: action.key,
-      value: action.kind === "clear" ? undefined : value,
-      prompt: "prompt" in action.spec ? action.spec.prompt : undefined,
-      why,
-      scope: spec.scope,
-      device: msg.device,
-      subject: msg.subject,
-    });
+    const sourcesByTrigger = new Map<string, Source[]>();
+    for (const source of sources.values()) if (source.of) sourcesByTrigger.set(source.of, [...(sourcesByTrigger.get(source.of) ?? []), source]);
+    this.byTrigger = byTrigger;
+    this.sources = sources;
+    this.sourcesByTrigger = sourcesByTrigger;
+    this.ruleSources = ruleSources;
+    return fresh;
   }
-  return { fired: true, actions };
+
+  /** Feeds history into windows and sessions. `only` limits it to some sources (warming new ones). */
+  observe(msg: DeviceMessage, only?: ReadonlySet<Source>): void {
+    const trigger = triggerOf(msg);
+    const celMsg = celMessage(msg);
+    if (!only && trigger === `event:${SESSION_START}`) {
+      this.sessionLog("device", msg.device, true)!.start(msg.ts);
+      if (msg.subject) this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
+    }
+    for (const source of this.sourcesByTrigger.get(trigger) ?? []) {
+      if (only && !only.has(source)) continue;
+      const key = keyOf(source.scope, msg);
+      if (key === undefined) continue;
+      source.observe(msg, celMsg, key, this.sessionLog(source.scope, key, false));
+    }
+  }
+
+  /** Evaluates the rules indexed under the message's trigger. */
+  evaluate(msg: DeviceMessage, now: number, guards: Guards): Outcome[] {
+    const rules = this.byTrigger.get(triggerOf(msg));
+    if (!rules) return [];
+    const celMsg = celMessage(msg);
+    // Rules that share a source read its window once per message.
+    const reads = new Map<Source, ReturnType<Source["read"]>>();
+    return rules.map((rule) => this.evaluateRule(rule, msg, celMsg, now, guards, reads));
+  }
+
+  /** Observe, then evaluate: the message itself counts in its own windows. */
+  handle(msg: DeviceMessage, now: number, guards: Guards): Outcome[] {
+    this.observe(msg);
+    return this.evaluate(msg, now, guards);
+  }
+
+  /** Sessions of a target that started after `ts` (for the prompt cap). */
+  sessionsSince(target: string, ts: number): number {
+    const [scope, key] = splitTarget(target);
+    return this.sessions[scope].get(key)?.since(ts) ?? 0;
+  }
+
+  /** Drops everything held about a subject (erasure). */
+  forgetSubject(subject: string): void {
+    this.sessions.subject.delete(subject);
+    for (const source of this.sources.values()) if (source.scope === "subject") source.forget(subject);
+  }
+
+  get stats(): { rules: number; sources: number; keys: number; sessionKeys: number } {
+    let keys = 0;
+    for (const s of this.sources.values()) keys += s.keys;
+    let rules = 0;
+    for (const list of this.byTrigger.values()) rules += list.length;
+    return { rules, sources: this.sources.size, keys, sessionKeys: this.sessions.device.size + this.sessions.subject.size };
+  }
+
+  private sessionLog(scope: "device" | "subject", key: string, create: boolean): SessionLog | undefined {
+    let log = this.sessions[scope].get(key);
+    if (!log && create) this.sessions[scope].set(key, (log = new SessionLog(this.sessionCapacity)));
+    return log;
+  }
+
+  private evaluateRule(rule: CompiledRule, msg: DeviceMessage, celMsg: Record<string, unknown>, now: number, guards: Guards, reads: Map<Source, ReturnType<Source["read"]>>): Outcome {
+    const { spec } = rule;
+    const id = spec.id;
+    if (spec.scope === "subject" && !msg.subject) return { rule: id, fired: false, reason: "no_subject" };
+    if (rule.purpose && msg.subject && !guards.consent(msg.subject, rule.purpose)) return { rule: id, fired: false, reason: "no_consent" };
+    const target = spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`;
+    if (spec.cooldown !== undefined) {
+      const last = guards.lastFired(id, target);
+      if (last !== undefined && now - last < spec.cooldown) return { rule: id, fired: false, reason: "cooldown" };
+    }
+    const key = keyOf(spec.scope, msg)!;
+    const agg: Record<string, unknown> = {};
+    const sources = this.ruleSources.get(rule)!;
+    rule.aggregates.forEach((a, i) => {
+      const source = sources[i]!;
+      let read = reads.get(source);
+      if (!read) reads.set(source, (read = source.read(key, now, this.sessionLog(spec.scope, key, false))));
+      agg[a.name] = aggregateValue(a.spec.fn, read, a.spec.of !== undefined);
+    });
+    const bindings = { msg: celMsg, agg };
+    const cond = rule.when(bindings);
+    if (!cond.ok) return { rule: id, fired: false, reason: "error", detail: cond.error };
+    if (cond.value !== true) return { rule: id, fired: false, reason: "condition_false" };
+
+    if (rule.actions.some((a) => a.kind === "suggest")) {
+      const declined = guards.declinedAt(id, target);
+      if (declined !== undefined && now - declined < this.guardConfig.declineBackoffMs) return { rule: id, fired: false, reason: "declined_recently" };
+      const asked = guards.lastPrompt(target);
+      if (asked !== undefined && this.sessionsSince(target, asked) < this.guardConfig.promptEverySessions) {
+        return { rule: id, fired: false, reason: "prompt_cap", detail: `${this.sessionsSince(target, asked)} of ${this.guardConfig.promptEverySessions} sessions since the last prompt` };
+      }
+    }
+
+    const why = explain(rule, bindings);
+    const actions: ProposedAction[] = [];
+    for (const action of rule.actions) {
+      let value: unknown = "value" in action.spec ? action.spec.value : "message" in action.spec ? action.spec.message : undefined;
+      if (action.valueExpr) {
+        const result = action.valueExpr(bindings);
+        if (!result.ok) return { rule: id, fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
+        value = result.value;
+      }
+      actions.push({
+        rule: id,
+        kind: action.kind,
+        key: action.key,
+        value: action.kind === "clear" ? undefined : value,
+        prompt: "prompt" in action.spec ? action.spec.prompt : undefined,
+        why,
+        scope: spec.scope,
+        device: msg.device,
+        subject: msg.subject,
+      });
+    }
+    return { rule: id, fired: true, actions };
+  }
+}
+
+function splitTarget(target: string): ["device" | "subject", string] {
+  const at = target.indexOf(":");
+  return [target.slice(0, at) as "device" | "subject", target.slice(at + 1)];
 }
 
 /** "rule cool-theme: msg.metrics.temp > 30 held with msg.metrics.temp = 31.5" */
-function explain(rule: CompiledRule, msg: Record<string, unknown>): string {
-  const values = referencedPaths(rule.spec.when).map((path) => {
-    let node: unknown = { msg };
+function explain(rule: CompiledRule, bindings: Record<string, unknown>): string {
+  const paths = [...new Set(rule.spec.when.match(/\b(msg|agg)(\.[A-Za-z_][A-Za-z0-9_]*)+/g) ?? [])];
+  const values = paths.map((path) => {
+    let node: unknown = bindings;
     for (const part of path.split(".")) node = node && typeof node === "object" ? (node as Record<string, unknown>)[part] : undefined;
     return `${path} = ${JSON.stringify(node)}`;
   });

@@ -3,47 +3,92 @@ import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import type { DeviceMessage } from "../ingest/index.ts";
-import { evaluate, triggerOf, type ProposedAction } from "./engine.ts";
+import type { Store } from "../store/index.ts";
+import { backtest, type BacktestReport } from "./backtest.ts";
+import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
+import { RuleEngine, SESSION_START, type GuardConfig, type Guards, type ProposedAction } from "./engine.ts";
+import { readHistory } from "./history.ts";
 import { loadRule, RuleError, type CompiledRule } from "./load.ts";
+import type { Source } from "./aggregates.ts";
 
 export { loadRule, RuleError } from "./load.ts";
+export { CatalogError } from "./catalog.ts";
 export type { ProposedAction } from "./engine.ts";
+export type { BacktestReport } from "./backtest.ts";
+export type { CatalogEntry, RuleVersion } from "./catalog.ts";
 
-/** What the rules engine needs from the action side. */
+/** What the rules engine needs from the action side: to propose, and the action log's memory. */
 export interface ActionSink {
   propose(action: ProposedAction): Promise<unknown>;
-  /** When this rule last fired for this target ("device:<id>" or "subject:<id>"), from the action log. */
   lastFired(rule: string, target: string): number | undefined;
+  lastPrompt(target: string): number | undefined;
+  declinedAt(rule: string, target: string): number | undefined;
 }
 
-export interface RulesConfig {
+export interface RulesConfig extends GuardConfig {
   dir: string | undefined;
+  maxCost: number;
+  /** How far back windows that are not time-bounded (last N sessions/events) are warmed. */
+  warmupMaxAgeMs: number;
 }
 
 export interface Rules {
-  /** Evaluates the rules indexed under the message's trigger. */
+  /** Updates windows and evaluates the rules indexed under the message's trigger. */
   handle(msg: DeviceMessage): void;
-  list(): Array<{ id: string; source: string; on: string; scope: string; enabled: boolean }>;
+  list(): CatalogEntry[];
+  get(id: string): CatalogEntry | undefined;
+  versions(id: string): RuleVersion[];
+  /** Creates or updates an API rule from YAML or JSON text. */
+  put(text: string, by: string): Promise<CatalogEntry>;
+  setEnabled(id: string, enabled: boolean, by: string): Promise<CatalogEntry>;
+  remove(id: string, by: string): Promise<void>;
+  /** Replays history through a stored rule, or through `text` (a new or changed rule). Sends nothing. */
+  backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
+  /** Erasure: forgets a subject's windows and sessions. */
+  forgetSubject(subject: string): void;
+  readonly stats: RuleEngine["stats"];
   close(): Promise<void>;
 }
 
-export async function startRules(config: RulesConfig, deps: { log: Logger; actions: ActionSink }): Promise<Rules> {
+export interface RulesDeps {
+  log: Logger;
+  store: Store;
+  actions: ActionSink;
+  consent: { allows(subject: string, purpose: string): boolean };
+}
+
+export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<Rules> {
   const log = deps.log.child({ part: "rules" });
+  const loadOptions = { maxCost: config.maxCost };
+  const catalog = await Catalog.open(deps.store, log, loadOptions);
+  const engine = new RuleEngine(config);
   /** file name -> last good rule from it; a broken edit keeps the previous version running. */
   const byFile = new Map<string, CompiledRule>();
-  let byTrigger = new Map<string, CompiledRule[]>();
+  const guards: Guards = {
+    lastFired: (rule, target) => deps.actions.lastFired(rule, target),
+    lastPrompt: (target) => deps.actions.lastPrompt(target),
+    declinedAt: (rule, target) => deps.actions.declinedAt(rule, target),
+    consent: (subject, purpose) => deps.consent.allows(subject, purpose),
+  };
 
-  const index = () => {
-    const next = new Map<string, CompiledRule[]>();
-    for (const rule of byFile.values()) {
-      if (!rule.spec.enabled) continue;
-      const list = next.get(rule.spec.on) ?? [];
-      list.push(rule);
-      next.set(rule.spec.on, list);
-    }
-    byTrigger = next;
+  /** Reads the history new sources need, so a new or changed rule starts with full windows. */
+  const warm = async (sources: Source[], withSessions: boolean) => {
+    if (sources.length === 0 && !withSessions) return;
+    const now = Date.now();
+    const lookback = Math.max(config.warmupMaxAgeMs, ...sources.map((s) => (s.window.kind === "time" ? s.window.ms : 0)));
+    const triggers = new Set(sources.map((s) => s.of).filter((t): t is string => t !== undefined));
+    const only = new Set(sources);
+    if (withSessions) triggers.add(`event:${SESSION_START}`);
+    const started = Date.now();
+    const count = await readHistory(deps.store, triggers, now - lookback, now, (msg) => engine.observe(msg, withSessions ? undefined : only));
+    log.info({ warmed: sources.length, messages: count, ms: Date.now() - started, ...engine.stats }, "windows warmed from InfluxDB");
+  };
+
+  const apply = async (initial: boolean) => {
+    const fresh = engine.setRules(catalog.active());
+    await warm(fresh, initial);
   };
 
   const reload = async () => {
@@ -62,13 +107,13 @@ export async function startRules(config: RulesConfig, deps: { log: Logger; actio
       const file = path.join(config.dir, name);
       let rule: CompiledRule;
       try {
-        rule = loadRule(await readFile(file, "utf8"), file);
+        rule = loadRule(await readFile(file, "utf8"), file, loadOptions);
       } catch (err) {
         const e = err as Error;
-        if (e instanceof RuleError) log.error({ file, line: e.line, field: e.field, reason: e.reason, kept: byFile.has(name) }, `rule refused: ${e.message}`);
+        const kept = byFile.get(name);
+        if (e instanceof RuleError) log.error({ file, line: e.line, field: e.field, reason: e.reason, kept: kept?.spec.id ?? null }, `rule refused: ${e.message}`);
         else log.error({ file, err: e.message }, "cannot read rule file");
-        const previous = byFile.get(name);
-        if (previous) ids.set(previous.spec.id, file);
+        if (kept) ids.set(kept.spec.id, file);
         continue;
       }
       const clash = ids.get(rule.spec.id);
@@ -77,42 +122,37 @@ export async function startRules(config: RulesConfig, deps: { log: Logger; actio
         continue;
       }
       ids.set(rule.spec.id, file);
-      const previous = byFile.get(name);
-      if (!previous || previous.source !== file || JSON.stringify(previous.spec) !== JSON.stringify(rule.spec)) {
-        log.info({ rule: rule.spec.id, file, on: rule.spec.on }, previous ? "rule updated" : "rule loaded");
-      }
       byFile.set(name, rule);
     }
-    for (const name of [...byFile.keys()]) {
-      if (!seen.has(name)) {
-        log.info({ rule: byFile.get(name)!.spec.id, file: name }, "rule removed");
-        byFile.delete(name);
-      }
-    }
-    index();
+    for (const name of [...byFile.keys()]) if (!seen.has(name)) byFile.delete(name);
+    await catalog.syncFiles([...byFile.values()]);
   };
 
   await reload();
+  await apply(true);
   let watcher: FSWatcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
+  let reloading = Promise.resolve();
   if (config.dir) {
     watcher = watch(config.dir, () => {
       clearTimeout(debounce);
-      debounce = setTimeout(() => void reload(), 100);
+      debounce = setTimeout(() => {
+        reloading = reloading.then(async () => {
+          await reload();
+          await apply(false);
+        }).catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
+      }, 100);
     });
     watcher.on("error", (err) => log.error({ err: err.message }, "rules directory watch failed"));
-    log.info({ dir: config.dir, rules: byFile.size }, "rules loaded");
   }
+  log.info({ dir: config.dir ?? null, rules: catalog.list().length }, "rules loaded");
 
   return {
     handle(msg) {
-      const rules = byTrigger.get(triggerOf(msg));
-      if (!rules) return;
-      const now = Date.now();
-      for (const rule of rules) {
-        const outcome = evaluate(rule, msg, now, deps.actions.lastFired);
+      for (const outcome of engine.handle(msg, Date.now(), guards)) {
         if (!outcome.fired) {
-          if (outcome.reason === "error") log.debug({ rule: rule.spec.id, device: msg.device, detail: outcome.detail }, "rule condition could not be evaluated");
+          if (outcome.reason === "error") log.debug({ rule: outcome.rule, device: msg.device, detail: outcome.detail }, "rule condition could not be evaluated");
+          else if (outcome.reason !== "condition_false") log.debug({ rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail }, "rule held back");
           continue;
         }
         for (const action of outcome.actions) {
@@ -120,13 +160,41 @@ export async function startRules(config: RulesConfig, deps: { log: Logger; actio
         }
       }
     },
-    list() {
-      return [...byFile.values()].map((r) => ({ id: r.spec.id, source: r.source, on: r.spec.on, scope: r.spec.scope, enabled: r.spec.enabled }));
+    list: () => catalog.list(),
+    get: (id) => catalog.get(id),
+    versions: (id) => catalog.versions(id),
+    async put(text, by) {
+      const entry = await catalog.put(text, by);
+      await apply(false);
+      return entry;
     },
-    reload,
+    async setEnabled(id, enabled, by) {
+      const entry = await catalog.setEnabled(id, enabled, by);
+      await apply(false);
+      return entry;
+    },
+    async remove(id, by) {
+      await catalog.remove(id, by);
+      await apply(false);
+    },
+    async backtest(id, options) {
+      const rule = options.text !== undefined ? loadRule(options.text, "backtest", loadOptions) : catalog.get(id)?.rule;
+      if (!rule) throw new RuleError("backtest", undefined, "", `no rule '${id}'`);
+      const lookback = Math.max(0, ...rule.aggregates.map((a) => (a.spec.window.kind === "time" ? a.spec.window.ms : config.warmupMaxAgeMs)));
+      return backtest(deps.store, rule, { sinceMs: options.sinceMs, now: Date.now(), guards: config, lookbackMs: lookback, consent: deps.consent.allows });
+    },
+    reload: async () => {
+      await reload();
+      await apply(false);
+    },
+    forgetSubject: (subject) => engine.forgetSubject(subject),
+    get stats() {
+      return engine.stats;
+    },
     async close() {
       clearTimeout(debounce);
       watcher?.close();
+      await reloading;
     },
   };
 }

@@ -1,21 +1,37 @@
 import { LineCounter, parseDocument, isNode } from "yaml";
+import { parse } from "@bufbuild/cel";
 import type { z } from "zod";
 import { compile, CelCompileError, type Evaluate } from "./cel.ts";
-import { ruleSchema, type ActionSpec, type RuleSpec } from "./schema.ts";
+import { analyse } from "./cost.ts";
+import { ruleSchema, type ActionSpec, type AggregateSpec, type RuleSpec } from "./schema.ts";
 
 export interface CompiledAction {
   spec: ActionSpec;
-  kind: "set" | "suggest" | "clear";
+  kind: "set" | "suggest" | "clear" | "notify";
+  /** The profile key, or the webhook URL for notify. */
   key: string;
-  /** Present when the value is computed per message. */
+  /** Present when the value (or notify message) is computed per message. */
   valueExpr: Evaluate | undefined;
+}
+
+export interface CompiledAggregate {
+  name: string;
+  spec: AggregateSpec;
+  where: Evaluate | undefined;
+  value: Evaluate | undefined;
 }
 
 export interface CompiledRule {
   spec: RuleSpec;
+  /** Where it came from: a file path, or `api`. */
   source: string;
+  /** The text it was loaded from, kept for versions and backtests. */
+  text: string;
   when: Evaluate;
+  aggregates: CompiledAggregate[];
   actions: CompiledAction[];
+  /** The consent purpose a subject must have granted, if any. */
+  purpose: string | undefined;
 }
 
 /** A rule that cannot be loaded, with where and what, for a person to fix. */
@@ -31,8 +47,15 @@ export class RuleError extends Error {
   }
 }
 
+export interface LoadOptions {
+  /** The static cost bound of one CEL expression (see cost.ts). */
+  maxCost?: number;
+}
+export const DEFAULT_MAX_COST = 5_000;
+
 /** Parses one rule document (YAML or JSON text). Throws RuleError naming the line and field. */
-export function loadRule(text: string, source: string): CompiledRule {
+export function loadRule(text: string, source: string, options: LoadOptions = {}): CompiledRule {
+  const maxCost = options.maxCost ?? DEFAULT_MAX_COST;
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
   if (doc.errors.length > 0) {
@@ -49,23 +72,48 @@ export function loadRule(text: string, source: string): CompiledRule {
   const result = ruleSchema.safeParse(doc.toJS());
   if (!result.success) throw fromZod(result.error, source, lineOf);
   const spec = result.data;
+  const declared = new Set(Object.keys(spec.aggregates ?? {}));
 
-  const celAt = (path: (string | number)[], expr: string): Evaluate => {
+  /** Compiles one expression, checking its variables and its cost where it stands. */
+  const cel = (path: (string | number)[], text: string, variables: readonly string[]): Evaluate => {
+    const fail = (reason: string) => new RuleError(source, lineOf(path), path.join("."), reason);
+    let facts;
     try {
-      return compile(expr);
+      facts = analyse(parse(text).expr);
     } catch (err) {
-      if (err instanceof CelCompileError) throw new RuleError(source, lineOf(path), path.join("."), `CEL: ${err.message}`);
+      throw fail(`CEL: ${(err as Error).message}`);
+    }
+    const unknown = [...facts.variables].filter((v) => !variables.includes(v));
+    if (unknown.length > 0) throw fail(`CEL: unknown variable ${unknown.join(", ")} (available: ${variables.join(", ")})`);
+    const undeclared = [...facts.aggregates].filter((a) => !declared.has(a));
+    if (undeclared.length > 0) throw fail(`CEL: agg.${undeclared[0]} is not declared under aggregates`);
+    if (facts.cost > maxCost) throw fail(`CEL: estimated cost ${facts.cost} exceeds the limit of ${maxCost}`);
+    try {
+      return compile(text);
+    } catch (err) {
+      if (err instanceof CelCompileError) throw fail(`CEL: ${err.message}`);
       throw err;
     }
   };
+
+  const aggregates = Object.entries(spec.aggregates ?? {}).map(([name, a]) => ({
+    name,
+    spec: a,
+    where: a.where !== undefined ? cel(["aggregates", name, "where"], a.where, ["msg"]) : undefined,
+    value: a.value !== undefined ? cel(["aggregates", name, "value"], a.value, ["msg"]) : undefined,
+  }));
+  const ruleVars = ["msg", "agg"];
   return {
     spec,
     source,
-    when: celAt(["when"], spec.when),
+    text,
+    when: cel(["when"], spec.when, ruleVars),
+    aggregates,
+    purpose: spec.purpose ?? (spec.scope === "subject" ? "personalization" : undefined),
     actions: spec.then.map((a, i) => {
-      const kind = "set" in a ? "set" : "suggest" in a ? "suggest" : "clear";
-      const key = "set" in a ? a.set : "suggest" in a ? a.suggest : a.clear;
-      const valueExpr = "expr" in a && a.expr !== undefined ? celAt(["then", i, "expr"], a.expr) : undefined;
+      const kind = "set" in a ? "set" : "suggest" in a ? "suggest" : "clear" in a ? "clear" : "notify";
+      const key = "set" in a ? a.set : "suggest" in a ? a.suggest : "clear" in a ? a.clear : a.notify;
+      const valueExpr = "expr" in a && a.expr !== undefined ? cel(["then", i, "expr"], a.expr, ruleVars) : undefined;
       return { spec: a, kind, key, valueExpr };
     }),
   };

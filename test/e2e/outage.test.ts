@@ -90,7 +90,9 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
   });
 
   const start = (ingest: Record<string, number>) =>
-    startTestPlatform({ influx: { url: influxd.url, db: freshDb("outage") }, ingest: { batchSize: 100, flushMs: 20, writeTimeoutMs: 2000, ...ingest } } as never);
+    startTestPlatform({ influx: { url: influxd.url, db: freshDb("outage") }, ingest: { batchSize: 100, flushMs: 20, writeTimeoutMs: 2000, ...ingest } } as never, {
+      limits: { publishRate: 100_000, publishBurst: 100_000 },
+    });
 
   it("keeps acknowledging from the disk spool, then replays it: every acknowledged message is stored exactly once", async () => {
     t = await start({});

@@ -2,175 +2,88 @@ import { mkdtemp, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Line } from "../../ingest/lineprotocol.ts";
-import { openSpool, SpoolFullError, type Spool } from "../../ingest/spool.ts";
-import { createBatchWriter, type BatchWriterOptions } from "../../ingest/writer.ts";
-import { openStore, type Store } from "../../store/index.ts";
+import { describe, expect, it } from "vitest";
+import { createBatchWriter } from "../../ingest/writer.ts";
+import { openStore, type Point, type Store } from "../../store/index.ts";
 import { startInfluxd } from "../../store/influxd.ts";
 import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 
 const log = pino({ level: "silent" });
-const line = (i: number, v: number | string = i): Line => `m,device=d v=${typeof v === "string" ? `"${v}"` : v} ${1_700_000_000_000_000 + i}`;
-const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => line(from + i));
+const point = (i: number, v: number | string = i): Point => ({ measurement: "m", tags: { device: "d" }, fields: { v }, timestamp: String(1_700_000_000_000_000 + i) });
 
 async function store(url = influxUrl(), db = freshDb()): Promise<Store> {
   return openStore({ url, db, influxdPath: "influxd", connectTimeoutMs: 5000, dataDir: "unused", log });
 }
 
 describe("batching writer against a real InfluxDB", () => {
-  let dir: string;
-  let spool: Spool;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "refeed-writer-"));
-    spool = await openSpool({ dir: path.join(dir, "spool"), maxBytes: 1 << 20, segmentBytes: 1 << 16, log });
-  });
-  afterEach(async () => {
-    await spool.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  const writer = (s: Pick<Store, "writeLines">, overrides: Partial<BatchWriterOptions> = {}) =>
-    createBatchWriter({ store: s, spool, log, batchSize: 1000, flushMs: 20, maxInFlight: 4, maxQueuedBatches: 8, writeTimeoutMs: 2000, onRejected: () => {}, ...overrides });
-  const count = async (s: Store, url?: string) => (await influxQuery(s.db, "SELECT count(v) FROM m", url))[0]?.count ?? 0;
-
   it("cuts a batch when it is full without waiting for its age", async () => {
     const s = await store();
-    const w = writer(s, { batchSize: 3, flushMs: 60_000 });
-    await w.write(lines(0, 3));
-    expect(await count(s)).toBe(3);
-    await w.close();
+    const writer = createBatchWriter({ store: s, log, batchSize: 3, flushMs: 60_000, onRejected: () => {} });
+    await writer.write([point(1), point(2), point(3)]);
+    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 3 })]);
+    await writer.close();
   });
 
   it("cuts a batch at its age when it is not full", async () => {
     const s = await store();
-    const w = writer(s, { flushMs: 30 });
-    await Promise.all([w.write([line(1)]), w.write([line(2)])]);
-    expect(await count(s)).toBe(2);
-    expect(w.pending).toBe(0);
-    await w.close();
+    const writer = createBatchWriter({ store: s, log, batchSize: 1000, flushMs: 30, onRejected: () => {} });
+    await Promise.all([writer.write([point(1)]), writer.write([point(2)])]);
+    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 2 })]);
+    expect(writer.pending).toBe(0);
+    await writer.close();
   });
 
-  it("isolates a point InfluxDB refuses (field type conflict) with its message, stores the rest, and never retries the 400", async () => {
+  it("isolates a point InfluxDB refuses (field type conflict) and stores the rest", async () => {
     const s = await store();
-    const requests: number[] = [];
-    const counting = { writeLines: (body: string, t: number) => (requests.push(body.split("\n").length), s.writeLines(body, t)) };
-    const rejected: Array<[Line, string]> = [];
-    const w = writer(counting, { onRejected: (l, m) => rejected.push([l, m]) });
-    await w.write([line(0, 1.5)]);
-    await w.write([line(1), line(2, "text"), line(3), line(4)]);
-    expect(rejected).toEqual([[line(2, "text"), expect.stringMatching(/field type conflict.*already exists as type float/)]]);
-    expect(await count(s)).toBe(4);
-    // 1 + the batch of 4 split down to the bad point: 4 -> 2+2 -> 1+1; a finite number of requests, no retry loop.
-    expect(requests).toEqual([1, 4, 2, 1, 1, 2]);
-    expect(w.mode).toBe("direct");
-    expect(spool.depth.batches).toBe(0);
-    await w.close();
+    const rejected: Array<[Point, string]> = [];
+    const writer = createBatchWriter({ store: s, log, batchSize: 100, flushMs: 10, onRejected: (p, m) => rejected.push([p, m]) });
+    await writer.write([point(0, 1.5)]);
+    await writer.write([point(1), point(2, "text"), point(3), point(4)]);
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]![0].fields).toEqual({ v: "text" });
+    expect(rejected[0]![1]).toMatch(/field type conflict/);
+    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 4 })]);
+    await writer.close();
   });
 
-  it("keeps several batches in flight, bounds what waits in memory, and spills the rest to the spool in order", async () => {
-    const s = await store();
-    let gate!: () => void;
-    const opened = new Promise<void>((resolve) => (gate = resolve));
-    let concurrent = 0;
-    let most = 0;
-    const slow = {
-      async writeLines(body: string, t: number) {
-        concurrent += 1;
-        most = Math.max(most, concurrent);
-        await opened; // InfluxDB is slow until the gate opens
-        try {
-          return await s.writeLines(body, t);
-        } finally {
-          concurrent -= 1;
-        }
-      },
-    };
-    const w = writer(slow, { batchSize: 10, maxInFlight: 2, maxQueuedBatches: 1 });
-    const done = Array.from({ length: 5 }, (_, b) => w.write(lines(b * 10, 10)));
-    // Two batches in flight, one waiting in memory; the fourth finds the queue full, so the
-    // waiting one and everything after it go to the spool, in order, durable at once.
-    await Promise.all(done.slice(2));
-    expect(spool.depth.batches).toBe(3);
-    expect(w.mode).toBe("spooling");
-    expect(w.pending).toBe(20);
-    gate();
-    await Promise.all(done);
-    await waitFor(() => w.mode === "direct", "the spool to be replayed");
-    // The two direct writes, and the replay's own slot beside them.
-    expect(most).toBe(3);
-    const rows = await influxQuery(s.db, "SELECT v FROM m");
-    expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 50 }, (_, i) => i));
-    await w.close();
+  it("holds writes while InfluxDB is down and stores them once it is back", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "refeed-writer-"));
+    let influxd = await startInfluxd({ dataDir: dir, log });
+    const port = Number(new URL(influxd.url).port);
+    const s = await store(influxd.url);
+    const failures: string[] = [];
+    const watched = pino({ level: "warn" }, { write: (line: string) => failures.push(line) });
+    const writer = createBatchWriter({ store: s, log: watched, batchSize: 100, flushMs: 10, onRejected: () => {} });
+    await influxd.close();
+
+    let stored = false;
+    const pending = writer.write([point(1), point(2)]).then(() => (stored = true));
+    // After a failed attempt the write is still outstanding: nothing counts as stored that is not.
+    await waitFor(() => failures.some((l) => l.includes("retrying")), "a failed write attempt");
+    expect(stored).toBe(false);
+    expect(writer.pending).toBe(2);
+
+    influxd = await startInfluxd({ dataDir: dir, log, port });
+    await pending;
+    expect(await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url)).toEqual([expect.objectContaining({ count: 2 })]);
+    await writer.close();
+    await influxd.close();
+    await rm(dir, { recursive: true, force: true });
   });
 
-  describe("while InfluxDB is down", () => {
-    it("spools batches (durable at once), replays them in order when it is back, and stores each point exactly once", async () => {
-      const influxDir = path.join(dir, "influx");
-      let influxd = await startInfluxd({ dataDir: influxDir, log });
-      const port = Number(new URL(influxd.url).port);
-      const s = await store(influxd.url);
-      const w = writer(s, { batchSize: 5 });
-      await w.write(lines(0, 5));
-      await influxd.close();
-
-      // Acknowledged means durable: these resolve from the spool while InfluxDB is down.
-      await Promise.all([w.write(lines(5, 5)), w.write(lines(10, 5)), w.write(lines(15, 3))]);
-      expect(w.mode).toBe("spooling");
-      expect(spool.depth.points).toBe(13);
-
-      influxd = await startInfluxd({ dataDir: influxDir, log, port });
-      await waitFor(() => w.mode === "direct", "the spool to be replayed", 20_000);
-      await w.write(lines(18, 2));
-      const rows = await influxQuery(s.db, "SELECT v FROM m", influxd.url);
-      expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-      expect(spool.depth).toEqual({ batches: 0, points: 0, bytes: 0 });
-      await w.close();
-      await influxd.close();
-    });
-
-    it("gets back to direct writes while traffic goes on during the replay", async () => {
-      const influxDir = path.join(dir, "influx");
-      let influxd = await startInfluxd({ dataDir: influxDir, log });
-      const port = Number(new URL(influxd.url).port);
-      const s = await store(influxd.url);
-      const w = writer(s, { batchSize: 1000, flushMs: 200 });
-      let next = 0;
-      let running = true;
-      const traffic: Array<Promise<void>> = [];
-      // About 10,000 points/s, well within what InfluxDB takes here, so the replay can catch up.
-      const keepWriting = () => {
-        if (!running) return;
-        for (let i = 0; i < 10; i += 1) traffic.push(w.write([line(next++)]));
-        setTimeout(keepWriting, 1);
-      };
-      keepWriting();
-      await influxd.close();
-      await waitFor(() => spool.depth.points > 0, "traffic to reach the spool");
-      influxd = await startInfluxd({ dataDir: influxDir, log, port });
-      await waitFor(() => w.mode === "direct", "the replay to catch up with the traffic", 20_000);
-      const afterReplay = next;
-      await waitFor(() => next > afterReplay + 500, "direct writes under traffic");
-      running = false;
-      await Promise.all(traffic);
-      expect(w.mode).toBe("direct");
-      const rows = await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url);
-      expect(rows).toEqual([expect.objectContaining({ count: next })]);
-      await w.close();
-      await influxd.close();
-    });
-
-    it("refuses (rather than drops) what the full spool cannot take", async () => {
-      const small = await openSpool({ dir: path.join(dir, "small"), maxBytes: 400, segmentBytes: 1 << 16, log });
-      const unreachable = await store();
-      const down = { writeLines: (body: string) => fetch("http://127.0.0.1:9/write", { method: "POST", body }).then(() => unreachable.writeLines(body, 10)) };
-      const w = createBatchWriter({ store: down, spool: small, log, batchSize: 5, flushMs: 10, maxInFlight: 1, maxQueuedBatches: 1, writeTimeoutMs: 1000, onRejected: () => {} });
-      await w.write(lines(0, 5));
-      await w.write(lines(5, 5));
-      await expect(w.write(lines(10, 5))).rejects.toBeInstanceOf(SpoolFullError);
-      expect(small.depth.points).toBe(10);
-      await w.close();
-      await small.close();
-    });
+  it("does not hang the platform's shutdown while InfluxDB is down: close gives up after its timeout, loudly", async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), "refeed-writer-"));
+    const influxd = await startInfluxd({ dataDir: dir, log });
+    const s = await store(influxd.url);
+    await influxd.close();
+    const lines: string[] = [];
+    const watched = pino({ level: "warn" }, { write: (line: string) => lines.push(line) });
+    const writer = createBatchWriter({ store: s, log: watched, batchSize: 100, flushMs: 10, onRejected: () => {}, closeTimeoutMs: 300 });
+    const pending = writer.write([point(1)]);
+    await writer.close();
+    await expect(pending).rejects.toThrow();
+    expect(lines.some((l) => l.includes("InfluxDB unreachable at shutdown; points not stored"))).toBe(true);
+    await rm(dir, { recursive: true, force: true });
   });
 });

@@ -1,0 +1,283 @@
+import type { Logger } from "pino";
+import type { StoreWriteError, Store } from "../store/index.ts";
+import { writeIsolating as isolate } from "./isolate.ts";
+import type { Line } from "./lineprotocol.ts";
+import type { Spool } from "./spool.ts";
+
+export interface DurableWriterOptions {
+  store: Pick<Store, "writeLines">;
+  spool: Spool;
+  log: Logger;
+  batchSize: number;
+  flushMs: number;
+  /** Write requests under way at once; more parallelism than this only queues inside InfluxDB. */
+  maxInFlight: number;
+  /** Cut batches waiting for a write slot; further ones go to the spool, which bounds memory. */
+  maxQueuedBatches: number;
+  writeTimeoutMs: number;
+  /** A line InfluxDB refused for good (HTTP 400), with its message. */
+  onRejected(line: Line, message: string): void;
+  events?: WriterEvents;
+}
+
+/** What the writer reports for metrics. */
+export interface WriterEvents {
+  /** InfluxDB took a batch (directly or replayed from the spool). */
+  written?(points: number, seconds: number, from: "direct" | "spool"): void;
+  spooled?(points: number): void;
+  /** A batch could not be stored nor spooled (spool full); its callers were refused. */
+  refused?(points: number, reason: string): void;
+}
+
+export interface DurableWriter {
+  /**
+   * Resolves once the lines are durable: stored in InfluxDB (or refused by it
+   * and handed to onRejected), or appended to the spool. Rejects when neither is
+   * possible (the spool is full): the caller must not acknowledge.
+   */
+  write(lines: readonly Line[]): Promise<void>;
+  /** Cuts the current batch and waits until everything accepted so far is durable. */
+  flush(): Promise<void>;
+  /** `spooling` from an outage until the spool has been replayed. */
+  readonly mode: "direct" | "spooling";
+  /** Lines accepted but not yet durable. */
+  readonly pending: number;
+  close(): Promise<void>;
+}
+
+interface Batch {
+  lines: Line[];
+  waiters: Array<{ resolve(): void; reject(err: Error): void }>;
+}
+
+/**
+ * Collects lines into batches and keeps a few write requests in flight. A
+ * batch is cut when it reaches the size, when it reaches the age, or at once
+ * when no write is under way: a quiet system answers in one write's time, a
+ * busy one batches more while InfluxDB works (group commit).
+ *
+ * When InfluxDB is unreachable, answers 5xx or times out, the batch goes to
+ * the disk spool (then it counts as durable), and so does every later batch,
+ * in order, until the spool has been replayed; then writes go directly again.
+ * So do batches that find the memory queue full (InfluxDB slower than the
+ * traffic). A 400 is never retried as a whole: the batch is split to isolate
+ * the points InfluxDB refuses (1.x stores the good points of a partial write,
+ * and rewriting them is harmless since a point is identified by series and
+ * timestamp).
+ */
+export function createDurableWriter(options: DurableWriterOptions): DurableWriter {
+  const { store, spool, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
+  const log = options.log.child({ part: "writer" });
+  let current: Batch = { lines: [], waiters: [] };
+  let timer: NodeJS.Timeout | undefined;
+  const queue: Batch[] = [];
+  let inFlight = 0;
+  let pending = 0;
+  let outstanding = 0;
+  let spooling = false;
+  /**
+   * The replay has reached the end of the spool: new batches wait in memory
+   * (not in the spool) while the last appends land and are replayed, so the
+   * switch back to direct writes keeps the order and cannot be outrun by traffic.
+   */
+  let catchingUp = false;
+  let replaying: Promise<void> | undefined;
+  let closing = false;
+  let wakeReplay: (() => void) | undefined;
+  const idle: Array<() => void> = [];
+
+  const settle = (batch: Batch, err?: Error) => {
+    pending -= batch.lines.length;
+    outstanding -= 1;
+    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+    if (outstanding === 0) idle.splice(0).forEach((done) => done());
+  };
+
+  /**
+   * Nothing of ours is being written: InfluxDB has no write of ours under way,
+   * or, while spooling, the spool is not in the middle of an fsync (so one
+   * spooled batch holds what arrived during the last one).
+   */
+  const idleNow = () => (spooling ? !catchingUp && !spool.busy : inFlight === 0 && queue.length === 0);
+  let soon: NodeJS.Immediate | undefined;
+  // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
+  const cutSoon = () => {
+    soon ??= setImmediate(() => {
+      soon = undefined;
+      if (idleNow()) cut();
+    });
+  };
+
+  const cut = () => {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    if (current.lines.length === 0) return;
+    const batch = current;
+    current = { lines: [], waiters: [] };
+    outstanding += 1;
+    // While catching up the queue may exceed its bound for the moment the last appends take to replay.
+    if (spooling ? !catchingUp : queue.length >= maxQueuedBatches) {
+      // InfluxDB is down or slower than the traffic: memory stays bounded, the spool takes the rest in order.
+      for (const queued of queue.splice(0)) toSpool(queued);
+      toSpool(batch);
+    } else {
+      queue.push(batch);
+      pump();
+    }
+  };
+
+  const pump = () => {
+    while (!spooling && inFlight < maxInFlight && queue.length > 0) void send(queue.shift()!);
+  };
+
+  const send = async (batch: Batch) => {
+    inFlight += 1;
+    const started = performance.now();
+    try {
+      await writeIsolating(batch.lines);
+      events.written?.(batch.lines.length, (performance.now() - started) / 1000, "direct");
+      settle(batch);
+    } catch (err) {
+      const e = err as StoreWriteError;
+      if (!spooling) log.warn({ status: e.status, err: e.message, points: batch.lines.length }, "InfluxDB write failed; spooling to disk until it is back");
+      toSpool(batch);
+      // Keep the order: what waited for a write slot goes to the spool behind it.
+      for (const queued of queue.splice(0)) toSpool(queued);
+    } finally {
+      inFlight -= 1;
+      pump();
+      if (current.lines.length > 0 && idleNow()) cutSoon();
+    }
+  };
+
+  const toSpool = (batch: Batch) => {
+    spooling = true;
+    catchingUp = false;
+    spool.append(batch.lines).then(
+      () => {
+        events.spooled?.(batch.lines.length);
+        settle(batch);
+        if (current.lines.length > 0) cutSoon();
+      },
+      (err: Error) => {
+        events.refused?.(batch.lines.length, err.message);
+        log.warn({ err: err.message, points: batch.lines.length }, "batch neither stored nor spooled; its messages are not acknowledged");
+        settle(batch, err);
+      },
+    );
+    startReplay();
+  };
+
+  /** Ends a catch-up: batches waiting in memory go to the spool, in order. */
+  const spillQueue = () => {
+    if (!catchingUp) return;
+    catchingUp = false;
+    for (const queued of queue.splice(0)) toSpool(queued);
+  };
+
+  const startReplay = () => {
+    if (closing) return;
+    replaying ??= replay()
+      .catch((err: Error) => log.error({ err: err.message }, "spool replay stopped"))
+      .finally(() => {
+        replaying = undefined;
+      });
+  };
+
+  /** Writes the spool to InfluxDB oldest first, retrying outages with capped backoff. */
+  const replay = async () => {
+    let attempt = 0;
+    while (!closing) {
+      let lines: readonly Line[] | undefined;
+      try {
+        // One round from the end: hold new batches in memory so the traffic cannot keep the spool from emptying.
+        if (spool.depth.points <= batchSize * maxInFlight) catchingUp = true;
+        // Replay shares the write slots with direct writes still under way (at least one for itself).
+        lines = await spool.head(batchSize * Math.max(1, maxInFlight - inFlight));
+        if (!lines) {
+          // A direct write that failed just now may have started an append.
+          if (spool.busy || spool.depth.batches > 0) continue;
+          spooling = false;
+          catchingUp = false;
+          log.info("spool replayed; writing to InfluxDB directly again");
+          pump();
+          if (current.lines.length > 0) cutSoon();
+          return;
+        }
+        // A round of up to maxInFlight batches at once; rounds go in order, and a failed round is written again whole.
+        const round: Array<readonly Line[]> = [];
+        for (let i = 0; i < lines.length; i += batchSize) round.push(lines.slice(i, i + batchSize));
+        await Promise.all(
+          round.map(async (part) => {
+            const started = performance.now();
+            await writeIsolating(part);
+            events.written?.(part.length, (performance.now() - started) / 1000, "spool");
+          }),
+        );
+        await spool.shift();
+        attempt = 0;
+      } catch (err) {
+        spillQueue(); // still down: what waits in memory goes to the spool, behind what is there
+        const e = err as StoreWriteError;
+        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+        attempt += 1;
+        log.warn({ status: e.status, err: e.message, retryInMs: delay, spooled: spool.depth.batches }, "spool replay waiting for InfluxDB");
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, delay);
+          wakeReplay = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+        wakeReplay = undefined;
+      }
+    }
+  };
+
+  const writeIsolating = (lines: readonly Line[]) => isolate(lines, (part) => store.writeLines(part.join("\n"), writeTimeoutMs), options.onRejected);
+
+  const flush = () => {
+    cut();
+    if (outstanding === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => idle.push(resolve));
+  };
+
+  // Batches left in the spool by an earlier run go first.
+  if (spool.depth.batches > 0) {
+    spooling = true;
+    startReplay();
+  }
+
+  return {
+    write(lines) {
+      if (closing) return Promise.reject(new Error("ingest is shutting down"));
+      if (lines.length === 0) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        for (const line of lines) current.lines.push(line);
+        current.waiters.push({ resolve, reject });
+        pending += lines.length;
+        if (current.lines.length >= batchSize) cut();
+        else {
+          timer ??= setTimeout(cut, flushMs);
+          if (idleNow()) cutSoon();
+        }
+      });
+    },
+    flush,
+    get mode() {
+      return spooling ? ("spooling" as const) : ("direct" as const);
+    },
+    get pending() {
+      return pending;
+    },
+    async close() {
+      if (closing) return;
+      closing = true;
+      spillQueue();
+      // Everything accepted becomes durable; what InfluxDB cannot take now stays in the spool for the next start.
+      await flush();
+      wakeReplay?.();
+      await replaying;
+    },
+  };
+}

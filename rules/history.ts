@@ -1,0 +1,53 @@
+import type { DeviceMessage } from "../ingest/index.ts";
+import type { Store } from "../store/index.ts";
+
+const DAY = 86_400_000;
+const TAGS = new Set(["time", "device", "subject", "event"]);
+
+/**
+ * Reads stored messages of the given triggers (telemetry, feedback,
+ * event:<name>) between two times, a day at a time so memory stays bounded,
+ * and hands them over in time order. Only what consent let ingest store
+ * with a subject comes back with one.
+ */
+export async function readHistory(store: Store, triggers: ReadonlySet<string>, from: number, to: number, onMessage: (msg: DeviceMessage) => void): Promise<number> {
+  const events = [...triggers].filter((t) => t.startsWith("event:")).map((t) => t.slice("event:".length));
+  const queries: Array<{ kind: Kind; q: (range: string) => string }> = [];
+  if (triggers.has("telemetry")) queries.push({ kind: "telemetry", q: (range) => `SELECT * FROM telemetry WHERE ${range}` });
+  if (triggers.has("feedback")) queries.push({ kind: "feedback", q: (range) => `SELECT * FROM feedback WHERE ${range}` });
+  // Event names were validated against [A-Za-z0-9_.-] when the rule loaded, so they are safe in a literal.
+  if (events.length > 0) queries.push({ kind: "event", q: (range) => `SELECT * FROM events WHERE (${events.map((e) => `event = '${e}'`).join(" OR ")}) AND ${range}` });
+  if (queries.length === 0) return 0;
+  let count = 0;
+  for (let start = from; start < to; start += DAY) {
+    const end = Math.min(to, start + DAY);
+    const range = `time >= ${start * 1_000_000} AND time < ${end * 1_000_000}`;
+    const batch: DeviceMessage[] = [];
+    for (const { kind, q } of queries) for (const row of await store.query(q(range))) batch.push(toMessage(kind, row));
+    batch.sort((a, b) => a.ts - b.ts);
+    for (const msg of batch) onMessage(msg);
+    count += batch.length;
+  }
+  return count;
+}
+
+type Kind = DeviceMessage["kind"];
+
+function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): DeviceMessage {
+  const base = { device: String(row.device), subject: row.subject == null ? undefined : String(row.subject), ts: row.time.getTime(), tsFromDevice: true };
+  if (kind === "event") {
+    let props: Record<string, number | boolean | string | null> = {};
+    try {
+      props = typeof row.props === "string" ? JSON.parse(row.props) : {};
+    } catch {
+      // a point written by something else; its props are unreadable but the event still counts
+    }
+    return { ...base, kind: "event", name: String(row.event), props };
+  }
+  if (kind === "feedback") {
+    return { ...base, kind: "feedback", rating: row.rating == null ? undefined : Number(row.rating), text: row.text == null ? undefined : String(row.text) };
+  }
+  const metrics: Record<string, number | boolean | string> = {};
+  for (const [k, v] of Object.entries(row)) if (!TAGS.has(k) && v !== null && (typeof v === "number" || typeof v === "boolean" || typeof v === "string")) metrics[k] = v;
+  return { ...base, kind: "telemetry", metrics };
+}
