@@ -38,12 +38,15 @@ async function main() {
   const port = await freePort();
   let influxd: ManagedInfluxd = await startInfluxd({ dataDir: influxDir, log, port });
   const influxRss = rssSampler(() => influxd.pid);
+  /** Stops the Refeed process whatever happens, so a failed run leaves nothing behind. */
+  let stopRefeed: (() => Promise<unknown>) | undefined;
   try {
     say(`InfluxDB-only ceiling: ${seconds.peer} s of pre-built 5000-line batches, 4 in flight`);
     const peer = await influxCeiling({ url: influxd.url, db: "bench_peer", batchSize: 5000, inFlight: 4, durationMs: seconds.peer * 1000, devices: DEVICES });
     const peerInfluxRss = influxRss.peak;
 
     const refeed = await startRefeed({ influxUrl: influxd.url, db: "bench_refeed", dataDir: path.join(dir, "refeed"), adminToken: ADMIN });
+    stopRefeed = () => refeed.stop();
     const refeedRss = rssSampler(() => refeed.pid);
     const provision = async (id: string): Promise<Device> => {
       const res = await fetch(`${refeed.http}/api/devices`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ id }) });
@@ -105,6 +108,7 @@ async function main() {
     const replaySeconds = (performance.now() - restartAt) / 1000;
     const outageRun = await outage.stop();
     const outageCheck = await verify(outage.acked);
+    stopRefeed = undefined;
     await refeed.stop();
     refeedRss.stop();
 
@@ -130,6 +134,7 @@ async function main() {
       process.exitCode = 1;
     }
   } finally {
+    await stopRefeed?.();
     influxRss.stop();
     await influxd.close();
     await rm(dir, { recursive: true, force: true });

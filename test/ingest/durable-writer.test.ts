@@ -7,7 +7,7 @@ import type { Line } from "../../ingest/lineprotocol.ts";
 import { openSpool, SpoolFullError, type Spool } from "../../ingest/spool.ts";
 import { createDurableWriter, type DurableWriterOptions } from "../../ingest/durable-writer.ts";
 import { openStore, type Store } from "../../store/index.ts";
-import { startInfluxd } from "../../store/influxd.ts";
+import { startInfluxd, type ManagedInfluxd, type ManagedInfluxdOptions } from "../../store/influxd.ts";
 import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -22,11 +22,19 @@ async function store(url = influxUrl(), db = freshDb()): Promise<Store> {
 describe("durable ingest writer against a real InfluxDB", () => {
   let dir: string;
   let spool: Spool;
+  /** Every influxd a test starts is stopped after it, also when the test fails half-way. */
+  const started: ManagedInfluxd[] = [];
+  const launch = async (options: ManagedInfluxdOptions) => {
+    const influxd = await startInfluxd(options);
+    started.push(influxd);
+    return influxd;
+  };
   beforeEach(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "refeed-writer-"));
     spool = await openSpool({ dir: path.join(dir, "spool"), maxBytes: 1 << 20, segmentBytes: 1 << 16, log });
   });
   afterEach(async () => {
+    for (const influxd of started.splice(0)) await influxd.close();
     await spool.close();
     await rm(dir, { recursive: true, force: true });
   });
@@ -107,7 +115,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
   describe("while InfluxDB is down", () => {
     it("spools batches (durable at once), replays them in order when it is back, and stores each point exactly once", async () => {
       const influxDir = path.join(dir, "influx");
-      let influxd = await startInfluxd({ dataDir: influxDir, log });
+      let influxd = await launch({ dataDir: influxDir, log });
       const port = Number(new URL(influxd.url).port);
       const s = await store(influxd.url);
       const w = writer(s, { batchSize: 5 });
@@ -119,7 +127,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       expect(w.mode).toBe("spooling");
       expect(spool.depth.points).toBe(13);
 
-      influxd = await startInfluxd({ dataDir: influxDir, log, port });
+      influxd = await launch({ dataDir: influxDir, log, port });
       await waitFor(() => w.mode === "direct", "the spool to be replayed", 20_000);
       await w.write(lines(18, 2));
       const rows = await influxQuery(s.db, "SELECT v FROM m", influxd.url);
@@ -131,7 +139,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
 
     it("gets back to direct writes while traffic goes on during the replay", async () => {
       const influxDir = path.join(dir, "influx");
-      let influxd = await startInfluxd({ dataDir: influxDir, log });
+      let influxd = await launch({ dataDir: influxDir, log });
       const port = Number(new URL(influxd.url).port);
       const s = await store(influxd.url);
       const w = writer(s, { batchSize: 1000, flushMs: 200 });
@@ -147,7 +155,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       keepWriting();
       await influxd.close();
       await waitFor(() => spool.depth.points > 0, "traffic to reach the spool");
-      influxd = await startInfluxd({ dataDir: influxDir, log, port });
+      influxd = await launch({ dataDir: influxDir, log, port });
       await waitFor(() => w.mode === "direct", "the replay to catch up with the traffic", 20_000);
       const afterReplay = next;
       await waitFor(() => next > afterReplay + 500, "direct writes under traffic");
