@@ -1,11 +1,13 @@
 import { main as start } from "../platform/main.ts";
 import { rulesCommand } from "./rules.ts";
+import { simCommand } from "../firmware-sim/cli.ts";
 
 const usage = `usage: refeed <command>
 
 commands:
   start        run the platform (configuration from REFEED_* environment variables; see README)
   rules        check, backtest and push rule files (refeed rules --help)
+  sim          run a simulated fleet against a running platform (refeed sim --help)
   help         show this text
 `;
 
@@ -16,6 +18,8 @@ async function run(argv: string[]): Promise<number> {
       return start();
     case "rules":
       return rulesCommand(argv.slice(1));
+    case "sim":
+      return simCommand(argv.slice(1));
     case "help":
     case "--help":
     case "-h":
