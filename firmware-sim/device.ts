@@ -108,7 +108,9 @@ export class SimDevice {
       client.on("error", (err: Error & { code?: number | string }) => {
         if (typeof err.code === "number" && FINAL_REFUSALS.has(err.code)) {
           this.refused = err.message;
-          this.settings.onProblem?.(spec, `refused by the broker: ${err.message}`);
+          this.settings.onProblem?.(spec, `refused by the broker, not trying again: ${err.message}`);
+        } else {
+          this.settings.onProblem?.(spec, `cannot connect to ${brokerUrl}: ${err.message}`);
         }
         this.count("errors");
         settle();

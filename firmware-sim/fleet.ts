@@ -112,7 +112,7 @@ export function createFleet(options: FleetOptions, events: FleetEvents = {}): Fl
     const consent = await recordConsent(api, state, plan.customers, {
       concurrency: apiConcurrency,
       signal: abort.signal,
-      onProgress: (done) => events.phase?.({ phase: "consent", done, total: plan.customers.length }),
+      onProgress: (done, changes) => events.phase?.({ phase: "consent", done, total: changes }),
     });
     if (consent.unavailable) {
       fleet.consentUnavailable = true;

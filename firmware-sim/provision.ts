@@ -137,7 +137,7 @@ export async function recordConsent(
   api: PlatformApi,
   state: StateFile,
   customers: readonly SimCustomer[],
-  options: { concurrency: number; signal?: AbortSignal; onProgress?(done: number): void },
+  options: { concurrency: number; signal?: AbortSignal; onProgress?(done: number, total: number): void },
 ): Promise<{ recorded: number; unavailable: boolean }> {
   const recorded = state.data.consent;
   const changes = customers.filter((c) => (c.optedIn ? recorded[c.id] !== true : recorded[c.id] === true));
@@ -161,7 +161,7 @@ export async function recordConsent(
         recorded[customer.id] = customer.optedIn;
         done += 1;
         state.saveSoon();
-        options.onProgress?.(done);
+        options.onProgress?.(done, changes.length);
       },
       options.signal,
     );

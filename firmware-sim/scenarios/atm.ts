@@ -40,7 +40,7 @@ export const atm: Scenario = {
       customers,
       behaviour(device, random): Behaviour {
         const index = devices.findIndex((d) => d.id === device.id);
-        const hot = hasTrait(ctx.seed, "hot", index, 0.15);
+        const hot = hasTrait(ctx.seed, "hot", index, 0.25);
         const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
         let cash = random.between(40, 100);
         let current: string | undefined;

@@ -48,7 +48,7 @@ export const tv: Scenario = {
         const device = byId.get(spec.id)!;
         const subject = device.subject!;
         const { screens } = TOUCHPOINTS[device.touchpoint];
-        const hot = hasTrait(ctx.seed, "hot", device.index, 0.15);
+        const hot = hasTrait(ctx.seed, "hot", device.index, 0.25);
         const mood = new Mood(random, hasTrait(ctx.seed, "troubled", device.index, 0.1));
         let largeText = false;
         const zoom = () => (zoomer(device.household) && !largeText ? round1(random.between(1.4, 1.8)) : random.chance(0.1) ? 1.3 : 1);
