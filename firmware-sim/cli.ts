@@ -1,6 +1,6 @@
-import { createFleet, type Fleet } from "./fleet.ts";
+import { createFleet, type FleetEvents } from "./fleet.ts";
 import { parseSimArgs, usage, type SimOptions } from "./options.ts";
-import { formatSummary, ProgressLine, summarize, type Io, type Summary } from "./progress.ts";
+import { formatSummary, note, ProgressLine, summarize, type Io, type Summary } from "./progress.ts";
 import { ResourceMeter } from "./resources.ts";
 
 const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), tty: process.stderr.isTTY === true };
@@ -23,16 +23,16 @@ export async function simCommand(argv: string[], io: Io = processIo): Promise<nu
  * Runs the fleet until --duration, Ctrl-C or SIGTERM, with a progress line,
  * then stops cleanly and prints the summary. A second Ctrl-C leaves at once.
  */
-export async function runSim(options: SimOptions, io: Io, hooks: { fleetCreated?(fleet: Fleet): void } = {}): Promise<number> {
+export async function runSim(options: SimOptions, io: Io, extra: Pick<FleetEvents, "action"> = {}): Promise<number> {
   const meter = new ResourceMeter();
   const fleet = createFleet(options, {
     phase: (p) => {
       progress.setPhase(p);
       if (p.phase === "running") meter.markSteady();
     },
-    warn: (message) => io.err(`${io.tty ? "\r\x1b[2K" : ""}refeed sim: ${message}\n`),
+    warn: (message) => note(io, `refeed sim: ${message}`),
+    ...extra,
   });
-  hooks.fleetCreated?.(fleet);
   const progress = new ProgressLine(fleet, io, options.progressMs ?? (io.tty ? 1000 : 10_000));
   progress.start();
 

@@ -26,8 +26,10 @@ export interface FleetOptions {
   optIn: number;
   seed: number;
   prefix: string;
-  /** Where device tokens are kept between runs. */
+  /** Where device tokens are kept between runs: a file per platform address and prefix in this directory. */
   stateDir: string;
+  /** Or exactly this file (a platform whose address changes between runs, like the demo's). */
+  stateFile?: string;
   /** Devices connecting at once while the fleet comes up (each costs the broker one token check). */
   connectConcurrency?: number;
   /** Provisioning and consent calls at once (each provisioning hashes a token on the platform). */
@@ -98,7 +100,7 @@ export function createFleet(options: FleetOptions, events: FleetEvents = {}): Fl
   };
 
   async function run(): Promise<void> {
-    const state = await StateFile.open(options.stateDir, options.url, options.prefix);
+    const state = await StateFile.open(options.stateFile ? { file: options.stateFile } : { dir: options.stateDir }, options.url, options.prefix);
     const total = plan.devices.length;
     const apiConcurrency = options.apiConcurrency ?? 8;
     const { tokens, created, reused } = await provisionDevices(api, state, plan.devices, {

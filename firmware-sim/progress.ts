@@ -9,6 +9,11 @@ export interface Io {
   tty: boolean;
 }
 
+/** A line of its own above the progress line (which the next tick draws again). */
+export function note(io: Io, text: string): void {
+  io.err(`${io.tty ? "\r\x1b[2K" : ""}${text}\n`);
+}
+
 const n = (x: number) => x.toLocaleString("en-US");
 const clock = (ms: number) => {
   const s = Math.floor(ms / 1000);

@@ -25,9 +25,10 @@ export class StateFile {
     readonly data: StateData,
   ) {}
 
-  static async open(dir: string, platformUrl: string, prefix: string): Promise<StateFile> {
+  /** The state file for a fleet (`prefix`) on a platform, in `dir`; or exactly `file`. */
+  static async open(where: { dir: string } | { file: string }, platformUrl: string, prefix: string): Promise<StateFile> {
     const url = new URL(platformUrl);
-    const file = path.join(dir, `${prefix}@${url.hostname}-${url.port || (url.protocol === "https:" ? "443" : "80")}.json`);
+    const file = "file" in where ? where.file : path.join(where.dir, `${prefix}@${url.hostname}-${url.port || (url.protocol === "https:" ? "443" : "80")}.json`);
     let data: StateData = { platform: platformUrl, devices: {}, consent: {} };
     try {
       data = { ...data, ...(JSON.parse(await readFile(file, "utf8")) as Partial<StateData>) };
