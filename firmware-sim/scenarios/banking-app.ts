@@ -1,6 +1,4 @@
-import { hasTrait } from "../random.ts";
-import { Mood, RATING_REQUEST } from "./feedback.ts";
-import { customerAt, pad, range } from "./fleet-plan.ts";
+import { appPerCustomer } from "./fleet-plan.ts";
 import { event, sessionLoop, telemetry } from "./sessions.ts";
 import type { Behaviour, Publish, Scenario } from "./types.ts";
 
@@ -18,21 +16,17 @@ export const bankingApp: Scenario = {
   summary: "a banking app per customer; some open the share-price page in most sessions (story 2)",
   minDevices: 1,
   plan(count, ctx) {
-    const fan = (i: number) => hasTrait(ctx.seed, "pattern", i, FAN_SHARE);
-    const customers = range(count).map((i) => customerAt(ctx, "banking-app", "bank", i, fan(i) ? SHARE_PRICE_PATTERN : undefined));
-    const devices = range(count).map((i) => ({ id: `${ctx.prefix}-bank-${pad(i + 1)}`, kind: "banking-app", subject: customers[i]!.id, scenario: "banking-app" }));
+    const apps = appPerCustomer(count, ctx, { scenario: "banking-app", code: "bank", kind: "banking-app", pattern: SHARE_PRICE_PATTERN, share: FAN_SHARE });
     return {
-      devices,
-      customers,
+      devices: apps.devices,
+      customers: apps.customers,
       behaviour(device, random): Behaviour {
-        const index = devices.findIndex((d) => d.id === device.id);
-        const subject = device.subject!;
-        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
+        const { subject, hasPattern: fan, mood, accepted } = apps.customerOf(device, random);
         let onHome = false;
         const next = sessionLoop(random, 0.15, {
           session() {
             mood.session();
-            const sharePrice = random.chance(fan(index) ? (onHome ? 0.3 : 0.8) : 0.1);
+            const sharePrice = random.chance(fan ? (onHome ? 0.3 : 0.8) : 0.1);
             const pages: Publish[] = [];
             for (let n = random.int(1, 3); n > 0; n -= 1) pages.push(event(subject, "page_view", { page: random.pick(PAGES) }));
             if (sharePrice) pages.splice(random.int(0, pages.length), 0, event(subject, "page_view", { page: "share_price" }));
@@ -52,7 +46,7 @@ export const bankingApp: Scenario = {
           profileChanged(profile) {
             onHome = profile[SHARE_PRICE_WIDGET] === true;
           },
-          accepted: (action) => (action.key === RATING_REQUEST ? [mood.rating(subject, "app")] : []),
+          accepted,
         };
       },
     };

@@ -30,11 +30,12 @@ export class Mood {
     private readonly turnAfter = 5,
   ) {}
 
-  /** Counts a session; true once this device's customers have turned negative. */
+  /** Counts one more session on the device. */
   session(): void {
     this.sessions += 1;
   }
 
+  /** This device's customers have turned negative. */
   get negative(): boolean {
     return this.troubled && this.sessions > this.turnAfter;
   }

@@ -1,6 +1,4 @@
-import { hasTrait } from "../random.ts";
-import { Mood, RATING_REQUEST } from "./feedback.ts";
-import { customerAt, pad, range } from "./fleet-plan.ts";
+import { appPerCustomer } from "./fleet-plan.ts";
 import { event, round1, sessionLoop, telemetry } from "./sessions.ts";
 import type { Behaviour, Scenario } from "./types.ts";
 
@@ -17,21 +15,17 @@ export const rideApp: Scenario = {
   summary: "a ride-hailing app per rider; many never pick delivery (story 3, 30 sessions)",
   minDevices: 1,
   plan(count, ctx) {
-    const never = (i: number) => hasTrait(ctx.seed, "pattern", i, NEVER_DELIVERY_SHARE);
-    const customers = range(count).map((i) => customerAt(ctx, "ride-app", "ride", i, never(i) ? NO_DELIVERY_PATTERN : undefined));
-    const devices = range(count).map((i) => ({ id: `${ctx.prefix}-ride-${pad(i + 1)}`, kind: "ride-app", subject: customers[i]!.id, scenario: "ride-app" }));
+    const apps = appPerCustomer(count, ctx, { scenario: "ride-app", code: "ride", kind: "ride-app", pattern: NO_DELIVERY_PATTERN, share: NEVER_DELIVERY_SHARE });
     return {
-      devices,
-      customers,
+      devices: apps.devices,
+      customers: apps.customers,
       behaviour(device, random): Behaviour {
-        const index = devices.findIndex((d) => d.id === device.id);
-        const subject = device.subject!;
-        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
+        const { subject, hasPattern: never, mood, accepted } = apps.customerOf(device, random);
         let deliveryShown = true;
         const next = sessionLoop(random, 0.15, {
           session() {
             mood.session();
-            const delivery = deliveryShown && !never(index) && random.chance(0.35);
+            const delivery = deliveryShown && !never && random.chance(0.35);
             const item = delivery ? "delivery" : random.chance(0.85) ? "ride" : "scheduled";
             return [
               event(subject, "session_start", { platform: random.pick(["ios", "android"]) }),
@@ -51,7 +45,7 @@ export const rideApp: Scenario = {
           profileChanged(profile) {
             deliveryShown = profile[DELIVERY_MENU] !== "hidden";
           },
-          accepted: (action) => (action.key === RATING_REQUEST ? [mood.rating(subject, "app")] : []),
+          accepted,
         };
       },
     };
