@@ -56,7 +56,11 @@ export class SimDevice {
   private client: MqttClient | undefined;
   private connected = false;
   private stopped = false;
+  /** QoS 1 publishes waiting for their PUBACK. */
   private pending = 0;
+  /** Publishes of any QoS whose callback has not come yet; a clean stop waits for them. */
+  private unconfirmed = 0;
+  private settled: (() => void) | undefined;
   private lastTs = 0;
   private profile: Record<string, unknown> = {};
   /** Records the customer sends next, before the behaviour's own (a rating they were asked for). */
@@ -140,8 +144,19 @@ export class SimDevice {
     this.later.clear();
     const client = this.client;
     if (!client) return;
+    const deadline = Date.now() + graceMs;
+    // What was published is confirmed (or fails) before the connection closes.
+    if (this.unconfirmed > 0 && this.connected) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, graceMs);
+        this.settled = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     await new Promise<void>((resolve) => {
-      const force = setTimeout(() => client.end(true, () => resolve()), graceMs);
+      const force = setTimeout(() => client.end(true, () => resolve()), Math.max(0, deadline - Date.now()));
       client.end(false, () => {
         clearTimeout(force);
         resolve();
@@ -197,10 +212,21 @@ export class SimDevice {
     const ts = Math.max(Date.now(), this.lastTs + 1);
     this.lastTs = ts;
     const qos = item.channel === "telemetry" ? 0 : 1;
+    const topic = `devices/${this.spec.id}/${item.channel}`;
     this.pending += qos;
-    this.client!.publish(`devices/${this.spec.id}/${item.channel}`, JSON.stringify({ ts, ...item.record }), { qos }, (err) => {
+    this.send(topic, JSON.stringify({ ts, ...item.record }), qos, (err) => {
       this.pending -= qos;
       this.count(err ? "errors" : "sent");
+    });
+  }
+
+  private send(topic: string, payload: string, qos: 0 | 1, done: (err: Error | undefined) => void): void {
+    this.unconfirmed += 1;
+    this.client!.publish(topic, payload, { qos }, (err) => {
+      this.unconfirmed -= 1;
+      if (err) this.settings.onProblem?.(this.spec, `publish to ${topic} failed: ${err.message}`);
+      done(err);
+      if (this.unconfirmed === 0) this.settled?.();
     });
   }
 
@@ -275,10 +301,7 @@ export class SimDevice {
   private ack(action: Action, status: "applied" | "accepted" | "declined" | "undone" | "failed", reason?: string): void {
     const body = JSON.stringify({ action: action.id, status, ...(reason ? { reason } : {}) });
     // Offline, mqtt.js keeps the QoS 1 ack and sends it at the next connection.
-    this.client!.publish(`devices/${this.spec.id}/acks`, body, { qos: 1 }, (err) => {
-      if (err) this.count("errors", action.rule);
-      else this.count(status, action.rule);
-    });
+    this.send(`devices/${this.spec.id}/acks`, body, 1, (err) => this.count(err ? "errors" : status, action.rule));
   }
 
   private after(ms: number, fn: () => void): void {
