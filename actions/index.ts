@@ -8,6 +8,8 @@ import { nextMicros } from "../store/clock.ts";
 import { ActionBook, ACTION_LOG, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
 import { postWebhook } from "./webhook.ts";
+import { createBatchWriter } from "../ingest/writer.ts";
+import { startDelivery, type Delivery } from "./delivery.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
 
@@ -36,8 +38,6 @@ export interface Actions {
   ack(ack: AckMessage): void;
   /** Undo from the API: restores the previous value everywhere it was set. */
   undo(id: string, by: string): Promise<ActionRecord>;
-  /** The device confirmed receipt (PUBACK) of an action. */
-  delivered(id: string, device: string): void;
   lastFired(rule: string, target: string): number | undefined;
   lastPrompt(target: string): number | undefined;
   declinedAt(rule: string, target: string): number | undefined;
@@ -47,6 +47,8 @@ export interface Actions {
   stateOf(device: string): Record<string, unknown>;
   /** Publishes every device's retained state (at start, when the broker's retained store is empty). */
   publishAllState(): Promise<void>;
+  /** Actions waiting for their devices; the broker delivers them. */
+  readonly delivery: Delivery;
   close(): Promise<void>;
 }
 
@@ -57,8 +59,32 @@ export async function startActions(
   const { store, registry, publisher } = deps;
   const log = deps.log.child({ part: "actions" });
   const book = await ActionBook.rebuild(store);
+  const newId = () => `act_${randomBytes(9).toString("base64url")}`;
+  // Group commit: actions of the same few milliseconds share one InfluxDB write (and fsync).
+  const actionLog = createBatchWriter({
+    store,
+    log,
+    batchSize: 1000,
+    flushMs: 5,
+    onRejected: (point, message) => log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
+  });
   const profiles = await ProfileBook.rebuild(store);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
+
+  const delivery = await startDelivery({
+    store,
+    publisher,
+    log: deps.log,
+    render: (id) => {
+      const record = book.actions.get(id);
+      return record && wire(record);
+    },
+    // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
+    onDelivered: (device, id) => {
+      const record = book.actions.get(id);
+      if (record) book.transition(record, "delivered", device, Date.now());
+    },
+  });
 
   /** Every touchpoint of an owner: the device itself, or every device linked to the customer. */
   const devicesOf = (owner: Owner, origin: string): string[] => {
@@ -95,25 +121,54 @@ export async function startActions(
     };
   };
 
-  const wire = (record: ActionRecord, overrides: Partial<{ kind: string; why: string }> = {}) =>
-    JSON.stringify({
+  function wire(record: ActionRecord): string {
+    return JSON.stringify({
       id: record.id,
       rule: record.rule,
-      kind: overrides.kind ?? record.kind,
+      kind: record.kind,
       key: record.key,
       ...(record.value !== undefined ? { value: record.value } : {}),
-      ...(record.prompt !== undefined && !overrides.kind ? { prompt: record.prompt } : {}),
-      why: overrides.why ?? record.why,
+      ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
+      why: record.why,
     });
+  }
 
-  const send = (devices: readonly string[], payload: string) =>
-    Promise.all(devices.map((device) => publisher.publish(`devices/${device}/actions`, payload, { qos: 1, retain: false })));
+  /** Kept pending per device until its PUBACK, so it survives being offline and a restart. */
+  const send = (devices: readonly string[], record: ActionRecord) => {
+    const payload = wire(record);
+    return Promise.all(devices.map((device) => delivery.send(device, record.id, payload)));
+  };
 
-  /** Sets or clears the owner's key, then tells every touchpoint its new state. */
-  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[]) => {
+  /** The `proposed` rows of an action, one per target device: what delivery and the lifecycle are rebuilt from. */
+  const proposedRows = (record: ActionRecord, devices: readonly string[], cause?: string): Point[] =>
+    devices.map((device) => ({
+      measurement: ACTION_LOG,
+      tags: { device },
+      fields: {
+        action: record.id,
+        status: "proposed",
+        rule: record.rule,
+        kind: record.kind,
+        key: record.key,
+        owner: record.owner,
+        why: record.why,
+        ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
+        ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
+        ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
+        ...(record.subject !== undefined ? { subject: record.subject } : {}),
+        ...(cause ? { cause } : {}),
+      },
+      timestamp: String(nextMicros()),
+    }));
+
+  /**
+   * Sets or clears the owner's key and tells every touchpoint its new state
+   * while the change is being logged. The log write is not on the devices'
+   * latency path; the call resolves once both are done.
+   */
+  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[], alsoSend: () => Promise<unknown> = async () => {}) => {
     const point = profiles.change(record.owner, record.key, op, value, record.id);
-    await store.write([...extra, point]);
-    await Promise.all(devicesOf(record.owner, record.device).map(publishState));
+    await Promise.all([actionLog.write([...extra, point]), alsoSend(), ...devicesOf(record.owner, record.device).map(publishState)]);
   };
 
   const notify = async (record: ActionRecord) => {
@@ -127,7 +182,7 @@ export async function startActions(
       at: new Date(record.createdAt).toISOString(),
     });
     const point = result.ok ? transition(record, "delivered", record.device) : transition(record, "failed", record.device, { reason: result.reason });
-    await store.write([point]);
+    await actionLog.write([point]);
     if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
   };
 
@@ -135,7 +190,7 @@ export async function startActions(
     const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
     if (stale.length === 0) return;
     const points = stale.map((r) => transition(r, "expired", r.device));
-    store.write(points).then(
+    actionLog.write(points).then(
       () => log.info({ actions: stale.length }, "unanswered suggestions expired"),
       (err: Error) => log.error({ err: err.message }, "could not record expired suggestions"),
     );
@@ -151,7 +206,7 @@ export async function startActions(
       // A suggestion is asked once, where the pattern was seen; a change goes to every touchpoint.
       const targets = proposal.kind === "suggest" || proposal.kind === "notify" ? [proposal.device] : devicesOf(owner, proposal.device);
       const record: ActionRecord = {
-        id: `act_${randomBytes(9).toString("base64url")}`,
+        id: newId(),
         rule: proposal.rule,
         kind: proposal.kind,
         key: proposal.key,
@@ -168,33 +223,16 @@ export async function startActions(
         transitions: [],
       };
       book.add(record);
-      const points: Point[] = targets.map((device) => ({
-        measurement: ACTION_LOG,
-        tags: { device },
-        fields: {
-          action: record.id,
-          status: "proposed",
-          rule: record.rule,
-          kind: record.kind,
-          key: record.key,
-          owner,
-          why: record.why,
-          ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
-          ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
-          ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-          ...(record.subject !== undefined ? { subject: record.subject } : {}),
-        },
-        timestamp: String(nextMicros()),
-      }));
+      const points = proposedRows(record, targets);
       log.info({ action: record.id, rule: record.rule, kind: record.kind, key: record.kind === "notify" ? undefined : record.key, owner, targets: targets.length }, "action proposed");
       if (record.kind === "notify") {
-        await store.write(points);
+        await actionLog.write(points);
         await notify(record);
         return record;
       }
-      if (record.kind === "suggest") await store.write(points);
-      else await changeProfile(record, record.kind, record.value, points);
-      await send(targets, wire(record));
+      const out = () => send(targets, record);
+      if (record.kind === "suggest") await Promise.all([actionLog.write(points), out()]);
+      else await changeProfile(record, record.kind, record.value, points, out);
       return record;
     },
 
@@ -204,21 +242,27 @@ export async function startActions(
         log.warn({ device: ack.device, action: ack.action, status: ack.status }, "ack for an action this device was not sent");
         return;
       }
+      // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
+      delivery.received(ack.device, ack.action);
       const before = record.status;
       const done = (async () => {
         if (ack.status === "accepted" && record.kind === "suggest" && (before === "proposed" || before === "delivered")) {
           record.previous = profiles.get(record.owner)?.[record.key];
           const accepted = transition(record, "accepted", ack.device);
           const applied = transition(record, "applied", ack.device, { previous: record.previous });
-          await changeProfile(record, "set", record.value, [accepted, applied]);
-          // Every other touchpoint of the customer gets the accepted change as a set.
+          // Every other touchpoint of the customer gets the accepted change as a set action of its own.
           const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
-          record.targets.push(...others);
-          await send(others, wire(record, { kind: "set", why: `accepted on ${ack.device}: ${record.why}` }));
+          const follow: ActionRecord | undefined =
+            others.length === 0
+              ? undefined
+              : { ...record, id: newId(), kind: "set", prompt: undefined, why: `accepted on ${ack.device}: ${record.why}`, targets: others, status: "proposed", createdAt: Date.now(), transitions: [] };
+          if (follow) book.add(follow);
+          const rows = follow ? proposedRows(follow, others, record.id) : [];
+          await changeProfile(record, "set", record.value, [accepted, applied, ...rows], async () => follow && send(others, follow));
         } else if (ack.status === "undone") {
           await undo(record, ack.device, `device:${ack.device}`);
         } else {
-          await store.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
+          await actionLog.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
         }
         log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
       })();
@@ -235,12 +279,6 @@ export async function startActions(
       return record;
     },
 
-    delivered(id, device) {
-      const record = book.actions.get(id);
-      if (!record || record.status !== "proposed") return;
-      store.write([transition(record, "delivered", device)]).catch((err: Error) => log.error({ action: id, err: err.message }, "could not record delivery"));
-    },
-
     lastFired: (rule, target) => book.lastFired(rule, target),
     lastPrompt: (target) => book.lastPrompt(target),
     declinedAt: (rule, target) => book.declinedAt(rule, target),
@@ -248,11 +286,15 @@ export async function startActions(
     get: (id) => book.actions.get(id),
     stateOf,
     async publishAllState() {
-      const devices = registry.list().filter((d) => !d.revoked).map((d) => d.id);
-      await Promise.all(devices.filter((d) => Object.keys(stateOf(d)).length > 0).map(publishState));
+      // Every device, also those whose profile is empty now: after a restart the retained store
+      // starts empty, and a device must not keep a profile that was cleared or undone.
+      await Promise.all(registry.list().filter((d) => !d.revoked).map((d) => publishState(d.id)));
     },
+    delivery,
     async close() {
       clearInterval(sweeper);
+      await actionLog.close();
+      await delivery.close();
     },
   };
 

@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { HttpConfig } from "../config/schema.ts";
 import type { Registry } from "../registry/index.ts";
 import type { Store } from "../store/index.ts";
+import type { PresenceView } from "../broker/presence.ts";
 import type { Authenticator } from "./auth.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { ruleRoutes } from "./routes/rules.ts";
@@ -29,6 +30,8 @@ export interface ApiDeps {
   mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
   rules: Rules;
   actions: Actions;
+  presence: { view(device: string): PresenceView };
+  delivery: { pending(device: string): number };
 }
 
 export interface Api {
@@ -61,7 +64,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
-  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.actions.stateOf }));
+  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.actions.stateOf, presence: deps.presence, delivery: deps.delivery }));
   await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
   await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
 

@@ -1,17 +1,30 @@
-import { createServer, type Server, type AddressInfo } from "node:net";
+import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
-import { Aedes, type AuthenticateError, type Client } from "aedes";
+import { Aedes, type Client } from "aedes";
 import type { Logger } from "pino";
 import type { MqttConfig } from "../config/schema.ts";
-import type { Ingest, Channel } from "../ingest/index.ts";
+import type { Ingest } from "../ingest/index.ts";
 import type { Registry } from "../registry/index.ts";
 import type { Publisher } from "../actions/index.ts";
-import { authorize, channelOf } from "./acl.ts";
+import type { Outbox } from "../actions/delivery.ts";
+import { identityHooks } from "./auth.ts";
+import { authorizeHooks } from "./authorize.ts";
+import { PublishRateLimiter } from "./limits.ts";
+import { startListeners } from "./listeners.ts";
+import { cappedMemoryPersistence } from "./offline-queue.ts";
+import { PacketGuard, type Transport } from "./packet-limit.ts";
+import type { Presence } from "./presence.ts";
+import { redelivery } from "./redelivery.ts";
+import { Sessions, type Session } from "./sessions.ts";
+
+export type { Transport } from "./packet-limit.ts";
 
 export interface Broker extends Publisher {
   /** Takes a client connection from another transport (the WebSocket route). */
-  handle(stream: Duplex): void;
+  handle(stream: Duplex, transport?: Transport): void;
   readonly address: { host: string; port: number };
+  /** The `mqtts` listener, when configured. */
+  readonly tlsAddress: { host: string; port: number } | undefined;
   readonly connectedClients: number;
   close(): Promise<void>;
 }
@@ -19,106 +32,145 @@ export interface Broker extends Publisher {
 export interface BrokerDeps {
   registry: Registry;
   ingest: Ingest;
+  presence: Presence;
+  /** Actions waiting for their devices. */
+  outbox: Outbox;
   log: Logger;
 }
 
-/** MQTT 3.1.1 CONNACK return codes. */
-const BAD_CREDENTIALS = 4;
-const NOT_AUTHORIZED = 5;
-const IDENTIFIER_REJECTED = 2;
+/** Room for the fixed and variable header (topic, client id, credentials) on top of the payload limit. */
+const HEADER_ROOM = 4096;
 
-function refusal(message: string, returnCode: number): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
-}
-
+/**
+ * The MQTT 3.1.1 front door: Aedes 1.x behind a packet-size guard, with
+ * device identity, the topic ACL, limits, presence and reliable action
+ * delivery wired into its hooks and events.
+ */
 export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise<Broker> {
   const log = deps.log.child({ part: "broker" });
-  const aedes = await Aedes.createBroker({ heartbeatInterval: 60_000 });
-  const deviceOf = (client: Client | null): string | undefined => (client as (Client & { device?: string }) | null)?.device;
+  const { limits } = config;
+  const maxPacketBytes = limits.maxPayloadBytes + HEADER_ROOM;
+  const sessions = new Sessions();
+  const rate = new PublishRateLimiter(limits.publishRate, limits.publishBurst);
+  const sweep = setInterval(() => rate.sweep(Date.now()), 60_000);
+  sweep.unref();
+  const resend = redelivery(deps.outbox, log);
 
-  aedes.authenticate = (client, username, password, callback) => {
-    const id = username ?? "";
-    const token = password?.toString("utf8") ?? "";
-    if (!id || !token) {
-      log.warn({ clientId: client.id, reason: "missing_credentials" }, "connection refused");
-      return callback(refusal("username (device id) and password (token) are required", BAD_CREDENTIALS), false);
-    }
-    // A device may hold several connections (one per process) as `id:suffix`,
-    // but never a client id that names another device's session.
-    if (client.id !== id && !client.id.startsWith(`${id}:`)) {
-      log.warn({ device: id, clientId: client.id, reason: "client_id_mismatch" }, "connection refused");
-      return callback(refusal("client id must be the device id (or device id + ':' + suffix)", IDENTIFIER_REJECTED), false);
-    }
-    deps.registry.authenticate(id, token).then(
-      (result) => {
-        if (!result.ok) {
-          log.warn({ device: id, reason: result.reason }, "connection refused");
-          return callback(refusal(`authentication failed: ${result.reason}`, result.reason === "revoked" ? NOT_AUTHORIZED : BAD_CREDENTIALS), false);
-        }
-        (client as Client & { device?: string }).device = id;
-        callback(null, true);
-      },
-      (err: Error) => {
-        log.error({ device: id, err: err.message }, "authentication error");
-        callback(refusal("authentication unavailable", 3), false);
-      },
-    );
-  };
-
-  aedes.authorizePublish = (client, packet, callback) => {
-    const device = deviceOf(client);
-    // Aedes' own guard, kept: nobody publishes into $SYS.
-    if (packet.topic.startsWith("$SYS/")) return callback(new Error("$SYS topic is reserved"));
-    if (!device) return callback(null); // the broker's own will/internal publishes
-    const decision = authorize(device, "publish", packet.topic);
-    if (!decision.allow) {
-      log.warn({ device, topic: packet.topic, reason: decision.reason }, "publish refused");
-      return callback(new Error(decision.reason));
-    }
-    if (packet.qos === 2) {
-      log.warn({ device, topic: packet.topic, reason: "qos2_not_supported" }, "publish refused");
-      return callback(new Error("QoS 2 is not supported; use QoS 0 or 1"));
-    }
-    const result = deps.ingest.accept(device, channelOf(packet.topic) as Channel, packet.payload as Buffer);
-    // Refused messages are dead-lettered and still acknowledged: resending them cannot help.
-    if (!result.ok || packet.qos === 0) return callback(null);
-    // Acknowledged means durable: the PUBACK is written only after this callback.
-    result.durable.then(() => callback(null), (err: Error) => callback(err));
-  };
-
-  aedes.authorizeSubscribe = (client, sub, callback) => {
-    const device = deviceOf(client);
-    const decision = device ? authorize(device, "subscribe", sub.topic) : { allow: false as const, reason: "not authenticated" };
-    if (!decision.allow) {
-      log.warn({ device, topic: sub.topic, reason: decision.reason }, "subscription refused");
-      return callback(null, null); // SUBACK 0x80 for this filter
-    }
-    callback(null, { ...sub, qos: Math.min(sub.qos, 1) as 0 | 1 });
-  };
-
-  aedes.authorizeForward = (client, packet) => {
-    const device = deviceOf(client);
-    if (!device) return null;
-    return packet.topic.startsWith(`devices/${device}/`) ? packet : null;
-  };
-
-  aedes.on("clientError", (client, err) => log.debug({ device: deviceOf(client), err: err.message }, "client error"));
-  aedes.on("connectionError", (client, err) => log.debug({ clientId: client.id, err: err.message }, "connection error"));
-  aedes.on("clientReady", (client) => log.debug({ device: deviceOf(client) }, "device connected"));
-  aedes.on("clientDisconnect", (client) => log.debug({ device: deviceOf(client) }, "device disconnected"));
-
-  const server: Server = createServer((socket) => aedes.handle(socket));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(config.port, config.host, () => resolve());
+  const aedes = await Aedes.createBroker({
+    heartbeatInterval: 60_000,
+    // The packet guard times out a slow CONNECT from accept on; this is Aedes' own backstop.
+    connectTimeout: limits.connectTimeoutMs,
+    persistence: cappedMemoryPersistence(limits.maxQueuedMessages, (clientId, dropped) =>
+      log.warn({ clientId, device: clientId.split(":")[0], reason: "offline_queue_full", dropped: dropped.length, topics: dropped.map((d) => d.topic), limit: limits.maxQueuedMessages }, "offline queue full: oldest messages dropped"),
+    ),
   });
-  const bound = server.address() as AddressInfo;
+  // Aedes emits 'error' for persistence failures; unhandled it would end the process.
+  (aedes as unknown as EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "broker error"));
+
+  const identity = identityHooks({
+    registry: deps.registry,
+    sessions,
+    log,
+    maxKeepaliveSeconds: limits.maxKeepaliveSeconds,
+    opened(session) {
+      session.guard.watch = {
+        disconnect: () => void (session.saidGoodbye = true),
+        puback: (messageId) => resend.acked(session, messageId),
+        sent: (messageId, topic, payload) => resend.sent(session, messageId, topic, payload),
+      };
+      session.guard.once("close", () => ended(session));
+    },
+  });
+  aedes.preConnect = identity.preConnect;
+  aedes.authenticate = identity.authenticate;
+  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log });
+  aedes.authorizePublish = hooks.authorizePublish;
+  aedes.authorizeSubscribe = hooks.authorizeSubscribe;
+  aedes.authorizeForward = hooks.authorizeForward;
+
+  const ended = (session: Session) => {
+    const takenOver = sessions.superseded(session);
+    sessions.close(session);
+    if (!session.online) return;
+    session.online = false;
+    const reason = session.reason ?? (takenOver ? "taken_over" : session.saidGoodbye ? "clean" : "connection_lost");
+    deps.presence.disconnected(session.device, session.clientId, session.transport, reason);
+  };
+
+  aedes.on("clientReady", (client: Client) => {
+    const session = sessions.of(client);
+    if (!session) return;
+    session.online = true;
+    deps.presence.connected(session.device, session.clientId, session.transport);
+    // A persistent session comes back with its subscriptions restored.
+    resend.resend(session);
+  });
+  aedes.on("subscribe", (subscriptions: Array<{ topic: string; qos: number }>, client: Client) => {
+    const session = sessions.of(client);
+    const actions = session && `devices/${session.device}/actions`;
+    if (session && subscriptions.some((s) => s.topic === actions && s.qos !== 128)) resend.resend(session);
+  });
+  aedes.on("unsubscribe", (topics: string[], client: Client) => {
+    const session = sessions.of(client);
+    for (const topic of topics) session?.subscriptions.delete(topic);
+  });
+  aedes.on("keepaliveTimeout", (client: Client) => {
+    const session = sessions.of(client);
+    if (session) session.reason ??= "keepalive_timeout";
+  });
+  aedes.on("clientError", (client: Client, err: Error) => log.debug({ device: sessions.of(client)?.device, err: err.message }, "client error"));
+  aedes.on("connectionError", (client: Client, err: Error) => {
+    const guard = client.conn as PacketGuard;
+    log.debug({ transport: guard.transport, remote: guard.remote, err: err.message }, "connection error");
+  });
+
+  // Revocation and rotation end the device's live sessions at once; a revoked device leaves nothing retained.
+  const stopWatching = deps.registry.onChange((change) => {
+    if (change.op === "provisioned") return;
+    for (const session of sessions.ofDevice(change.device)) {
+      session.reason = change.op === "revoked" ? "revoked" : "token_rotated";
+      log.info({ device: change.device, clientId: session.clientId, reason: session.reason }, "closing session");
+      session.client.close();
+    }
+    if (change.op === "revoked") {
+      aedes.publish({ cmd: "publish", topic: `devices/${change.device}/state`, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false }, () => undefined);
+    }
+  });
+
+  const open = new Set<PacketGuard>();
+  const accept = (stream: Duplex, transport: Transport) => {
+    if (open.size >= limits.maxConnections) {
+      const remote = (stream as Duplex & { remoteAddress?: string }).remoteAddress;
+      log.warn({ transport, remote, reason: "max_connections", limit: limits.maxConnections }, "connection refused");
+      stream.destroy();
+      return;
+    }
+    const guard = new PacketGuard(stream, {
+      maxPacketBytes,
+      connectTimeoutMs: limits.connectTimeoutMs,
+      transport,
+      onConnect: (connecting) => aedes.handle(connecting),
+      onRefused(refused, reason, announced) {
+        const session = sessions.ofGuard(refused);
+        if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
+        log.warn({ device: session?.device, clientId: session?.clientId, transport, remote: refused.remote, reason, announced, limit: maxPacketBytes }, "connection closed: packet refused before buffering");
+      },
+      onTimeout(slow) {
+        log.warn({ transport, remote: slow.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
+      },
+    });
+    open.add(guard);
+    guard.once("close", () => open.delete(guard));
+  };
+
+  const listeners = await startListeners(config, accept, log);
 
   return {
-    handle(stream) {
-      aedes.handle(stream);
+    handle(stream, transport = "ws") {
+      accept(stream, transport);
     },
-    address: { host: config.host, port: bound.port },
+    address: { host: config.host, port: listeners.tcp.port },
+    tlsAddress: listeners.tls,
     get connectedClients() {
       return aedes.connectedClients;
     },
@@ -130,9 +182,13 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       );
     },
     async close() {
-      // Stop accepting first; the server's callback fires once Aedes has closed every client.
-      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
+      clearInterval(sweep);
+      stopWatching();
+      for (const session of sessions.all()) session.reason ??= "server_shutdown";
+      const stopped = listeners.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      // Connections that never completed CONNECT are not Aedes clients yet.
+      for (const guard of open) guard.destroy();
       await stopped;
     },
   };

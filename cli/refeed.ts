@@ -1,5 +1,6 @@
 import { main as start } from "../platform/main.ts";
 import { rulesCommand } from "./rules.ts";
+import { devices } from "./devices.ts";
 import { simCommand } from "../firmware-sim/cli.ts";
 
 const usage = `usage: refeed <command>
@@ -7,6 +8,7 @@ const usage = `usage: refeed <command>
 commands:
   start        run the platform (configuration from REFEED_* environment variables; see README)
   rules        check, backtest and push rule files (refeed rules --help)
+  devices      add, list, rotate and revoke devices (refeed devices help)
   sim          run a simulated fleet against a running platform (refeed sim --help)
   help         show this text
 `;
@@ -18,6 +20,8 @@ async function run(argv: string[]): Promise<number> {
       return start();
     case "rules":
       return rulesCommand(argv.slice(1));
+    case "devices":
+      return devices(argv.slice(1));
     case "sim":
       return simCommand(argv.slice(1));
     case "help":

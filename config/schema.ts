@@ -15,6 +15,48 @@ const duration = z.string({ error: durationMsg }).transform((text, ctx) => {
   }
   return ms;
 });
+const numMsg = "expected a positive number";
+const positiveNumber = z.coerce.number({ error: numMsg }).positive(numMsg);
+
+/**
+ * What one client may cost the broker. Each limit is refused with a log line
+ * naming the device and the reason; the defaults suit devices and apps that
+ * send a few messages a second.
+ */
+const mqttLimits = z.object({
+  /** Largest PUBLISH payload; a packet announcing more than this (plus 4 KiB of header room) is cut off before it is buffered. */
+  maxPayloadBytes: positiveInt.max(64 * 1024 * 1024).default(64 * 1024),
+  /** Sustained publishes per second per device (all its connections together): a token bucket. */
+  publishRate: positiveNumber.max(1_000_000).default(50),
+  /** Publishes a device may send at once before the rate applies. */
+  publishBurst: positiveInt.max(1_000_000).default(200),
+  /** Open connections over all listeners (TCP, TLS, WebSocket), authenticated or not. */
+  maxConnections: positiveInt.max(1_000_000).default(10_000),
+  /** Time from TCP accept to a complete CONNECT (slow-loris guard); also the TLS handshake timeout. */
+  connectTimeoutMs: positiveInt.max(600_000).default(10_000),
+  /** Longest keepalive a client may ask for; 0 (no keepalive) is refused too, or a dead link would stay "online". */
+  maxKeepaliveSeconds: positiveInt.max(65_535).default(900),
+  /** Topic filters one connection may hold. */
+  maxSubscriptions: positiveInt.max(10_000).default(16),
+  /** QoS 1 messages kept for one persistent session (clean session off) while it is offline; the oldest go first. */
+  maxQueuedMessages: positiveInt.max(1_000_000).default(100),
+}).prefault({});
+
+/** `mqtts`: enabled when both a certificate and a key file are given. */
+const mqttTls = z.object({
+  port: port.default(8883),
+  cert: z.string().min(1).optional(),
+  key: z.string().min(1).optional(),
+}).prefault({}).check((ctx) => {
+  if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
+    ctx.issues.push({
+      code: "custom",
+      input: ctx.value,
+      path: [ctx.value.cert === undefined ? "cert" : "key"],
+      message: `missing: the TLS listener needs a certificate and a key (PEM files); set ${ctx.value.cert === undefined ? "REFEED_MQTT_TLS_CERT" : "REFEED_MQTT_TLS_KEY"} too`,
+    });
+  }
+});
 
 /**
  * The whole platform configuration. Every part receives its own slice of this,
@@ -24,6 +66,8 @@ export const configSchema = z.object({
   mqtt: z.object({
     port: port.default(1883),
     host: z.string().min(1).default("0.0.0.0"),
+    tls: mqttTls,
+    limits: mqttLimits,
   }).prefault({}),
   http: z.object({
     port: port.default(8080),
@@ -62,6 +106,7 @@ export const configSchema = z.object({
 
 export type Config = z.infer<typeof configSchema>;
 export type MqttConfig = Config["mqtt"];
+export type MqttLimits = MqttConfig["limits"];
 export type HttpConfig = Config["http"];
 export type InfluxConfig = Config["influx"];
 export type IngestConfig = Config["ingest"];
@@ -74,6 +119,17 @@ export type RulesSettings = Config["rules"];
 export const envVars: Record<string, readonly string[]> = {
   REFEED_MQTT_PORT: ["mqtt", "port"],
   REFEED_MQTT_HOST: ["mqtt", "host"],
+  REFEED_MQTT_TLS_PORT: ["mqtt", "tls", "port"],
+  REFEED_MQTT_TLS_CERT: ["mqtt", "tls", "cert"],
+  REFEED_MQTT_TLS_KEY: ["mqtt", "tls", "key"],
+  REFEED_MQTT_MAX_PAYLOAD_BYTES: ["mqtt", "limits", "maxPayloadBytes"],
+  REFEED_MQTT_PUBLISH_RATE: ["mqtt", "limits", "publishRate"],
+  REFEED_MQTT_PUBLISH_BURST: ["mqtt", "limits", "publishBurst"],
+  REFEED_MQTT_MAX_CONNECTIONS: ["mqtt", "limits", "maxConnections"],
+  REFEED_MQTT_CONNECT_TIMEOUT_MS: ["mqtt", "limits", "connectTimeoutMs"],
+  REFEED_MQTT_MAX_KEEPALIVE_S: ["mqtt", "limits", "maxKeepaliveSeconds"],
+  REFEED_MQTT_MAX_SUBSCRIPTIONS: ["mqtt", "limits", "maxSubscriptions"],
+  REFEED_MQTT_MAX_QUEUED_MESSAGES: ["mqtt", "limits", "maxQueuedMessages"],
   REFEED_HTTP_PORT: ["http", "port"],
   REFEED_HTTP_HOST: ["http", "host"],
   REFEED_INFLUX_URL: ["influx", "url"],

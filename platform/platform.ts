@@ -6,11 +6,12 @@ import { startActions, type Actions, type Publisher } from "../actions/index.ts"
 import { startRules, type Rules } from "../rules/index.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
+import { startPresence } from "../broker/presence.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator } from "../api/auth.ts";
 
 export interface Platform {
-  readonly addresses: { mqtt: string; http: string; ws: string; influx: string };
+  readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
   readonly store: Store;
   close(): Promise<void>;
 }
@@ -73,7 +74,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       onAck: (ack) => actions.ack(ack),
     });
     closers.push(() => ingest.close());
-    broker = await startBroker(config.mqtt, { registry, ingest, log });
+    const presence = await startPresence({ store, log });
+    closers.push(() => presence.close());
+    registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
+    broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
     closers.push(() => broker!.close());
     await actions.publishAllState();
 
@@ -83,12 +87,13 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
     const addresses = {
       mqtt: `mqtt://${show(broker.address.host)}:${broker.address.port}`,
+      ...(broker.tlsAddress ? { mqtts: `mqtts://${show(broker.tlsAddress.host)}:${broker.tlsAddress.port}` } : {}),
       http: `http://${show(api.address.host)}:${api.address.port}`,
       ws: `ws://${show(api.address.host)}:${api.address.port}/mqtt`,
       influx: store.url,

@@ -22,6 +22,15 @@ export interface Device {
   readonly subject: string | undefined;
   readonly createdAt: Date;
   readonly revoked: boolean;
+  readonly revokedAt: Date | undefined;
+  /** When the current token was issued by a rotation (undefined: the token from provisioning). */
+  readonly rotatedAt: Date | undefined;
+}
+
+/** What changed, for parts that must act at once (the broker closes a revoked device's sessions). */
+export interface RegistryChange {
+  op: "provisioned" | "rotated" | "revoked";
+  device: string;
 }
 
 export type AuthResult =
@@ -30,7 +39,7 @@ export type AuthResult =
 
 export class RegistryError extends Error {
   constructor(
-    readonly code: "DEVICE_EXISTS",
+    readonly code: "DEVICE_EXISTS" | "NOT_FOUND" | "REVOKED",
     message: string,
   ) {
     super(message);
@@ -43,12 +52,25 @@ export interface Registry {
   authenticate(id: string, token: string): Promise<AuthResult>;
   /** HTTP: `Authorization: Bearer <device token>`; the token names its device. */
   authenticateBearer(token: string): Promise<AuthResult>;
+  /** Issues a new token; the old one stops working when this resolves. Answers the token once. */
+  rotate(id: string): Promise<{ device: Device; token: string }>;
+  /** Revokes a device for good (idempotent); its token stops working when this resolves. */
+  revoke(id: string): Promise<Device>;
+  /** Called after each change is stored and in effect; returns a function that stops listening. */
+  onChange(listener: (change: RegistryChange) => void): () => void;
   get(id: string): Device | undefined;
   list(): Device[];
   close(): Promise<void>;
 }
 
-interface Entry extends Device {
+interface Entry {
+  id: string;
+  kind: string | undefined;
+  subject: string | undefined;
+  createdAt: Date;
+  revoked: boolean;
+  revokedAt: Date | undefined;
+  rotatedAt: Date | undefined;
   tokenHash: string;
 }
 
@@ -62,11 +84,36 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
   const devices = new Map<string, Entry>();
   // device id -> fingerprint of the last token that passed scrypt; memory only.
   const verified = new Map<string, string>();
+  const listeners = new Set<(change: RegistryChange) => void>();
+  // Changes to one device run one at a time, so two rotations cannot interleave.
+  const serial = new Map<string, Promise<unknown>>();
+  const oneAtATime = <T>(id: string, work: () => Promise<T>): Promise<T> => {
+    const run = (serial.get(id) ?? Promise.resolve()).then(work, work);
+    const tail = run.catch(() => undefined);
+    serial.set(id, tail);
+    void tail.then(() => serial.get(id) === tail && serial.delete(id));
+    return run;
+  };
+  const announce = (change: RegistryChange) => {
+    for (const listener of listeners) {
+      try {
+        listener(change);
+      } catch (err) {
+        log.error({ part: "registry", device: change.device, op: change.op, err: (err as Error).message }, "registry change listener failed");
+      }
+    }
+  };
+  const existing = (id: string): Entry => {
+    const entry = devices.get(id);
+    if (!entry) throw new RegistryError("NOT_FOUND", `no device '${id}'`);
+    return entry;
+  };
 
   const rows = await store.query<{ time: Date; device: string; op: string; token_hash?: string; kind?: string; subject?: string }>(
     `SELECT * FROM ${MEASUREMENT}`,
   );
   for (const row of rows) {
+    const entry = devices.get(row.device);
     if (row.op === "provisioned") {
       devices.set(row.device, {
         id: row.device,
@@ -74,8 +121,16 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
         subject: row.subject ?? undefined,
         createdAt: row.time,
         revoked: false,
+        revokedAt: undefined,
+        rotatedAt: undefined,
         tokenHash: row.token_hash ?? "",
       });
+    } else if (entry && row.op === "rotated" && row.token_hash) {
+      entry.tokenHash = row.token_hash;
+      entry.rotatedAt = row.time;
+    } else if (entry && row.op === "revoked") {
+      entry.revoked = true;
+      entry.revokedAt = row.time;
     }
   }
   log.info({ part: "registry", devices: devices.size }, "device registry rebuilt from InfluxDB");
@@ -94,6 +149,8 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
         subject: input.subject,
         createdAt: new Date(Math.floor(micros / 1000)),
         revoked: false,
+        revokedAt: undefined,
+        rotatedAt: undefined,
         tokenHash,
       };
       // Reserve the id before the write so a concurrent provision of the same id loses.
@@ -117,7 +174,46 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
         throw err;
       }
       log.info({ part: "registry", device: id, kind: input.kind }, "device provisioned");
+      announce({ op: "provisioned", device: id });
       return { device: publicView(entry), token };
+    },
+
+    rotate(id) {
+      return oneAtATime(id, async () => {
+        if (existing(id).revoked) throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
+        const token = generateOwnedToken("rfd", id);
+        const tokenHash = await hashToken(token);
+        const entry = existing(id);
+        if (entry.revoked) throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
+        const micros = nextMicros();
+        await store.write([{ measurement: MEASUREMENT, tags: { device: id }, fields: { op: "rotated", token_hash: tokenHash }, timestamp: String(micros) }]);
+        entry.tokenHash = tokenHash;
+        entry.rotatedAt = new Date(Math.floor(micros / 1000));
+        verified.delete(id);
+        log.info({ part: "registry", device: id }, "device token rotated");
+        announce({ op: "rotated", device: id });
+        return { device: publicView(entry), token };
+      });
+    },
+
+    revoke(id) {
+      return oneAtATime(id, async () => {
+        const entry = existing(id);
+        if (entry.revoked) return publicView(entry);
+        const micros = nextMicros();
+        await store.write([{ measurement: MEASUREMENT, tags: { device: id }, fields: { op: "revoked" }, timestamp: String(micros) }]);
+        entry.revoked = true;
+        entry.revokedAt = new Date(Math.floor(micros / 1000));
+        verified.delete(id);
+        log.info({ part: "registry", device: id }, "device revoked");
+        announce({ op: "revoked", device: id });
+        return publicView(entry);
+      });
+    },
+
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
 
     async authenticate(id, token) {
@@ -126,7 +222,12 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       if (entry.revoked) return { ok: false, reason: "revoked" };
       const print = fingerprint(token);
       if (verified.get(id) !== print) {
-        if (!(await verifyToken(token, entry.tokenHash))) return { ok: false, reason: "bad_token" };
+        const hash = entry.tokenHash;
+        const valid = await verifyToken(token, hash);
+        // A rotation or revocation during the check decides: the answer must hold for the current token.
+        if (entry.revoked) return { ok: false, reason: "revoked" };
+        if (entry.tokenHash !== hash) return registry.authenticate(id, token);
+        if (!valid) return { ok: false, reason: "bad_token" };
         verified.set(id, print);
       }
       return { ok: true, device: publicView(entry) };
@@ -148,6 +249,7 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
 
     async close() {
       verified.clear();
+      listeners.clear();
     },
   };
   return registry;

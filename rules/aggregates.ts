@@ -11,6 +11,8 @@ import type { SessionLog } from "./sessions.ts";
  */
 export class Source {
   private readonly windows = new Map<string, TimeWindow | CountWindow>();
+  /** Whether any aggregate on this source reads value counts (mode, mode_share, distinct). */
+  withValues = false;
 
   constructor(
     readonly id: string,
@@ -48,11 +50,11 @@ export class Source {
   read(key: string, now: number, sessions: SessionLog | undefined): { stats: Stats | undefined; sessions: number; withSource: number } {
     if (this.window.kind === "sessions") {
       if (!sessions) return { stats: undefined, sessions: 0, withSource: 0 };
-      return sessions.read(this.id, this.window.n);
+      return sessions.read(this.id, this.window.n, this.withValues);
     }
     const window = this.windows.get(key);
     if (!window) return { stats: undefined, sessions: 0, withSource: 0 };
-    return { stats: window instanceof TimeWindow ? window.read(now) : window.read(), sessions: 0, withSource: 0 };
+    return { stats: window instanceof TimeWindow ? window.read(now, this.withValues) : window.read(), sessions: 0, withSource: 0 };
   }
 
   forget(key: string): void {
@@ -63,6 +65,8 @@ export class Source {
     return this.windows.size;
   }
 }
+
+export const VALUE_FNS: ReadonlySet<string> = new Set(["mode", "mode_share", "distinct"]);
 
 /** The value an aggregate function gives over a window's statistics; null when there is nothing to give. */
 export function aggregateValue(fn: AggregateSpec["fn"], read: { stats: Stats | undefined; sessions: number; withSource: number }, hasSource: boolean): unknown {

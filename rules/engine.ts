@@ -1,6 +1,6 @@
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { CompiledRule } from "./load.ts";
-import { Source, aggregateValue } from "./aggregates.ts";
+import { Source, VALUE_FNS, aggregateValue } from "./aggregates.ts";
 import { SessionLog } from "./sessions.ts";
 
 export interface ProposedAction {
@@ -79,6 +79,8 @@ export class RuleEngine {
   private byTrigger = new Map<string, CompiledRule[]>();
   private sources = new Map<string, Source>();
   private sourcesByTrigger = new Map<string, Source[]>();
+  /** Each rule's aggregates' sources, in declaration order, resolved once per rule set. */
+  private ruleSources = new Map<CompiledRule, Source[]>();
   private readonly sessions = { device: new Map<string, SessionLog>(), subject: new Map<string, SessionLog>() };
   private sessionCapacity = MIN_SESSIONS_KEPT;
 
@@ -89,18 +91,23 @@ export class RuleEngine {
     const byTrigger = new Map<string, CompiledRule[]>();
     const sources = new Map<string, Source>();
     const fresh: Source[] = [];
+    const ruleSources = new Map<CompiledRule, Source[]>();
     for (const rule of rules) {
       if (!rule.spec.enabled) continue;
       byTrigger.set(rule.spec.on, [...(byTrigger.get(rule.spec.on) ?? []), rule]);
+      const own: Source[] = [];
+      ruleSources.set(rule, own);
       for (const agg of rule.aggregates) {
         const id = Source.idOf(rule.spec.scope, agg.spec);
-        if (sources.has(id)) continue;
-        let source = this.sources.get(id);
+        let source = sources.get(id) ?? this.sources.get(id);
         if (!source) {
           source = new Source(id, rule.spec.scope, agg.spec.of, agg.spec.window, agg.where, agg.value);
           fresh.push(source);
         }
+        if (!sources.has(id)) source.withValues = false;
+        if (VALUE_FNS.has(agg.spec.fn)) source.withValues = true;
         sources.set(id, source);
+        own.push(source);
         if (agg.spec.window.kind === "sessions") this.sessionCapacity = Math.max(this.sessionCapacity, agg.spec.window.n);
       }
     }
@@ -109,6 +116,7 @@ export class RuleEngine {
     this.byTrigger = byTrigger;
     this.sources = sources;
     this.sourcesByTrigger = sourcesByTrigger;
+    this.ruleSources = ruleSources;
     return fresh;
   }
 
@@ -133,7 +141,9 @@ export class RuleEngine {
     const rules = this.byTrigger.get(triggerOf(msg));
     if (!rules) return [];
     const celMsg = celMessage(msg);
-    return rules.map((rule) => this.evaluateRule(rule, msg, celMsg, now, guards));
+    // Rules that share a source read its window once per message.
+    const reads = new Map<Source, ReturnType<Source["read"]>>();
+    return rules.map((rule) => this.evaluateRule(rule, msg, celMsg, now, guards, reads));
   }
 
   /** Observe, then evaluate: the message itself counts in its own windows. */
@@ -168,7 +178,7 @@ export class RuleEngine {
     return log;
   }
 
-  private evaluateRule(rule: CompiledRule, msg: DeviceMessage, celMsg: Record<string, unknown>, now: number, guards: Guards): Outcome {
+  private evaluateRule(rule: CompiledRule, msg: DeviceMessage, celMsg: Record<string, unknown>, now: number, guards: Guards, reads: Map<Source, ReturnType<Source["read"]>>): Outcome {
     const { spec } = rule;
     const id = spec.id;
     if (spec.scope === "subject" && !msg.subject) return { rule: id, fired: false, reason: "no_subject" };
@@ -180,11 +190,13 @@ export class RuleEngine {
     }
     const key = keyOf(spec.scope, msg)!;
     const agg: Record<string, unknown> = {};
-    for (const a of rule.aggregates) {
-      // setRules registered a source for every aggregate of an enabled rule.
-      const source = this.sources.get(Source.idOf(spec.scope, a.spec))!;
-      agg[a.name] = aggregateValue(a.spec.fn, source.read(key, now, this.sessionLog(spec.scope, key, false)), a.spec.of !== undefined);
-    }
+    const sources = this.ruleSources.get(rule)!;
+    rule.aggregates.forEach((a, i) => {
+      const source = sources[i]!;
+      let read = reads.get(source);
+      if (!read) reads.set(source, (read = source.read(key, now, this.sessionLog(spec.scope, key, false))));
+      agg[a.name] = aggregateValue(a.spec.fn, read, a.spec.of !== undefined);
+    });
     const bindings = { msg: celMsg, agg };
     const cond = rule.when(bindings);
     if (!cond.ok) return { rule: id, fired: false, reason: "error", detail: cond.error };

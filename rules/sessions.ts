@@ -25,7 +25,7 @@ export class SessionLog {
   }
 
   /** Merged statistics of `source` over the last `n` sessions, and in how many of them it occurred. */
-  read(source: string, n: number): { stats: Stats; sessions: number; withSource: number } {
+  read(source: string, n: number, withValues = true): { stats: Stats; sessions: number; withSource: number } {
     const recent = this.sessions.slice(-n);
     const stats = emptyStats();
     let withSource = 0;
@@ -33,7 +33,7 @@ export class SessionLog {
       const s = session.stats.get(source);
       if (s && s.count > 0) {
         withSource += 1;
-        mergeStats(stats, s);
+        mergeStats(stats, s, withValues);
       }
     }
     return { stats, sessions: recent.length, withSource };

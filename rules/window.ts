@@ -51,7 +51,8 @@ export function addToStats(stats: Stats, value: Scalar | undefined, ts: number):
   else stats.overflow += 1;
 }
 
-export function mergeStats(into: Stats, from: Stats): void {
+/** `withValues` false skips the value counts, which only mode, mode_share and distinct read. */
+export function mergeStats(into: Stats, from: Stats, withValues = true): void {
   into.count += from.count;
   into.numeric += from.numeric;
   into.sum += from.sum;
@@ -62,6 +63,7 @@ export function mergeStats(into: Stats, from: Stats): void {
     into.lastTs = from.lastTs;
   }
   into.overflow += from.overflow;
+  if (!withValues) return;
   for (const [k, n] of from.values) {
     const seen = into.values.get(k);
     if (seen !== undefined) into.values.set(k, seen + n);
@@ -99,11 +101,11 @@ export class TimeWindow {
   }
 
   /** Statistics of the window ending at `now`. */
-  read(now: number): Stats {
+  read(now: number, withValues = true): Stats {
     this.expire(now);
     const total = emptyStats();
     const from = now - this.durationMs;
-    for (const bucket of this.buckets) if (bucket.start + this.bucketMs > from && bucket.start <= now) mergeStats(total, bucket.stats);
+    for (const bucket of this.buckets) if (bucket.start + this.bucketMs > from && bucket.start <= now) mergeStats(total, bucket.stats, withValues);
     return total;
   }
 

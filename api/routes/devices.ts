@@ -1,11 +1,46 @@
-import type { FastifyPluginAsync } from "fastify";
-import { provisionSchema, RegistryError, type Registry } from "../../registry/index.ts";
+import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import type { PresenceView } from "../../broker/presence.ts";
+import { provisionSchema, RegistryError, type Device, type Registry } from "../../registry/index.ts";
 import { requireRole, type Authenticator } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 
-export const deviceRoutes = (deps: { registry: Registry; auth: Authenticator; stateOf(device: string): Record<string, unknown> }): FastifyPluginAsync =>
+export interface DeviceRouteDeps {
+  registry: Registry;
+  auth: Authenticator;
+  stateOf(device: string): Record<string, unknown>;
+  presence: { view(device: string): PresenceView };
+  delivery: { pending(device: string): number };
+}
+
+const iso = (date: Date | undefined) => (date ? date.toISOString() : null);
+
+/** Device lifecycle: provision, list with presence, rotate a token, revoke. */
+export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
   async (app) => {
     app.addHook("onRequest", requireRole(deps.auth, "admin"));
+
+    const describe = (d: Device) => {
+      const presence = deps.presence.view(d.id);
+      return {
+        id: d.id,
+        kind: d.kind ?? null,
+        subject: d.subject ?? null,
+        createdAt: d.createdAt.toISOString(),
+        revoked: d.revoked,
+        revokedAt: iso(d.revokedAt),
+        rotatedAt: iso(d.rotatedAt),
+        online: presence.online,
+        connections: presence.connections,
+        lastSeen: iso(presence.lastSeen),
+      };
+    };
+
+    const failed = (reply: FastifyReply, err: unknown) => {
+      if (!(err instanceof RegistryError)) throw err;
+      if (err.code === "NOT_FOUND") return reply.code(404).send({ error: "not_found", message: err.message });
+      if (err.code === "REVOKED") return reply.code(409).send({ error: "device_revoked", message: err.message });
+      return reply.code(409).send({ error: "device_exists", message: err.message });
+    };
 
     app.post("/api/devices", async (request, reply) => {
       const parsed = provisionSchema.safeParse(request.body ?? {});
@@ -14,25 +49,36 @@ export const deviceRoutes = (deps: { registry: Registry; auth: Authenticator; st
         const { device, token } = await deps.registry.provision(parsed.data);
         return reply.code(201).send({ id: device.id, token, ...(device.subject ? { subject: device.subject } : {}), ...(device.kind ? { kind: device.kind } : {}) });
       } catch (err) {
-        if (err instanceof RegistryError) return reply.code(409).send({ error: "device_exists", message: err.message });
-        throw err;
+        return failed(reply, err);
       }
     });
 
-    app.get("/api/devices", async () =>
-      deps.registry.list().map((d) => ({ id: d.id, kind: d.kind ?? null, subject: d.subject ?? null, createdAt: d.createdAt.toISOString(), revoked: d.revoked })),
-    );
+    app.get("/api/devices", async () => deps.registry.list().map(describe));
 
     app.get<{ Params: { id: string } }>("/api/devices/:id", async (request, reply) => {
       const device = deps.registry.get(request.params.id);
       if (!device) return reply.code(404).send({ error: "not_found", message: `no device '${request.params.id}'` });
-      return {
-        id: device.id,
-        kind: device.kind ?? null,
-        subject: device.subject ?? null,
-        createdAt: device.createdAt.toISOString(),
-        revoked: device.revoked,
-        profile: deps.stateOf(device.id),
-      };
+      return { ...describe(device), pendingActions: deps.delivery.pending(device.id), profile: deps.stateOf(device.id) };
     });
+
+    // The new token is in this answer only; the old one stops working before it is sent.
+    app.post<{ Params: { id: string } }>("/api/devices/:id/rotate", async (request, reply) => {
+      try {
+        const { device, token } = await deps.registry.rotate(request.params.id);
+        return { id: device.id, token, rotatedAt: iso(device.rotatedAt) };
+      } catch (err) {
+        return failed(reply, err);
+      }
+    });
+
+    const revoke = async (id: string, reply: FastifyReply) => {
+      try {
+        return describe(await deps.registry.revoke(id));
+      } catch (err) {
+        return failed(reply, err);
+      }
+    };
+    app.post<{ Params: { id: string } }>("/api/devices/:id/revoke", (request, reply) => revoke(request.params.id, reply));
+    // DELETE revokes: the device's history stays in InfluxDB and its id is never given to another device.
+    app.delete<{ Params: { id: string } }>("/api/devices/:id", (request, reply) => revoke(request.params.id, reply));
   };

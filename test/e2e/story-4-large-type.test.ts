@@ -38,7 +38,8 @@ describe("story 4: large type reaches every device of the customer", () => {
 
     await ack(phoneClient, phone.id, suggestion.id, "accepted");
     const tvAction = JSON.parse((await waitFor(() => tvSeen.get(`devices/${tv.id}/actions`), "the change on the TV"))[0]!);
-    expect(tvAction).toMatchObject({ id: suggestion.id, kind: "set", key: "ui.font_size", value: "large" });
+    expect(tvAction).toMatchObject({ rule: "large-type", kind: "set", key: "ui.font_size", value: "large" });
+    expect(tvAction.id).not.toBe(suggestion.id); // an action of its own, caused by the accepted suggestion
     expect(tvAction.why).toMatch(/^accepted on phone-4: rule large-type/);
     await waitFor(() => tvSeen.get(`devices/${tv.id}/state`)?.some((s) => JSON.parse(s).profile["ui.font_size"] === "large"), "the TV's state");
 

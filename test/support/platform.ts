@@ -1,11 +1,13 @@
 import { mkdtemp, mkdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { Writable } from "node:stream";
 import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { pino } from "pino";
-import { configSchema, type Config } from "../../config/schema.ts";
+import { configSchema, type Config, type MqttConfig, type MqttLimits } from "../../config/schema.ts";
 import { startPlatform, type Platform } from "../../platform/platform.ts";
 import { freshDb, influxUrl } from "./influx.ts";
+import { waitFor } from "./wait.ts";
 
 export const ADMIN_TOKEN = "test-admin-token-0123456789";
 
@@ -18,18 +20,27 @@ export interface TestPlatform {
   db: string;
   dataDir: string;
   rulesDir: string;
+  /** The platform's log lines (info and above), when started with `logs: true`. */
+  logs: Array<Record<string, unknown>>;
   /** Stops the platform and starts it again on the same database, data and rules. */
   restart(): Promise<void>;
   close(): Promise<void>;
 }
 
+export interface TestPlatformOptions {
+  /** Keep the platform's log lines in `logs`, to assert what was logged. */
+  logs?: boolean;
+  limits?: Partial<MqttLimits>;
+  tls?: Partial<MqttConfig["tls"]>;
+}
+
 /** Runs the whole platform in-process, on free ports and its own database, as a user would configure it. */
-export async function startTestPlatform(overrides: Partial<Config> = {}): Promise<TestPlatform> {
+export async function startTestPlatform(overrides: Partial<Config> = {}, options: TestPlatformOptions = {}): Promise<TestPlatform> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "refeed-test-"));
   const rulesDir = path.join(dataDir, "rules");
   await mkdir(rulesDir);
   const config = configSchema.parse({
-    mqtt: { port: 0, host: "127.0.0.1" },
+    mqtt: { port: 0, host: "127.0.0.1", limits: options.limits ?? {}, tls: { port: 0, ...options.tls } },
     http: { port: 0, host: "127.0.0.1" },
     influx: { url: influxUrl(), db: freshDb() },
     dataDir,
@@ -39,7 +50,8 @@ export async function startTestPlatform(overrides: Partial<Config> = {}): Promis
     ingest: { batchSize: 1000, flushMs: 20 },
     ...overrides,
   });
-  const log = pino({ level: config.logLevel });
+  const logs: Array<Record<string, unknown>> = [];
+  const log = options.logs ? capturingLogger(config.logLevel, logs) : pino({ level: config.logLevel });
   let platform = await startPlatform(config, { log });
   const handle: TestPlatform = {
     platform,
@@ -50,6 +62,7 @@ export async function startTestPlatform(overrides: Partial<Config> = {}): Promis
     db: config.influx.db,
     dataDir,
     rulesDir,
+    logs,
     async restart() {
       await platform.close();
       platform = await startPlatform(config, { log });
@@ -88,6 +101,8 @@ export function connectDevice(url: string, id: string, token: string, options: I
       client.end(true);
       reject(err);
     });
+    // A broker that drops the connection without CONNACK (a limit) answers with a close only.
+    client.once("close", () => reject(new Error("connection closed before CONNACK")));
   });
 }
 
@@ -100,4 +115,27 @@ export function collect(client: MqttClient): Map<string, string[]> {
     seen.set(topic, list);
   });
   return seen;
+}
+
+/** A pino logger at info (or lower, if REFEED_TEST_LOG asks) that keeps every line and shows those the test log level wants. */
+function capturingLogger(level: Config["logLevel"], sink: Array<Record<string, unknown>>) {
+  const levels = pino.levels.values;
+  const show = levels[level] ?? Infinity;
+  const destination = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split("\n")) {
+        if (!line) continue;
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        sink.push(parsed);
+        if ((parsed.level as number) >= show) process.stdout.write(`${line}\n`);
+      }
+      done();
+    },
+  });
+  return pino({ level: (levels[level] ?? Infinity) < levels.info! ? level : "info" }, destination);
+}
+
+/** Waits for a log line that matches, and returns it. */
+export function logLine(t: TestPlatform, match: (line: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+  return waitFor(() => t.logs.find(match), what);
 }

@@ -1,0 +1,67 @@
+import { readFile } from "node:fs/promises";
+import { createServer, type AddressInfo, type Server } from "node:net";
+import type { Duplex } from "node:stream";
+import { createServer as createTlsServer } from "node:tls";
+import type { Logger } from "pino";
+import type { MqttConfig } from "../config/schema.ts";
+import type { Transport } from "./packet-limit.ts";
+
+export interface Listeners {
+  readonly tcp: { host: string; port: number };
+  /** `mqtts`, when a certificate and key are configured. */
+  readonly tls: { host: string; port: number } | undefined;
+  /** Stops accepting; resolves once every accepted connection has closed. */
+  close(): Promise<void>;
+}
+
+export class TlsConfigError extends Error {
+  readonly code = "REFEED_TLS_CONFIG";
+}
+
+async function readPem(file: string, variable: string): Promise<Buffer> {
+  try {
+    return await readFile(file);
+  } catch (err) {
+    throw new TlsConfigError(`${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+}
+
+function listen(server: Server, port: number, host: string): Promise<{ host: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve({ host, port: (server.address() as AddressInfo).port });
+    });
+  });
+}
+
+/** The MQTT listeners over TCP and, optionally, TLS; each accepted stream goes to `accept`. */
+export async function startListeners(config: MqttConfig, accept: (stream: Duplex, transport: Transport) => void, log: Logger): Promise<Listeners> {
+  const servers: Server[] = [];
+  const close = () => Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
+  try {
+    const tcpServer = createServer((socket) => accept(socket, "tcp"));
+    servers.push(tcpServer);
+    const tcp = await listen(tcpServer, config.port, config.host);
+
+    let tls: Listeners["tls"];
+    if (config.tls.cert && config.tls.key) {
+      const [cert, key] = await Promise.all([readPem(config.tls.cert, "REFEED_MQTT_TLS_CERT"), readPem(config.tls.key, "REFEED_MQTT_TLS_KEY")]);
+      let tlsServer: Server;
+      try {
+        // A handshake that does not finish is a slow-loris too.
+        tlsServer = createTlsServer({ cert, key, handshakeTimeout: config.limits.connectTimeoutMs }, (socket) => accept(socket, "tls"));
+      } catch (err) {
+        throw new TlsConfigError(`REFEED_MQTT_TLS_CERT / REFEED_MQTT_TLS_KEY: not a usable certificate and key (${(err as Error).message})`);
+      }
+      tlsServer.on("tlsClientError", (err, socket) => log.debug({ part: "broker", transport: "tls", remote: socket.remoteAddress, err: err.message }, "TLS handshake failed"));
+      servers.push(tlsServer);
+      tls = await listen(tlsServer, config.tls.port, config.host);
+    }
+    return { tcp, tls, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,145 @@
+import { Duplex } from "node:stream";
+import { FrameReader, PacketType, decodePublish } from "./frames.ts";
+
+export type Transport = "tcp" | "tls" | "ws";
+
+/** What the broker wants to know about the packets that cross a connection. */
+export interface PacketWatch {
+  /** The client acknowledged a QoS 1 packet it received. */
+  puback?(messageId: number): void;
+  /** The client sent DISCONNECT: a clean goodbye. */
+  disconnect?(): void;
+  /** A QoS 1 PUBLISH was written to the client with this packet identifier. */
+  sent?(messageId: number, topic: string, payload: Buffer): void;
+}
+
+export type Refusal = "packet_too_large" | "malformed_length" | "not_connect";
+
+export interface PacketLimitOptions {
+  /** Largest remaining length accepted for any packet the client sends. */
+  maxPacketBytes: number;
+  /** Time from accept to a complete CONNECT packet. */
+  connectTimeoutMs: number;
+  transport: Transport;
+  /** The first packet is a CONNECT within the limit: hand the connection to the broker now. */
+  onConnect(guard: PacketGuard): void;
+  /** Called once when the client announced a packet over the limit, a malformed length, or began with something else than CONNECT; the connection is then destroyed. */
+  onRefused(guard: PacketGuard, reason: Refusal, announced: number | undefined): void;
+  /** Called once when CONNECT did not arrive in time; the connection is then destroyed. */
+  onTimeout(guard: PacketGuard): void;
+}
+
+/**
+ * Sits between a client's transport and Aedes (`aedes.handle(guard)`), which
+ * has no maximum packet size and would buffer whatever remaining length a
+ * client announces. The guard reads each fixed header as it arrives and cuts
+ * the connection as soon as a packet announces more than the limit, before
+ * any of its body is buffered. A connection reaches Aedes only once its first
+ * packet is a CONNECT within the limit, so a flood of junk connections costs a
+ * socket each and no broker client, and the guard times out a CONNECT that
+ * does not complete (slow-loris). It also lets the broker see PUBACKs,
+ * DISCONNECT and the packet identifiers of what it sends, which Aedes does
+ * not expose.
+ */
+export class PacketGuard extends Duplex {
+  readonly transport: Transport;
+  readonly remote: string | undefined;
+  watch: PacketWatch = {};
+  private readonly inbound: FrameReader;
+  private readonly outbound: FrameReader;
+  private announced: number | undefined;
+  private refusal: Refusal | undefined;
+  /** 0: waiting for the first header; 1: CONNECT announced, handed over; 2: CONNECT read in full. */
+  private phase = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly inner: Duplex,
+    private readonly options: PacketLimitOptions,
+  ) {
+    super({ allowHalfOpen: false });
+    this.transport = options.transport;
+    const socket = inner as Duplex & { remoteAddress?: string; remotePort?: number };
+    this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
+
+    this.inbound = new FrameReader({
+      header: (type, _flags, length) => {
+        if (length > options.maxPacketBytes) {
+          this.announced = length;
+          this.refusal = "packet_too_large";
+          return false;
+        }
+        if (this.phase === 0) {
+          if (type !== PacketType.CONNECT) {
+            this.refusal = "not_connect"; // [MQTT-3.1.0-1]
+            return false;
+          }
+          this.phase = 1;
+        }
+        if (type === PacketType.PUBACK) return 2;
+        if (type === PacketType.DISCONNECT) this.watch.disconnect?.();
+        return 0;
+      },
+      body: (type, _flags, bytes) => {
+        if (type === PacketType.PUBACK && bytes.length === 2) this.watch.puback?.(bytes.readUInt16BE(0));
+      },
+      end: (type) => {
+        if (type === PacketType.CONNECT && this.phase === 1) {
+          this.phase = 2;
+          clearTimeout(this.connectTimer);
+        }
+      },
+    });
+    // Only QoS 1/2 publishes carry an identifier; they are the platform's own, small messages.
+    this.outbound = new FrameReader({
+      header: (type, flags, length) => (type === PacketType.PUBLISH && (flags & 0x06) !== 0 ? length : 0),
+      body: (_type, flags, bytes) => {
+        const publish = decodePublish(flags, bytes);
+        if (publish?.messageId !== undefined) this.watch.sent?.(publish.messageId, publish.topic, publish.payload);
+      },
+    });
+
+    this.connectTimer = setTimeout(() => {
+      options.onTimeout(this);
+      this.destroy();
+    }, options.connectTimeoutMs);
+    inner.on("data", (chunk: Buffer) => this.receive(chunk));
+    inner.once("end", () => this.push(null));
+    inner.on("error", (err) => this.destroy(err));
+    inner.once("close", () => this.destroy());
+  }
+
+  private receive(chunk: Buffer): void {
+    if (this.destroyed) return;
+    const handed = this.phase > 0;
+    if (!this.inbound.push(chunk)) {
+      this.options.onRefused(this, this.inbound.error === "malformed_length" ? "malformed_length" : (this.refusal ?? "packet_too_large"), this.announced);
+      this.destroy();
+      return;
+    }
+    if (!this.push(chunk)) this.inner.pause();
+    // Aedes reads what is buffered as soon as it takes the stream.
+    if (!handed && this.phase > 0) this.options.onConnect(this);
+  }
+
+  override _read(): void {
+    this.inner.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.outbound.push(chunk);
+    if (this.inner.write(chunk)) callback();
+    else this.inner.once("drain", () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.inner.end();
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    clearTimeout(this.connectTimer);
+    this.inner.destroy();
+    callback(error);
+  }
+}

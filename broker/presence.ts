@@ -1,0 +1,103 @@
+import type { Logger } from "pino";
+import { createBatchWriter } from "../ingest/writer.ts";
+import type { Point, Store } from "../store/index.ts";
+import { nextMicros } from "../store/clock.ts";
+import type { Transport } from "./packet-limit.ts";
+
+/** Why a session ended; a tag in InfluxDB, so a fixed vocabulary. */
+export type DisconnectReason =
+  | "clean" // the client sent DISCONNECT
+  | "connection_lost" // the transport closed without DISCONNECT
+  | "keepalive_timeout"
+  | "taken_over" // a new connection with the same client id
+  | "revoked"
+  | "token_rotated"
+  | "server_shutdown"
+  | "protocol_error"
+  | "acl_denied"
+  | "qos2_refused"
+  | "payload_too_large"
+  | "packet_too_large"
+  | "rate_limited";
+
+export interface PresenceView {
+  online: boolean;
+  /** Live sessions of the device (a device may hold `id` and `id:suffix` at once). */
+  connections: number;
+  /** The last connect, disconnect, last will or message of the device. */
+  lastSeen: Date | undefined;
+}
+
+export interface Presence {
+  connected(device: string, clientId: string, transport: Transport): void;
+  disconnected(device: string, clientId: string, transport: Transport, reason: DisconnectReason): void;
+  /** The broker published the session's last will. */
+  lastWill(device: string, clientId: string, topic: string): void;
+  /** Activity that moves last-seen without an event of its own (a publish). */
+  seen(device: string): void;
+  view(device: string): PresenceView;
+  close(): Promise<void>;
+}
+
+const MEASUREMENT = "presence";
+
+/**
+ * Device presence: events in InfluxDB (`presence`) and an in-memory view of
+ * who is online now and when each device was last seen, rebuilt at start.
+ * Events go through a batching writer so a reconnect storm of thousands of
+ * devices costs a few write requests, not thousands.
+ */
+export async function startPresence(deps: { store: Store; log: Logger }): Promise<Presence> {
+  const log = deps.log.child({ part: "presence" });
+  const lastSeen = new Map<string, number>();
+  const connections = new Map<string, number>();
+
+  const rows = await deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`);
+  for (const row of rows) lastSeen.set(row.device, row.time.getTime());
+  log.info({ devices: lastSeen.size }, "presence rebuilt from InfluxDB");
+
+  const writer = createBatchWriter({
+    store: deps.store,
+    log,
+    batchSize: 1000,
+    flushMs: 100,
+    onRejected: (point, message) => log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a presence event"),
+  });
+
+  const record = (device: string, event: "connect" | "disconnect" | "will", tags: Record<string, string>, fields: Record<string, string>) => {
+    const now = Date.now();
+    lastSeen.set(device, now);
+    const point: Point = { measurement: MEASUREMENT, tags: { device, event, ...tags }, fields, timestamp: String(nextMicros(now)) };
+    writer.write([point]).catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
+  };
+
+  return {
+    connected(device, clientId, transport) {
+      connections.set(device, (connections.get(device) ?? 0) + 1);
+      record(device, "connect", {}, { client: clientId, transport });
+      log.info({ device, clientId, transport }, "device connected");
+    },
+    disconnected(device, clientId, transport, reason) {
+      const left = (connections.get(device) ?? 1) - 1;
+      if (left > 0) connections.set(device, left);
+      else connections.delete(device);
+      record(device, "disconnect", { reason }, { client: clientId, transport });
+      log.info({ device, clientId, transport, reason }, "device disconnected");
+    },
+    lastWill(device, clientId, topic) {
+      record(device, "will", {}, { client: clientId, topic });
+      log.info({ device, clientId, topic }, "last will published");
+    },
+    seen(device) {
+      lastSeen.set(device, Date.now());
+    },
+    view(device) {
+      const seen = lastSeen.get(device);
+      const open = connections.get(device) ?? 0;
+      return { online: open > 0, connections: open, lastSeen: seen === undefined ? undefined : new Date(seen) };
+    },
+    async close() {
+      await writer.close();
+    },
+  };
+}
