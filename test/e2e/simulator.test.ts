@@ -66,7 +66,7 @@ describe("the simulated fleet against the platform", () => {
       expect(statuses, rule).toContain("proposed");
       expect([...statuses].some((x) => x === "applied" || x === "accepted" || x === "declined"), `${rule}: ${[...statuses]}`).toBe(true);
     }
-    expect(new Set(log.map((r) => r.status))).toEqual(new Set(["proposed", "applied", "accepted", "declined", "undone"]));
+    expect(new Set(log.map((r) => r.status))).toEqual(new Set(["proposed", "delivered", "applied", "accepted", "declined", "undone"]));
     // Story 8: nothing was proposed for, or linked to, a customer who did not opt in.
     expect(log.filter((r) => optedOut.includes(String(r.subject)))).toEqual([]);
     const linked = (await influxQuery(t.db, `SHOW TAG VALUES FROM events WITH KEY = "subject"`)).map((r) => String(r.value));

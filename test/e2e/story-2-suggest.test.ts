@@ -38,7 +38,7 @@ describe("story 2: move it to my home screen?", () => {
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
 
     const lifecycle = await api(t, "GET", `/api/actions/${suggestion.id}`);
-    expect((lifecycle.body.transitions as Array<{ status: string }>).map((x) => x.status)).toEqual(["proposed", "accepted", "applied", "undone"]);
+    expect((lifecycle.body.transitions as Array<{ status: string }>).map((x) => x.status)).toEqual(["proposed", "delivered", "accepted", "applied", "undone"]);
     expect(lifecycle.body.status).toBe("undone");
     await client.endAsync();
   });
