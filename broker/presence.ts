@@ -47,7 +47,15 @@ const MEASUREMENT = "presence";
  * Events go through a batching writer so a reconnect storm of thousands of
  * devices costs a few write requests, not thousands.
  */
-export async function startPresence(deps: { store: Store; log: Logger }): Promise<Presence> {
+export interface PresenceEvent {
+  device: string;
+  event: "connect" | "disconnect" | "will";
+  reason: DisconnectReason | undefined;
+  transport: Transport | undefined;
+  ts: number;
+}
+
+export async function startPresence(deps: { store: Store; log: Logger; onEvent?(event: PresenceEvent): void }): Promise<Presence> {
   const log = deps.log.child({ part: "presence" });
   const lastSeen = new Map<string, number>();
   const connections = new Map<string, number>();
@@ -69,6 +77,7 @@ export async function startPresence(deps: { store: Store; log: Logger }): Promis
     lastSeen.set(device, now);
     const point: Point = { measurement: MEASUREMENT, tags: { device, event, ...tags }, fields, timestamp: String(nextMicros(now)) };
     writer.write([point]).catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
+    deps.onEvent?.({ device, event, reason: tags.reason as DisconnectReason | undefined, transport: fields.transport as Transport | undefined, ts: now });
   };
 
   return {

@@ -81,7 +81,12 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       onAck: (ack) => actions.ack(ack),
     });
     closers.push(() => ingest.close());
-    const presence = await startPresence({ store, log });
+    // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
+    const presence = await startPresence({
+      store,
+      log,
+      onEvent: (e) => rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport }),
+    });
     closers.push(() => presence.close());
     registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
     broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });

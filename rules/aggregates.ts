@@ -1,4 +1,4 @@
-import type { DeviceMessage } from "../ingest/index.ts";
+import type { RuleMessage } from "./message.ts";
 import type { Evaluate } from "./cel.ts";
 import type { AggregateSpec, WindowSpec } from "./schema.ts";
 import { CountWindow, TimeWindow, type Scalar, type Stats } from "./window.ts";
@@ -28,7 +28,7 @@ export class Source {
   }
 
   /** Adds the message if it belongs; session-window sources write into the key's session log. */
-  observe(msg: DeviceMessage, celMsg: Record<string, unknown>, key: string, sessions: SessionLog | undefined): void {
+  observe(msg: RuleMessage, celMsg: Record<string, unknown>, key: string, sessions: SessionLog | undefined): void {
     if (this.where) {
       const pass = this.where({ msg: celMsg });
       if (!pass.ok || pass.value !== true) return;

@@ -1,4 +1,4 @@
-import type { DeviceMessage } from "../ingest/index.ts";
+import type { RuleMessage } from "./message.ts";
 import type { CompiledRule } from "./load.ts";
 import { Source, VALUE_FNS, aggregateValue } from "./aggregates.ts";
 import { SessionLog } from "./sessions.ts";
@@ -46,18 +46,20 @@ export interface GuardConfig {
 export const SESSION_START = "session_start";
 const MIN_SESSIONS_KEPT = 64;
 
-export function triggerOf(msg: DeviceMessage): string {
+export function triggerOf(msg: RuleMessage): string {
   return msg.kind === "event" ? `event:${msg.name}` : msg.kind;
 }
 
 /** What CEL sees as `msg`: the contract's fields plus the device, subject and time. */
-export function celMessage(msg: DeviceMessage): Record<string, unknown> {
+export function celMessage(msg: RuleMessage): Record<string, unknown> {
   const base = { device: msg.device, subject: msg.subject ?? "", ts: msg.ts };
   switch (msg.kind) {
     case "telemetry":
       return { ...base, metrics: msg.metrics };
     case "event":
       return { ...base, name: msg.name, props: msg.props };
+    case "presence":
+      return { ...base, event: msg.event, online: msg.event === "connect", reason: msg.reason ?? "", transport: msg.transport ?? "" };
     case "feedback":
       return {
         ...base,
@@ -68,7 +70,7 @@ export function celMessage(msg: DeviceMessage): Record<string, unknown> {
   }
 }
 
-const keyOf = (scope: "device" | "subject", msg: DeviceMessage) => (scope === "device" ? msg.device : msg.subject);
+const keyOf = (scope: "device" | "subject", msg: RuleMessage) => (scope === "device" ? msg.device : msg.subject);
 
 /**
  * Rules indexed by trigger, the windows their aggregates read, and the
@@ -121,7 +123,7 @@ export class RuleEngine {
   }
 
   /** Feeds history into windows and sessions. `only` limits it to some sources (warming new ones). */
-  observe(msg: DeviceMessage, only?: ReadonlySet<Source>): void {
+  observe(msg: RuleMessage, only?: ReadonlySet<Source>): void {
     const trigger = triggerOf(msg);
     const celMsg = celMessage(msg);
     if (!only && trigger === `event:${SESSION_START}`) {
@@ -137,17 +139,24 @@ export class RuleEngine {
   }
 
   /** Evaluates the rules indexed under the message's trigger. */
-  evaluate(msg: DeviceMessage, now: number, guards: Guards): Outcome[] {
+  evaluate(msg: RuleMessage, now: number, guards: Guards): Outcome[] {
     const rules = this.byTrigger.get(triggerOf(msg));
     if (!rules) return [];
     const celMsg = celMessage(msg);
     // Rules that share a source read its window once per message.
     const reads = new Map<Source, ReturnType<Source["read"]>>();
-    return rules.map((rule) => this.evaluateRule(rule, msg, celMsg, now, guards, reads));
+    // Two suggestion rules on one message must not both pass the prompt cap.
+    const asked = new Set<string>();
+    const capped: Guards = { ...guards, lastPrompt: (target) => (asked.has(target) ? now : guards.lastPrompt(target)) };
+    return rules.map((rule) => {
+      const outcome = this.evaluateRule(rule, msg, celMsg, now, capped, reads);
+      if (outcome.fired) for (const a of outcome.actions) if (a.kind === "suggest") asked.add(a.scope === "subject" ? `subject:${a.subject}` : `device:${a.device}`);
+      return outcome;
+    });
   }
 
   /** Observe, then evaluate: the message itself counts in its own windows. */
-  handle(msg: DeviceMessage, now: number, guards: Guards): Outcome[] {
+  handle(msg: RuleMessage, now: number, guards: Guards): Outcome[] {
     this.observe(msg);
     return this.evaluate(msg, now, guards);
   }
@@ -178,7 +187,7 @@ export class RuleEngine {
     return log;
   }
 
-  private evaluateRule(rule: CompiledRule, msg: DeviceMessage, celMsg: Record<string, unknown>, now: number, guards: Guards, reads: Map<Source, ReturnType<Source["read"]>>): Outcome {
+  private evaluateRule(rule: CompiledRule, msg: RuleMessage, celMsg: Record<string, unknown>, now: number, guards: Guards, reads: Map<Source, ReturnType<Source["read"]>>): Outcome {
     const { spec } = rule;
     const id = spec.id;
     if (spec.scope === "subject" && !msg.subject) return { rule: id, fired: false, reason: "no_subject" };

@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import type { DeviceMessage } from "../ingest/index.ts";
+import type { RuleMessage } from "./message.ts";
 import type { Store } from "../store/index.ts";
 import { backtest, type BacktestReport } from "./backtest.ts";
 import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
@@ -14,6 +14,7 @@ import type { Source } from "./aggregates.ts";
 export { loadRule, RuleError } from "./load.ts";
 export { CatalogError } from "./catalog.ts";
 export type { ProposedAction } from "./engine.ts";
+export type { PresenceMessage, RuleMessage } from "./message.ts";
 export type { BacktestReport } from "./backtest.ts";
 export type { CatalogEntry, RuleVersion } from "./catalog.ts";
 
@@ -34,7 +35,7 @@ export interface RulesConfig extends GuardConfig {
 
 export interface Rules {
   /** Updates windows and evaluates the rules indexed under the message's trigger. */
-  handle(msg: DeviceMessage): void;
+  handle(msg: RuleMessage): void;
   list(): CatalogEntry[];
   get(id: string): CatalogEntry | undefined;
   versions(id: string): RuleVersion[];

@@ -91,7 +91,9 @@ export async function startInfluxd(options: ManagedInfluxdOptions): Promise<Mana
   let stderrTail = "";
 
   const launch = (): ChildProcess => {
-    const proc = spawn(binary, ["run", "-config", configFile], { stdio: ["ignore", "ignore", "pipe"] });
+    // Its own process group: Ctrl-C at the terminal reaches Refeed, which flushes and then stops
+    // influxd itself, instead of killing the database under the final writes.
+    const proc = spawn(binary, ["run", "-config", configFile], { stdio: ["ignore", "ignore", "pipe"], detached: true });
     proc.stderr?.setEncoding("utf8");
     proc.stderr?.on("data", (chunk: string) => {
       stderrTail = (stderrTail + chunk).slice(-4000);

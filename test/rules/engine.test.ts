@@ -169,3 +169,17 @@ then:
     expect(engine.handle(event("session_start", {}, 7 * DAY), 7 * DAY, open)[0]).toMatchObject({ fired: false });
   });
 });
+
+describe("prompt cap across rules", () => {
+  it("lets only one of two suggestion rules on the same message ask", () => {
+    const engine = new RuleEngine({ promptEverySessions: 10, declineBackoffMs: 0 });
+    engine.setRules(["a", "b"].map((id) => loadRule(`id: ask-${id}\non: event:session_end\nscope: subject\nthen:\n  - suggest: ui.${id}\n    value: 1\n    prompt: Try ${id}?\n`, `${id}.yaml`)));
+    const outcomes = engine.handle({ kind: "event", device: "app", subject: "c1", ts: 1, tsFromDevice: true, name: "session_end", props: {} }, 1, {
+      lastFired: () => undefined,
+      lastPrompt: () => undefined,
+      declinedAt: () => undefined,
+      consent: () => true,
+    });
+    expect(outcomes.map((o) => (o.fired ? "fired" : o.reason))).toEqual(["fired", "prompt_cap"]);
+  });
+});
