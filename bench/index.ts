@@ -10,6 +10,7 @@ import { cpuMeter, machineFacts, rssSampler } from "./machine.ts";
 import { startMqttLoad, type Device } from "./mqtt-load.ts";
 import { startRefeed } from "./refeed-process.ts";
 import { renderReport, type Results } from "./report.ts";
+import { rulesReport } from "./rules.ts";
 
 /**
  * `npm run bench [-- --quick] [-- --write]`: ingest throughput with zero loss
@@ -121,8 +122,10 @@ async function main() {
       http: { ...httpRun, ...httpCheck, devices: DEVICES, batch: 100 },
       outage: { ...outageCheck, downSeconds: seconds.outage, ackedWhileDown: duringOutage, perSecondWhileDown: duringOutage / seconds.outage, spooledPoints, replaySeconds, total: [...outage.acked.values()].reduce((a, b) => a + b, 0) },
     };
+    say("rules: evaluation cost with 1, 100 and 1,000 rules; telemetry -> action latency");
+    const rules = await rulesReport({ quick });
     results.wallSeconds = Math.round((Date.now() - began) / 1000);
-    const report = renderReport(results);
+    const report = `${renderReport(results)}\n${rules}`;
     process.stdout.write(`${report}\n`);
     if (write) {
       const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs/benchmarks.md");
