@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { optIn, publishEvents, useExampleRules } from "../support/story.ts";
+import { describe, expect, it } from "vitest";
+import { api, collect, connectDevice, provision } from "../support/platform.ts";
+import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { runCli } from "../support/process.ts";
 import { influxQuery } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
@@ -8,15 +8,10 @@ import { waitFor } from "../support/wait.ts";
 const DAY = 86_400_000;
 
 describe("story 1: the ATM that knows you", () => {
-  let t: TestPlatform;
-  beforeAll(async () => {
-    t = await startTestPlatform();
-    await useExampleRules(t, "atm-usual-amount");
-    await t.restart();
-  });
-  afterAll(() => t?.close());
+  const platform = storyPlatform("atm-usual-amount");
 
   it("offers the usual amount first at any ATM once there is enough history, also after a restart", async () => {
+    const t = platform();
     await optIn(t, "cust-1");
     const atm1 = await provision(t, { id: "atm-lobby", kind: "atm" });
     const atm2 = await provision(t, { id: "atm-station", kind: "atm" });
@@ -53,6 +48,7 @@ describe("story 1: the ATM that knows you", () => {
   });
 
   it("does nothing for a customer who did not opt in", async () => {
+    const t = platform();
     const atm = await provision(t, { id: "atm-mall", kind: "atm" });
     const c = await connectDevice(t.mqttUrl, atm.id, atm.token);
     const seen = collect(c);
@@ -68,6 +64,7 @@ describe("story 1: the ATM that knows you", () => {
   });
 
   it("backtests the rule over generated history and names the customers it would have fired for", async () => {
+    const t = platform();
     const now = Date.now();
     const atm = await provision(t, { id: "atm-history", kind: "atm" });
     const c = await connectDevice(t.mqttUrl, atm.id, atm.token);

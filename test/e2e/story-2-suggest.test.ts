@@ -1,18 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { ack, optIn, publishEvents, session, useExampleRules } from "../support/story.ts";
+import { describe, expect, it } from "vitest";
+import { api, collect, connectDevice, provision } from "../support/platform.ts";
+import { ack, optIn, publishEvents, session, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
 describe("story 2: move it to my home screen?", () => {
-  let t: TestPlatform;
-  beforeAll(async () => {
-    t = await startTestPlatform();
-    await useExampleRules(t, "share-price-home");
-    await t.restart();
-  });
-  afterAll(() => t?.close());
+  const platform = storyPlatform("share-price-home");
 
   it("suggests, changes nothing until yes, applies on yes, and can be undone", async () => {
+    const t = platform();
     await optIn(t, "cust-2");
     const app = await provision(t, { id: "bank-app-2", kind: "app", subject: "cust-2" });
     const client = await connectDevice(t.mqttUrl, app.id, app.token);
@@ -44,6 +39,7 @@ describe("story 2: move it to my home screen?", () => {
   });
 
   it("applies nothing when the customer says no, and does not ask again soon", async () => {
+    const t = platform();
     await optIn(t, "cust-2b");
     const app = await provision(t, { id: "bank-app-2b", kind: "app", subject: "cust-2b" });
     const client = await connectDevice(t.mqttUrl, app.id, app.token);

@@ -1,18 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { optIn, publishEvents, session, useExampleRules } from "../support/story.ts";
+import { describe, expect, it } from "vitest";
+import { api, collect, connectDevice, provision } from "../support/platform.ts";
+import { optIn, publishEvents, session, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
 describe("story 3: unused menu items leave the main menu", () => {
-  let t: TestPlatform;
-  beforeAll(async () => {
-    t = await startTestPlatform();
-    await useExampleRules(t, "hide-unused-delivery");
-    await t.restart();
-  });
-  afterAll(() => t?.close());
+  const platform = storyPlatform("hide-unused-delivery");
 
   it("hides delivery after 30 sessions without it, and brings it back on undo", async () => {
+    const t = platform();
     await optIn(t, "rider-1");
     const app = await provision(t, { id: "ride-app-1", kind: "app", subject: "rider-1" });
     const client = await connectDevice(t.mqttUrl, app.id, app.token);
@@ -29,7 +24,7 @@ describe("story 3: unused menu items leave the main menu", () => {
 
     const [action] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the menu change")).map((a) => JSON.parse(a));
     expect(action).toMatchObject({ rule: "hide-unused-delivery", kind: "set", key: "menu.main.delivery", value: "hidden" });
-    expect(action.why).toContain("agg.sessions = 30, agg.delivery_unused = true");
+    expect(action.why).toContain("agg.sessions = 30, agg.menu_sessions = 30, agg.delivery_unused = true");
     await waitFor(async () => (await profile())["menu.main.delivery"] === "hidden", "the hidden item in the profile");
 
     // Reversible: undo from the API (support) restores the menu on the device.

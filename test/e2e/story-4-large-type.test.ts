@@ -1,18 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { ack, optIn, publishEvents, useExampleRules } from "../support/story.ts";
+import { describe, expect, it } from "vitest";
+import { collect, connectDevice, provision } from "../support/platform.ts";
+import { ack, optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
 describe("story 4: large type reaches every device of the customer", () => {
-  let t: TestPlatform;
-  beforeAll(async () => {
-    t = await startTestPlatform();
-    await useExampleRules(t, "large-type");
-    await t.restart();
-  });
-  afterAll(() => t?.close());
+  const platform = storyPlatform("large-type");
 
   it("offers large text on the phone; once accepted the TV, and the kiosk when it comes back, get it", async () => {
+    const t = platform();
     await optIn(t, "cust-4");
     const phone = await provision(t, { id: "phone-4", kind: "app", subject: "cust-4" });
     const tv = await provision(t, { id: "tv-4", kind: "tv", subject: "cust-4" });

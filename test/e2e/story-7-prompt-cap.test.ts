@@ -1,18 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { ack, optIn, publishEvents, session, useExampleRules } from "../support/story.ts";
+import { describe, expect, it } from "vitest";
+import { api, collect, connectDevice, provision } from "../support/platform.ts";
+import { ack, optIn, publishEvents, session, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
 describe("story 7: don't over-ask", () => {
-  let t: TestPlatform;
-  beforeAll(async () => {
-    t = await startTestPlatform();
-    await useExampleRules(t, "ask-for-rating");
-    await t.restart();
-  });
-  afterAll(() => t?.close());
+  const platform = storyPlatform("ask-for-rating");
 
   it("asks at most once per 10 sessions and measures participation", async () => {
+    const t = platform();
     await optIn(t, "cust-7");
     const app = await provision(t, { id: "app-7", kind: "app", subject: "cust-7" });
     const client = await connectDevice(t.mqttUrl, app.id, app.token);

@@ -1,9 +1,24 @@
 import { copyFile } from "node:fs/promises";
 import path from "node:path";
 import type { MqttClient } from "mqtt";
-import { expect } from "vitest";
-import { api, type TestPlatform } from "./platform.ts";
+import { afterAll, beforeAll, expect } from "vitest";
+import { api, startTestPlatform, type TestPlatform } from "./platform.ts";
 import { ROOT } from "./process.ts";
+
+/**
+ * One platform for a story's tests, started with the named example rules
+ * read at start as an operator would have them; call the result inside a test.
+ */
+export function storyPlatform(...rules: string[]): () => TestPlatform {
+  let t: TestPlatform | undefined;
+  beforeAll(async () => {
+    t = await startTestPlatform();
+    await useExampleRules(t, ...rules);
+    await t.restart();
+  });
+  afterAll(() => t?.close());
+  return () => t!;
+}
 
 /** Puts example rule files into the platform's rules directory before it (re)starts. */
 export async function useExampleRules(t: TestPlatform, ...names: string[]): Promise<void> {
