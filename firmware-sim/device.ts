@@ -71,6 +71,8 @@ export class SimDevice {
   private readonly backoff: Backoff;
   private readonly topics: { actions: string; state: string };
   private stopping: Promise<void> | undefined;
+  /** Set once the connection is being closed: nothing more can be written to it. */
+  private ending = false;
 
   constructor(private readonly settings: DeviceSettings) {
     this.spec = settings.spec;
@@ -110,6 +112,8 @@ export class SimDevice {
       });
       client.on("message", (topic, payload) => this.onMessage(topic, payload));
       client.on("error", (err: Error & { code?: number | string }) => {
+        // While stopping, mqtt.js reports writes racing the close; they are the stop, not a fault.
+        if (this.ending) return settle();
         if (typeof err.code === "number" && FINAL_REFUSALS.has(err.code)) {
           this.refused = err.message;
           this.settings.onProblem?.(spec, `refused by the broker, not trying again: ${err.message}`);
@@ -155,6 +159,7 @@ export class SimDevice {
         };
       });
     }
+    this.ending = true;
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => client.end(true, () => resolve()), Math.max(0, deadline - Date.now()));
       client.end(false, () => {
@@ -221,6 +226,9 @@ export class SimDevice {
   }
 
   private send(topic: string, payload: string, qos: 0 | 1, done: (err: Error | undefined) => void): void {
+    // Once the connection is closing nothing can be written: an action arriving now goes unanswered,
+    // as on a device switched off mid-message (the action log shows it delivered, never applied).
+    if (this.ending) return;
     this.unconfirmed += 1;
     this.client!.publish(topic, payload, { qos }, (err) => {
       this.unconfirmed -= 1;
