@@ -4,16 +4,41 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import { fingerprint, generateToken, hashToken, verifyToken } from "../registry/token.ts";
 
 /** admin: everything; product: rules; support: read-only views. */
-export type Role = "admin" | "product" | "support";
-export interface Principal {
-  role: Role;
-  /** Who, for audit trails such as rule versions. */
-  name: string;
-}
+export type StaffRole = "admin" | "product" | "support";
 
-/** Checks bearer tokens against the admin token's hash; the token itself is never kept. */
+/**
+ * Who is calling. Staff act on the platform; a subject (a customer, through an
+ * app) acts only on their own data; a device only on its own. `name` is for
+ * audit trails such as rule versions and undo; it never holds a secret.
+ */
+export type Principal =
+  | { role: StaffRole; name: string }
+  | { role: "subject"; subject: string; name: string }
+  | { role: "device"; device: string; name: string };
+export type Role = Principal["role"];
+
+/** Turns a bearer token into a principal, or undefined when it does not know the token. */
 export interface Authenticator {
   principal(token: string): Promise<Principal | undefined>;
+}
+
+/**
+ * Several kinds of token behind one authenticator: each is asked in turn and
+ * the first that knows the token answers. Kinds with a prefix of their own
+ * (rfd., rfs., rfk.) answer undefined at once for a token that is not theirs;
+ * the admin token may be any string (REFEED_ADMIN_TOKEN), so its scrypt check
+ * goes last.
+ */
+export function anyAuthenticator(...auths: Authenticator[]): Authenticator {
+  return {
+    async principal(token) {
+      for (const auth of auths) {
+        const found = await auth.principal(token);
+        if (found) return found;
+      }
+      return undefined;
+    },
+  };
 }
 
 /**
@@ -62,7 +87,11 @@ declare module "fastify" {
   }
 }
 
-/** An onRequest hook: the caller needs one of `roles` (admin always passes). */
+/**
+ * An onRequest hook: the caller needs one of `roles` (admin always passes).
+ * Routes that a subject or device may call still check that the id in the
+ * path is the caller's own (see `ownsSubject`).
+ */
 export function requireRole(auth: Authenticator, ...roles: Role[]) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const token = bearer(request);
@@ -74,4 +103,11 @@ export function requireRole(auth: Authenticator, ...roles: Role[]) {
     }
     request.principal = principal;
   };
+}
+
+/** A subject principal may act only on its own subject; staff roles that passed requireRole may act on any. */
+export function ownsSubject(principal: Principal | undefined, subject: string): boolean {
+  if (!principal) return false;
+  if (principal.role === "subject") return principal.subject === subject;
+  return principal.role !== "device";
 }

@@ -11,7 +11,7 @@ import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
 import { startApi, type Api } from "../api/index.ts";
-import { adminAuthenticator } from "../api/auth.ts";
+import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
 
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
@@ -93,11 +93,13 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     closers.push(() => broker!.close());
     await actions.publishAllState();
 
-    const auth = await adminAuthenticator({
+    const admin = await adminAuthenticator({
       token: config.adminToken,
       dataDir: config.dataDir,
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
+    // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
+    const auth = anyAuthenticator(admin);
     const mqtt = broker;
     const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics });
     closers.push(() => api.close());
