@@ -80,8 +80,15 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
   await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
 
-  // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
-  await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });
+  // The platform logs all listening addresses on one line; fastify's own "listening" lines (one per
+  // interface) would repeat it, so its logger is quiet for the duration of listen().
+  const level = app.log.level;
+  app.log.level = "warn";
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } finally {
+    app.log.level = level;
+  }
   const bound = app.server.address();
   const port = typeof bound === "object" && bound ? bound.port : config.port;
 

@@ -82,7 +82,7 @@ export class Catalog {
         const rule = loadRule(stored.text, "api", options);
         catalog.entries.set(id, { rule, origin: "api", version: stored.version, updatedAt: stored.at, updatedBy: stored.by, enabled: toggles.get(id) ?? rule.spec.enabled });
       } catch (err) {
-        log.error({ part: "rules", rule: id, err: (err as Error).message }, "stored API rule no longer loads; it is not running");
+        log.error({ rule: id, err: (err as Error).message }, "stored API rule no longer loads; it is not running");
       }
     }
     catalog.pendingToggles = toggles;
@@ -126,7 +126,7 @@ export class Catalog {
     for (const rule of rules) {
       const existing = this.entries.get(rule.spec.id);
       if (existing?.origin === "api") {
-        this.log.warn({ part: "rules", rule: rule.spec.id, file: rule.source }, "a rule file now defines a rule created through the API; the file wins");
+        this.log.warn({ rule: rule.spec.id, file: rule.source }, "a rule file now defines a rule created through the API; the file wins");
       }
       if (existing?.origin === "file" && existing.rule.text === rule.text) {
         existing.rule = rule;
@@ -170,7 +170,7 @@ export class Catalog {
     await this.append({ rule: rule.spec.id, op: "version", origin, by, version, text: rule.text });
     const entry: CatalogEntry = { rule, origin, version, updatedAt: new Date(), updatedBy: by, enabled: rule.spec.enabled };
     this.entries.set(rule.spec.id, entry);
-    this.log.info({ part: "rules", rule: rule.spec.id, origin, version, by }, "rule version recorded");
+    this.log.info({ rule: rule.spec.id, origin, version, by }, "rule version recorded");
     return entry;
   }
 
