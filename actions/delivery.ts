@@ -21,12 +21,14 @@ export interface Delivery extends Outbox {
   forget(device: string): void;
   /** How many actions wait for the device. */
   pending(device: string): number;
+  /** Waits until every delivery record written so far is stored. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
 const LOG = "action_log";
 /** Statuses a device's own PUBACK or ack wrote: each proves the device had the action. */
-const RECEIVED = new Set(["delivered", "applied", "accepted", "declined", "failed", "undone", "expired"]);
+const RECEIVED = new Set(["delivered", "applied", "accepted", "declined", "failed", "undone", "expired", "withdrawn"]);
 
 /**
  * Reliable action delivery. What each device still has to receive is derived
@@ -52,6 +54,8 @@ export async function startDelivery(deps: {
 
   const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(`SELECT "action", "status", "device" FROM ${LOG}`);
   for (const row of rows) {
+    // A change logged while its customer had no device has no target to deliver to.
+    if (!row.device) continue;
     if (row.status === "proposed") queueFor(row.device).set(row.action, undefined);
     else if (RECEIVED.has(row.status)) drop(row.device, row.action);
   }
@@ -126,6 +130,8 @@ export async function startDelivery(deps: {
     pending(device) {
       return pending.get(device)?.size ?? 0;
     },
+
+    flush: () => writer.flush(),
 
     async close() {
       await writer.close();

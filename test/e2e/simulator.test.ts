@@ -66,7 +66,10 @@ describe("the simulated fleet against the platform", () => {
       expect(statuses, rule).toContain("proposed");
       expect([...statuses].some((x) => x === "applied" || x === "accepted" || x === "declined"), `${rule}: ${[...statuses]}`).toBe(true);
     }
-    expect(new Set(log.map((r) => r.status))).toEqual(new Set(["proposed", "delivered", "applied", "accepted", "declined", "undone"]));
+    const statuses = new Set(log.map((r) => r.status));
+    for (const status of ["proposed", "delivered", "applied", "accepted", "declined", "undone"]) expect(statuses).toContain(status);
+    // An ATM's card session can end before the ATM took the customer's action: it is withdrawn, not applied for the next customer.
+    expect([...statuses].filter((x) => !["proposed", "delivered", "applied", "accepted", "declined", "undone", "withdrawn"].includes(String(x)))).toEqual([]);
     // Story 8: nothing was proposed for, or linked to, a customer who did not opt in.
     expect(log.filter((r) => optedOut.includes(String(r.subject)))).toEqual([]);
     const linked = (await influxQuery(t.db, `SHOW TAG VALUES FROM events WITH KEY = "subject"`)).map((r) => String(r.value));
