@@ -171,6 +171,8 @@ export async function startActions(
     );
   };
 
+  // A new device finds its (empty) state retained on its first subscribe, like every other device.
+  const stopProvisioning = registry.onChange((change) => change.op === "provisioned" && publishSoon(change.device));
   const stopFollowing = touchpoints.onChange(({ device, before }) => {
     if (registry.get(device)?.revoked !== false) return;
     if (before) withdraw(device, before);
@@ -396,6 +398,7 @@ export async function startActions(
     async close() {
       clearInterval(sweeper);
       stopFollowing();
+      stopProvisioning();
       await actionLog.close();
       await delivery.close();
     },
