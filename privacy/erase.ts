@@ -117,7 +117,7 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
   await views.rules.forgetSubject(subject, [...used]);
 
   const remaining: Record<string, number> = {};
-  for await (const { shape, matches } of scan(store, subject)) add(remaining, shape.name, matches.length);
+  for await (const { shape, matches } of scan(store, subject, undefined, true)) add(remaining, shape.name, matches.length);
 
   const id = `era_${randomBytes(9).toString("base64url")}`;
   const salt = randomBytes(16).toString("base64url");

@@ -51,8 +51,8 @@ export async function shapes(store: Store): Promise<Shape[]> {
 }
 
 /** The InfluxQL condition that finds points naming the subject in a measurement, or undefined when none can. */
-export function condition(shape: Shape, subject: string): string | undefined {
-  const pattern = regexLiteral(shape.name === "dead_letters" ? tokenPattern(subject) : namedPattern(subject));
+export function condition(shape: Shape, subject: string, loose = false): string | undefined {
+  const pattern = regexLiteral(loose || shape.name === "dead_letters" ? tokenPattern(subject) : namedPattern(subject));
   const parts = [
     ...shape.tags.filter((t) => SUBJECT_TAGS[t]).map((t) => `${ident(t)} = ${literal(SUBJECT_TAGS[t]!(subject))}`),
     ...shape.fields.filter((f) => f.type === "string").map((f) => `${ident(f.key)} =~ ${pattern}`),
@@ -70,15 +70,21 @@ export function taggedWith(shape: Shape, row: RawRow, subject: string): boolean 
  * once, in time order: an action's lifecycle rows name only its id, which its
  * `proposed` row (owner or subject) ties to the customer first.
  */
-export async function* scan(store: Store, subject: string, only?: (shape: Shape) => boolean): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
+export async function* scan(
+  store: Store,
+  subject: string,
+  only?: (shape: Shape) => boolean,
+  /** Also the id as a bare token in any text (a check for what is left, not what to change). */
+  loose = false,
+): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
   for (const shape of await shapes(store)) {
     if (only && !only(shape)) continue;
     const policy = policyOf(shape.name);
     if (shape.name === ACTION_LOG) {
-      yield* actionLog(store, shape, subject);
+      yield* actionLog(store, shape, subject, loose);
       continue;
     }
-    const where = condition(shape, subject);
+    const where = condition(shape, subject, loose);
     if (!where) continue;
     for await (const rows of store.stream(`SELECT * FROM ${ident(shape.name)} WHERE ${where}`)) {
       yield { shape, matches: rows.map((row) => ({ row, own: policy === "erase" || taggedWith(shape, row, subject) })) };
@@ -86,9 +92,9 @@ export async function* scan(store: Store, subject: string, only?: (shape: Shape)
   }
 }
 
-async function* actionLog(store: Store, shape: Shape, subject: string): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
+async function* actionLog(store: Store, shape: Shape, subject: string, loose: boolean): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
   const ids = new Set<string>();
-  const named = new RegExp(namedPattern(subject));
+  const named = new RegExp(loose ? tokenPattern(subject) : namedPattern(subject));
   const strings = shape.fields.filter((f) => f.type === "string").map((f) => f.key);
   for await (const rows of store.stream(`SELECT * FROM ${ident(ACTION_LOG)}`)) {
     const matches: Match[] = [];

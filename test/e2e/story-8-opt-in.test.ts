@@ -189,7 +189,7 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     expect(bill.why).toMatch(/^rule bill-paid/);
     expect(bill.transitions.map((x: { status: string }) => x.status)).toEqual(["proposed", "delivered", "applied"]);
     expect(body.actions.find((a: { rule: string }) => a.rule === "@customer")).toMatchObject({ key: "ui.font_size", value: "large", why: "the customer set ui.font_size to \"large\" in their profile" });
-    const records = body.records as Record<string, Array<Record<string, unknown>>>;
+    const records = body.records as Record<string, Array<Record<string, unknown>>> & Record<"telemetry" | "events" | "feedback" | "dead_letters" | "profile_changes" | "action_log", Array<Record<string, unknown>>>;
     expect(records.telemetry).toEqual([{ time: expect.any(String), device: phone.id, subject: ME, battery: 77, network: "wifi" }]);
     expect(records.events.map((e) => [e.device, e.event]).sort()).toEqual([[atm.id, "session_end"], [atm.id, "session_start"], [atm.id, "withdrawal"], [phone.id, "bill_paid"]]);
     expect(records.feedback).toEqual([expect.objectContaining({ rating: 2, sentiment: expect.any(Number) })]);
