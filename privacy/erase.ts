@@ -58,9 +58,10 @@ export function nanosOf(time: string): string {
 const BATCH = 200;
 
 /**
- * Erases a subject from every measurement and every in-memory view. Memory
- * first (from this moment nothing is linked to, used for or shown of them),
- * then the writers are flushed so nothing in flight lands after the delete,
+ * Erases a subject from every measurement and every in-memory view. Consent
+ * first (from this moment nothing about them is admitted or used), then what
+ * was in flight is flushed and the views forget them, so nothing lands after
+ * the delete,
  * then InfluxDB: series tagged with them are dropped, points that name them
  * in a field are deleted (their own data, their actions' lifecycle rows) or
  * have the mention redacted (someone else's record), and a last scan checks
@@ -79,11 +80,15 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
     for (const row of rows) used.add(String(row.value));
   }
 
+  // No record about them is admitted from now on, and their tokens stop working.
   views.consent.forgetSubject(subject);
   views.tokens.forgetSubject(subject);
+  // What was admitted before is made durable and handed to the views (a turn of the event loop), then forgotten.
+  await views.ingest.flush();
+  await new Promise((resolve) => setImmediate(resolve));
   for (const device of views.touchpoints.forgetSubject(subject)) used.add(device);
   views.actions.forgetSubject(subject);
-  await Promise.all([views.ingest.flush(), views.actions.flush()]);
+  await views.actions.flush();
 
   const deleted: Record<string, number> = {};
   const redacted: Record<string, number> = {};

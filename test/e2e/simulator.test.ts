@@ -11,7 +11,7 @@ import { useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
 /** The example rule of every acceptance story the fleet acts out (story 7's rating prompt included). */
-const STORY_RULES = ["atm-usual-amount", "share-price-home", "hide-unused-delivery", "large-type", "ask-for-rating", "cool-theme"];
+const STORY_RULES = ["atm-usual-amount", "share-price-home", "hide-unused-delivery", "large-type", "ask-for-rating", "cool-theme", "bill-paid"];
 const answered = (c: Counts | undefined) => (c ? c.applied + c.accepted + c.declined : 0);
 
 describe("the simulated fleet against the platform", () => {
@@ -19,7 +19,7 @@ describe("the simulated fleet against the platform", () => {
   let stateDir: string;
   beforeAll(async () => {
     t = await startTestPlatform();
-    await useExampleRules(t, "atm-usual-amount", "share-price-home", "hide-unused-delivery", "large-type", "ask-for-rating", "cool-theme");
+    await useExampleRules(t, ...STORY_RULES);
     await t.restart();
     stateDir = await mkdtemp(path.join(os.tmpdir(), "refeed-sim-state-"));
   });
