@@ -10,6 +10,8 @@ export interface Outbox {
   pendingFor(device: string): Array<{ id: string; payload: string }>;
   /** The device's PUBACK for this action arrived (any of its sessions; repeats are ignored). */
   delivered(device: string, actionId: string): void;
+  /** Whether the device is still owed the action. */
+  isPending(device: string, actionId: string): boolean;
 }
 
 export interface Delivery extends Outbox {
@@ -115,6 +117,8 @@ export async function startDelivery(deps: {
         .write([{ measurement: LOG, tags: { device }, fields: { action: actionId, status: "delivered" }, timestamp: String(nextMicros()) }])
         .catch((err: Error) => log.error({ device, action: actionId, err: err.message }, "delivery not recorded"));
     },
+
+    isPending: (device, actionId) => pending.get(device)?.has(actionId) === true,
 
     received(device, actionId) {
       drop(device, actionId);

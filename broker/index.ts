@@ -90,7 +90,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   });
   aedes.preConnect = identity.preConnect;
   aedes.authenticate = identity.authenticate;
-  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log });
+  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log, outbox: deps.outbox });
   aedes.authorizePublish = hooks.authorizePublish;
   aedes.authorizeSubscribe = hooks.authorizeSubscribe;
   aedes.authorizeForward = hooks.authorizeForward;

@@ -79,6 +79,29 @@ describe("erasure: every place a subject can be named, and the views built from 
     await client.endAsync();
   });
 
+  it("drops the erased customer's actions from a persistent session's offline queue: the device never gets them", async () => {
+    const SUBJECT = "cust-e5";
+    await optIn(t, SUBJECT);
+    const phone = await provision(t, { id: "phone-e5", subject: SUBJECT });
+    const first = await connectDevice(t.mqttUrl, phone.id, phone.token, { clean: false });
+    await first.subscribeAsync(`devices/${phone.id}/actions`, { qos: 1 });
+    await first.endAsync();
+    // Offline: the customer's change waits in the broker's queue for the phone.
+    const queued = await api(t, "PUT", `/api/subjects/${SUBJECT}/profile`, { "ui.theme": "dark" });
+    expect(queued.status).toBe(200);
+    expect((await api(t, "DELETE", `/api/subjects/${SUBJECT}`)).status).toBe(200);
+
+    const again = await connectDevice(t.mqttUrl, phone.id, phone.token, { clean: false });
+    const seen = collect(again);
+    // A change for the phone's next owner comes after whatever the queue still held.
+    await api(t, "PUT", `/api/subjects/cust-e6/devices/${phone.id}`);
+    await api(t, "PUT", "/api/subjects/cust-e6/profile", { "ui.theme": "light" });
+    const actions = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the next owner's change")).map((a) => JSON.parse(a));
+    expect(actions.map((a) => a.value)).toEqual(["light"]);
+    expect(actions.map((a) => a.id)).not.toContain((queued.body.actions as string[])[0]);
+    await again.endAsync();
+  });
+
   it("refuses a bad subject id and a caller without a token", async () => {
     expect(await api(t, "DELETE", "/api/subjects/bad,id")).toMatchObject({ status: 400, body: { error: "invalid_subject" } });
     expect((await api(t, "DELETE", "/api/subjects/cust-e4", undefined, null)).status).toBe(401);
