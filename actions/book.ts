@@ -2,7 +2,7 @@ import type { Store } from "../store/index.ts";
 import type { Owner } from "./profiles.ts";
 
 export type ActionKind = "set" | "suggest" | "clear" | "notify";
-export type ActionStatus = "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone";
+export type ActionStatus = "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone" | "withdrawn";
 
 export interface Transition {
   status: ActionStatus;
@@ -59,6 +59,8 @@ export class ActionBook {
   private readonly prompts = new Map<string, number>();
   private readonly declines = new Map<string, number>();
   private readonly participation = new Map<string, Participation>();
+  /** subject -> ids of the actions about them (owned by them, or caused by a message about them). */
+  private readonly bySubject = new Map<string, Set<string>>();
 
   static async rebuild(store: Store): Promise<ActionBook> {
     const book = new ActionBook();
@@ -69,7 +71,7 @@ export class ActionBook {
       const at = row.time.getTime();
       if (row.status === "proposed") {
         if (existing) {
-          existing.targets.push(row.device);
+          if (row.device) existing.targets.push(row.device);
           continue;
         }
         book.add({
@@ -81,9 +83,10 @@ export class ActionBook {
           prompt: row.prompt == null ? undefined : String(row.prompt),
           why: String(row.why ?? ""),
           owner: String(row.owner ?? `device:${row.device}`) as Owner,
-          device: row.device,
+          device: row.device ?? "",
           subject: row.subject == null ? undefined : String(row.subject),
-          targets: [row.device],
+          // A change by a customer who has no device yet is logged without a target.
+          targets: row.device ? [row.device] : [],
           status: "proposed",
           previous: json(row.previous),
           createdAt: at,
@@ -100,6 +103,16 @@ export class ActionBook {
   add(record: ActionRecord): void {
     this.actions.set(record.id, record);
     record.transitions.push({ status: "proposed", at: new Date(record.createdAt).toISOString(), device: record.device });
+    const subject = subjectOf(record);
+    if (subject !== undefined) {
+      let ids = this.bySubject.get(subject);
+      if (!ids) this.bySubject.set(subject, (ids = new Set()));
+      ids.add(record.id);
+    }
+    this.derive(record);
+  }
+
+  private derive(record: ActionRecord): void {
     const key = `${record.rule}|${record.owner}`;
     this.fired.set(key, Math.max(this.fired.get(key) ?? 0, record.createdAt));
     if (record.kind === "suggest") {
@@ -111,6 +124,8 @@ export class ActionBook {
   transition(record: ActionRecord, status: ActionStatus, device: string, at: number, by?: string, reason?: string): void {
     const answered = record.status === "accepted" || record.status === "declined" || FINAL.has(record.status);
     record.transitions.push({ status, at: new Date(at).toISOString(), device, ...(by ? { by } : {}), ...(reason ? { reason } : {}) });
+    // A pending delivery taken back (the shared device's session ended) says nothing about the action itself.
+    if (status === "withdrawn") return;
     // Every transition is kept, but a late or repeated ack never moves a finished action back.
     if (status === "delivered" && record.status !== "proposed") return;
     if (record.status === "undone" || (FINAL.has(record.status) && status !== "undone")) return;
@@ -149,6 +164,43 @@ export class ActionBook {
     return { ...p, rate: p.asks > 0 ? p.answers / p.asks : null };
   }
 
+  /** The actions about a subject, oldest first. */
+  of(subject: string): ActionRecord[] {
+    return [...(this.bySubject.get(subject) ?? [])].map((id) => this.actions.get(id)!).filter(Boolean);
+  }
+
+  /**
+   * Erasure: forgets every action about the subject, and recomputes what the
+   * guards remember (cooldowns, prompts, declines, participation) from the
+   * actions that stay, as a rebuild from the erased log would. Answers the
+   * forgotten actions.
+   */
+  forgetSubject(subject: string): ActionRecord[] {
+    const gone = this.of(subject);
+    if (gone.length === 0) return [];
+    this.bySubject.delete(subject);
+    for (const record of gone) this.actions.delete(record.id);
+    this.fired.clear();
+    this.prompts.clear();
+    this.declines.clear();
+    this.participation.clear();
+    for (const record of this.actions.values()) {
+      this.derive(record);
+      if (record.kind !== "suggest") continue;
+      const answer = record.transitions.find((t) => t.status === "accepted" || t.status === "declined");
+      if (!answer) continue;
+      const p = this.count(record.owner);
+      p.answers += 1;
+      if (answer.status === "accepted") p.accepted += 1;
+      else {
+        p.declined += 1;
+        const key = `${record.rule}|${record.owner}`;
+        this.declines.set(key, Math.max(this.declines.get(key) ?? 0, Date.parse(answer.at)));
+      }
+    }
+    return gone;
+  }
+
   /** Suggestions still waiting for an answer that were made before `before`. */
   unanswered(before: number): ActionRecord[] {
     return [...this.actions.values()].filter((r) => r.kind === "suggest" && (r.status === "proposed" || r.status === "delivered") && r.createdAt < before);
@@ -159,4 +211,9 @@ export class ActionBook {
     if (!p) this.participation.set(owner, (p = { asks: 0, answers: 0, accepted: 0, declined: 0, rate: null }));
     return p;
   }
+}
+
+/** Whom an action is about: the subject that owns it, or the subject of the message that caused it. */
+function subjectOf(record: ActionRecord): string | undefined {
+  return record.owner.startsWith("subject:") ? record.owner.slice("subject:".length) : record.subject;
 }

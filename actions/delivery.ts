@@ -10,6 +10,8 @@ export interface Outbox {
   pendingFor(device: string): Array<{ id: string; payload: string }>;
   /** The device's PUBACK for this action arrived (any of its sessions; repeats are ignored). */
   delivered(device: string, actionId: string): void;
+  /** Whether the device is still owed the action. */
+  isPending(device: string, actionId: string): boolean;
 }
 
 export interface Delivery extends Outbox {
@@ -21,12 +23,14 @@ export interface Delivery extends Outbox {
   forget(device: string): void;
   /** How many actions wait for the device. */
   pending(device: string): number;
+  /** Waits until every delivery record written so far is stored. */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
 const LOG = "action_log";
 /** Statuses a device's own PUBACK or ack wrote: each proves the device had the action. */
-const RECEIVED = new Set(["delivered", "applied", "accepted", "declined", "failed", "undone", "expired"]);
+const RECEIVED = new Set(["delivered", "applied", "accepted", "declined", "failed", "undone", "expired", "withdrawn"]);
 
 /**
  * Reliable action delivery. What each device still has to receive is derived
@@ -52,6 +56,8 @@ export async function startDelivery(deps: {
 
   const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(`SELECT "action", "status", "device" FROM ${LOG}`);
   for (const row of rows) {
+    // A change logged while its customer had no device has no target to deliver to.
+    if (!row.device) continue;
     if (row.status === "proposed") queueFor(row.device).set(row.action, undefined);
     else if (RECEIVED.has(row.status)) drop(row.device, row.action);
   }
@@ -112,6 +118,8 @@ export async function startDelivery(deps: {
         .catch((err: Error) => log.error({ device, action: actionId, err: err.message }, "delivery not recorded"));
     },
 
+    isPending: (device, actionId) => pending.get(device)?.has(actionId) === true,
+
     received(device, actionId) {
       drop(device, actionId);
     },
@@ -126,6 +134,8 @@ export async function startDelivery(deps: {
     pending(device) {
       return pending.get(device)?.size ?? 0;
     },
+
+    flush: () => writer.flush(),
 
     async close() {
       await writer.close();

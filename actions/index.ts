@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { AckMessage } from "../ingest/index.ts";
 import type { Registry } from "../registry/index.ts";
+import type { Touchpoints } from "../subjects/index.ts";
 import type { ProposedAction } from "../rules/index.ts";
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
@@ -12,6 +13,10 @@ import { createBatchWriter } from "../ingest/writer.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
+export type { Owner } from "./profiles.ts";
+
+/** The `rule` of a change the customer (or an admin for them) made to their own profile; no rule id can take it. */
+export const CUSTOMER_RULE = "@customer";
 
 /** How actions and state leave the platform; the broker implements it. */
 export interface Publisher {
@@ -20,7 +25,7 @@ export interface Publisher {
 
 export class ActionError extends Error {
   constructor(
-    readonly code: "ACTION_NOT_FOUND" | "ACTION_NOT_UNDOABLE",
+    readonly code: "ACTION_NOT_FOUND" | "ACTION_NOT_UNDOABLE" | "ACTION_NOT_ANSWERABLE",
     message: string,
   ) {
     super(message);
@@ -38,6 +43,22 @@ export interface Actions {
   ack(ack: AckMessage): void;
   /** Undo from the API: restores the previous value everywhere it was set. */
   undo(id: string, by: string): Promise<ActionRecord>;
+  /** A customer answers a suggestion through the API (their app), as the device it was asked on would. */
+  answer(id: string, status: "accepted" | "declined", by: string): Promise<ActionRecord>;
+  /**
+   * The customer (or an admin for them) sets keys of their own profile, or clears
+   * them (null): each key is an action of its own (rule `@customer`) that reaches
+   * every touchpoint and can be undone.
+   */
+  setProfile(subject: string, changes: Record<string, unknown>, by: string): Promise<ActionRecord[]>;
+  /** The profile of a device or subject: its own keys. */
+  profileOf(owner: Owner): Record<string, unknown>;
+  /** Every action about a subject, with its lifecycle. */
+  actionsOf(subject: string): ActionRecord[];
+  /** Waits until every action log row written so far is stored (erasure must not race it). */
+  flush(): Promise<void>;
+  /** Erasure: forgets the subject's actions, pending deliveries and profile in memory. */
+  forgetSubject(subject: string): void;
   lastFired(rule: string, target: string): number | undefined;
   lastPrompt(target: string): number | undefined;
   declinedAt(rule: string, target: string): number | undefined;
@@ -45,6 +66,8 @@ export interface Actions {
   get(id: string): ActionRecord | undefined;
   /** The personalization profile a device sees: its own keys and its subject's. */
   stateOf(device: string): Record<string, unknown>;
+  /** The retained `state` payload of a device: `{device, subject, profile, ts}`. */
+  stateMessage(device: string): string;
   /** Publishes every device's retained state (at start, when the broker's retained store is empty). */
   publishAllState(): Promise<void>;
   /** Actions waiting for their devices; the broker delivers them. */
@@ -54,9 +77,16 @@ export interface Actions {
 
 export async function startActions(
   config: ActionsConfig,
-  deps: { store: Store; registry: Registry; publisher: Publisher; log: Logger },
+  deps: {
+    store: Store;
+    registry: Registry;
+    /** Whom each device serves now (link or session), and every device of a subject. */
+    touchpoints: Pick<Touchpoints, "subjectOf" | "devicesOf" | "linkedSubject" | "onChange">;
+    publisher: Publisher;
+    log: Logger;
+  },
 ): Promise<Actions> {
-  const { store, registry, publisher } = deps;
+  const { store, registry, publisher, touchpoints } = deps;
   const log = deps.log.child({ part: "actions" });
   const book = await ActionBook.rebuild(store);
   const newId = () => `act_${randomBytes(9).toString("base64url")}`;
@@ -86,23 +116,68 @@ export async function startActions(
     },
   });
 
-  /** Every touchpoint of an owner: the device itself, or every device linked to the customer. */
-  const devicesOf = (owner: Owner, origin: string): string[] => {
+  /** Every touchpoint of an owner: the device itself, or every device that serves the customer (linked, or in a session with them). */
+  const devicesOf = (owner: Owner, origin: string | undefined): string[] => {
     if (owner.startsWith("device:")) return [owner.slice("device:".length)];
     const subject = owner.slice("subject:".length);
-    const linked = registry.list().filter((d) => d.subject === subject && !d.revoked).map((d) => d.id);
-    return [...new Set([origin, ...linked])];
+    const all = new Set([...(origin ? [origin] : []), ...touchpoints.devicesOf(subject)]);
+    return [...all].filter((id) => registry.get(id)?.revoked === false);
   };
 
   const stateOf = (device: string): Record<string, unknown> => {
-    const subject = registry.get(device)?.subject;
+    const subject = touchpoints.subjectOf(device);
     return { ...profiles.get(`device:${device}`), ...(subject ? profiles.get(`subject:${subject}`) : {}) };
   };
 
+  const stateMessage = (device: string) => JSON.stringify({ device, subject: touchpoints.subjectOf(device) ?? null, profile: stateOf(device), ts: Date.now() });
+  /** What each device's retained state last said (without its time): an unchanged state is not sent again. */
+  const lastState = new Map<string, string>();
   const publishState = async (device: string) => {
-    const subject = registry.get(device)?.subject ?? null;
-    await publisher.publish(`devices/${device}/state`, JSON.stringify({ device, subject, profile: stateOf(device), ts: Date.now() }), { qos: 1, retain: true });
+    const content = JSON.stringify([touchpoints.subjectOf(device) ?? null, stateOf(device)]);
+    if (lastState.get(device) === content) return;
+    lastState.set(device, content);
+    await publisher.publish(`devices/${device}/state`, stateMessage(device), { qos: 1, retain: true });
   };
+  // Session starts and ends of one publish (a card session in one batch) come together: one state for all of them.
+  const stale = new Set<string>();
+  const publishSoon = (device: string) => {
+    if (stale.has(device)) return;
+    stale.add(device);
+    setImmediate(() => {
+      stale.delete(device);
+      publishState(device).catch((err: Error) => log.error({ device, err: err.message }, "state not published"));
+    });
+  };
+
+  /**
+   * A shared device whose session with a customer ended must not apply that
+   * customer's changes later for the next person: what is still pending for it
+   * of theirs is withdrawn (recorded, so a restart does not send it either).
+   */
+  const withdraw = (device: string, subject: string) => {
+    if (touchpoints.linkedSubject(device) === subject) return;
+    const points = delivery
+      .pendingFor(device)
+      .map(({ id }) => book.actions.get(id))
+      .filter((r): r is ActionRecord => r !== undefined && r.owner === `subject:${subject}`)
+      .map((record) => {
+        delivery.received(device, record.id);
+        return transition(record, "withdrawn", device, { reason: "session_ended" });
+      });
+    if (points.length === 0) return;
+    actionLog.write(points).then(
+      () => log.info({ device, actions: points.length }, "pending actions of an ended session withdrawn"),
+      (err: Error) => log.error({ device, err: err.message }, "could not record withdrawn actions"),
+    );
+  };
+
+  // A new device finds its (empty) state retained on its first subscribe, like every other device.
+  const stopProvisioning = registry.onChange((change) => change.op === "provisioned" && publishSoon(change.device));
+  const stopFollowing = touchpoints.onChange(({ device, before }) => {
+    if (registry.get(device)?.revoked !== false) return;
+    if (before) withdraw(device, before);
+    publishSoon(device);
+  });
 
   const transition = (record: ActionRecord, status: ActionStatus, device: string, extra: { by?: string; reason?: string; previous?: unknown } = {}): Point => {
     const micros = nextMicros();
@@ -141,9 +216,9 @@ export async function startActions(
 
   /** The `proposed` rows of an action, one per target device: what delivery and the lifecycle are rebuilt from. */
   const proposedRows = (record: ActionRecord, devices: readonly string[], cause?: string): Point[] =>
-    devices.map((device) => ({
+    (devices.length > 0 ? devices : [undefined]).map((device) => ({
       measurement: ACTION_LOG,
-      tags: { device },
+      tags: device ? { device } : ({} as Record<string, string>),
       fields: {
         action: record.id,
         status: "proposed",
@@ -242,34 +317,61 @@ export async function startActions(
         log.warn({ device: ack.device, action: ack.action, status: ack.status }, "ack for an action this device was not sent");
         return;
       }
-      // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
-      delivery.received(ack.device, ack.action);
-      const before = record.status;
-      const done = (async () => {
-        if (ack.status === "accepted" && record.kind === "suggest" && (before === "proposed" || before === "delivered")) {
-          record.previous = profiles.get(record.owner)?.[record.key];
-          const accepted = transition(record, "accepted", ack.device);
-          const applied = transition(record, "applied", ack.device, { previous: record.previous });
-          // Every other touchpoint of the customer gets the accepted change as a set action of its own.
-          const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
-          const follow: ActionRecord | undefined =
-            others.length === 0
-              ? undefined
-              : { ...record, id: newId(), kind: "set", prompt: undefined, why: `accepted on ${ack.device}: ${record.why}`, targets: others, status: "proposed", createdAt: Date.now(), transitions: [] };
-          if (follow) book.add(follow);
-          const rows = follow ? proposedRows(follow, others, record.id) : [];
-          await changeProfile(record, "set", record.value, [accepted, applied, ...rows], async () => follow && send(others, follow));
-        } else if (ack.status === "undone") {
-          await undo(record, ack.device, `device:${ack.device}`);
-        } else {
-          await actionLog.write([transition(record, ack.status, ack.device, ack.reason ? { reason: ack.reason } : {})]);
-        }
-        log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
-      })();
-      done.catch((err: Error) => {
+      handle(record, ack).catch((err: Error) => {
         if (err instanceof ActionError) log.warn({ action: record.id, device: ack.device, status: ack.status, reason: err.message }, "ack refused");
         else log.error({ action: record.id, err: err.message }, "could not record the acknowledgement");
       });
+    },
+
+    async answer(id, status, by) {
+      const record = book.actions.get(id);
+      if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
+      if (record.kind !== "suggest" || (record.status !== "proposed" && record.status !== "delivered")) {
+        throw new ActionError("ACTION_NOT_ANSWERABLE", `action '${id}' is a ${record.kind} that is ${record.status}; only a suggestion waiting for an answer can be accepted or declined`);
+      }
+      await handle(record, { device: record.device, action: id, status }, by);
+      return record;
+    },
+
+    async setProfile(subject, changes, by) {
+      const owner: Owner = `subject:${subject}`;
+      const targets = devicesOf(owner, undefined);
+      const records: ActionRecord[] = [];
+      for (const [key, value] of Object.entries(changes)) {
+        const kind = value === null ? "clear" : "set";
+        const record: ActionRecord = {
+          id: newId(),
+          rule: CUSTOMER_RULE,
+          kind,
+          key,
+          value: value === null ? undefined : value,
+          prompt: undefined,
+          why: `${by === "customer" ? "the customer" : by} ${kind === "set" ? `set ${key} to ${JSON.stringify(value)}` : `cleared ${key}`} in their profile`,
+          owner,
+          device: targets[0] ?? "",
+          subject,
+          targets,
+          status: "proposed",
+          previous: profiles.get(owner)?.[key],
+          createdAt: Date.now(),
+          transitions: [],
+        };
+        book.add(record);
+        await changeProfile(record, kind, record.value, proposedRows(record, targets), () => send(targets, record));
+        records.push(record);
+      }
+      log.info({ keys: Object.keys(changes).length, targets: targets.length, by }, "profile changed by request");
+      return records;
+    },
+
+    profileOf: (owner) => ({ ...profiles.get(owner) }),
+    actionsOf: (subject) => book.of(subject),
+    async flush() {
+      await Promise.all([actionLog.flush(), delivery.flush()]);
+    },
+    forgetSubject(subject) {
+      for (const record of book.forgetSubject(subject)) for (const device of record.targets) delivery.received(device, record.id);
+      profiles.forget(`subject:${subject}`);
     },
 
     async undo(id, by) {
@@ -285,18 +387,49 @@ export async function startActions(
     participation: (owner) => book.participationOf(owner),
     get: (id) => book.actions.get(id),
     stateOf,
+    stateMessage,
     async publishAllState() {
       // Every device, also those whose profile is empty now: after a restart the retained store
       // starts empty, and a device must not keep a profile that was cleared or undone.
+      lastState.clear();
       await Promise.all(registry.list().filter((d) => !d.revoked).map((d) => publishState(d.id)));
     },
     delivery,
     async close() {
       clearInterval(sweeper);
+      stopFollowing();
+      stopProvisioning();
       await actionLog.close();
       await delivery.close();
     },
   };
+
+  /** A device's ack (or a customer's answer through the API, `by` them) moves the action on. */
+  async function handle(record: ActionRecord, ack: AckMessage, by?: string): Promise<void> {
+    // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
+    delivery.received(ack.device, ack.action);
+    const before = record.status;
+    const who = by ? { by } : {};
+    if (ack.status === "accepted" && record.kind === "suggest" && (before === "proposed" || before === "delivered")) {
+      record.previous = profiles.get(record.owner)?.[record.key];
+      const accepted = transition(record, "accepted", ack.device, who);
+      const applied = transition(record, "applied", ack.device, { previous: record.previous });
+      // Every other touchpoint of the customer gets the accepted change as a set action of its own.
+      const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
+      const follow: ActionRecord | undefined =
+        others.length === 0
+          ? undefined
+          : { ...record, id: newId(), kind: "set", prompt: undefined, why: `accepted on ${ack.device}: ${record.why}`, targets: others, status: "proposed", createdAt: Date.now(), transitions: [] };
+      if (follow) book.add(follow);
+      const rows = follow ? proposedRows(follow, others, record.id) : [];
+      await changeProfile(record, "set", record.value, [accepted, applied, ...rows], async () => follow && send(others, follow));
+    } else if (ack.status === "undone") {
+      await undo(record, ack.device, by ?? `device:${ack.device}`);
+    } else {
+      await actionLog.write([transition(record, ack.status, ack.device, { ...(ack.reason ? { reason: ack.reason } : {}), ...who })]);
+    }
+    log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
+  }
 
   /** Restores the owner's previous value (or clears the key) and records the undo. */
   async function undo(record: ActionRecord, device: string, by: string): Promise<void> {

@@ -38,6 +38,11 @@ export class ProfileBook {
     };
   }
 
+  /** Erasure: the owner's profile is gone from memory (its change events are erased apart). */
+  forget(owner: Owner): void {
+    this.profiles.delete(owner);
+  }
+
   private apply(owner: Owner, key: string, op: "set" | "clear", value: unknown): void {
     const profile = this.profiles.get(owner) ?? {};
     if (op === "set") profile[key] = value;

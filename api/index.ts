@@ -19,6 +19,10 @@ import { healthRoutes } from "./routes/health.ts";
 import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { subjectRoutes } from "./routes/subjects.ts";
+import { streamRoutes } from "./routes/stream.ts";
+import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
+import type { Privacy } from "../privacy/index.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
@@ -33,7 +37,11 @@ export interface ApiDeps {
   store: Store;
   registry: Registry;
   auth: Authenticator;
-  mqtt: { handle(stream: import("node:stream").Duplex): void; readonly connectedClients: number };
+  mqtt: {
+    handle(stream: import("node:stream").Duplex): void;
+    readonly connectedClients: number;
+    follow(topic: string, onMessage: (payload: Buffer) => void): Promise<() => Promise<void>>;
+  };
   rules: Rules;
   actions: Actions;
   presence: { view(device: string): PresenceView };
@@ -41,6 +49,9 @@ export interface ApiDeps {
   ingest: Ingest;
   consent: Consent;
   metrics: MetricsRegistry;
+  touchpoints: Touchpoints;
+  tokens: SubjectTokens;
+  privacy: Privacy;
 }
 
 export interface Api {
@@ -73,7 +84,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
-  await app.register(deviceRoutes({ registry: deps.registry, auth: deps.auth, stateOf: deps.actions.stateOf, presence: deps.presence, delivery: deps.delivery }));
+  await app.register(deviceRoutes({ registry: deps.registry, touchpoints: deps.touchpoints, auth: deps.auth, stateOf: deps.actions.stateOf, presence: deps.presence, delivery: deps.delivery }));
+  await app.register(
+    streamRoutes({
+      registry: deps.registry,
+      follow: (topic, onMessage) => deps.mqtt.follow(topic, onMessage),
+      stateOf: deps.actions.stateMessage,
+      pendingFor: (device) => deps.actions.delivery.pendingFor(device),
+    }),
+  );
+  await app.register(subjectRoutes({ auth: deps.auth, registry: deps.registry, touchpoints: deps.touchpoints, tokens: deps.tokens, actions: deps.actions, consent: deps.consent, privacy: deps.privacy }));
   await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
   await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));

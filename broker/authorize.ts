@@ -7,6 +7,8 @@ import { authorize, channelOf } from "./acl.ts";
 import type { PublishRateLimiter } from "./limits.ts";
 import type { DisconnectReason, Presence } from "./presence.ts";
 import type { Sessions } from "./sessions.ts";
+import type { Outbox } from "../actions/delivery.ts";
+import { actionIdOf } from "./redelivery.ts";
 
 export interface AuthorizeDeps {
   sessions: Sessions;
@@ -16,6 +18,8 @@ export interface AuthorizeDeps {
   rate: PublishRateLimiter;
   limits: MqttLimits;
   log: Logger;
+  /** Which actions each device is still owed. */
+  outbox: Pick<Outbox, "isPending">;
 }
 
 /**
@@ -80,7 +84,15 @@ export function authorizeHooks(deps: AuthorizeDeps) {
 
     authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
       const session = sessions.of(client);
-      return session && authorize(session.device, "forward", packet.topic).allow ? packet : null;
+      if (!session || !authorize(session.device, "forward", packet.topic).allow) return null;
+      // Aedes asks again for each packet a persistent session kept while offline: an action the
+      // device no longer needs (delivered on another connection, withdrawn, or erased with its
+      // customer) is dropped from the queue, not sent late.
+      if (packet.topic === `devices/${session.device}/actions`) {
+        const id = actionIdOf(packet.payload as Buffer);
+        if (id === undefined || !deps.outbox.isPending(session.device, id)) return null;
+      }
+      return packet;
     },
   };
 }

@@ -26,6 +26,13 @@ export interface Broker extends Publisher {
   /** The `mqtts` listener, when configured. */
   readonly tlsAddress: { host: string; port: number } | undefined;
   readonly connectedClients: number;
+  /**
+   * Follows what is published on a topic (for streams that are not MQTT
+   * connections, such as SSE): through Aedes' own subscriptions, so it sees
+   * what every MQTT subscriber sees, also from another node of a cluster.
+   * Resolves with a function that stops following.
+   */
+  follow(topic: string, onMessage: (payload: Buffer) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -83,7 +90,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   });
   aedes.preConnect = identity.preConnect;
   aedes.authenticate = identity.authenticate;
-  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log });
+  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log, outbox: deps.outbox });
   aedes.authorizePublish = hooks.authorizePublish;
   aedes.authorizeSubscribe = hooks.authorizeSubscribe;
   aedes.authorizeForward = hooks.authorizeForward;
@@ -173,6 +180,21 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     tlsAddress: listeners.tls,
     get connectedClients() {
       return aedes.connectedClients;
+    },
+    async follow(topic, onMessage) {
+      const deliver = (packet: { payload: Buffer | string }, done: () => void) => {
+        try {
+          onMessage(Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload));
+        } finally {
+          done();
+        }
+      };
+      const subscriptions = aedes as unknown as {
+        subscribe(topic: string, fn: typeof deliver, done: () => void): void;
+        unsubscribe(topic: string, fn: typeof deliver, done: () => void): void;
+      };
+      await new Promise<void>((resolve) => subscriptions.subscribe(topic, deliver, resolve));
+      return () => new Promise<void>((resolve) => subscriptions.unsubscribe(topic, deliver, resolve));
     },
     publish(topic, payload, options) {
       return new Promise((resolve, reject) =>

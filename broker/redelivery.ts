@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { Outbox } from "../actions/delivery.ts";
 import type { Session } from "./sessions.ts";
 
-function actionIdOf(payload: Buffer): string | undefined {
+export function actionIdOf(payload: Buffer): string | undefined {
   try {
     const parsed = JSON.parse(payload.toString("utf8")) as { id?: unknown };
     return typeof parsed.id === "string" ? parsed.id : undefined;

@@ -97,6 +97,10 @@ export const configSchema = z.object({
     /** How far back count windows (last N sessions/events) are warmed at start. */
     warmupMaxAge: duration.prefault("90d"),
   }).prefault({}),
+  subjects: z.object({
+    /** A shared device's session with a customer ends after this long when its session_end never arrives. */
+    sessionTtl: duration.prefault("1h"),
+  }).prefault({}),
   ingest: z.object({
     /** InfluxDB's guidance is 5,000-10,000 points per write request. */
     batchSize: positiveInt.max(100_000).default(5000),
@@ -163,6 +167,7 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_RULES_SUGGESTION_TTL: ["rules", "suggestionTtl"],
   REFEED_RULES_MAX_COST: ["rules", "maxCost"],
   REFEED_RULES_WARMUP_MAX_AGE: ["rules", "warmupMaxAge"],
+  REFEED_SESSION_TTL: ["subjects", "sessionTtl"],
   REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
   REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],
   REFEED_INGEST_MAX_IN_FLIGHT: ["ingest", "maxInFlight"],

@@ -19,7 +19,7 @@ export interface ConsentChange {
   subject: string;
   purpose: Purpose;
   granted: boolean;
-  /** Who recorded it: `admin` today, the customer once subject tokens exist. */
+  /** Who recorded it: `admin`, or `customer` (the subject's own token). */
   by: string;
   at: Date;
 }
@@ -35,6 +35,8 @@ export interface Consent extends ConsentView {
   record(subject: string, changes: Partial<ConsentState>, by: string): Promise<ConsentState>;
   current(subject: string): ConsentState;
   history(subject: string): ConsentChange[];
+  /** Erasure: from now on nothing is allowed for the subject, and the history is gone from memory (InfluxDB is erased apart). */
+  forgetSubject(subject: string): void;
   close(): Promise<void>;
 }
 
@@ -116,6 +118,11 @@ export async function startConsent(deps: { store: Store; log: Logger }): Promise
 
     history(subject) {
       return [...(changes.get(subject) ?? [])];
+    },
+
+    forgetSubject(subject) {
+      state.delete(subject);
+      changes.delete(subject);
     },
 
     async close() {

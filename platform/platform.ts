@@ -12,6 +12,8 @@ import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
+import { startSubjects, type Subjects } from "../subjects/index.ts";
+import { startPrivacy } from "../privacy/index.ts";
 
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
@@ -54,7 +56,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const publisher: Publisher = {
       publish: (topic, payload, opts) => (broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started"))),
     };
-    const actions: Actions = await startActions({ suggestionTtlMs: config.rules.suggestionTtl }, { store, registry, publisher, log });
+    // Customers: which devices serve each of them (links, shared-device sessions), and their tokens.
+    const subjects: Subjects = await startSubjects({ sessionTtlMs: config.subjects.sessionTtl }, { store, log });
+    closers.push(() => subjects.close());
+    const { touchpoints } = subjects;
+    const actions: Actions = await startActions({ suggestionTtlMs: config.rules.suggestionTtl }, { store, registry, touchpoints, publisher, log });
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
     const consent: Consent = await startConsent({ store, log });
@@ -77,7 +83,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       log,
       consent,
       metrics,
-      onMessage: (msg) => rules.handle(msg),
+      onMessage: (msg) => {
+        touchpoints.observe(msg);
+        rules.handle(msg);
+      },
       onAck: (ack) => actions.ack(ack),
     });
     closers.push(() => ingest.close());
@@ -99,9 +108,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
-    const auth = anyAuthenticator(admin);
+    const auth = anyAuthenticator(subjects.tokens, admin);
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics });
+    const privacy = startPrivacy({ store, log, views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest } });
+    closers.push(() => privacy.close());
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics, touchpoints, tokens: subjects.tokens, privacy });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);

@@ -18,8 +18,6 @@ export type ProvisionInput = z.infer<typeof provisionSchema>;
 export interface Device {
   readonly id: string;
   readonly kind: string | undefined;
-  /** The customer a personal device or app install belongs to (pseudonymous). */
-  readonly subject: string | undefined;
   readonly createdAt: Date;
   readonly revoked: boolean;
   readonly revokedAt: Date | undefined;
@@ -47,7 +45,8 @@ export class RegistryError extends Error {
 }
 
 export interface Registry {
-  provision(input: ProvisionInput): Promise<{ device: Device; token: string }>;
+  /** The device's link to a customer (`subject` of the API call) is kept by subjects/, not here. */
+  provision(input: Omit<ProvisionInput, "subject">): Promise<{ device: Device; token: string }>;
   /** MQTT: username = device id, password = token. */
   authenticate(id: string, token: string): Promise<AuthResult>;
   /** HTTP: `Authorization: Bearer <device token>`; the token names its device. */
@@ -66,7 +65,6 @@ export interface Registry {
 interface Entry {
   id: string;
   kind: string | undefined;
-  subject: string | undefined;
   createdAt: Date;
   revoked: boolean;
   revokedAt: Date | undefined;
@@ -109,7 +107,7 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
     return entry;
   };
 
-  const rows = await store.query<{ time: Date; device: string; op: string; token_hash?: string; kind?: string; subject?: string }>(
+  const rows = await store.query<{ time: Date; device: string; op: string; token_hash?: string; kind?: string }>(
     `SELECT * FROM ${MEASUREMENT}`,
   );
   for (const row of rows) {
@@ -118,7 +116,6 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       devices.set(row.device, {
         id: row.device,
         kind: row.kind ?? undefined,
-        subject: row.subject ?? undefined,
         createdAt: row.time,
         revoked: false,
         revokedAt: undefined,
@@ -146,7 +143,6 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       const entry: Entry = {
         id,
         kind: input.kind,
-        subject: input.subject,
         createdAt: new Date(Math.floor(micros / 1000)),
         revoked: false,
         revokedAt: undefined,
@@ -164,7 +160,6 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
               op: "provisioned",
               token_hash: tokenHash,
               ...(input.kind ? { kind: input.kind } : {}),
-              ...(input.subject ? { subject: input.subject } : {}),
             },
             timestamp: String(micros),
           },

@@ -122,16 +122,22 @@ export class RuleEngine {
     return fresh;
   }
 
-  /** Feeds history into windows and sessions. `only` limits it to some sources (warming new ones). */
-  observe(msg: RuleMessage, only?: ReadonlySet<Source>): void {
+  /**
+   * Feeds history into windows and sessions. `only` limits it to some sources
+   * (warming new ones); `devices` to the device-scoped state of some devices
+   * (warming them again after an erasure).
+   */
+  observe(msg: RuleMessage, only?: ReadonlySet<Source>, devices?: ReadonlySet<string>): void {
+    if (devices && !devices.has(msg.device)) return;
     const trigger = triggerOf(msg);
     const celMsg = celMessage(msg);
     if (!only && trigger === `event:${SESSION_START}`) {
       this.sessionLog("device", msg.device, true)!.start(msg.ts);
-      if (msg.subject) this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
+      if (msg.subject && !devices) this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
     }
     for (const source of this.sourcesByTrigger.get(trigger) ?? []) {
       if (only && !only.has(source)) continue;
+      if (devices && source.scope !== "device") continue;
       const key = keyOf(source.scope, msg);
       if (key === undefined) continue;
       source.observe(msg, celMsg, key, this.sessionLog(source.scope, key, false));
@@ -165,6 +171,24 @@ export class RuleEngine {
   sessionsSince(target: string, ts: number): number {
     const [scope, key] = splitTarget(target);
     return this.sessions[scope].get(key)?.since(ts) ?? 0;
+  }
+
+  /** Drops the device-scoped windows and sessions of these devices, to be warmed again from what InfluxDB holds now. */
+  forgetDevices(devices: ReadonlySet<string>): void {
+    for (const device of devices) this.sessions.device.delete(device);
+    for (const source of this.sources.values()) if (source.scope === "device") for (const device of devices) source.forget(device);
+  }
+
+  /** Lengths of the device-scoped time windows. */
+  get deviceWindows(): number[] {
+    return [...this.sources.values()].map((s) => (s.scope === "device" && s.window.kind === "time" ? s.window.ms : 0));
+  }
+
+  /** Triggers whose messages the device-scoped sources read. */
+  get deviceTriggers(): Set<string> {
+    const triggers = new Set<string>([`event:${SESSION_START}`]);
+    for (const source of this.sources.values()) if (source.scope === "device" && source.of) triggers.add(source.of);
+    return triggers;
   }
 
   /** Drops everything held about a subject (erasure). */

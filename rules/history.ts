@@ -10,7 +10,14 @@ const TAGS = new Set(["time", "device", "subject", "event"]);
  * and hands them over in time order. Only what consent let ingest store
  * with a subject comes back with one.
  */
-export async function readHistory(store: Store, triggers: ReadonlySet<string>, from: number, to: number, onMessage: (msg: DeviceMessage) => void): Promise<number> {
+export async function readHistory(
+  store: Store,
+  triggers: ReadonlySet<string>,
+  from: number,
+  to: number,
+  onMessage: (msg: DeviceMessage) => void,
+  devices?: readonly string[],
+): Promise<number> {
   const events = [...triggers].filter((t) => t.startsWith("event:")).map((t) => t.slice("event:".length));
   const queries: Array<{ kind: Kind; q: (range: string) => string }> = [];
   if (triggers.has("telemetry")) queries.push({ kind: "telemetry", q: (range) => `SELECT * FROM telemetry WHERE ${range}` });
@@ -21,7 +28,9 @@ export async function readHistory(store: Store, triggers: ReadonlySet<string>, f
   let count = 0;
   for (let start = from; start < to; start += DAY) {
     const end = Math.min(to, start + DAY);
-    const range = `time >= ${start * 1_000_000} AND time < ${end * 1_000_000}`;
+    // Device ids are validated at the edge ([A-Za-z0-9._-]), so they are safe in a literal.
+    const only = devices ? ` AND (${devices.map((d) => `device = '${d}'`).join(" OR ")})` : "";
+    const range = `time >= ${start * 1_000_000} AND time < ${end * 1_000_000}${only}`;
     const batch: DeviceMessage[] = [];
     for (const { kind, q } of queries) for (const row of await store.query(q(range))) batch.push(toMessage(kind, row));
     batch.sort((a, b) => a.ts - b.ts);

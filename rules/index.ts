@@ -47,8 +47,12 @@ export interface Rules {
   backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
-  /** Erasure: forgets a subject's windows and sessions. */
-  forgetSubject(subject: string): void;
+  /**
+   * Erasure: forgets a subject's windows and sessions, and warms the device
+   * windows of the devices they used again from InfluxDB (already erased), so
+   * memory holds what a restart would build.
+   */
+  forgetSubject(subject: string, devices: readonly string[]): Promise<void>;
   readonly stats: RuleEngine["stats"];
   close(): Promise<void>;
 }
@@ -188,7 +192,16 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       await reload();
       await apply(false);
     },
-    forgetSubject: (subject) => engine.forgetSubject(subject),
+    async forgetSubject(subject, devices) {
+      engine.forgetSubject(subject);
+      if (devices.length === 0) return;
+      const set = new Set(devices);
+      engine.forgetDevices(set);
+      const now = Date.now();
+      const lookback = Math.max(config.warmupMaxAgeMs, ...engine.deviceWindows);
+      const count = await readHistory(deps.store, engine.deviceTriggers, now - lookback, now, (msg) => engine.observe(msg, undefined, set), devices);
+      log.info({ devices: devices.length, messages: count }, "device windows warmed again after an erasure");
+    },
     get stats() {
       return engine.stats;
     },

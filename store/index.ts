@@ -5,6 +5,12 @@ import { startInfluxd, type ManagedInfluxd } from "./influxd.ts";
 
 export type Point = IPoint;
 export type Row = Record<string, unknown> & { time: Date };
+/**
+ * A row as InfluxDB sent it: `time` is its RFC 3339 text with every digit of
+ * the nanoseconds (a JavaScript number or Date would round them), so a point
+ * found this way can be deleted or rewritten exactly.
+ */
+export type RawRow = Record<string, unknown> & { time: string };
 
 /**
  * The one system of record. Parts write and query through this small
@@ -22,6 +28,16 @@ export interface Store {
    */
   writeLines(body: string, timeoutMs: number): Promise<void>;
   query<T extends Row = Row>(influxql: string): Promise<T[]>;
+  /**
+   * Streams the rows of one SELECT in chunks (InfluxDB's `chunked=true`), so a
+   * long history never sits in memory: the next chunk is read only when the
+   * consumer asks for it.
+   */
+  stream(influxql: string, chunkSize?: number): AsyncIterable<RawRow[]>;
+  /** Runs statements that change data or answer with names (DELETE, SHOW ...); answers each statement's rows. */
+  exec(influxql: string): Promise<RawRow[][]>;
+  /** Writes points whose timestamps are nanosecond strings: to overwrite fields of existing points in place. */
+  writeNanos(points: readonly Point[]): Promise<void>;
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -72,6 +88,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
   writeUrl.username = "";
   writeUrl.password = "";
 
+  const queryUrl = new URL("/query", url);
+  queryUrl.search = new URLSearchParams({ db: options.db }).toString();
+  queryUrl.username = "";
+  queryUrl.password = "";
+
   const store: Store = {
     url: managed ? url : redact(url),
     db: options.db,
@@ -104,6 +125,26 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     async query<T extends Row>(influxql: string) {
       return (await client.query(influxql)) as unknown as T[];
     },
+    stream(influxql, chunkSize = 1000) {
+      return streamQuery(queryUrl, authHeader, influxql, chunkSize);
+    },
+    async exec(influxql) {
+      const res = await fetch(queryUrl, { method: "POST", headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ q: influxql }) });
+      const body = (await res.json().catch(() => ({}))) as QueryBody;
+      if (!res.ok && !body.results) throw new StoreQueryError(body.error ?? `HTTP ${res.status}`);
+      return (body.results ?? []).map((result) => {
+        if (result.error) throw new StoreQueryError(result.error);
+        return rowsOf(result);
+      });
+    },
+    async writeNanos(points) {
+      if (points.length === 0) return;
+      try {
+        await client.writePoints(points as IPoint[], { precision: "n" });
+      } catch (err) {
+        throw toWriteError(err);
+      }
+    },
     async ping(timeoutMs = 2000) {
       try {
         const res = await fetch(new URL("/ping", url), { signal: AbortSignal.timeout(timeoutMs), headers: { ...authHeader } });
@@ -117,6 +158,67 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     },
   };
   return store;
+}
+
+export class StoreQueryError extends Error {
+  readonly code = "REFEED_INFLUX_QUERY";
+}
+
+interface QueryResult {
+  error?: string;
+  series?: Array<{ name: string; tags?: Record<string, string>; columns: string[]; values: unknown[][] }>;
+}
+interface QueryBody {
+  error?: string;
+  results?: QueryResult[];
+}
+
+function rowsOf(result: QueryResult): RawRow[] {
+  const rows: RawRow[] = [];
+  for (const series of result.series ?? []) {
+    for (const values of series.values) {
+      const row: Record<string, unknown> = { ...series.tags };
+      series.columns.forEach((column, i) => (row[column] = values[i]));
+      row[SERIES] = series.name;
+      rows.push(row as RawRow);
+    }
+  }
+  return rows;
+}
+
+/** The key under which a row says which measurement (series name) it came from, e.g. in SHOW FIELD KEYS. */
+export const SERIES = "@series";
+
+async function* streamQuery(queryUrl: URL, authHeader: Record<string, string> | undefined, influxql: string, chunkSize: number): AsyncGenerator<RawRow[]> {
+  const res = await fetch(queryUrl, {
+    method: "POST",
+    headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams({ q: influxql, chunked: "true", chunk_size: String(chunkSize) }),
+  });
+  if (!res.ok || !res.body) throw new StoreQueryError(`${(await res.text().catch(() => "")) || `HTTP ${res.status}`}`);
+  // Each chunk is one JSON document on a line of its own.
+  let rest = "";
+  const decoder = new TextDecoder();
+  for await (const bytes of res.body as unknown as AsyncIterable<Uint8Array>) {
+    rest += decoder.decode(bytes, { stream: true });
+    let newline: number;
+    while ((newline = rest.indexOf("\n")) >= 0) {
+      const line = rest.slice(0, newline);
+      rest = rest.slice(newline + 1);
+      if (line.trim()) yield* chunkRows(line);
+    }
+  }
+  if (rest.trim()) yield* chunkRows(rest);
+}
+
+function* chunkRows(line: string): Generator<RawRow[]> {
+  const body = JSON.parse(line) as QueryBody;
+  if (body.error) throw new StoreQueryError(body.error);
+  for (const result of body.results ?? []) {
+    if (result.error) throw new StoreQueryError(result.error);
+    const rows = rowsOf(result);
+    if (rows.length > 0) yield rows;
+  }
 }
 
 async function waitUntilReachable(url: string, timeoutMs: number): Promise<void> {

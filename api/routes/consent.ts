@@ -2,13 +2,17 @@ import type { FastifyPluginAsync } from "fastify";
 import { consentChangesSchema, type Consent } from "../../consent/index.ts";
 import { SUBJECT_ID } from "../../registry/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
+import { ownsSubject, requireRole, type Authenticator } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 
-/** Opt-in and opt-out per purpose, with the history. Admin for now; subject tokens come with issue 6. */
+/** Opt-in and opt-out per purpose, with the history: an admin for anyone, a subject token for its own subject only. */
 export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): FastifyPluginAsync =>
   async (app) => {
-    app.addHook("onRequest", requireRole(deps.auth, "admin"));
+    app.addHook("onRequest", requireRole(deps.auth, "subject"));
+    app.addHook("preHandler", async (request, reply) => {
+      const { id } = request.params as { id: string };
+      if (SUBJECT_ID.test(id) && !ownsSubject(request.principal, id)) return reply.code(403).send({ error: "forbidden", message: "a subject token acts on its own subject only" });
+    });
 
     const badSubject = (id: string) =>
       SUBJECT_ID.test(id) ? undefined : { error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` };
@@ -19,7 +23,7 @@ export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): 
       const parsed = consentChangesSchema.safeParse(request.body ?? {});
       if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
       try {
-        const consent = await deps.consent.record(request.params.id, parsed.data, "admin");
+        const consent = await deps.consent.record(request.params.id, parsed.data, request.principal?.role === "subject" ? "customer" : "admin");
         return { subject: request.params.id, consent };
       } catch (err) {
         if (!(err instanceof StoreWriteError)) throw err;

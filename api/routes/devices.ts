@@ -1,11 +1,13 @@
 import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { PresenceView } from "../../broker/presence.ts";
 import { provisionSchema, RegistryError, type Device, type Registry } from "../../registry/index.ts";
+import type { Touchpoints } from "../../subjects/index.ts";
 import { requireRole, type Authenticator } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 
 export interface DeviceRouteDeps {
   registry: Registry;
+  touchpoints: Pick<Touchpoints, "linkedSubject" | "link">;
   auth: Authenticator;
   stateOf(device: string): Record<string, unknown>;
   presence: { view(device: string): PresenceView };
@@ -24,7 +26,7 @@ export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
       return {
         id: d.id,
         kind: d.kind ?? null,
-        subject: d.subject ?? null,
+        subject: deps.touchpoints.linkedSubject(d.id) ?? null,
         createdAt: d.createdAt.toISOString(),
         revoked: d.revoked,
         revokedAt: iso(d.revokedAt),
@@ -46,8 +48,10 @@ export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
       const parsed = provisionSchema.safeParse(request.body ?? {});
       if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
       try {
-        const { device, token } = await deps.registry.provision(parsed.data);
-        return reply.code(201).send({ id: device.id, token, ...(device.subject ? { subject: device.subject } : {}), ...(device.kind ? { kind: device.kind } : {}) });
+        const { subject, ...input } = parsed.data;
+        const { device, token } = await deps.registry.provision(input);
+        if (subject) await deps.touchpoints.link(device.id, subject, request.principal?.name ?? "admin");
+        return reply.code(201).send({ id: device.id, token, ...(subject ? { subject } : {}), ...(device.kind ? { kind: device.kind } : {}) });
       } catch (err) {
         return failed(reply, err);
       }

@@ -34,7 +34,7 @@ export const bankingApp: Scenario = {
               event(subject, "session_start", { platform: random.pick(["ios", "android"]) }),
               event(subject, "page_view", { page: "home", share_price_widget: onHome }),
               ...pages,
-              ...(random.chance(0.15) ? [event(subject, "bill_paid", { amount: random.int(20, 400) })] : []),
+              ...(random.chance(0.15) ? [event(subject, "bill_paid", { bill: `bill-${random.int(1000, 9999)}`, amount: random.int(20, 400) })] : []),
               ...(random.chance(0.12) ? [mood.feedback(subject, "app")] : []),
               event(subject, "session_end", { seconds: random.int(20, 300) }),
             ];

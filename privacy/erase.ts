@@ -1,0 +1,158 @@
+import { createHash, randomBytes } from "node:crypto";
+import type { Logger } from "pino";
+import type { Point, RawRow, Store } from "../store/index.ts";
+import { nextMicros } from "../store/clock.ts";
+import { ident, literal, namedPattern, redact } from "./mentions.ts";
+import { policyOf, scan, shapes, SUBJECT_TAGS, type Shape } from "./scan.ts";
+
+export const ERASURES = "erasures";
+
+/** The in-memory views that hold something about a subject; each forgets them at once. */
+export interface ErasableViews {
+  consent: { forgetSubject(subject: string): void };
+  tokens: { forgetSubject(subject: string): void };
+  touchpoints: { forgetSubject(subject: string): string[] };
+  actions: { forgetSubject(subject: string): void; flush(): Promise<void> };
+  rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
+  ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number } };
+}
+
+export class ErasureError extends Error {
+  constructor(
+    readonly code: "SPOOL_NOT_EMPTY",
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface ErasureReport {
+  subject: string;
+  erasure: string;
+  at: string;
+  /** Points removed, per measurement. */
+  deleted: Record<string, number>;
+  /** Points of someone else that mentioned the subject and had the mention replaced. */
+  redacted: Record<string, number>;
+  /** What still names the subject afterwards: only staff-written configuration (rule texts), to be changed by hand. */
+  remaining: Record<string, number>;
+}
+
+/**
+ * The erasure record keeps no erased data. It holds a salted SHA-256 of the
+ * subject id, so the customer's export (which knows the id) and an auditor
+ * given the id can find it, while the database alone does not name them.
+ */
+export function subjectHash(subject: string, salt: string): string {
+  return createHash("sha256").update(salt).update("\0").update(subject).digest("base64url");
+}
+
+/** RFC 3339 with up to nine fractional digits -> nanoseconds since the epoch, exactly. */
+export function nanosOf(time: string): string {
+  const match = /^(.*?)(?:\.(\d{1,9}))?Z$/.exec(time);
+  if (!match) throw new Error(`unexpected InfluxDB time '${time}'`);
+  const seconds = BigInt(Math.floor(Date.parse(`${match[1]}Z`) / 1000));
+  return String(seconds * 1_000_000_000n + BigInt((match[2] ?? "").padEnd(9, "0")));
+}
+
+const BATCH = 200;
+
+/**
+ * Erases a subject from every measurement and every in-memory view. Consent
+ * first (from this moment nothing about them is admitted or used), then what
+ * was in flight is flushed and the views forget them, so nothing lands after
+ * the delete,
+ * then InfluxDB: series tagged with them are dropped, points that name them
+ * in a field are deleted (their own data, their actions' lifecycle rows) or
+ * have the mention redacted (someone else's record), and a last scan checks
+ * that nothing is left. Idempotent: a retry after a failure finishes the job.
+ */
+export async function eraseSubject(subject: string, by: string, deps: { store: Store; log: Logger; views: ErasableViews }): Promise<ErasureReport> {
+  const { store, views } = deps;
+  const log = deps.log.child({ part: "privacy" });
+  if (views.ingest.spoolDepth.points > 0) {
+    throw new ErasureError("SPOOL_NOT_EMPTY", "InfluxDB is catching up with data spooled during an outage, which may include this customer's; erase again once it is done");
+  }
+  const started = Date.now();
+  // The devices whose own windows counted this customer's messages, to warm them again without.
+  const used = new Set<string>();
+  for (const rows of await store.exec(`SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = ${literal(subject)}`)) {
+    for (const row of rows) used.add(String(row.value));
+  }
+
+  // No record about them is admitted from now on, and their tokens stop working.
+  views.consent.forgetSubject(subject);
+  views.tokens.forgetSubject(subject);
+  // What was admitted before is made durable and handed to the views (a turn of the event loop), then forgotten.
+  await views.ingest.flush();
+  await new Promise((resolve) => setImmediate(resolve));
+  for (const device of views.touchpoints.forgetSubject(subject)) used.add(device);
+  views.actions.forgetSubject(subject);
+  await views.actions.flush();
+
+  const deleted: Record<string, number> = {};
+  const redacted: Record<string, number> = {};
+  const add = (counts: Record<string, number>, measurement: string, n: number) => n > 0 && (counts[measurement] = (counts[measurement] ?? 0) + n);
+
+  const all = await shapes(store);
+  for (const shape of all) {
+    const tags = shape.tags.filter((t) => SUBJECT_TAGS[t]);
+    if (tags.length === 0 || policyOf(shape.name) === "keep") continue;
+    const where = tags.map((t) => `${ident(t)} = ${literal(SUBJECT_TAGS[t]!(subject))}`).join(" OR ");
+    const [counts = []] = await store.exec(`SELECT count(*) FROM ${ident(shape.name)} WHERE ${where}`);
+    const n = Math.max(0, ...counts.flatMap((row) => Object.entries(row).filter(([k]) => k.startsWith("count_")).map(([, v]) => Number(v))));
+    if (n === 0) continue;
+    await store.exec(`DROP SERIES FROM ${ident(shape.name)} WHERE ${where}`);
+    add(deleted, shape.name, n);
+  }
+
+  // What is left names them in a field: delete their own points, redact the mention in others'.
+  const named = new RegExp(namedPattern(subject));
+  for await (const { shape, matches } of scan(store, subject, (s) => policyOf(s.name) !== "keep")) {
+    const own = matches.filter((m) => m.own).map((m) => m.row);
+    for (let i = 0; i < own.length; i += BATCH) {
+      await store.exec(own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)).join("; "));
+    }
+    add(deleted, shape.name, own.length);
+    const rewrites = matches.filter((m) => !m.own).map((m) => redacted_(shape, m.row, subject, named)).filter((p) => Object.keys(p.fields ?? {}).length > 0);
+    await store.writeNanos(rewrites);
+    add(redacted, shape.name, rewrites.length);
+  }
+
+  await views.rules.forgetSubject(subject, [...used]);
+
+  const remaining: Record<string, number> = {};
+  for await (const { shape, matches } of scan(store, subject, undefined, true)) add(remaining, shape.name, matches.length);
+
+  const id = `era_${randomBytes(9).toString("base64url")}`;
+  const salt = randomBytes(16).toString("base64url");
+  const micros = nextMicros();
+  const total = Object.values(deleted).reduce((a, b) => a + b, 0);
+  await store.write([
+    {
+      measurement: ERASURES,
+      fields: { erasure: id, subject_hash: subjectHash(subject, salt), salt, by, points: total, detail: JSON.stringify({ deleted, redacted, remaining }) },
+      timestamp: String(micros),
+    },
+  ]);
+  log.info({ erasure: id, by, deleted: total, redacted: Object.values(redacted).reduce((a, b) => a + b, 0), remaining, ms: Date.now() - started }, "subject erased");
+  return { subject, erasure: id, at: new Date(Math.floor(micros / 1000)).toISOString(), deleted, redacted, remaining };
+}
+
+/** One point: its series (every tag, absent ones as '') at its exact time. */
+function deleteOne(shape: Shape, row: RawRow): string {
+  const series = shape.tags.map((t) => `${ident(t)} = ${literal(row[t] == null ? "" : String(row[t]))}`);
+  return `DELETE FROM ${ident(shape.name)} WHERE ${[...series, `time = ${literal(row.time)}`].join(" AND ")}`;
+}
+
+/** The same point with every string field that names the subject redacted: same series and time, so InfluxDB overwrites those fields in place. */
+function redacted_(shape: Shape, row: RawRow, subject: string, named: RegExp): Point {
+  const tags: Record<string, string> = {};
+  for (const t of shape.tags) if (row[t] != null && row[t] !== "") tags[t] = String(row[t]);
+  const fields: Record<string, string> = {};
+  for (const f of shape.fields) {
+    const value = row[f.key];
+    if (f.type === "string" && typeof value === "string" && named.test(value)) fields[f.key] = redact(value, subject);
+  }
+  return { measurement: shape.name, tags, fields, timestamp: nanosOf(row.time) };
+}

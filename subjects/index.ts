@@ -1,0 +1,35 @@
+import type { Logger } from "pino";
+import type { Store } from "../store/index.ts";
+import { startSubjectTokens, type SubjectTokens } from "./tokens.ts";
+import { startTouchpoints, type Touchpoints } from "./touchpoints.ts";
+
+export type { Link, TouchpointChange, TouchpointSession, Touchpoints } from "./touchpoints.ts";
+export type { SubjectToken, SubjectTokens } from "./tokens.ts";
+export { TokenError } from "./tokens.ts";
+export { LINKS } from "./touchpoints.ts";
+export { TOKENS } from "./tokens.ts";
+
+export interface SubjectsConfig {
+  /** A shared device's session with a customer ends after this long if its session_end never comes. */
+  sessionTtlMs: number;
+}
+
+/** Customers: which devices serve each of them (links and sessions), and their own bearer tokens. */
+export interface Subjects {
+  readonly touchpoints: Touchpoints;
+  readonly tokens: SubjectTokens;
+  close(): Promise<void>;
+}
+
+export async function startSubjects(config: SubjectsConfig, deps: { store: Store; log: Logger }): Promise<Subjects> {
+  const touchpoints = await startTouchpoints(config, deps);
+  const tokens = await startSubjectTokens(deps);
+  return {
+    touchpoints,
+    tokens,
+    async close() {
+      await tokens.close();
+      await touchpoints.close();
+    },
+  };
+}
