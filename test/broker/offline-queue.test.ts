@@ -58,4 +58,30 @@ describe("offline queue cap", () => {
     // QoS 1 may repeat q/6 (Aedes replays its queue right after CONNACK), but nothing older comes back.
     expect(new Set(again)).toEqual(new Set(["q/6"]));
   });
+
+  it("drops a packet that authorizeForward refuses without touching the others queued for a persistent session", async () => {
+    broker = await Aedes.createBroker({ persistence: cappedMemoryPersistence(100, () => {}) });
+    const aedes = broker;
+    // As the platform does for an action a device is no longer owed (withdrawn, erased).
+    aedes.authorizeForward = (_client, packet) => (packet.topic.endsWith("/skip") ? null : packet);
+    server = createServer((socket) => aedes.handle(socket));
+    await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
+    const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const client = mqtt.connect(url, { clientId: "dev-2", clean: false, reconnectPeriod: 0 });
+    clients.push(client);
+    await new Promise((resolve) => client.once("connect", resolve));
+    await client.subscribeAsync("a/#", { qos: 1 });
+    let closed = false;
+    client.on("close", () => (closed = true));
+    const received: string[] = [];
+    client.on("message", (topic) => received.push(topic));
+
+    // Published together, so both are in the session's queue, neither with a packet identifier yet.
+    const publish = (topic: string) =>
+      new Promise<void>((resolve, reject) => aedes.publish({ cmd: "publish", topic, payload: Buffer.from(topic), qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve())));
+    await Promise.all(["a/1/skip", "a/2", "a/3/skip", "a/4"].map(publish));
+    await waitFor(() => received.length >= 2 || closed, "the forwarded messages");
+    expect(closed).toBe(false);
+    expect(received.sort()).toEqual(["a/2", "a/4"]);
+  });
 });
