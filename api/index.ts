@@ -19,6 +19,7 @@ import { healthRoutes } from "./routes/health.ts";
 import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import { doc, registerDocs } from "./openapi.ts";
 import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
@@ -78,9 +79,17 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   });
   app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }));
 
+  await registerDocs(app);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   // MQTT over WebSocket for apps: same broker, same identity and ACL.
-  app.get("/mqtt", { websocket: true }, (socket) => {
+  const mqttDoc = doc({
+    tag: "devices",
+    summary: "MQTT 3.1.1 over WebSocket",
+    description: "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.",
+    auth: "none",
+    responses: { 101: "switching to the WebSocket protocol" },
+  });
+  app.get("/mqtt", { websocket: true, ...mqttDoc }, (socket) => {
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));

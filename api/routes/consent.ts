@@ -4,6 +4,7 @@ import { SUBJECT_ID } from "../../registry/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
 import { ownsSubject, requireRole, type Authenticator } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
+import { doc } from "../openapi.ts";
 
 /** Opt-in and opt-out per purpose, with the history: an admin for anyone, a subject token for its own subject only. */
 export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): FastifyPluginAsync =>
@@ -17,7 +18,7 @@ export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): 
     const badSubject = (id: string) =>
       SUBJECT_ID.test(id) ? undefined : { error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` };
 
-    app.put<{ Params: { id: string } }>("/api/subjects/:id/consent", async (request, reply) => {
+    app.put<{ Params: { id: string } }>("/api/subjects/:id/consent", doc({ tag: "consent", summary: "Opt in or out per purpose", description: "Purposes: analytics (telemetry about the customer), personalization (events, rules), feedback. No record means no; an opt-out applies to the next message.", auth: ["subject"], body: consentChangesSchema, responses: { 200: "the customer's consent now", 400: "invalid subject or body", 503: "InfluxDB is unavailable; send it again" } }), async (request, reply) => {
       const invalid = badSubject(request.params.id);
       if (invalid) return reply.code(400).send(invalid);
       const parsed = consentChangesSchema.safeParse(request.body ?? {});
@@ -35,7 +36,7 @@ export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): 
       }
     });
 
-    app.get<{ Params: { id: string } }>("/api/subjects/:id/consent", async (request, reply) => {
+    app.get<{ Params: { id: string } }>("/api/subjects/:id/consent", doc({ tag: "consent", summary: "Consent now and its history", auth: ["subject"], responses: { 200: "OK", 400: "invalid subject id" } }), async (request, reply) => {
       const invalid = badSubject(request.params.id);
       if (invalid) return reply.code(400).send(invalid);
       const id = request.params.id;

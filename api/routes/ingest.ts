@@ -1,20 +1,35 @@
 import type { FastifyPluginAsync } from "fastify";
+import { z } from "zod";
 import { channels, SpoolFullError, type Channel, type Ingest } from "../../ingest/index.ts";
+import { recordSchemas } from "../../ingest/messages.ts";
 import type { Registry } from "../../registry/index.ts";
 import { bearer } from "../auth.ts";
+import { doc } from "../openapi.ts";
 
 /**
  * Ingest over HTTP for devices and apps that cannot keep an MQTT connection:
  * the same payloads, the same parser, the same dead letters and consent. The
  * answer comes once the data is durable, like a QoS 1 PUBACK.
  */
+const records = recordSchemas({ maxFields: 64 });
+const anyRecord = z.union([records.telemetry, records.events, records.feedback, records.acks]);
+const ingestDoc = doc({
+  tag: "ingest",
+  summary: "A device's message over HTTP (telemetry, events, feedback or acks)",
+  description:
+    "`:channel` is telemetry, events, feedback or acks; the body is the same payload as on MQTT (one record, or an array of them), checked the same way. The answer comes once the data is durable. Refused records are listed with their reason and kept as dead letters.",
+  auth: ["device"],
+  body: z.union([anyRecord, z.array(anyRecord)]),
+  responses: { 200: "`{accepted, withheld, refused}`", 400: "nothing in the body fits the contract: `{error: reason}`", 404: "no such channel", 503: "InfluxDB is down and the spool is full; send it again" },
+});
+
 export const ingestRoutes = (deps: { ingest: Ingest; registry: Registry }): FastifyPluginAsync =>
   async (app) => {
     // The body is the device's payload byte for byte; ingest parses it as it parses a publish.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser("*", { parseAs: "buffer" }, (_request, body, done) => done(null, body));
 
-    app.post<{ Params: { channel: string } }>("/api/ingest/:channel", async (request, reply) => {
+    app.post<{ Params: { channel: string } }>("/api/ingest/:channel", ingestDoc, async (request, reply) => {
       const token = bearer(request);
       if (!token) return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <device token>' header" });
       const auth = await deps.registry.authenticateBearer(token);

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import { Gauge, type Registry } from "prom-client";
+import { doc } from "../openapi.ts";
 
 /** Prometheus text format, no auth (like /healthz): no label names a device or a customer. */
 export const metricsRoutes = (deps: { metrics: Registry; connectedClients(): number }): FastifyPluginAsync =>
@@ -12,5 +13,5 @@ export const metricsRoutes = (deps: { metrics: Registry; connectedClients(): num
         this.set(deps.connectedClients());
       },
     });
-    app.get("/metrics", async (_request, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()));
+    app.get("/metrics", doc({ tag: "metrics", summary: "Prometheus metrics", description: "Prometheus text format. No label names a device or a customer.", auth: "none" }), async (_request, reply) => reply.type(deps.metrics.contentType).send(await deps.metrics.metrics()));
   };

@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ServerResponse } from "node:http";
 import type { Registry } from "../../registry/index.ts";
 import { bearer } from "../auth.ts";
+import { doc } from "../openapi.ts";
 
 export interface StreamDeps {
   registry: Registry;
@@ -45,7 +46,7 @@ export const streamRoutes = (deps: StreamDeps): FastifyPluginAsync =>
     });
     app.addHook("onClose", async () => stopWatching());
 
-    app.get<{ Params: { id: string } }>("/api/devices/:id/stream", async (request, reply) => {
+    app.get<{ Params: { id: string } }>("/api/devices/:id/stream", doc({ tag: "devices", summary: "Server-sent events of a device's state and actions", description: "For apps that cannot speak MQTT: `event: state` at once and on every change, `event: action` for everything pending and then every new action (the event id is the action id). An action stays pending until acked with POST /api/ingest/acks.", auth: ["device"], responses: { 200: "a text/event-stream", 404: "not the device's own id" } }), async (request, reply) => {
       const token = bearer(request);
       if (!token) return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <device token>' header" });
       const auth = await deps.registry.authenticateBearer(token);

@@ -9,6 +9,7 @@ import { TokenError, type SubjectTokens, type Touchpoints } from "../../subjects
 import { StoreWriteError } from "../../store/index.ts";
 import { ownsSubject, requireRole, type Authenticator, type Role } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
+import { doc, type RouteDoc } from "../openapi.ts";
 
 export interface SubjectRouteDeps {
   auth: Authenticator;
@@ -35,6 +36,7 @@ const profileBody = z
     }
   });
 const tokenBody = z.strictObject({ label: z.string().min(1).max(64).optional() });
+const exportQuery = z.object({ format: z.enum(["json", "csv"]).optional() });
 
 export function publicAction(record: ActionRecord) {
   return { ...record, createdAt: new Date(record.createdAt).toISOString() };
@@ -63,13 +65,14 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       return id;
     };
     const by = (request: FastifyRequest) => request.principal?.name ?? "unknown";
-    const route = (...roles: Role[]) => ({ onRequest: requireRole(deps.auth, ...roles) });
+    /** Who may call a route (admin always may) and what /docs says of it, in one place. */
+    const route = (d: Omit<RouteDoc, "tag" | "auth"> & { auth: Role[] }) => ({ onRequest: requireRole(deps.auth, ...d.auth), ...doc({ tag: "subjects", ...d }) });
     const unavailable = (reply: FastifyReply, err: unknown, what: string) => {
       if (!(err instanceof StoreWriteError)) throw err;
       return reply.code(503).header("retry-after", "5").send({ error: "unavailable", message: `${what} could not be recorded because InfluxDB is unavailable; send the request again` });
     };
 
-    app.get<Params>("/api/subjects/:id", route("support", "subject"), async (request, reply) => {
+    app.get<Params>("/api/subjects/:id", route({ summary: "A customer: consent, profile, touchpoints, sessions, participation", auth: ["support", "subject"], responses: { 200: "OK", 400: "invalid subject id" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       return {
@@ -83,7 +86,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
 
     // Tokens: an admin (an app's backend, at the customer's login) issues them; the customer can list and revoke their own.
-    app.post<Params>("/api/subjects/:id/tokens", route("admin"), async (request, reply) => {
+    app.post<Params>("/api/subjects/:id/tokens", route({ summary: "Issue a subject token", description: "For an app's backend at the customer's login: the token (rfs.) is answered once and lets the customer act on their own data only.", auth: ["admin"], body: tokenBody, responses: { 201: "`{subject, id, token, label, createdAt}`", 400: "invalid subject or body", 503: "InfluxDB is unavailable" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       const parsed = tokenBody.safeParse(request.body ?? {});
@@ -95,12 +98,12 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
         return unavailable(reply, err, "the token");
       }
     });
-    app.get<Params>("/api/subjects/:id/tokens", route("subject"), async (request, reply) => {
+    app.get<Params>("/api/subjects/:id/tokens", route({ summary: "A customer's tokens (never the secrets)", auth: ["subject"] }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       return deps.tokens.list(id).map((t) => ({ id: t.id, label: t.label ?? null, createdAt: t.createdAt.toISOString(), createdBy: t.createdBy, revokedAt: t.revokedAt?.toISOString() ?? null }));
     });
-    app.delete<{ Params: { id: string; token: string } }>("/api/subjects/:id/tokens/:token", route("subject"), async (request, reply) => {
+    app.delete<{ Params: { id: string; token: string } }>("/api/subjects/:id/tokens/:token", route({ summary: "Revoke a subject token", auth: ["subject"], responses: { 200: "`{id, revokedAt}`", 404: "no such token" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       try {
@@ -112,12 +115,12 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       }
     });
 
-    app.get<Params>("/api/subjects/:id/profile", route("support", "subject"), async (request, reply) => {
+    app.get<Params>("/api/subjects/:id/profile", route({ summary: "A customer's personalization profile", auth: ["support", "subject"] }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       return { subject: id, profile: deps.actions.profileOf(`subject:${id}`) };
     });
-    app.put<Params>("/api/subjects/:id/profile", route("subject"), async (request, reply) => {
+    app.put<Params>("/api/subjects/:id/profile", route({ summary: "The customer sets profile keys", description: "Each key set (or cleared with null) is an undoable action that reaches every touchpoint of the customer.", auth: ["subject"], body: profileBody, responses: { 200: "`{subject, profile, actions}`", 400: "invalid keys or values", 503: "InfluxDB is unavailable" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       const parsed = profileBody.safeParse(request.body ?? {});
@@ -130,7 +133,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       }
     });
 
-    app.get<Params>("/api/subjects/:id/devices", route("support", "subject"), async (request, reply) => {
+    app.get<Params>("/api/subjects/:id/devices", route({ summary: "A customer's linked devices and open sessions", auth: ["support", "subject"] }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       return {
@@ -140,7 +143,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       };
     });
     // Linking gives a device the customer's profile, so only an admin links; the customer may unlink their own.
-    app.put<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route("admin"), async (request, reply) => {
+    app.put<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route({ summary: "Link a device to a customer", description: "The device then carries the customer's profile on its state topic.", auth: ["admin"], responses: { 200: "linked", 404: "no such device", 409: "the device is revoked" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       const device = deps.registry.get(request.params.device);
@@ -153,7 +156,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       }
       return { subject: id, device: device.id, linked: true };
     });
-    app.delete<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route("subject"), async (request, reply) => {
+    app.delete<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route({ summary: "Unlink a device from a customer", auth: ["subject"], responses: { 200: "unlinked", 404: "the device is not linked to this customer" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       if (deps.touchpoints.linkedSubject(request.params.device) !== id) {
@@ -167,14 +170,14 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       return { subject: id, device: request.params.device, linked: false };
     });
 
-    app.get<Params>("/api/subjects/:id/actions", route("product", "support", "subject"), async (request, reply) => {
+    app.get<Params>("/api/subjects/:id/actions", route({ summary: "Every action about a customer, with its lifecycle and why", auth: ["product", "support", "subject"] }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       return deps.actions.actionsOf(id).map(publicAction);
     });
 
     // ?format=csv (or Accept: application/zip) answers CSV files in a zip; JSON otherwise. Both are streamed.
-    app.get<Params & { Querystring: { format?: string } }>("/api/subjects/:id/export", route("subject"), async (request, reply) => {
+    app.get<Params & { Querystring: { format?: string } }>("/api/subjects/:id/export", route({ summary: "Everything held about a customer (streamed)", description: "JSON, or `?format=csv` (or `Accept: application/zip`) for CSV files in a zip: consent history, profile and its history, every stored point linked to them, every action with its lifecycle and why, derived scores.", auth: ["subject"], query: exportQuery, responses: { 200: "the export, as an attachment", 400: "invalid format" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       const format = request.query.format ?? (/application\/zip/.test(request.headers.accept ?? "") ? "csv" : "json");
@@ -190,7 +193,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
         .send(stream);
     });
 
-    app.delete<Params>("/api/subjects/:id", route("subject"), async (request, reply) => {
+    app.delete<Params>("/api/subjects/:id", route({ summary: "Erase a customer", description: "From every measurement in InfluxDB and every in-memory view, recorded as an erasure event that holds no erased data.", auth: ["subject"], responses: { 200: "the erasure report", 503: "InfluxDB failed or is catching up; send it again to finish" } }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
       try {
