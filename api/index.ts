@@ -19,6 +19,11 @@ import { healthRoutes } from "./routes/health.ts";
 import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
+import type { Keys } from "../keys/index.ts";
+import type { Health } from "../health/index.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { fleetRoutes } from "./routes/fleet.ts";
+import { liveRoutes } from "./routes/live.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
@@ -41,6 +46,8 @@ export interface ApiDeps {
   ingest: Ingest;
   consent: Consent;
   metrics: MetricsRegistry;
+  keys: Keys;
+  health: Health;
 }
 
 export interface Api {
@@ -79,6 +86,9 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
   await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
   await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
+  await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
+  await app.register(liveRoutes({ intervalMs: deps.health.config.liveIntervalMs }, { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys }));
 
   // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
   await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });

@@ -12,6 +12,8 @@ import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
+import { startKeys } from "../keys/index.ts";
+import { startHealth } from "../health/index.ts";
 
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
@@ -98,10 +100,15 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       dataDir: config.dataDir,
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
+    // Staff API keys (admin, product, support), rebuilt from InfluxDB.
+    const keys = await startKeys({ store, log });
+    closers.push(() => keys.close());
+    const health = await startHealth(config.health, { store, log, devices: registry, presence, actions, consent });
+    closers.push(() => health.close());
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
-    const auth = anyAuthenticator(admin);
+    const auth = anyAuthenticator(keys.authenticator, admin);
     const mqtt = broker;
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics, keys, health });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
