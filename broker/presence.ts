@@ -28,6 +28,8 @@ export interface PresenceView {
   lastSeen: Date | undefined;
   /** This process's last presence event of the device: online time after it is not in InfluxDB yet. */
   changedAt: Date | undefined;
+  /** The device's first presence event ever: when it went into service. */
+  firstSeen: Date | undefined;
 }
 
 export interface Presence {
@@ -63,8 +65,13 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
   const connections = new Map<string, number>();
   const changedAt = new Map<string, number>();
 
-  const rows = await deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`);
-  for (const row of rows) lastSeen.set(row.device, row.time.getTime());
+  const firstSeen = new Map<string, number>();
+  const [lasts, firsts] = await Promise.all([
+    deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`),
+    deps.store.query<{ time: Date; device: string }>(`SELECT first("client") FROM ${MEASUREMENT} GROUP BY "device"`),
+  ]);
+  for (const row of lasts) lastSeen.set(row.device, row.time.getTime());
+  for (const row of firsts) firstSeen.set(row.device, row.time.getTime());
   log.info({ devices: lastSeen.size }, "presence rebuilt from InfluxDB");
 
   const writer = createBatchWriter({
@@ -84,6 +91,7 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
   const record = (device: string, event: "connect" | "disconnect" | "will", tags: Record<string, string>, fields: Record<string, string>, before: number) => {
     const now = Date.now();
     lastSeen.set(device, now);
+    if (!firstSeen.has(device)) firstSeen.set(device, now);
     const since = changedAt.get(device);
     changedAt.set(device, now);
     const onlineMs = before > 0 && since !== undefined ? now - since : 0;
@@ -122,8 +130,8 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
     view(device) {
       const seen = lastSeen.get(device);
       const open = connections.get(device) ?? 0;
-      const changed = changedAt.get(device);
-      return { online: open > 0, connections: open, lastSeen: seen === undefined ? undefined : new Date(seen), changedAt: changed === undefined ? undefined : new Date(changed) };
+      const date = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms));
+      return { online: open > 0, connections: open, lastSeen: date(seen), changedAt: date(changedAt.get(device)), firstSeen: date(firstSeen.get(device)) };
     },
     async close() {
       await writer.close();

@@ -135,7 +135,7 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
 
   const contextOf = (d: Device): DeviceContext => {
     const p = deps.presence.view(d.id);
-    return { kind: d.kind, createdAt: d.createdAt.getTime(), online: p.online, changedAt: p.changedAt?.getTime(), everConnected: p.lastSeen !== undefined };
+    return { kind: d.kind, createdAt: d.createdAt.getTime(), online: p.online, changedAt: p.changedAt?.getTime(), firstSeen: p.firstSeen?.getTime() };
   };
   const feedbackOf = (agg: Aggregates): FleetRow["feedback"] => ({
     negative: agg.negativeTexts,

@@ -64,8 +64,8 @@ export interface DeviceContext {
   /** Connected to this process now, and since its last presence event (`changedAt`). */
   online: boolean;
   changedAt: number | undefined;
-  /** Ever seen by the broker: without it there is nothing to say about connectivity. */
-  everConnected: boolean;
+  /** The device's first connection ever (undefined: never connected, nothing to say about connectivity). */
+  firstSeen: number | undefined;
 }
 
 export interface Component {
@@ -122,7 +122,7 @@ export function score(agg: Aggregates, ctx: DeviceContext, range: Range, config:
     performance: { ...performance(agg, config), weight: weights.performance },
     sentiment: { ...sentiment(agg, config), weight: weights.sentiment },
     participation: { ...participation(agg), weight: weights.participation },
-    connectivity: { ...connectivity(agg, ctx, range, lifetime, config), weight: weights.connectivity },
+    connectivity: { ...connectivity(agg, ctx, range, config), weight: weights.connectivity },
   };
   let sum = 0;
   let total = 0;
@@ -214,19 +214,21 @@ function participation(agg: Aggregates): Part {
 }
 
 /**
- * Online share of the device's time in the window, against the target, times
+ * Online share of the device's time in service in the window, against the target, times
  * the share of the drop budget left. Online time is the sum of presence
  * `online_ms` in the window, less the part of the first event's interval that
  * lies before the window, plus the time since the last event if online now.
  */
-function connectivity(agg: Aggregates, ctx: DeviceContext, range: Range, lifetime: number, config: HealthConfig): Part {
+function connectivity(agg: Aggregates, ctx: DeviceContext, range: Range, config: HealthConfig): Part {
   const inputs: Record<string, number | null> = { onlineShare: null, onlineTarget: config.onlineTarget, drops: agg.drops, dropsPerDay: null, dropBudget: config.dropsPerDay };
-  if (!ctx.everConnected) return { score: null, explanation: "never connected over MQTT", inputs };
+  if (ctx.firstSeen === undefined) return { score: null, explanation: "never connected over MQTT", inputs };
+  // A device is judged from when it went into service (its first connection), not from when it was provisioned.
+  const inService = Math.max(1, range.to - Math.max(range.from, ctx.firstSeen));
   const before = agg.firstPresence ? Math.max(0, agg.firstPresence.onlineMs - (agg.firstPresence.at - range.from)) : 0;
   const tail = ctx.online ? range.to - Math.max(range.from, ctx.changedAt ?? range.from) : 0;
   const onlineMs = Math.max(0, agg.onlineMsSum - before + tail);
-  const share = clamp01(onlineMs / lifetime);
-  const perDay = agg.drops / Math.max(1, lifetime / DAY);
+  const share = clamp01(onlineMs / inService);
+  const perDay = agg.drops / Math.max(1, inService / DAY);
   const value = 100 * clamp01(share / config.onlineTarget) * clamp01(1 - perDay / config.dropsPerDay);
   return {
     score: round(value),

@@ -2,6 +2,7 @@ import type { ServerResponse } from "node:http";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import type { Logger } from "pino";
 import { z } from "zod";
+import { formatDuration } from "../../config/duration.ts";
 import { entryTypes, type Health } from "../../health/index.ts";
 import { bearer, requireRole, type Authenticator } from "../auth.ts";
 import { createTickets, type Grant } from "../tickets.ts";
@@ -162,9 +163,10 @@ export const liveRoutes = (options: LiveOptions, deps: LiveDeps): FastifyPluginA
       let telemetryAt = Math.floor(after / 1000);
       // Entries already sent, by key, with what was sent: an action is sent again when its lifecycle moves.
       const sent = new Map<string, { json: string; micros: number }>();
+      const window = formatDuration(windowMs);
       let health = JSON.stringify({ score: first.score, components: first.components });
       let healthAt = Date.now();
-      stream.send("health", first);
+      stream.send("health", { window, ...first });
       every(stream, "device", async () => {
         const news = await deps.health.since(id, Math.max(0, after - OVERLAP_US), types);
         const fresh = news.entries.filter((e) => {
@@ -187,7 +189,7 @@ export const liveRoutes = (options: LiveOptions, deps: LiveDeps): FastifyPluginA
           const digest = now && JSON.stringify({ score: now.score, components: now.components });
           if (now && digest !== health) {
             health = digest!;
-            stream.send("health", now);
+            stream.send("health", { window, ...now });
           }
         }
       });

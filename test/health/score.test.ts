@@ -8,7 +8,7 @@ const DAY = 86_400_000;
 const config = configSchema.parse({}).health;
 const now = Date.UTC(2026, 4, 8, 12);
 const range = { from: now - 7 * DAY, to: now };
-const ctx: DeviceContext = { kind: "kiosk", createdAt: now - 30 * DAY, online: false, changedAt: undefined, everConnected: true };
+const ctx: DeviceContext = { kind: "kiosk", createdAt: now - 30 * DAY, online: false, changedAt: undefined, firstSeen: now - 30 * DAY };
 const agg = (over: Partial<Aggregates>): Aggregates => ({ ...emptyAggregates(), ...over });
 
 describe("the experience-health model (docs/health.md)", () => {
@@ -53,18 +53,18 @@ describe("the experience-health model (docs/health.md)", () => {
     // online now: the time since the last event counts too.
     const spanning = score(agg({ onlineMsSum: 2 * DAY, firstPresence: { at: range.from + DAY, onlineMs: 2 * DAY } }), { ...ctx, online: true, changedAt: now - DAY }, range, config);
     expect(spanning.components.connectivity.inputs.onlineMs).toBe(DAY + DAY);
-    // A device younger than the window is judged over its own life.
-    const young = score(agg({}), { ...ctx, createdAt: now - DAY, online: true, changedAt: now - DAY }, range, config);
+    // A device in service for less than the window is judged from its first connection, not its provisioning.
+    const young = score(agg({}), { ...ctx, createdAt: now - 2 * DAY, firstSeen: now - DAY, online: true, changedAt: now - DAY }, range, config);
     expect(young.components.connectivity.score).toBe(100);
-    expect(score(agg({}), { ...ctx, everConnected: false }, range, config).components.connectivity.score).toBeNull();
+    expect(score(agg({}), { ...ctx, firstSeen: undefined }, range, config).components.connectivity.score).toBeNull();
   });
 
   it("the score is the weighted mean of the components that have data", () => {
-    const s = score(agg({ ratings: 2, ratingMean: 1, latencySamples: 10, latencyWithinT: 10, latencyWithin4T: 10 }), { ...ctx, everConnected: false }, range, config);
+    const s = score(agg({ ratings: 2, ratingMean: 1, latencySamples: 10, latencyWithinT: 10, latencyWithin4T: 10 }), { ...ctx, firstSeen: undefined }, range, config);
     // sentiment 0 (weight 2), performance 100 (weight 1).
     expect(s.score).toBeCloseTo(100 / 3, 1);
     expect(s.status).toBe("poor");
-    expect(score(agg({}), { ...ctx, everConnected: false }, range, config)).toMatchObject({ score: null, status: "unknown" });
+    expect(score(agg({}), { ...ctx, firstSeen: undefined }, range, config)).toMatchObject({ score: null, status: "unknown" });
   });
 
   it("weights per kind of device override the defaults", () => {
