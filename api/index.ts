@@ -24,6 +24,7 @@ import type { Health } from "../health/index.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 import { liveRoutes } from "./routes/live.ts";
+import { dashboardRoutes } from "../dashboard/index.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
@@ -89,6 +90,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
   await app.register(liveRoutes({ intervalMs: deps.health.config.liveIntervalMs }, { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys }));
+  await app.register(dashboardRoutes());
 
   // The platform logs all listening addresses on one line; fastify's own lines would repeat it.
   await app.listen({ port: config.port, host: config.host, listenTextResolver: () => "" });
