@@ -108,8 +108,12 @@ const health = z.object({
   onlineTarget: share.default(0.95),
   /** Unexpected disconnects per day at which connectivity reaches 0. */
   dropsPerDay: positiveNumber.max(1_000_000).default(10),
-  /** Fleet health is computed at most once per this long, for all callers (0: every call). */
-  cacheMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(3_600_000, intMsg).default(5000),
+  /**
+   * The fleet's health is a view: devices with news are scored again at most this often,
+   * the whole fleet every `fullRefreshMs`. 0: no view, every call scores the whole fleet.
+   */
+  refreshMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(3_600_000, intMsg).default(2000),
+  fullRefreshMs: positiveInt.min(10_000).max(86_400_000).default(300_000),
   /** How often open dashboards are checked for news (live updates). */
   liveIntervalMs: positiveInt.min(200).max(600_000).default(2000),
 }).prefault({});
@@ -239,7 +243,8 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_HEALTH_SENTIMENT_SPAN: ["health", "sentimentSpan"],
   REFEED_HEALTH_ONLINE_TARGET: ["health", "onlineTarget"],
   REFEED_HEALTH_DROPS_PER_DAY: ["health", "dropsPerDay"],
-  REFEED_HEALTH_CACHE_MS: ["health", "cacheMs"],
+  REFEED_HEALTH_REFRESH_MS: ["health", "refreshMs"],
+  REFEED_HEALTH_FULL_REFRESH_MS: ["health", "fullRefreshMs"],
   REFEED_HEALTH_LIVE_INTERVAL_MS: ["health", "liveIntervalMs"],
   REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
   REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],

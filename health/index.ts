@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { Logger } from "pino";
 import type { ActionRecord } from "../actions/index.ts";
 import type { PresenceView } from "../broker/presence.ts";
@@ -7,6 +6,7 @@ import type { ConsentChange } from "../consent/index.ts";
 import { SUBJECT_ID, type Device } from "../registry/index.ts";
 import type { Store } from "../store/index.ts";
 import { filterRows, sortRows, type FleetFilter, type FleetRow, type FleetSort } from "./fleet.ts";
+import { createFleetView, type FleetSnapshot, type FleetView } from "./view.ts";
 import { healthStatements, queryAggregates } from "./queries.ts";
 import { emptyAggregates, healthComponents, score, statusOf, type Aggregates, type Component, type DeviceContext, type HealthComponent, type HealthStatus, type Range } from "./score.ts";
 import { decodeCursor, entryTypes, telemetrySummary, timelinePage, timelineSince, type Entry, type EntryType, type TelemetrySummary, type TimelineSources } from "./timeline.ts";
@@ -17,6 +17,7 @@ export const timelineTypes = [...entryTypes, "telemetry"] as const;
 export type TimelineType = (typeof timelineTypes)[number];
 export { fleetSorts, type FleetRow, type FleetSort } from "./fleet.ts";
 export { healthComponents, type HealthComponent, type HealthStatus } from "./score.ts";
+export type { FleetSnapshot } from "./view.ts";
 
 export interface HealthDeps {
   store: Store;
@@ -25,17 +26,6 @@ export interface HealthDeps {
   presence: { view(device: string): PresenceView };
   actions: { get(id: string): ActionRecord | undefined };
   consent: { history(subject: string): ConsentChange[] };
-}
-
-/** The fleet scored over one window, shared by every caller until it is `cacheMs` old. */
-export interface FleetSnapshot {
-  from: number;
-  to: number;
-  computedAt: number;
-  /** Worst first. */
-  rows: FleetRow[];
-  /** Changes whenever any row's score, status, presence or latest negative feedback changes. */
-  digest: string;
 }
 
 export interface FleetQuery extends Omit<FleetFilter, "subjectDevices"> {
@@ -113,6 +103,8 @@ export interface Health {
   /** Undefined for a device the registry does not know. */
   device(id: string, windowMs: number): Promise<DeviceHealth | undefined>;
   timeline(id: string, request: TimelineRequest): Promise<Timeline | undefined>;
+  /** Something about the device changed (a message, an ack, a connection): its fleet row is scored again soon. */
+  touch(device: string): void;
   /** New timeline entries since `afterMicros` (live updates). */
   since(id: string, afterMicros: number, types: ReadonlySet<EntryType>): Promise<{ entries: Entry[]; truncated: boolean; newestTelemetry: number | undefined }>;
   close(): Promise<void>;
@@ -122,6 +114,8 @@ const BUCKETS = [10_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3
 const MAX_BUCKETS = 1000;
 const MAX_SUBJECTS = 100;
 const MAX_WINDOWS = 8;
+/** A window's view stops refreshing when nobody looked at it for this long. */
+const IDLE_MS = 10 * 60_000;
 
 /**
  * Experience health: scores per device from InfluxQL aggregations (queries.ts)
@@ -131,7 +125,6 @@ const MAX_WINDOWS = 8;
 export async function startHealth(config: HealthConfig, deps: HealthDeps): Promise<Health> {
   const log = deps.log.child({ part: "health" });
   const timelineSources: TimelineSources = { store: deps.store, action: (id) => deps.actions.get(id), consentHistory: (s) => deps.consent.history(s) };
-  const snapshots = new Map<number, { promise: Promise<FleetSnapshot>; settledAt: number | undefined }>();
 
   const contextOf = (d: Device): DeviceContext => {
     const p = deps.presence.view(d.id);
@@ -146,50 +139,51 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     return { online: p.online, connections: p.connections, lastSeen: p.lastSeen?.toISOString() ?? null };
   };
 
-  const compute = async (windowMs: number): Promise<FleetSnapshot> => {
-    const started = performance.now();
-    const to = Date.now();
-    const range: Range = { from: to - windowMs, to };
-    const aggregates = await queryAggregates(deps.store, healthStatements(config, range));
-    const rows: FleetRow[] = deps.devices.list().map((d) => {
-      const agg = aggregates.get(d.id) ?? emptyAggregates();
-      const scored = score(agg, contextOf(d), range, config);
-      const { online, lastSeen } = presenceOf(d);
-      return {
-        device: d.id,
-        kind: d.kind ?? null,
-        subject: d.subject ?? null,
-        revoked: d.revoked,
-        online,
-        lastSeen,
-        score: scored.score,
-        status: scored.status,
-        components: Object.fromEntries(healthComponents.map((c) => [c, scored.components[c].score])) as Record<HealthComponent, number | null>,
-        feedback: feedbackOf(agg),
-      };
-    });
-    sortRows(rows, "score");
-    const digest = createHash("sha1");
-    for (const r of rows) digest.update(`${r.device}|${r.score}|${r.online}|${r.feedback.latestNegative?.at ?? ""}\n`);
-    const ms = Math.round(performance.now() - started);
-    log.debug({ devices: rows.length, windowMs, ms }, "fleet health computed");
-    return { from: range.from, to, computedAt: Date.now(), rows, digest: digest.digest("base64url") };
+  const rowOf = (d: Device, agg: Aggregates, range: Range): FleetRow => {
+    const scored = score(agg, contextOf(d), range, config);
+    const { online, lastSeen } = presenceOf(d);
+    return {
+      device: d.id,
+      kind: d.kind ?? null,
+      subject: d.subject ?? null,
+      revoked: d.revoked,
+      online,
+      lastSeen,
+      score: scored.score,
+      status: scored.status,
+      components: Object.fromEntries(healthComponents.map((c) => [c, scored.components[c].score])) as Record<HealthComponent, number | null>,
+      feedback: feedbackOf(agg),
+    };
   };
 
-  /** One computation at a time per window; callers within `cacheMs` of it share its answer. */
-  const snapshot = (windowMs: number): Promise<FleetSnapshot> => {
-    const cached = snapshots.get(windowMs);
-    if (cached && (cached.settledAt === undefined || Date.now() - cached.settledAt < config.cacheMs)) return cached.promise;
-    const entry: { promise: Promise<FleetSnapshot>; settledAt: number | undefined } = { promise: compute(windowMs), settledAt: undefined };
-    snapshots.delete(windowMs);
-    snapshots.set(windowMs, entry);
-    // A few windows are in use at a time; the least recently computed goes first.
-    if (snapshots.size > MAX_WINDOWS) snapshots.delete(snapshots.keys().next().value!);
-    entry.promise.then(
-      () => void (entry.settledAt = Date.now()),
-      () => snapshots.get(windowMs) === entry && snapshots.delete(windowMs),
-    );
-    return entry.promise;
+  /** The InfluxQL aggregations for these devices (or all), scored. */
+  const scoreDevices = async (windowMs: number, ids?: readonly string[]) => {
+    const to = Date.now();
+    const range: Range = { from: to - windowMs, to };
+    const aggregates = await queryAggregates(deps.store, healthStatements(config, range, ids));
+    const devices = ids ? ids.flatMap((id) => deps.devices.get(id) ?? []) : deps.devices.list();
+    return { ...range, rows: devices.map((d) => rowOf(d, aggregates.get(d.id) ?? emptyAggregates(), range)) };
+  };
+
+  const views = new Map<number, FleetView>();
+  /** The view of a window, made on first use; a handful of windows at a time, the least recently made goes first. */
+  const snapshot = async (windowMs: number): Promise<FleetSnapshot> => {
+    if (config.refreshMs === 0) {
+      const { from, to, rows } = await scoreDevices(windowMs);
+      return { from, to, computedAt: Date.now(), rows: sortRows(rows, "score"), digest: String(Date.now()) };
+    }
+    for (const [w, view] of views) if (view.idle && w !== windowMs) (view.close(), views.delete(w));
+    let view = views.get(windowMs);
+    if (!view) {
+      view = createFleetView(scoreDevices, () => deps.devices.list().map((d) => d.id), { windowMs, refreshMs: config.refreshMs, fullRefreshMs: config.fullRefreshMs, idleMs: IDLE_MS, log });
+      views.set(windowMs, view);
+      if (views.size > MAX_WINDOWS) {
+        const [oldest, old] = views.entries().next().value!;
+        old.close();
+        views.delete(oldest);
+      }
+    }
+    return view.snapshot();
   };
 
   /** Devices that carried data about this subject: the tag index answers, no points are read. */
@@ -229,12 +223,16 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       };
     },
 
+    touch(device) {
+      for (const view of views.values()) view.touch(device);
+    },
+
     async device(id, windowMs) {
       const d = deps.devices.get(id);
       if (!d) return undefined;
       const to = Date.now();
       const range: Range = { from: to - windowMs, to };
-      const [aggregates, subjects] = await Promise.all([queryAggregates(deps.store, healthStatements(config, range, d.id)), subjectsOf(d)]);
+      const [aggregates, subjects] = await Promise.all([queryAggregates(deps.store, healthStatements(config, range, [d.id])), subjectsOf(d)]);
       const agg = aggregates.get(d.id) ?? emptyAggregates();
       const scored = score(agg, contextOf(d), range, config);
       return {
@@ -285,7 +283,8 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     },
 
     async close() {
-      snapshots.clear();
+      for (const view of views.values()) view.close();
+      views.clear();
     },
   };
 }

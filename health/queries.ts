@@ -19,13 +19,14 @@ const numOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ?
 
 /**
  * The InfluxQL behind experience health: a fixed handful of aggregations,
- * each GROUP BY "device", so the whole fleet costs the same dozen queries as
- * one device (which adds a `"device" = '...'` filter). Names in them come from
- * validated configuration and device ids, never from a request as such.
+ * each GROUP BY "device": the whole fleet is the same dozen queries as one
+ * device or a batch of them (which add a filter on "device"). Names in them
+ * come from validated configuration and registry ids, never from a request.
  */
-export function healthStatements(config: HealthConfig, range: Range, device?: string): Statement[] {
-  const where = (extra?: string) =>
-    `WHERE time >= ${micros(range.from)} AND time <= ${micros(range.to)}${device ? ` AND "device" = '${device}'` : ""}${extra ? ` AND ${extra}` : ""}`;
+export function healthStatements(config: HealthConfig, range: Range, devices?: readonly string[]): Statement[] {
+  // Device ids are registry ids ([A-Za-z0-9._-]): nothing in them needs quoting.
+  const only = devices ? ` AND (${devices.map((d) => `"device" = '${d}'`).join(" OR ")})` : "";
+  const where = (extra?: string) => `WHERE time >= ${micros(range.from)} AND time <= ${micros(range.to)}${only}${extra ? ` AND ${extra}` : ""}`;
   const latency = `"${config.latencyMetric}"`;
   const t = config.latencyTargetMs;
   const byDevice = `GROUP BY "device"`;

@@ -72,6 +72,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       { log, store, actions, consent },
     );
     closers.push(() => rules.close());
+    // Devices with news are scored again in the fleet's health view; health starts after the parts it reads.
+    let touchHealth: (device: string) => void = () => {};
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
     const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool") }, {
@@ -79,15 +81,24 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       log,
       consent,
       metrics,
-      onMessage: (msg) => rules.handle(msg),
-      onAck: (ack) => actions.ack(ack),
+      onMessage: (msg) => {
+        rules.handle(msg);
+        touchHealth(msg.device);
+      },
+      onAck: (ack) => {
+        actions.ack(ack);
+        touchHealth(ack.device);
+      },
     });
     closers.push(() => ingest.close());
     // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
     const presence = await startPresence({
       store,
       log,
-      onEvent: (e) => rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport }),
+      onEvent: (e) => {
+        rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport });
+        touchHealth(e.device);
+      },
     });
     closers.push(() => presence.close());
     registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
@@ -105,6 +116,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     closers.push(() => keys.close());
     const health = await startHealth(config.health, { store, log, devices: registry, presence, actions, consent });
     closers.push(() => health.close());
+    touchHealth = (device) => health.touch(device);
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
     const auth = anyAuthenticator(keys.authenticator, admin);
     const mqtt = broker;
