@@ -1,3 +1,5 @@
+import { parseArgs } from "node:util";
+
 /** What the admin commands (`refeed devices`, `refeed keys`) share: the HTTP API, errors as exit codes, tables. */
 
 export interface Io {
@@ -76,4 +78,63 @@ export function table(header: string[], lines: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const format = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   return `${[header, ...lines].map(format).join("\n")}\n`;
+}
+
+export interface AdminArgs<Name extends string> {
+  command: string;
+  /** Positional arguments after the command. */
+  rest: string[];
+  json: boolean;
+  /** The command-specific options given. */
+  options: Partial<Record<Name, string>>;
+  /** Refuses the command-specific options that `command` does not take. */
+  onlyFor(allowed: readonly Name[]): void;
+  /** Calls the API with the admin token, answering the parsed JSON. */
+  call(method: string, path: string, body?: unknown): Promise<unknown>;
+}
+
+/**
+ * The arguments of an admin command: `<command> [args] [--url] [--token] [--json]`
+ * and string options of its own. Undefined when it printed its usage (help).
+ */
+export function adminArgs<Name extends string>(argv: string[], usage: string, names: readonly Name[], env: Record<string, string | undefined>, io: Io): AdminArgs<Name> | undefined {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        url: { type: "string" },
+        token: { type: "string" },
+        json: { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+        ...Object.fromEntries(names.map((name) => [name, { type: "string" as const }])),
+      },
+    });
+  } catch (err) {
+    throw new CliError(`${(err as Error).message}\n\n${usage}`, 2);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  const [command, ...rest] = parsed.positionals;
+  if (values.help || command === "help") {
+    io.out(usage);
+    return undefined;
+  }
+  if (command === undefined) throw new CliError(`which command?\n\n${usage}`, 2);
+  const options = Object.fromEntries(names.filter((n) => values[n] !== undefined).map((n) => [n, String(values[n])])) as Partial<Record<Name, string>>;
+  const base = apiBase(values.url as string | undefined, env);
+  const token = (values.token as string | undefined) ?? env.REFEED_ADMIN_TOKEN;
+  return {
+    command,
+    rest,
+    json: values.json === true,
+    options,
+    onlyFor(allowed) {
+      for (const name of names) {
+        if (options[name] !== undefined && !allowed.includes(name)) throw new CliError(`--${name} is not an option of '${command}'`, 2);
+      }
+    },
+    call: (method, path, body) => request(base, token, method, path, body),
+  };
 }

@@ -1,5 +1,4 @@
-import { parseArgs } from "node:util";
-import { apiBase, CliError, request, runCommand, stdio, table, type Io } from "./api-client.ts";
+import { adminArgs, CliError, runCommand, stdio, table, type Io } from "./api-client.ts";
 
 export const devicesUsage = `usage: refeed devices <command> [options]
 
@@ -30,44 +29,14 @@ export function devices(argv: string[], env: Record<string, string | undefined> 
 }
 
 async function runDevices(argv: string[], env: Record<string, string | undefined>, io: Io): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        json: { type: "boolean", default: false },
-        id: { type: "string" },
-        kind: { type: "string" },
-        subject: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${devicesUsage}`, 2);
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || command === "help") {
-    io.out(devicesUsage);
-    return 0;
-  }
-  if (command === undefined) throw new CliError(`which command?\n\n${devicesUsage}`, 2);
-  const base = apiBase(values.url, env);
-  const token = values.token ?? env.REFEED_ADMIN_TOKEN;
-  const onlyFor = (allowed: string[]) => {
-    for (const name of ["id", "kind", "subject"] as const) {
-      if (values[name] !== undefined && !allowed.includes(name)) throw new CliError(`--${name} is an option of 'add' only`, 2);
-    }
-  };
+  const args = adminArgs(argv, devicesUsage, ["id", "kind", "subject"], env, io);
+  if (!args) return 0;
+  const { command, rest, onlyFor, call } = args;
+  const values = { ...args.options, json: args.json };
   const target = () => {
     if (rest.length !== 1) throw new CliError(`'${command}' takes one device id, e.g. refeed devices ${command} tv-livingroom`, 2);
     return encodeURIComponent(rest[0]!);
   };
-  const call = (method: string, path: string, body?: unknown) => request(base, token, method, path, body);
   /** A token is shown once: on stdout for the operator to copy, with a reminder on stderr. */
   const showToken = (answer: { id: string; token: string }, reminder: string) => {
     if (values.json) return io.out(`${JSON.stringify(answer)}\n`);

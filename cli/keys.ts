@@ -1,5 +1,4 @@
-import { parseArgs } from "node:util";
-import { apiBase, CliError, request, runCommand, stdio, table, type Io } from "./api-client.ts";
+import { adminArgs, CliError, runCommand, stdio, table, type Io } from "./api-client.ts";
 
 export const keysUsage = `usage: refeed keys <command> [options]
 
@@ -30,38 +29,10 @@ export function keys(argv: string[], env: Record<string, string | undefined> = p
 }
 
 async function runKeys(argv: string[], env: Record<string, string | undefined>, io: Io): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        json: { type: "boolean", default: false },
-        role: { type: "string" },
-        name: { type: "string" },
-        expires: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${keysUsage}`, 2);
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || command === "help") {
-    io.out(keysUsage);
-    return 0;
-  }
-  if (command === undefined) throw new CliError(`which command?\n\n${keysUsage}`, 2);
-  const call = (method: string, path: string, body?: unknown) => request(apiBase(values.url, env), values.token ?? env.REFEED_ADMIN_TOKEN, method, path, body);
-  const onlyFor = (allowed: string[]) => {
-    for (const name of ["role", "name", "expires"] as const) {
-      if (values[name] !== undefined && !allowed.includes(name)) throw new CliError(`--${name} is an option of 'add' only`, 2);
-    }
-  };
+  const args = adminArgs(argv, keysUsage, ["role", "name", "expires"], env, io);
+  if (!args) return 0;
+  const { command, rest, onlyFor, call } = args;
+  const values = { ...args.options, json: args.json };
 
   switch (command) {
     case "add": {

@@ -2,18 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keys as keysCli } from "../../cli/keys.ts";
 import { influxQuery } from "../support/influx.ts";
 import { ADMIN_TOKEN, api, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { runCli } from "../support/process.ts";
+import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 
 type Json = Record<string, any>;
 
-/** `refeed keys ...` in this process (the real binary once, for the wiring). */
-async function cli(t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) {
-  let stdout = "";
-  let stderr = "";
-  const code = await keysCli([...args, "--url", t.http], env, { out: (s) => (stdout += s), err: (s) => (stderr += s) });
-  return { code, stdout: stdout.trimEnd(), stderr: stderr.trimEnd() };
-}
+/** `refeed keys ...` against the test platform's API. */
+const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) => inProcess(keysCli, t.http, args, env);
 
 describe("staff API keys", () => {
   let t: TestPlatform;
