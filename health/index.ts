@@ -200,6 +200,9 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     return [...seen];
   };
 
+  // The default window's view is scored at start, so the first agent to look does not wait for it.
+  if (config.refreshMs > 0) snapshot(config.window).catch((err: Error) => log.warn({ err: err.message }, "fleet health not computed at start; it is on first request"));
+
   return {
     config,
     snapshot,

@@ -73,13 +73,16 @@ export const liveRoutes = (options: LiveOptions, deps: LiveDeps): FastifyPluginA
       });
     });
 
-    /** Redeems the ticket and opens the event stream, or answers why not. */
-    const open = (request: FastifyRequest, reply: FastifyReply, ticket: string): Stream | undefined => {
+    /** The grant of a ticket (used up) whose key is still good, or undefined with a 401 sent. */
+    const redeem = (reply: FastifyReply, ticket: string): Grant | undefined => {
       const grant = tickets.redeem(ticket);
-      if (!grant || (grant.keyId !== undefined && !deps.keys.active(grant.keyId))) {
-        void reply.code(401).send({ error: "unauthorized", message: "unknown, used or expired ticket; get a new one from POST /api/live/tickets" });
-        return undefined;
-      }
+      if (grant && (grant.keyId === undefined || deps.keys.active(grant.keyId))) return grant;
+      void reply.code(401).send({ error: "unauthorized", message: "unknown, used or expired ticket; get a new one from POST /api/live/tickets" });
+      return undefined;
+    };
+
+    /** Opens the event stream for a redeemed ticket, or answers why not. */
+    const open = (request: FastifyRequest, reply: FastifyReply, grant: Grant): Stream | undefined => {
       const mine = [...streams].filter((s) => s.grant.principal.name === grant.principal.name).length;
       if (mine >= maxPerPrincipal) {
         void reply.code(429).send({ error: "too_many_streams", message: `at most ${maxPerPrincipal} live streams per key at once` });
@@ -136,7 +139,8 @@ export const liveRoutes = (options: LiveOptions, deps: LiveDeps): FastifyPluginA
       const parsed = streamQuery.safeParse(request.query);
       if (!parsed.success) return reply.code(400).send({ error: "invalid_query", message: zodMessage(parsed.error) });
       const windowMs = parsed.data.window ?? deps.health.config.window;
-      const stream = open(request, reply, parsed.data.ticket);
+      const grant = redeem(reply, parsed.data.ticket);
+      const stream = grant && open(request, reply, grant);
       if (!stream) return reply;
       let digest: string | undefined;
       every(stream, "fleet", async () => {
@@ -153,10 +157,12 @@ export const liveRoutes = (options: LiveOptions, deps: LiveDeps): FastifyPluginA
       if (!parsed.success) return reply.code(400).send({ error: "invalid_query", message: zodMessage(parsed.error) });
       const id = request.params.id;
       const windowMs = parsed.data.window ?? deps.health.config.window;
-      // Checked before the ticket is used up, so a mistyped id costs no ticket.
+      // The ticket first: nobody without one makes InfluxDB work.
+      const grant = redeem(reply, parsed.data.ticket);
+      if (!grant) return reply;
       const first = await deps.health.device(id, windowMs);
       if (!first) return reply.code(404).send({ error: "not_found", message: `no device '${id}'` });
-      const stream = open(request, reply, parsed.data.ticket);
+      const stream = open(request, reply, grant);
       if (!stream) return reply;
       const types = new Set(entryTypes);
       let after = parsed.data.after ?? Date.now() * 1000;

@@ -227,5 +227,10 @@ describe("experience health, timeline and live updates", () => {
     await waitFor(() => stream.events.length > before && stream.events.at(-1)!.event === "fleet", "a fleet event after the new feedback", 20_000);
     stream.close();
     expect((await openSse(`${t.http}/api/live/fleet?ticket=rft_made-up`)).status).toBe(401);
+    expect((await openSse(`${t.http}/api/live/devices/kiosk-bad`)).status).toBe(400);
+    const another = (await as("POST", "/api/live/tickets")).body.ticket as string;
+    expect((await openSse(`${t.http}/api/live/devices/no-such-device?ticket=${another}`)).status).toBe(404);
+    // Without a key there is no ticket.
+    expect((await api(t, "POST", "/api/live/tickets", undefined, null)).status).toBe(401);
   });
 });
