@@ -111,30 +111,41 @@ export function createFleetView(scoreDevices: ScoreDevices, registry: () => read
     if (todo.length > 0 || rows.size !== sorted.length) publish();
   };
 
+  /** One refresh loop per view: a refresh, then the next one `refreshMs` after it finished. */
+  let looping = false;
+  const refresh = () => (Date.now() - fullAt >= options.fullRefreshMs ? full() : partial());
   const tick = () => {
     timer = undefined;
-    if (closed) return;
-    if (Date.now() - lastUsed > options.idleMs) return;
+    if (closed || Date.now() - lastUsed > options.idleMs) {
+      looping = false;
+      return;
+    }
     chain = chain
-      .then(() => (Date.now() - fullAt >= options.fullRefreshMs ? full() : partial()))
+      .then(refresh)
       .catch((err: Error) => options.log.warn({ part: "health", err: err.message }, "fleet health refresh failed; retrying"))
       .finally(() => {
-        if (!closed) timer = setTimeout(tick, options.refreshMs).unref();
+        if (closed) looping = false;
+        else timer = setTimeout(tick, options.refreshMs).unref();
       });
+  };
+  const loop = () => {
+    if (looping || closed) return;
+    looping = true;
+    timer = setTimeout(tick, options.refreshMs).unref();
   };
 
   return {
     async snapshot() {
       // Back after a pause without refreshes: catch up before answering.
-      const resumed = first !== undefined && Date.now() - lastUsed > options.idleMs;
+      const resumed = first !== undefined && !looping;
       lastUsed = Date.now();
-      if (resumed) await (chain = chain.then(() => (Date.now() - fullAt >= options.fullRefreshMs ? full() : partial())));
+      if (resumed) await (chain = chain.then(refresh));
       if (!first) {
         first = chain = full();
         first.catch(() => (first = undefined));
       }
       await first;
-      if (!timer && !closed) timer = setTimeout(tick, options.refreshMs).unref();
+      loop();
       return { ...range, computedAt, rows: sorted, digest };
     },
     touch(device) {

@@ -161,8 +161,9 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     // The kiosk whose customer turned negative is at the top, with what they said beside it.
     const first = page.locator("tbody tr").first();
     await page.waitForFunction((id) => document.querySelector<HTMLElement>("tbody tr")?.dataset.device === id, TROUBLED);
-    await expect.poll(() => first.locator("q").textContent()).toBe(COMPLAINT);
-    expect(await first.locator(".said .meta").textContent()).toMatch(/sentiment \u22120\.60 · rating 1\/5 · 4 negative/);
+    // The fleet view catches up with news within a refresh or two; the page follows it live.
+    await expect.poll(() => first.locator("q").textContent(), { timeout: 30_000 }).toBe(COMPLAINT);
+    await expect.poll(() => first.locator(".said .meta").textContent(), { timeout: 30_000 }).toMatch(/sentiment \u22120\.60 · rating 1\/5 · 4 negative/);
     expect(await first.locator(".score .band").textContent()).toBe("poor");
     expect(await page.locator("tbody tr").count()).toBe(FLEET.length);
     await page.getByRole("status").filter({ hasText: "Live" }).waitFor();

@@ -116,8 +116,11 @@ describe("experience health, timeline and live updates", () => {
   });
 
   it("lists the fleet worst first, with the latest negative feedback, filtered and paginated", async () => {
-    const fleet = (await as("GET", "/api/fleet/health")).body as Json;
-    expect(fleet.devices.map((d: Json) => d.device)).toEqual(["kiosk-bad", "kiosk-good", "kiosk-quiet"]);
+    // The fleet view scores devices with news every 2 s: what the setup sent shows within a refresh.
+    const fleet = await waitFor(async () => {
+      const body = (await as("GET", "/api/fleet/health")).body as Json;
+      return body.devices.map((d: Json) => d.device).join() === "kiosk-bad,kiosk-good,kiosk-quiet" && body.devices[1].components.participation === 100 && body;
+    }, "the fleet view to show the three kiosks");
     expect(fleet).toMatchObject({ window: "7d", total: 3, offset: 0, limit: 50, summary: { devices: 3, poor: 1, good: 1, unknown: 1 } });
     expect(fleet.devices[0]).toMatchObject({ device: "kiosk-bad", status: "poor", online: true, feedback: { negative: 3, latestNegative: { text: BAD_TEXT, rating: 1 } } });
     expect(fleet.devices[0].components.performance).toBe(62.5);
