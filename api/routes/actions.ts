@@ -10,7 +10,9 @@ export const actionRoutes = (deps: { actions: Actions; auth: Authenticator }): F
       read.get<{ Params: { id: string } }>("/api/actions/:id", async (request, reply) => {
         const record = deps.actions.get(request.params.id);
         if (!record) return reply.code(404).send({ error: "action_not_found", message: `no action '${request.params.id}'` });
-        return { ...record, createdAt: new Date(record.createdAt).toISOString() };
+        // A notification's key is its webhook URL, which often carries a secret: not for the support role.
+        const hidden = record.kind === "notify" && request.principal?.role === "support";
+        return { ...record, ...(hidden ? { key: null } : {}), createdAt: new Date(record.createdAt).toISOString() };
       });
       read.get<{ Params: { id: string } }>("/api/subjects/:id/participation", async (request) => deps.actions.participation(`subject:${request.params.id}`));
       read.get<{ Params: { id: string } }>("/api/devices/:id/participation", async (request) => deps.actions.participation(`device:${request.params.id}`));

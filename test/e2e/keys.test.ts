@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keys as keysCli } from "../../cli/keys.ts";
 import { influxQuery } from "../support/influx.ts";
@@ -78,6 +80,37 @@ describe("staff API keys", () => {
     // A staff key is not a device token.
     const ingest = await fetch(`${t.http}/api/ingest/telemetry`, { method: "POST", headers: { authorization: `Bearer ${support.token}` }, body: '{"metrics":{"x":1}}' });
     expect(ingest.status).toBe(401);
+  });
+
+  it("a support key never sees a notification's webhook URL, which carries its secret", async () => {
+    const received: string[] = [];
+    const hook = createServer((req, res) => {
+      req.resume();
+      received.push(req.url ?? "");
+      res.end();
+    });
+    await new Promise<void>((resolve) => hook.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/T0123?token=s3cret-webhook-token`;
+    try {
+      const rule = await api(t, "POST", "/api/rules", { id: "page-support", on: "telemetry", when: "msg.metrics.temp > 40", then: [{ notify: url, message: "overheating" }] });
+      expect(rule.status, JSON.stringify(rule.body)).toBe(201);
+      const device = await provision(t, { id: "kiosk-hot" });
+      const res = await fetch(`${t.http}/api/ingest/telemetry`, { method: "POST", headers: { authorization: `Bearer ${device.token}` }, body: '{"metrics":{"temp":45}}' });
+      expect(res.status).toBe(200);
+      await waitFor(() => received.length > 0, "the webhook call");
+      const action = await waitFor(async () => {
+        const entries = (await api(t, "GET", "/api/devices/kiosk-hot/timeline?types=action", undefined, support.token)).body.entries as Json[];
+        return entries.find((e) => e.rule === "page-support");
+      }, "the notification in the timeline");
+      expect(action.target).toBeNull();
+      const asSupport = await api(t, "GET", `/api/actions/${action.id}`, undefined, support.token);
+      expect(asSupport.body).toMatchObject({ id: action.id, kind: "notify", key: null });
+      expect(JSON.stringify(asSupport.body)).not.toContain("s3cret");
+      expect((await api(t, "GET", `/api/actions/${action.id}`)).body.key).toBe(url);
+    } finally {
+      await api(t, "DELETE", "/api/rules/page-support");
+      hook.close();
+    }
   });
 
   it("a product key manages rules and sees no support views", async () => {
