@@ -238,6 +238,7 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
 
 /** The experience-health section of the benchmark report. */
 export async function healthReport(options: { quick: boolean }): Promise<string> {
+  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
   const r = await benchHealth(options);
   const table = [
     "| fleet health | requests | p50 ms | p95 ms | max ms |",
@@ -254,7 +255,8 @@ and sorting in Node: the first row, what the fleet view costs at start and every
 deployed, the view is scored once and then, every 2 s, only the devices with news, with the same
 queries filtered to them; requests are answered from it while ${ACTIVE} devices post telemetry and
 feedback over HTTP (${r.sent} records during the run). A complaint shows in its device's fleet row
-${(r.freshness.p50Ms / 1000).toFixed(1)} s after it was acknowledged (median; at most ${(r.freshness.maxMs / 1000).toFixed(1)} s).
+${(r.freshness.p50Ms / 1000).toFixed(1)} s after it was acknowledged (median; at most ${(r.freshness.maxMs / 1000).toFixed(1)} s). Load average at the start
+of this section: ${load} (two cores, shared with other work: the numbers move with it).
 
 ${table}
 `;
