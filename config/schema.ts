@@ -75,6 +75,9 @@ const weights = z.strictObject({
   connectivity: weight.default(1),
 });
 
+/** A kind's overrides: only the weights it names (no defaults, or they would undo the global ones). */
+const kindWeights = z.strictObject(Object.fromEntries(healthComponents.map((c) => [c, weight.optional()])) as Record<HealthComponent, z.ZodOptional<typeof weight>>);
+
 /**
  * Experience health (docs/health.md): what each component measures, its
  * target, and how much it weighs in a device's score.
@@ -87,7 +90,7 @@ const health = z.object({
    * Weights per device kind, over the defaults: e.g. `{"phone-app": {connectivity: 0}}` for apps
    * that connect only while they are in use. Config file only.
    */
-  kinds: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a device kind"), weights.partial()).default({}),
+  kinds: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a device kind"), kindWeights).default({}),
   /** Telemetry metric with a latency in milliseconds (performance). */
   latencyMetric: metricName.default("latency_ms"),
   /** Apdex target T: a sample up to T is satisfied, up to 4T tolerated. */

@@ -68,8 +68,9 @@ describe("the experience-health model (docs/health.md)", () => {
   });
 
   it("weights per kind of device override the defaults", () => {
-    const custom = configSchema.parse({ health: { kinds: { "phone-app": { connectivity: 0 } } } }).health;
-    expect(weightsFor(custom, "phone-app")).toEqual({ ...custom.weights, connectivity: 0 });
+    const custom = configSchema.parse({ health: { weights: { sentiment: 3 }, kinds: { "phone-app": { connectivity: 0 } } } }).health;
+    // Only what the kind names changes; the other weights stay the configured ones.
+    expect(weightsFor(custom, "phone-app")).toEqual({ reliability: 1, performance: 1, sentiment: 3, participation: 0.5, connectivity: 0 });
     expect(weightsFor(custom, "tv")).toEqual(custom.weights);
     const offline = score(agg({ ratings: 1, ratingMean: 5 }), { ...ctx, kind: "phone-app" }, range, custom);
     expect(offline.components.connectivity.score).toBe(0);
