@@ -24,6 +24,12 @@ import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
 import type { Privacy } from "../privacy/index.ts";
+import type { Keys } from "../keys/index.ts";
+import type { Health } from "../health/index.ts";
+import { keyRoutes } from "./routes/keys.ts";
+import { fleetRoutes } from "./routes/fleet.ts";
+import { liveRoutes } from "./routes/live.ts";
+import { dashboardRoutes } from "../dashboard/index.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
@@ -53,6 +59,8 @@ export interface ApiDeps {
   touchpoints: Touchpoints;
   tokens: SubjectTokens;
   privacy: Privacy;
+  keys: Keys;
+  health: Health;
 }
 
 export interface Api {
@@ -108,6 +116,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
   await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
   await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
+  await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
+  await app.register(liveRoutes({ intervalMs: deps.health.config.liveIntervalMs }, { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys }));
+  await app.register(dashboardRoutes());
 
   // The platform logs all listening addresses on one line; fastify's own "listening" lines (one per
   // interface) would repeat it, so its logger is quiet for the duration of listen().

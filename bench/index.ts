@@ -11,6 +11,7 @@ import { startMqttLoad, type Device } from "./mqtt-load.ts";
 import { startRefeed } from "./refeed-process.ts";
 import { renderReport, type Results } from "./report.ts";
 import { rulesReport } from "./rules.ts";
+import { healthReport } from "./health.ts";
 
 /**
  * `npm run bench [-- --quick] [-- --write]`: ingest throughput with zero loss
@@ -124,8 +125,10 @@ async function main() {
     };
     say("rules: evaluation cost with 1, 100 and 1,000 rules; telemetry -> action latency");
     const rules = await rulesReport({ quick });
+    say("experience health: 10,000 devices, the whole fleet scored and the fleet view under news");
+    const health = await healthReport({ quick });
     results.wallSeconds = Math.round((Date.now() - began) / 1000);
-    const report = `${renderReport(results)}\n${rules}`;
+    const report = `${renderReport(results)}\n${rules}\n${health}`;
     process.stdout.write(`${report}\n`);
     if (write) {
       const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs/benchmarks.md");

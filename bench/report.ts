@@ -81,9 +81,9 @@ ${mib(r.mqtt.memory.heap)}), influxd ${mib(r.mqtt.memory.influxd)}; influxd duri
 ## Reproduce
 
 \`\`\`sh
-npm run bench -- --quick            # about a minute; prints this report
+npm run bench -- --quick            # about 5 minutes (10,000 devices for health); prints this report
 npm run bench -- --quick --write    # and writes it to docs/benchmarks.md
-npm run bench                       # longer runs (about 3 minutes)
+npm run bench                       # longer runs (about 10 minutes)
 \`\`\`
 `;
 }

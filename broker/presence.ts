@@ -26,6 +26,10 @@ export interface PresenceView {
   connections: number;
   /** The last connect, disconnect, last will or message of the device. */
   lastSeen: Date | undefined;
+  /** This process's last presence event of the device: online time after it is not in InfluxDB yet. */
+  changedAt: Date | undefined;
+  /** The device's first presence event ever: when it went into service. */
+  firstSeen: Date | undefined;
 }
 
 export interface Presence {
@@ -59,9 +63,15 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
   const log = deps.log.child({ part: "presence" });
   const lastSeen = new Map<string, number>();
   const connections = new Map<string, number>();
+  const changedAt = new Map<string, number>();
 
-  const rows = await deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`);
-  for (const row of rows) lastSeen.set(row.device, row.time.getTime());
+  const firstSeen = new Map<string, number>();
+  const [lasts, firsts] = await Promise.all([
+    deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`),
+    deps.store.query<{ time: Date; device: string }>(`SELECT first("client") FROM ${MEASUREMENT} GROUP BY "device"`),
+  ]);
+  for (const row of lasts) lastSeen.set(row.device, row.time.getTime());
+  for (const row of firsts) firstSeen.set(row.device, row.time.getTime());
   log.info({ devices: lastSeen.size }, "presence rebuilt from InfluxDB");
 
   const writer = createBatchWriter({
@@ -72,29 +82,46 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
     onRejected: (point, message) => log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a presence event"),
   });
 
-  const record = (device: string, event: "connect" | "disconnect" | "will", tags: Record<string, string>, fields: Record<string, string>) => {
+  /**
+   * Each event carries the device's open connections after it and `online_ms`,
+   * how long the device was connected (to this process) since its previous
+   * event: summed over a window in InfluxDB, that is its online time. Time
+   * this process did not see (a crash, another node's sessions) never counts.
+   */
+  const record = (device: string, event: "connect" | "disconnect" | "will", tags: Record<string, string>, fields: Record<string, string>, before: number) => {
     const now = Date.now();
     lastSeen.set(device, now);
-    const point: Point = { measurement: MEASUREMENT, tags: { device, event, ...tags }, fields, timestamp: String(nextMicros(now)) };
+    if (!firstSeen.has(device)) firstSeen.set(device, now);
+    const since = changedAt.get(device);
+    changedAt.set(device, now);
+    const onlineMs = before > 0 && since !== undefined ? now - since : 0;
+    const point: Point = {
+      measurement: MEASUREMENT,
+      tags: { device, event, ...tags },
+      fields: { ...fields, connections: connections.get(device) ?? 0, online_ms: onlineMs },
+      timestamp: String(nextMicros(now)),
+    };
     writer.write([point]).catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
     deps.onEvent?.({ device, event, reason: tags.reason as DisconnectReason | undefined, transport: fields.transport as Transport | undefined, ts: now });
   };
 
   return {
     connected(device, clientId, transport) {
-      connections.set(device, (connections.get(device) ?? 0) + 1);
-      record(device, "connect", {}, { client: clientId, transport });
+      const before = connections.get(device) ?? 0;
+      connections.set(device, before + 1);
+      record(device, "connect", {}, { client: clientId, transport }, before);
       log.info({ device, clientId, transport }, "device connected");
     },
     disconnected(device, clientId, transport, reason) {
-      const left = (connections.get(device) ?? 1) - 1;
+      const before = connections.get(device) ?? 0;
+      const left = Math.max(0, before - 1);
       if (left > 0) connections.set(device, left);
       else connections.delete(device);
-      record(device, "disconnect", { reason }, { client: clientId, transport });
+      record(device, "disconnect", { reason }, { client: clientId, transport }, before);
       log.info({ device, clientId, transport, reason }, "device disconnected");
     },
     lastWill(device, clientId, topic) {
-      record(device, "will", {}, { client: clientId, topic });
+      record(device, "will", {}, { client: clientId, topic }, connections.get(device) ?? 0);
       log.info({ device, clientId, topic }, "last will published");
     },
     seen(device) {
@@ -103,7 +130,8 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
     view(device) {
       const seen = lastSeen.get(device);
       const open = connections.get(device) ?? 0;
-      return { online: open > 0, connections: open, lastSeen: seen === undefined ? undefined : new Date(seen) };
+      const date = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms));
+      return { online: open > 0, connections: open, lastSeen: date(seen), changedAt: date(changedAt.get(device)), firstSeen: date(firstSeen.get(device)) };
     },
     async close() {
       await writer.close();

@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { adminArgs, CliError, runCommand, stdio, table, type Io } from "./api-client.ts";
 
 export const devicesUsage = `usage: refeed devices <command> [options]
 
@@ -14,20 +14,6 @@ options:
   --json         print the API's JSON answer
 `;
 
-interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
-
-class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
-
 interface DeviceRow {
   id: string;
   kind: string | null;
@@ -38,57 +24,19 @@ interface DeviceRow {
 }
 
 /** `refeed devices ...`: the device lifecycle through the HTTP API. */
-export async function devices(argv: string[], env: Record<string, string | undefined> = process.env, io: Io = stdio): Promise<number> {
-  try {
-    return await runDevices(argv, env, io);
-  } catch (err) {
-    if (err instanceof CliError) {
-      io.err(`refeed devices: ${err.message}\n`);
-      return err.exitCode;
-    }
-    throw err;
-  }
+export function devices(argv: string[], env: Record<string, string | undefined> = process.env, io: Io = stdio): Promise<number> {
+  return runCommand("devices", io, () => runDevices(argv, env, io));
 }
 
 async function runDevices(argv: string[], env: Record<string, string | undefined>, io: Io): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      strict: true,
-      options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        json: { type: "boolean", default: false },
-        id: { type: "string" },
-        kind: { type: "string" },
-        subject: { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
-  } catch (err) {
-    throw new CliError(`${(err as Error).message}\n\n${devicesUsage}`, 2);
-  }
-  const { values, positionals } = parsed;
-  const [command, ...rest] = positionals;
-  if (values.help || command === "help") {
-    io.out(devicesUsage);
-    return 0;
-  }
-  if (command === undefined) throw new CliError(`which command?\n\n${devicesUsage}`, 2);
-  const base = values.url ?? env.REFEED_URL ?? `http://localhost:${env.REFEED_HTTP_PORT || "8080"}`;
-  const token = values.token ?? env.REFEED_ADMIN_TOKEN;
-  const onlyFor = (allowed: string[]) => {
-    for (const name of ["id", "kind", "subject"] as const) {
-      if (values[name] !== undefined && !allowed.includes(name)) throw new CliError(`--${name} is an option of 'add' only`, 2);
-    }
-  };
+  const args = adminArgs(argv, devicesUsage, ["id", "kind", "subject"], env, io);
+  if (!args) return 0;
+  const { command, rest, onlyFor, call } = args;
+  const values = { ...args.options, json: args.json };
   const target = () => {
     if (rest.length !== 1) throw new CliError(`'${command}' takes one device id, e.g. refeed devices ${command} tv-livingroom`, 2);
     return encodeURIComponent(rest[0]!);
   };
-  const call = (method: string, path: string, body?: unknown) => request(base, token, method, path, body);
   /** A token is shown once: on stdout for the operator to copy, with a reminder on stderr. */
   const showToken = (answer: { id: string; token: string }, reminder: string) => {
     if (values.json) return io.out(`${JSON.stringify(answer)}\n`);
@@ -107,7 +55,7 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
     case "list": {
       onlyFor([]);
       const rows = (await call("GET", "/api/devices")) as DeviceRow[];
-      io.out(values.json ? `${JSON.stringify(rows)}\n` : table(rows));
+      io.out(values.json ? `${JSON.stringify(rows)}\n` : devicesTable(rows));
       return 0;
     }
     case "rotate": {
@@ -126,49 +74,10 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
   }
 }
 
-async function request(base: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<unknown> {
-  if (!token) throw new CliError("an admin token is needed: pass --token or set REFEED_ADMIN_TOKEN", 2);
-  let url: URL;
-  try {
-    url = new URL(path, base);
-  } catch {
-    throw new CliError(`--url: '${base}' is not a URL (expected e.g. http://localhost:8080)`, 2);
-  }
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new CliError(`cannot reach Refeed at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message})`, 1);
-  }
-  const text = await res.text();
-  let parsed: unknown;
-  try {
-    parsed = text ? JSON.parse(text) : undefined;
-  } catch {
-    throw new CliError(`${base} answered HTTP ${res.status} with something that is not JSON; is it Refeed?`, 1);
-  }
-  if (!res.ok) {
-    const message = (parsed as { message?: string } | undefined)?.message ?? res.statusText;
-    throw new CliError(`${message} (HTTP ${res.status})`, 1);
-  }
-  return parsed;
-}
-
-function table(rows: DeviceRow[]): string {
+function devicesTable(rows: DeviceRow[]): string {
   if (rows.length === 0) return "no devices\n";
-  const header = ["ID", "KIND", "SUBJECT", "STATE", "LAST SEEN"];
-  const lines = rows.map((d) => [d.id, d.kind ?? "-", d.subject ?? "-", d.revoked ? "revoked" : d.online ? "online" : "offline", d.lastSeen ?? "never"]);
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const format = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
-  return `${[header, ...lines].map(format).join("\n")}\n`;
+  return table(
+    ["ID", "KIND", "SUBJECT", "STATE", "LAST SEEN"],
+    rows.map((d) => [d.id, d.kind ?? "-", d.subject ?? "-", d.revoked ? "revoked" : d.online ? "online" : "offline", d.lastSeen ?? "never"]),
+  );
 }
-
-const stdio: Io = {
-  out: (text) => void process.stdout.write(text),
-  err: (text) => void process.stderr.write(text),
-};

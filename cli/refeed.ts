@@ -1,6 +1,7 @@
 import { main as start } from "../platform/main.ts";
 import { rulesCommand } from "./rules.ts";
 import { devices } from "./devices.ts";
+import { keys } from "./keys.ts";
 import { simCommand } from "../firmware-sim/cli.ts";
 
 const usage = `usage: refeed <command>
@@ -9,6 +10,7 @@ commands:
   start        run the platform (configuration from REFEED_* environment variables; see README)
   rules        check, backtest and push rule files (refeed rules --help)
   devices      add, list, rotate and revoke devices (refeed devices help)
+  keys         add, list and revoke staff API keys (refeed keys help)
   sim          run a simulated fleet against a running platform (refeed sim --help)
   help         show this text
 `;
@@ -22,6 +24,8 @@ async function run(argv: string[]): Promise<number> {
       return rulesCommand(argv.slice(1));
     case "devices":
       return devices(argv.slice(1));
+    case "keys":
+      return keys(argv.slice(1));
     case "sim":
       return simCommand(argv.slice(1));
     case "help":

@@ -6,3 +6,12 @@ export function parseDuration(text: string): number | undefined {
   if (parts.length === 0 || parts.map((p) => p[0]).join("") !== text) return undefined;
   return parts.reduce((sum, [, n, unit]) => sum + Number(n) * UNITS[unit!]!, 0);
 }
+
+/** Milliseconds as the largest whole unit that fits: 604800000 -> "7d", 5400000 -> "90m". */
+export function formatDuration(ms: number): string {
+  for (const unit of ["d", "h", "m", "s"] as const) {
+    const size = UNITS[unit]!;
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}

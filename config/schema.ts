@@ -58,6 +58,69 @@ const mqttTls = z.object({
   }
 });
 
+/** A name of a metric or event, as ingest accepts them (see ingest/messages.ts). */
+const metricName = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "a metric or event name: 1-64 ASCII letters, digits, '_', '.' or '-', starting with a letter");
+const weightMsg = "expected a weight of 0 or more";
+const weight = z.coerce.number({ error: weightMsg }).min(0, weightMsg).max(1000, weightMsg);
+const shareMsg = "expected a share between 0 (exclusive) and 1";
+const share = z.coerce.number({ error: shareMsg }).gt(0, shareMsg).max(1, shareMsg);
+export const healthComponents = ["reliability", "performance", "sentiment", "participation", "connectivity"] as const;
+export type HealthComponent = (typeof healthComponents)[number];
+const weights = z.strictObject({
+  reliability: weight.default(1),
+  performance: weight.default(1),
+  // What customers say is their own verdict; the other components are signals of it.
+  sentiment: weight.default(2),
+  participation: weight.default(0.5),
+  connectivity: weight.default(1),
+});
+
+/** A kind's overrides: only the weights it names (no defaults, or they would undo the global ones). */
+const kindWeights = z.strictObject(Object.fromEntries(healthComponents.map((c) => [c, weight.optional()])) as Record<HealthComponent, z.ZodOptional<typeof weight>>);
+
+/**
+ * Experience health (docs/health.md): what each component measures, its
+ * target, and how much it weighs in a device's score.
+ */
+const health = z.object({
+  /** The window a score looks back over. */
+  window: duration.prefault("7d"),
+  weights: weights.prefault({}),
+  /**
+   * Weights per device kind, over the defaults: e.g. `{"phone-app": {connectivity: 0}}` for apps
+   * that connect only while they are in use. Config file only.
+   */
+  kinds: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a device kind"), kindWeights).default({}),
+  /** Telemetry metric with a latency in milliseconds (performance). */
+  latencyMetric: metricName.default("latency_ms"),
+  /** Apdex target T: a sample up to T is satisfied, up to 4T tolerated. */
+  latencyTargetMs: positiveNumber.max(3_600_000).default(500),
+  /** Event that starts a customer session (reliability counts per session). */
+  sessionEvent: metricName.default("session_start"),
+  /** Event that reports an error, and a telemetry metric that counts errors (summed). */
+  errorEvent: metricName.default("error"),
+  errorMetric: metricName.default("errors"),
+  crashEvent: metricName.default("crash"),
+  /** Errors per session (per day without sessions) at which reliability reaches 0. */
+  errorsPerSession: positiveNumber.max(1_000_000).default(1),
+  /** Crashes per session (per day without sessions) at which reliability reaches 0. */
+  crashesPerSession: positiveNumber.max(1_000_000).default(0.25),
+  /** Feedback text sentiment (AFINN comparative) that counts as fully positive; its negative, fully negative. */
+  sentimentSpan: positiveNumber.max(5).default(1),
+  /** Online share of the window that gives full connectivity. */
+  onlineTarget: share.default(0.95),
+  /** Unexpected disconnects per day at which connectivity reaches 0. */
+  dropsPerDay: positiveNumber.max(1_000_000).default(10),
+  /**
+   * The fleet's health is a view: devices with news are scored again at most this often,
+   * the whole fleet every `fullRefreshMs`. 0: no view, every call scores the whole fleet.
+   */
+  refreshMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(3_600_000, intMsg).default(2000),
+  fullRefreshMs: positiveInt.min(10_000).max(86_400_000).default(300_000),
+  /** How often open dashboards are checked for news (live updates). */
+  liveIntervalMs: positiveInt.min(200).max(600_000).default(2000),
+}).prefault({});
+
 /**
  * The whole platform configuration. Every part receives its own slice of this,
  * already validated, so nothing downstream re-checks shapes.
@@ -101,6 +164,7 @@ export const configSchema = z.object({
     /** A shared device's session with a customer ends after this long when its session_end never arrives. */
     sessionTtl: duration.prefault("1h"),
   }).prefault({}),
+  health,
   ingest: z.object({
     /** InfluxDB's guidance is 5,000-10,000 points per write request. */
     batchSize: positiveInt.max(100_000).default(5000),
@@ -133,6 +197,8 @@ export type HttpConfig = Config["http"];
 export type InfluxConfig = Config["influx"];
 export type IngestConfig = Config["ingest"];
 export type RulesSettings = Config["rules"];
+export type HealthConfig = Config["health"];
+export type HealthWeights = HealthConfig["weights"];
 
 /**
  * Environment variable -> config path. The variable names are the operator
@@ -168,6 +234,26 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_RULES_MAX_COST: ["rules", "maxCost"],
   REFEED_RULES_WARMUP_MAX_AGE: ["rules", "warmupMaxAge"],
   REFEED_SESSION_TTL: ["subjects", "sessionTtl"],
+  REFEED_HEALTH_WINDOW: ["health", "window"],
+  REFEED_HEALTH_WEIGHT_RELIABILITY: ["health", "weights", "reliability"],
+  REFEED_HEALTH_WEIGHT_PERFORMANCE: ["health", "weights", "performance"],
+  REFEED_HEALTH_WEIGHT_SENTIMENT: ["health", "weights", "sentiment"],
+  REFEED_HEALTH_WEIGHT_PARTICIPATION: ["health", "weights", "participation"],
+  REFEED_HEALTH_WEIGHT_CONNECTIVITY: ["health", "weights", "connectivity"],
+  REFEED_HEALTH_LATENCY_METRIC: ["health", "latencyMetric"],
+  REFEED_HEALTH_LATENCY_TARGET_MS: ["health", "latencyTargetMs"],
+  REFEED_HEALTH_SESSION_EVENT: ["health", "sessionEvent"],
+  REFEED_HEALTH_ERROR_EVENT: ["health", "errorEvent"],
+  REFEED_HEALTH_ERROR_METRIC: ["health", "errorMetric"],
+  REFEED_HEALTH_CRASH_EVENT: ["health", "crashEvent"],
+  REFEED_HEALTH_ERRORS_PER_SESSION: ["health", "errorsPerSession"],
+  REFEED_HEALTH_CRASHES_PER_SESSION: ["health", "crashesPerSession"],
+  REFEED_HEALTH_SENTIMENT_SPAN: ["health", "sentimentSpan"],
+  REFEED_HEALTH_ONLINE_TARGET: ["health", "onlineTarget"],
+  REFEED_HEALTH_DROPS_PER_DAY: ["health", "dropsPerDay"],
+  REFEED_HEALTH_REFRESH_MS: ["health", "refreshMs"],
+  REFEED_HEALTH_FULL_REFRESH_MS: ["health", "fullRefreshMs"],
+  REFEED_HEALTH_LIVE_INTERVAL_MS: ["health", "liveIntervalMs"],
   REFEED_INGEST_BATCH_SIZE: ["ingest", "batchSize"],
   REFEED_INGEST_FLUSH_MS: ["ingest", "flushMs"],
   REFEED_INGEST_MAX_IN_FLIGHT: ["ingest", "maxInFlight"],

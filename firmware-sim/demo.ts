@@ -44,6 +44,13 @@ async function demo(): Promise<number> {
 
   const { http, mqtt, ws, influx } = platform.addresses;
   const auth = `-H "authorization: Bearer $ADMIN"`;
+  // A support key for the dashboard, as an admin would hand one to a support agent.
+  const keyAnswer = await fetch(`${http}/api/keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ name: "demo support desk", role: "support", expiresIn: "1d" }),
+  });
+  const supportKey = keyAnswer.ok ? ((await keyAnswer.json()) as { token: string }).token : undefined;
   io.out(
     [
       "",
@@ -53,6 +60,7 @@ async function demo(): Promise<number> {
       `  rules      ${config.rulesDir ?? "(none)"}`,
       `  fleet      ${DEVICES} devices and apps (ATMs, banking and ride apps, TVs, phones, kiosks), ${RATE} records/s each`,
       "",
+      ...(supportKey ? [`Support dashboard: ${http}/dashboard   sign in with the support key ${supportKey}`, ""] : []),
       "Look around in another terminal:",
       `  export ADMIN=${adminToken}`,
       `  curl -s ${auth} ${http}/api/devices                                  # the fleet`,

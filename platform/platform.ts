@@ -14,6 +14,8 @@ import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
 import { startPrivacy } from "../privacy/index.ts";
+import { startKeys } from "../keys/index.ts";
+import { startHealth } from "../health/index.ts";
 
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
@@ -76,6 +78,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       { log, store, actions, consent },
     );
     closers.push(() => rules.close());
+    // Devices with news are scored again in the fleet's health view; health starts after the parts it reads.
+    let touchHealth: (device: string) => void = () => {};
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
     const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool") }, {
@@ -86,15 +90,22 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       onMessage: (msg) => {
         touchpoints.observe(msg);
         rules.handle(msg);
+        touchHealth(msg.device);
       },
-      onAck: (ack) => actions.ack(ack),
+      onAck: (ack) => {
+        actions.ack(ack);
+        touchHealth(ack.device);
+      },
     });
     closers.push(() => ingest.close());
     // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
     const presence = await startPresence({
       store,
       log,
-      onEvent: (e) => rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport }),
+      onEvent: (e) => {
+        rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport });
+        touchHealth(e.device);
+      },
     });
     closers.push(() => presence.close());
     registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
@@ -107,12 +118,18 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       dataDir: config.dataDir,
       announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
+    // Staff API keys (admin, product, support), rebuilt from InfluxDB.
+    const keys = await startKeys({ store, log });
+    closers.push(() => keys.close());
+    const health = await startHealth(config.health, { store, log, devices: registry, links: touchpoints, presence, actions, consent });
+    closers.push(() => health.close());
+    touchHealth = (device) => health.touch(device);
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
-    const auth = anyAuthenticator(subjects.tokens, admin);
+    const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;
     const privacy = startPrivacy({ store, log, views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest } });
     closers.push(() => privacy.close());
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics, touchpoints, tokens: subjects.tokens, privacy });
+    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics, touchpoints, tokens: subjects.tokens, privacy, keys, health });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);

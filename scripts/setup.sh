@@ -3,6 +3,7 @@
 #   influxd (InfluxDB 1.x, Debian's `influxdb`) - the system of record, started by Refeed when REFEED_INFLUX_URL is unset
 #   mosquitto_pub / mosquitto_sub (Debian's `mosquitto-clients`) - the README walk-through and the tests use them as independent MQTT peers
 #   openssl (Debian's `openssl`) - the TLS listener's test makes a throwaway certificate with it
+#   chromium (Debian's `chromium`, and `fonts-liberation` for legible screenshots) - the dashboard's browser tests drive it with playwright-core
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ need=()
 command -v influxd >/dev/null 2>&1 || [ -x /usr/bin/influxd ] || need+=(influxdb)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-liberation)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then

@@ -30,7 +30,7 @@ export const actionRoutes = (deps: { actions: Actions; auth: Authenticator }): F
 
     app.get<{ Params: { id: string } }>("/api/actions/:id", { onRequest: requireRole(deps.auth, "product", "support", "subject"), ...doc({ tag: "actions", summary: "An action with its lifecycle and why", description: "A subject token sees actions about its own subject only; any other id is 404.", auth: ["product", "support", "subject"], responses: { 200: "OK", 404: "no such action (or not the caller's)" } }) }, async (request, reply) => {
       const record = find(request, reply, false);
-      return record ? publicAction(record) : reply;
+      return record ? publicAction(record, request.principal) : reply;
     });
     for (const [verb, status] of [["accept", "accepted"], ["decline", "declined"]] as const) {
       app.post<{ Params: { id: string } }>(`/api/actions/:id/${verb}`, { onRequest: requireRole(deps.auth, "subject"), ...doc({ tag: "actions", summary: `${verb === "accept" ? "Accept" : "Decline"} a suggestion`, description: "The customer's answer, as if given on the device; an accepted suggestion is applied on every touchpoint.", auth: ["subject"], responses: { 200: "`{id, status}`", 404: "no such action (or not the caller's)", 409: "the action is not an open suggestion" } }) }, async (request, reply) => {

@@ -7,7 +7,7 @@ import { ErasureError, type Privacy } from "../../privacy/index.ts";
 import { DEVICE_ID, SUBJECT_ID, type Registry } from "../../registry/index.ts";
 import { TokenError, type SubjectTokens, type Touchpoints } from "../../subjects/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { ownsSubject, requireRole, type Authenticator, type Role } from "../auth.ts";
+import { ownsSubject, requireRole, type Authenticator, type Principal, type Role } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 import { doc, type RouteDoc } from "../openapi.ts";
 
@@ -38,8 +38,10 @@ const profileBody = z
 const tokenBody = z.strictObject({ label: z.string().min(1).max(64).optional() });
 const exportQuery = z.object({ format: z.enum(["json", "csv"]).optional() });
 
-export function publicAction(record: ActionRecord) {
-  return { ...record, createdAt: new Date(record.createdAt).toISOString() };
+/** An action as the API shows it. A notification's key is its webhook URL, which often carries a secret: only admin and product see it. */
+export function publicAction(record: ActionRecord, principal: Principal | undefined) {
+  const hidden = record.kind === "notify" && principal?.role !== "admin" && principal?.role !== "product";
+  return { ...record, ...(hidden ? { key: null } : {}), createdAt: new Date(record.createdAt).toISOString() };
 }
 
 /** Whether a principal may see an action: staff, or the subject it is about. */
@@ -173,7 +175,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     app.get<Params>("/api/subjects/:id/actions", route({ summary: "Every action about a customer, with its lifecycle and why", auth: ["product", "support", "subject"] }), async (request, reply) => {
       const id = subjectOf(request, reply);
       if (!id) return reply;
-      return deps.actions.actionsOf(id).map(publicAction);
+      return deps.actions.actionsOf(id).map((record) => publicAction(record, request.principal));
     });
 
     // ?format=csv (or Accept: application/zip) answers CSV files in a zip; JSON otherwise. Both are streamed.

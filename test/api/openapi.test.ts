@@ -35,6 +35,9 @@ describe("the OpenAPI document at /docs", () => {
       ["post", "/api/rules"],
       ["get", "/api/rules"],
       ["post", "/api/rules/{id}/backtest"],
+      ["get", "/api/fleet/health"],
+      ["get", "/api/devices/{id}/health"],
+      ["get", "/dashboard"],
     ] as const;
     for (const [method, path] of calls) {
       const op = paths[path]?.[method];

@@ -44,6 +44,21 @@ describe("configuration", () => {
     expect(problem).not.toContain("short-secret");
   });
 
+  it("takes experience health's weights and targets from the environment, and per device kind from the file", async () => {
+    const config = loadConfig({ REFEED_HEALTH_WINDOW: "24h", REFEED_HEALTH_WEIGHT_SENTIMENT: "3", REFEED_HEALTH_LATENCY_TARGET_MS: "250", REFEED_HEALTH_REFRESH_MS: "0" });
+    expect(config.health).toMatchObject({ window: 86_400_000, weights: { sentiment: 3, reliability: 1 }, latencyTargetMs: 250, refreshMs: 0, latencyMetric: "latency_ms" });
+    expect(problems({ REFEED_HEALTH_WINDOW: "forever" })[0]).toMatch(/^REFEED_HEALTH_WINDOW: expected a duration/);
+    expect(problems({ REFEED_HEALTH_WEIGHT_CONNECTIVITY: "-1" })[0]).toBe('REFEED_HEALTH_WEIGHT_CONNECTIVITY: expected a weight of 0 or more (got "-1")');
+    expect(problems({ REFEED_HEALTH_ONLINE_TARGET: "1.5" })[0]).toMatch(/^REFEED_HEALTH_ONLINE_TARGET: expected a share between 0/);
+    expect(problems({ REFEED_HEALTH_LATENCY_METRIC: "response time" })[0]).toMatch(/^REFEED_HEALTH_LATENCY_METRIC: a metric or event name/);
+    const dir = await mkdtemp(path.join(os.tmpdir(), "refeed-config-"));
+    const file = path.join(dir, "refeed.yaml");
+    await writeFile(file, "health:\n  kinds:\n    phone-app: { connectivity: 0 }\n");
+    expect(loadConfig({ REFEED_CONFIG: file }).health.kinds).toEqual({ "phone-app": { connectivity: 0 } });
+    await writeFile(file, "health:\n  kinds:\n    phone-app: { speed: 2 }\n");
+    expect(problems({ REFEED_CONFIG: file })[0]).toMatch(/health\.kinds\.phone-app: unknown field|Unrecognized key/);
+  });
+
   it("reads an optional YAML config file, with the environment taking precedence", async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), "refeed-config-"));
     const file = path.join(dir, "refeed.yaml");

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery } from "../support/influx.ts";
 import { ADMIN_TOKEN, api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { devices } from "../../cli/devices.ts";
-import { runCli } from "../support/process.ts";
+import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 
 const closed = (client: MqttClient) => new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
@@ -20,17 +20,8 @@ interface PresenceRow {
   topic: string | null;
 }
 
-/**
- * `refeed devices ...` against the test platform's API. The command runs in
- * this process (starting node + tsx per call would cost seconds); one test
- * runs the real `refeed` binary to cover the wiring.
- */
-async function cli(t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) {
-  let stdout = "";
-  let stderr = "";
-  const code = await devices([...args, "--url", t.http], env, { out: (s) => (stdout += s), err: (s) => (stderr += s) });
-  return { code, stdout: stdout.trimEnd(), stderr: stderr.trimEnd() };
-}
+/** `refeed devices ...` against the test platform's API. */
+const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) => inProcess(devices, t.http, args, env);
 
 describe("device lifecycle and presence", () => {
   let t: TestPlatform;

@@ -75,3 +75,17 @@ export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ 
     });
   });
 }
+
+type Command = (argv: string[], env: Record<string, string | undefined>, io: { out(s: string): void; err(s: string): void }) => Promise<number>;
+
+/**
+ * An admin command (`refeed devices`, `refeed keys`) run in this process against
+ * `http` (starting node + tsx per call would cost seconds); one test per
+ * command runs the real `refeed` binary to cover the wiring.
+ */
+export async function inProcess(command: Command, http: string, args: string[], env: Record<string, string>) {
+  let stdout = "";
+  let stderr = "";
+  const code = await command([...args, "--url", http], env, { out: (s) => (stdout += s), err: (s) => (stderr += s) });
+  return { code, stdout: stdout.trimEnd(), stderr: stderr.trimEnd() };
+}
