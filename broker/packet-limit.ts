@@ -132,6 +132,21 @@ export class PacketGuard extends Duplex {
     else this.inner.once("drain", () => callback());
   }
 
+  /**
+   * Aedes writes a packet in pieces (mqtt-packet corks the stream around them);
+   * they leave as one write, so a no-delay socket sends one segment per packet
+   * or burst of packets, not one per piece.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.outbound.push(chunk);
+    this.inner.cork();
+    let flowing = true;
+    for (const { chunk } of chunks) flowing = this.inner.write(chunk);
+    this.inner.uncork();
+    if (flowing) callback();
+    else this.inner.once("drain", () => callback());
+  }
+
   override _final(callback: (error?: Error | null) => void): void {
     this.inner.end();
     callback();
