@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,10 +21,10 @@ import { benchLatency } from "./sections/latency.ts";
  */
 const SECTIONS = ["broker", "ingest", "latency", "rules"] as const;
 type Section = (typeof SECTIONS)[number];
-const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]`;
+const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
 
 function parseArgs(argv: string[]) {
-  const options = { quick: false, write: false, only: new Set<Section>(SECTIONS), profile: undefined as string | undefined };
+  const options = { quick: false, write: false, only: new Set<Section>(SECTIONS), profile: undefined as string | undefined, render: undefined as string | undefined };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
@@ -40,6 +40,10 @@ function parseArgs(argv: string[]) {
       const dir = value();
       if (!dir) throw new Error("--profile needs a directory");
       options.profile = path.resolve(dir);
+    } else if (name === "--render") {
+      const file = value();
+      if (!file) throw new Error("--render needs the JSON file of a run");
+      options.render = path.resolve(file);
     } else throw new Error(`unknown option ${arg}`);
   }
   return options;
@@ -55,6 +59,19 @@ async function main() {
   } catch (err) {
     process.stderr.write(`bench: ${(err as Error).message}\n${usage}\n`);
     process.exit(2);
+  }
+  const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs");
+  const publish = async (results: Results) => {
+    const report = renderReport(results);
+    process.stdout.write(`${report}\n`);
+    if (!options.write) return;
+    await writeFile(path.join(docs, "benchmarks.md"), report);
+    await writeFile(path.join(docs, "benchmarks.json"), `${JSON.stringify(results, null, 2)}\n`);
+    say("wrote docs/benchmarks.md and docs/benchmarks.json");
+  };
+  if (options.render) {
+    await publish(JSON.parse(await readFile(options.render, "utf8")) as Results);
+    return;
   }
   const { quick, only } = options;
   const began = Date.now();
@@ -118,14 +135,7 @@ async function main() {
   }
   mark("at the end");
   results.wallSeconds = Math.round((Date.now() - began) / 1000);
-  const report = renderReport(results);
-  process.stdout.write(`${report}\n`);
-  if (options.write) {
-    const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs");
-    await writeFile(path.join(docs, "benchmarks.md"), report);
-    await writeFile(path.join(docs, "benchmarks.json"), `${JSON.stringify(results, null, 2)}\n`);
-    say("wrote docs/benchmarks.md and docs/benchmarks.json");
-  }
+  await publish(results);
   // Acknowledged means durable: a Refeed run that lost an acknowledged record fails the benchmark.
   const lostAcked = [
     ...(results.broker?.runs.filter((b) => b.name === "Refeed").flatMap((b) => b.fanInQos1.steps.map((s) => s.result.lost)) ?? []),

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { createWriteStream } from "node:fs";
+import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { track } from "./children.ts";
@@ -11,6 +13,10 @@ export interface RunningRefeed {
   pid: number;
   /** The inspector's WebSocket URL, when started with `inspect`. */
   inspector: string | undefined;
+  /** Where Refeed's log is copied. */
+  logFile: string;
+  /** Warnings and errors Refeed logged so far, counted by message (and reason). */
+  warnings(): Promise<Record<string, number>>;
   /** A sample value from GET /metrics (first series with that name and labels). */
   metric(series: string): Promise<number>;
   stop(): Promise<number | null>;
@@ -18,6 +24,10 @@ export interface RunningRefeed {
 
 /** Runs `refeed start` as a separate process, as it is deployed, against a given InfluxDB. */
 export async function startRefeed(options: { influxUrl: string; db: string; dataDir: string; adminToken: string; rulesDir?: string; env?: Record<string, string>; nodeArgs?: string[]; inspect?: boolean }): Promise<RunningRefeed> {
+  // Refeed's own log (info, as deployed) goes to a file in its data dir: a failing run can be read afterwards.
+  await mkdir(options.dataDir, { recursive: true });
+  const logFile = path.join(options.dataDir, "refeed.log");
+  const logStream = createWriteStream(logFile);
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("REFEED_")));
   const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []), path.join(ROOT, "bin/refeed.js"), "start"], {
     env: {
@@ -47,7 +57,8 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
     let rest = "";
     let found = false;
     child.stdout!.on("data", (chunk: Buffer) => {
-      // Once listening, the log is only drained (read and dropped), so that reading it costs the bench nothing.
+      logStream.write(chunk);
+      // Once listening, the log is only copied to the file, not parsed.
       if (found) return;
       const lines = (rest + chunk.toString()).split("\n");
       rest = lines.pop() ?? "";
@@ -69,6 +80,22 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
     ...listening,
     pid: child.pid!,
     inspector: /Debugger listening on (ws:\/\/\S+)/.exec(stderr)?.[1],
+    logFile,
+    async warnings() {
+      const text = await readFile(logFile, "utf8").catch(() => "");
+      const counts = new Map<string, number>();
+      for (const line of text.split("\n")) {
+        if (!line.includes('"level":40') && !line.includes('"level":50') && !line.includes('"level":60')) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: string; reason?: string };
+          const key = `${entry.msg ?? "?"}${entry.reason ? ` (${entry.reason})` : ""}`;
+          counts.set(key, (counts.get(key) ?? 0) + 1);
+        } catch {
+          // a line cut by the copy
+        }
+      }
+      return Object.fromEntries(counts);
+    },
     async metric(series) {
       const text = await (await fetch(`${listening.http}/metrics`)).text();
       const line = text.split("\n").find((l) => l.startsWith(`${series} `));
@@ -76,7 +103,9 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
     },
     async stop() {
       child.kill("SIGTERM");
-      return exited;
+      const code = await exited;
+      await new Promise<void>((resolve) => logStream.end(() => resolve()));
+      return code;
     },
   };
 }

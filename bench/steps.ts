@@ -31,7 +31,7 @@ const QUICK_DRAIN_MS = 250;
  */
 export function judge(r: RunResult, lost: number): Verdict {
   if (r.skipped > 0) return { ok: false, why: `${r.skipped} records not sent: their devices had 20,000 publishes unacknowledged` };
-  if (r.errors > 0) return { ok: false, why: `${r.errors} client errors` };
+  if (r.errors > 0 || r.firstError) return { ok: false, why: `${r.errors} client errors (first: ${r.firstError ?? "?"})` };
   if (!r.drained) return { ok: false, why: `${r.expected - r.delivered} of ${r.expected} not delivered ${(r.drainMs / 1000).toFixed(0)} s after the last send` };
   if (lost > 0) return { ok: false, why: `${lost} lost` };
   // Flat: the backlog did not grow over the second half of the step, or (the sampled growth being noisy over

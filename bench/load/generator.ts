@@ -78,6 +78,8 @@ export interface RunResult {
   generatorCpuSeconds: number;
   wallSeconds: number;
   perClient: Record<string, { sent: number; acked: number }>;
+  /** The first client error or lost connection, if any worker had one. */
+  firstError: string | undefined;
 }
 
 interface Worker {
@@ -320,6 +322,7 @@ export class LoadGenerator {
       generatorCpuSeconds,
       wallSeconds: (performance.now() - wallStart) / 1000,
       perClient: Object.assign({}, ...stats.map((s) => s.perClient ?? {})),
+      firstError: stats.find((s) => s.firstError)?.firstError,
     };
   }
 

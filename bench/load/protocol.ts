@@ -92,6 +92,8 @@ export interface RunStats {
   lag: string;
   /** CPU time this process used from the run's start to collect, µs. */
   cpuMicros: number;
+  /** The first client error or lost connection of the run, if any. */
+  firstError?: string;
   perClient?: Record<string, { sent: number; acked: number }>;
 }
 

@@ -31,6 +31,7 @@ let publishers: Connection[] = [];
 
 /** The current run's state; receivers keep counting until collect. */
 let run: (RunCommand & { ack: hdr.Histogram; receive: hdr.Histogram; lag: hdr.Histogram; cpu: NodeJS.CpuUsage; progress: NodeJS.Timeout }) | undefined;
+let firstError: string | undefined;
 let counters = { sent: 0, acked: 0, skipped: 0, errors: 0, received: 0, duplicates: 0, stale: 0 };
 
 function open(command: ConnectCommand, spec: ClientSpec): Promise<Connection> {
@@ -55,7 +56,13 @@ function open(command: ConnectCommand, spec: ClientSpec): Promise<Connection> {
     client.once("error", fail);
     client.once("connect", () => {
       client.off("error", fail);
-      client.on("error", () => (counters.errors += 1));
+      client.on("error", (err) => {
+        counters.errors += 1;
+        firstError ??= `${spec.clientId}: ${err.message}`;
+      });
+      client.on("close", () => {
+        if (run) firstError ??= `${spec.clientId}: connection closed`;
+      });
       client.on("message", (_topic, payload) => receive(conn, payload));
       const topics = spec.subscribe ?? [];
       if (topics.length === 0) return resolve(conn);
@@ -155,6 +162,7 @@ function start(command: RunCommand) {
     conn.seen.clear();
   }
   counters = { sent: 0, acked: 0, skipped: 0, errors: 0, received: 0, duplicates: 0, stale: 0 };
+  firstError = undefined;
   publishers = connections.filter((c) => c.spec.topic !== undefined && groupOf(c) === command.group);
   const progress = setInterval(() => reply({ op: "progress", runId: command.runId, sent: counters.sent, acked: counters.acked, received: counters.received }), 100);
   run = { ...command, ack: histogram(), receive: histogram(), lag: histogram(), cpu: process.cpuUsage(), progress };
@@ -191,6 +199,7 @@ function start(command: RunCommand) {
         if (run !== current) return;
         if (err) {
           counters.errors += 1;
+          firstError ??= `${conn.spec.clientId}: publish failed: ${err.message}`;
           return;
         }
         conn.acked += command.records;
@@ -219,6 +228,7 @@ function collect(runId: number) {
     receive: hdr.encodeIntoCompressedBase64(current.receive),
     lag: hdr.encodeIntoCompressedBase64(current.lag),
     cpuMicros: cpu.user + cpu.system,
+    ...(firstError ? { firstError } : {}),
     ...(current.perClient ? { perClient: Object.fromEntries(publishers.map((c) => [c.spec.username ?? c.spec.clientId, { sent: c.sent, acked: c.acked }])) } : {}),
   };
   // Late arrivals of this run count as stale from now on.

@@ -50,9 +50,20 @@ export async function benchLatency(ctx: BenchContext): Promise<LatencySection> {
 
 const ids = Array.from({ length: DEVICES }, (_, i) => ({ id: `lat-${String(i).padStart(2, "0")}` }));
 
-async function measure(ctx: BenchContext, name: string, run: (rate: number, seconds: number) => Promise<StepRow>): Promise<LatencyRun> {
+/**
+ * The search ends with overloaded steps, which leave backlogs behind (queued
+ * actions, redeliveries); so the sustained rate is found on one system, and
+ * the latency points run on a fresh one (`fresh`), each from a drained state.
+ */
+async function measure(ctx: BenchContext, name: string, system: () => Promise<System>): Promise<LatencyRun> {
   ctx.say(`${name}: telemetry -> action, sustained rate`);
-  const search = await stepUp({ start: ctx.quick ? 1000 : 500, max: 64_000, refine: ctx.refine, run: (rate) => run(rate, ctx.stepSeconds), judge: (row) => row.verdict, say: ctx.say });
+  let current = await system();
+  let search: Search<StepRow>;
+  try {
+    search = await stepUp({ start: ctx.quick ? 2000 : 500, max: 64_000, refine: ctx.refine, run: (rate) => current.run(rate, ctx.stepSeconds), judge: (row) => row.verdict, say: ctx.say });
+  } finally {
+    await current.stop();
+  }
   const sustained = search.sustained?.rate ?? 0;
   const seconds = ctx.quick ? 3 : 20;
   const points: LatencyPoint[] = [];
@@ -61,56 +72,74 @@ async function measure(ctx: BenchContext, name: string, run: (rate: number, seco
     ...(sustained > 0 ? [{ label: "50% of sustained", rate: Math.round(sustained * 0.5) }, { label: "80% of sustained", rate: Math.round(sustained * 0.8) }] : []),
     { label: "1,000 msgs/s", rate: 1000 },
   ];
-  for (const { label, rate } of at) {
-    const row = await run(rate, seconds);
-    ctx.say(`  ${label}, ${rate.toLocaleString("en-US")}/s: p50 ${row.latency.p50} ms, p99 ${row.latency.p99} ms, p99.9 ${row.latency.p999} ms${row.verdict.ok ? "" : ` (${row.verdict.why})`}`);
-    points.push({ label, row });
+  current = await system();
+  try {
+    for (const { label, rate } of at) {
+      const row = await current.run(rate, seconds);
+      ctx.say(`  ${label}, ${rate.toLocaleString("en-US")}/s: p50 ${row.latency.p50} ms, p99 ${row.latency.p99} ms, p99.9 ${row.latency.p999} ms${row.verdict.ok ? "" : ` (${row.verdict.why})`}`);
+      points.push({ label, row });
+    }
+  } finally {
+    await current.stop();
   }
   return { name, search, points };
 }
 
+interface System {
+  run(rate: number, seconds: number): Promise<StepRow>;
+  stop(): Promise<void>;
+}
+
+let systems = 0;
+
 async function refeedLatency(ctx: BenchContext): Promise<LatencyRun> {
-  const db = "bench_latency";
-  const influx = ctx.influxd();
-  await createDatabase(influx.url, db);
-  const devices = await seedDevices(influx.url, db, ids);
-  const refeed = await startRefeed({
-    influxUrl: influx.url,
-    db,
-    dataDir: path.join(ctx.dir, "refeed-latency"),
-    adminToken: ADMIN_TOKEN,
-    rulesDir: await rulesDir(ctx, "rules-latency", { "threshold.yaml": THRESHOLD_RULE }),
-    nodeArgs: profileArgs(ctx, "latency"),
-  });
-  const gen = await LoadGenerator.start(2);
-  try {
+  return measure(ctx, "Refeed", async () => {
+    const db = `bench_latency_${(systems += 1)}`;
+    const influx = ctx.influxd();
+    await createDatabase(influx.url, db);
+    const devices = await seedDevices(influx.url, db, ids);
+    const refeed = await startRefeed({
+      influxUrl: influx.url,
+      db,
+      dataDir: path.join(ctx.dir, `refeed-latency-${systems}`),
+      adminToken: ADMIN_TOKEN,
+      rulesDir: await rulesDir(ctx, "rules-latency", { "threshold.yaml": THRESHOLD_RULE }),
+      nodeArgs: profileArgs(ctx, "latency"),
+    });
+    const gen = await LoadGenerator.start(2);
     await gen.connect(refeed.mqtt, devices.map((d) => deviceClient(d)));
     const processes = { refeed: () => refeed.pid, influxd: () => ctx.influxd().pid };
-    return await measure(ctx, "Refeed", (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }));
-  } finally {
-    await gen.close();
-    await refeed.stop();
-  }
+    return {
+      run: (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }),
+      async stop() {
+        await gen.close();
+        await refeed.stop();
+      },
+    };
+  });
 }
 
 async function nodeRedLatency(ctx: BenchContext): Promise<LatencyRun> {
   const devices: BenchDevice[] = ids.map((d) => ({ id: d.id, token: `pw-${d.id}` }));
-  const mosquitto = await startMosquitto({
-    binary: ctx.mosquitto,
-    dir: ctx.dir,
-    users: [...devices.map((d) => ({ username: d.id, password: d.token })), { username: "node-red", password: "node-red-pw" }],
-    acl: "user node-red\ntopic read devices/+/telemetry\ntopic write devices/+/actions\n",
-  });
-  const mqtt = { port: Number(new URL(mosquitto.url).port), username: "node-red", password: "node-red-pw" };
-  const nodeRed = await startNodeRed({ install: ctx.nodeRed, dir: path.join(ctx.dir, "node-red-latency"), flow: thresholdFlow(mqtt), mqtt });
-  const gen = await LoadGenerator.start(2);
-  try {
+  return measure(ctx, "Mosquitto + Node-RED", async () => {
+    const mosquitto = await startMosquitto({
+      binary: ctx.mosquitto,
+      dir: ctx.dir,
+      users: [...devices.map((d) => ({ username: d.id, password: d.token })), { username: "node-red", password: "node-red-pw" }],
+      acl: "user node-red\ntopic read devices/+/telemetry\ntopic write devices/+/actions\n",
+    });
+    const mqtt = { port: Number(new URL(mosquitto.url).port), username: "node-red", password: "node-red-pw" };
+    const nodeRed = await startNodeRed({ install: ctx.nodeRed, dir: path.join(ctx.dir, `node-red-latency-${(systems += 1)}`), flow: thresholdFlow(mqtt), mqtt });
+    const gen = await LoadGenerator.start(2);
     await gen.connect(mosquitto.url, devices.map((d) => deviceClient(d)));
     const processes = { "node-red": () => nodeRed.pid, mosquitto: () => mosquitto.pid };
-    return await measure(ctx, "Mosquitto + Node-RED", (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }));
-  } finally {
-    await gen.close();
-    await nodeRed.stop();
-    await mosquitto.stop();
-  }
+    return {
+      run: (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }),
+      async stop() {
+        await gen.close();
+        await nodeRed.stop();
+        await mosquitto.stop();
+      },
+    };
+  });
 }
