@@ -1,5 +1,5 @@
 import { latencyHistogram, type LatencySummary } from "./latency.ts";
-import type { Device } from "./mqtt-load.ts";
+import type { BenchDevice as Device } from "./fleet.ts";
 
 /** Devices posting batches of telemetry records to POST /api/ingest/telemetry, one request in flight each. */
 export async function httpLoad(options: { http: string; devices: Device[]; batch: number; warmupMs: number; durationMs: number }) {

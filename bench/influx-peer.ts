@@ -9,8 +9,9 @@ export interface PeerResult {
 
 /**
  * The InfluxDB-only ceiling: pre-built line-protocol batches of the same shape
- * as Refeed's telemetry points, posted straight to /write with the same batch
- * size and the same number of requests in flight. Nothing else runs.
+ * as the points the ingest runs store (one device tag; seq, temp, hum, on),
+ * posted straight to /write with Refeed's batch size and number of requests
+ * in flight. Nothing else runs.
  */
 export async function influxCeiling(options: { url: string; db: string; batchSize: number; inFlight: number; durationMs: number; devices: number }): Promise<PeerResult> {
   await fetch(`${options.url}/query?${new URLSearchParams({ q: `CREATE DATABASE ${options.db}` })}`, { method: "POST" });
@@ -20,7 +21,7 @@ export async function influxCeiling(options: { url: string; db: string; batchSiz
   for (let b = 0; b < 64; b += 1) {
     const lines: string[] = [];
     for (let i = 0; i < options.batchSize; i += 1, n += 1) {
-      lines.push(`peer_0,device=dev-${n % options.devices} seq=${n},temp=${(20 + (n % 100) / 10).toFixed(1)},hum=${40 + (n % 20)},on=true ${base + n}`);
+      lines.push(`peer_0,device=dev-${String(n % options.devices).padStart(2, "0")} seq=${n},temp=21.5,hum=${40 + (n % 20)},on=true ${base + n}`);
     }
     batches.push(lines.join("\n"));
   }

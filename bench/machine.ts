@@ -79,16 +79,17 @@ export async function cpuSeconds(pid: number): Promise<number> {
   }
 }
 
-/** Cores each process kept busy between start() and stop(). */
+/** CPU each process used between start and stop(): CPU-seconds, and cores kept busy on average. */
 export async function cpuMeter(pids: Record<string, () => number | undefined>) {
   const read = async () => Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, pid() ? await cpuSeconds(pid()!) : 0] as const)));
   const before = await read();
   const started = performance.now();
   return {
-    async stop(): Promise<Record<string, number>> {
+    async stop(): Promise<{ seconds: Record<string, number>; cores: Record<string, number>; wallSeconds: number }> {
       const after = await read();
-      const wall = (performance.now() - started) / 1000;
-      return Object.fromEntries(Object.keys(pids).map((name) => [name, (after[name]! - before[name]!) / wall]));
+      const wallSeconds = (performance.now() - started) / 1000;
+      const seconds = Object.fromEntries(Object.keys(pids).map((name) => [name, after[name]! - before[name]!]));
+      return { seconds, cores: Object.fromEntries(Object.entries(seconds).map(([name, s]) => [name, s / wallSeconds])), wallSeconds };
     },
   };
 }

@@ -24,8 +24,6 @@ export interface IdentityDeps {
   sessions: Sessions;
   log: Logger;
   maxKeepaliveSeconds: number;
-  /** A device's connection passed every check; called before Aedes sends CONNACK. */
-  opened(session: Session): void;
 }
 
 /**
@@ -66,8 +64,7 @@ export function identityHooks(deps: IdentityDeps) {
           if (client.closed) return; // the connection went away during the check
           // An empty client id was named after the device; Aedes registers the client under client.id after this hook.
           (client as { id: string }).id = naming.clientId;
-          const session = sessions.open(client, client.conn as PacketGuard, id, naming.clientId);
-          deps.opened(session);
+          sessions.open(client, client.conn as PacketGuard, id, naming.clientId);
           callback(null, true);
         },
         (err: Error) => {

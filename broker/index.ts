@@ -12,7 +12,7 @@ import { authorizeHooks } from "./authorize.ts";
 import { PublishRateLimiter } from "./limits.ts";
 import { startListeners } from "./listeners.ts";
 import { cappedMemoryPersistence } from "./offline-queue.ts";
-import { PacketGuard, type Transport } from "./packet-limit.ts";
+import { PacketGuard, type PacketLimitOptions, type PacketWatch, type Transport } from "./packet-limit.ts";
 import type { Presence } from "./presence.ts";
 import { redelivery } from "./redelivery.ts";
 import { Sessions, type Session } from "./sessions.ts";
@@ -74,20 +74,22 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   // Aedes emits 'error' for persistence failures; unhandled it would end the process.
   (aedes as unknown as EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "broker error"));
 
-  const identity = identityHooks({
-    registry: deps.registry,
-    sessions,
-    log,
-    maxKeepaliveSeconds: limits.maxKeepaliveSeconds,
-    opened(session) {
-      session.guard.watch = {
-        disconnect: () => void (session.saidGoodbye = true),
-        puback: (messageId) => resend.acked(session, messageId),
-        sent: (messageId, topic, payload) => resend.sent(session, messageId, topic, payload),
-      };
-      session.guard.once("close", () => ended(session));
+  const identity = identityHooks({ registry: deps.registry, sessions, log, maxKeepaliveSeconds: limits.maxKeepaliveSeconds });
+  // One watch for every connection; packets before authentication have no session and are ignored.
+  const watch: PacketWatch = {
+    disconnect(guard) {
+      const session = sessions.ofGuard(guard);
+      if (session) session.saidGoodbye = true;
     },
-  });
+    puback(guard, messageId) {
+      const session = sessions.ofGuard(guard);
+      if (session) resend.acked(session, messageId);
+    },
+    sent(guard, messageId, topic, payload) {
+      const session = sessions.ofGuard(guard);
+      if (session) resend.sent(session, messageId, topic, payload);
+    },
+  };
   aedes.preConnect = identity.preConnect;
   aedes.authenticate = identity.authenticate;
   const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log, outbox: deps.outbox });
@@ -145,6 +147,26 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   });
 
   const open = new Set<PacketGuard>();
+  // Shared by every connection, so that an idle connection costs no closures of its own.
+  const guardOptions: PacketLimitOptions = {
+    maxPacketBytes,
+    connectTimeoutMs: limits.connectTimeoutMs,
+    watch,
+    onConnect: (connecting) => aedes.handle(connecting),
+    onRefused(refused, reason, announced) {
+      const session = sessions.ofGuard(refused);
+      if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
+      log.warn({ device: session?.device, clientId: session?.clientId, transport: refused.transport, remote: refused.remote, reason, announced, limit: maxPacketBytes }, "connection closed: packet refused before buffering");
+    },
+    onTimeout(slow) {
+      log.warn({ transport: slow.transport, remote: slow.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
+    },
+    onClose(guard) {
+      open.delete(guard);
+      const session = sessions.ofGuard(guard);
+      if (session) ended(session);
+    },
+  };
   const accept = (stream: Duplex, transport: Transport) => {
     if (open.size >= limits.maxConnections) {
       const remote = (stream as Duplex & { remoteAddress?: string }).remoteAddress;
@@ -152,22 +174,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       stream.destroy();
       return;
     }
-    const guard = new PacketGuard(stream, {
-      maxPacketBytes,
-      connectTimeoutMs: limits.connectTimeoutMs,
-      transport,
-      onConnect: (connecting) => aedes.handle(connecting),
-      onRefused(refused, reason, announced) {
-        const session = sessions.ofGuard(refused);
-        if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
-        log.warn({ device: session?.device, clientId: session?.clientId, transport, remote: refused.remote, reason, announced, limit: maxPacketBytes }, "connection closed: packet refused before buffering");
-      },
-      onTimeout(slow) {
-        log.warn({ transport, remote: slow.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
-      },
-    });
-    open.add(guard);
-    guard.once("close", () => open.delete(guard));
+    open.add(new PacketGuard(stream, transport, guardOptions));
   };
 
   const listeners = await startListeners(config, accept, log);

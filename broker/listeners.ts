@@ -41,7 +41,8 @@ export async function startListeners(config: MqttConfig, accept: (stream: Duplex
   const servers: Server[] = [];
   const close = () => Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
   try {
-    const tcpServer = createServer((socket) => accept(socket, "tcp"));
+    // A PUBACK or an action must not wait for the client's delayed ACK of the previous segment (Nagle: ~40 ms).
+    const tcpServer = createServer({ noDelay: true }, (socket) => accept(socket, "tcp"));
     servers.push(tcpServer);
     const tcp = await listen(tcpServer, config.port, config.host);
 
@@ -51,7 +52,7 @@ export async function startListeners(config: MqttConfig, accept: (stream: Duplex
       let tlsServer: Server;
       try {
         // A handshake that does not finish is a slow-loris too.
-        tlsServer = createTlsServer({ cert, key, handshakeTimeout: config.limits.connectTimeoutMs }, (socket) => accept(socket, "tls"));
+        tlsServer = createTlsServer({ cert, key, handshakeTimeout: config.limits.connectTimeoutMs, noDelay: true }, (socket) => accept(socket, "tls"));
       } catch (err) {
         throw new TlsConfigError(`REFEED_MQTT_TLS_CERT / REFEED_MQTT_TLS_KEY: not a usable certificate and key (${(err as Error).message})`);
       }

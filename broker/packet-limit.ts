@@ -1,16 +1,20 @@
 import { Duplex } from "node:stream";
-import { FrameReader, PacketType, decodePublish } from "./frames.ts";
+import { FrameReader, PacketType, decodePublish, type FrameHandlers } from "./frames.ts";
 
 export type Transport = "tcp" | "tls" | "ws";
 
-/** What the broker wants to know about the packets that cross a connection. */
+/**
+ * What the broker wants to know about the packets that cross a connection.
+ * One watch serves every connection (each call names its guard), so a
+ * connection costs no closures of its own.
+ */
 export interface PacketWatch {
   /** The client acknowledged a QoS 1 packet it received. */
-  puback?(messageId: number): void;
+  puback?(guard: PacketGuard, messageId: number): void;
   /** The client sent DISCONNECT: a clean goodbye. */
-  disconnect?(): void;
+  disconnect?(guard: PacketGuard): void;
   /** A QoS 1 PUBLISH was written to the client with this packet identifier. */
-  sent?(messageId: number, topic: string, payload: Buffer): void;
+  sent?(guard: PacketGuard, messageId: number, topic: string, payload: Buffer): void;
 }
 
 export type Refusal = "packet_too_large" | "malformed_length" | "not_connect";
@@ -20,13 +24,69 @@ export interface PacketLimitOptions {
   maxPacketBytes: number;
   /** Time from accept to a complete CONNECT packet. */
   connectTimeoutMs: number;
-  transport: Transport;
   /** The first packet is a CONNECT within the limit: hand the connection to the broker now. */
   onConnect(guard: PacketGuard): void;
   /** Called once when the client announced a packet over the limit, a malformed length, or began with something else than CONNECT; the connection is then destroyed. */
   onRefused(guard: PacketGuard, reason: Refusal, announced: number | undefined): void;
   /** Called once when CONNECT did not arrive in time; the connection is then destroyed. */
   onTimeout(guard: PacketGuard): void;
+  /** Called once when the connection has closed, whatever closed it. */
+  onClose?(guard: PacketGuard): void;
+  watch?: PacketWatch;
+}
+
+/** What the client sends: cut oversized or malformed packets at their header; see PUBACKs and DISCONNECT. */
+class Inbound implements FrameHandlers {
+  constructor(private readonly guard: PacketGuard) {}
+
+  header(type: number, _flags: number, length: number): number | false {
+    return this.guard.inboundHeader(type, length);
+  }
+
+  body(type: number, _flags: number, bytes: Buffer): void {
+    if (type === PacketType.PUBACK && bytes.length === 2) this.guard.options.watch?.puback?.(this.guard, bytes.readUInt16BE(0));
+  }
+
+  end(type: number): void {
+    this.guard.inboundEnd(type);
+  }
+}
+
+/** What the broker writes: only QoS 1/2 publishes carry an identifier; they are the platform's own, small messages. */
+class Outbound implements FrameHandlers {
+  constructor(private readonly guard: PacketGuard) {}
+
+  header(type: number, flags: number, length: number): number {
+    return type === PacketType.PUBLISH && (flags & 0x06) !== 0 ? length : 0;
+  }
+
+  body(_type: number, flags: number, bytes: Buffer): void {
+    const publish = decodePublish(flags, bytes);
+    if (publish?.messageId !== undefined) this.guard.options.watch?.sent?.(this.guard, publish.messageId, publish.topic, publish.payload);
+  }
+}
+
+// The transport's events reach its guard through these shared listeners (no closures per connection).
+const GUARD = Symbol("refeed.packetGuard");
+type Guarded = Duplex & { [GUARD]: PacketGuard };
+function onData(this: Guarded, chunk: Buffer) {
+  this[GUARD].receive(chunk);
+}
+function onEnd(this: Guarded) {
+  this[GUARD].push(null);
+}
+function onError(this: Guarded, err: Error) {
+  this[GUARD].destroy(err);
+}
+function onInnerClose(this: Guarded) {
+  this[GUARD].destroy();
+}
+function onConnectTimeout(guard: PacketGuard) {
+  guard.options.onTimeout(guard);
+  guard.destroy();
+}
+function onGuardClose(this: PacketGuard) {
+  this.options.onClose?.(this);
 }
 
 /**
@@ -42,9 +102,7 @@ export interface PacketLimitOptions {
  * not expose.
  */
 export class PacketGuard extends Duplex {
-  readonly transport: Transport;
   readonly remote: string | undefined;
-  watch: PacketWatch = {};
   private readonly inbound: FrameReader;
   private readonly outbound: FrameReader;
   private announced: number | undefined;
@@ -55,61 +113,54 @@ export class PacketGuard extends Duplex {
 
   constructor(
     private readonly inner: Duplex,
-    private readonly options: PacketLimitOptions,
+    readonly transport: Transport,
+    /** Shared by all the connections of a listener. */
+    readonly options: PacketLimitOptions,
   ) {
     super({ allowHalfOpen: false });
-    this.transport = options.transport;
     const socket = inner as Duplex & { remoteAddress?: string; remotePort?: number };
     this.remote = socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : undefined;
-
-    this.inbound = new FrameReader({
-      header: (type, _flags, length) => {
-        if (length > options.maxPacketBytes) {
-          this.announced = length;
-          this.refusal = "packet_too_large";
-          return false;
-        }
-        if (this.phase === 0) {
-          if (type !== PacketType.CONNECT) {
-            this.refusal = "not_connect"; // [MQTT-3.1.0-1]
-            return false;
-          }
-          this.phase = 1;
-        }
-        if (type === PacketType.PUBACK) return 2;
-        if (type === PacketType.DISCONNECT) this.watch.disconnect?.();
-        return 0;
-      },
-      body: (type, _flags, bytes) => {
-        if (type === PacketType.PUBACK && bytes.length === 2) this.watch.puback?.(bytes.readUInt16BE(0));
-      },
-      end: (type) => {
-        if (type === PacketType.CONNECT && this.phase === 1) {
-          this.phase = 2;
-          clearTimeout(this.connectTimer);
-        }
-      },
-    });
-    // Only QoS 1/2 publishes carry an identifier; they are the platform's own, small messages.
-    this.outbound = new FrameReader({
-      header: (type, flags, length) => (type === PacketType.PUBLISH && (flags & 0x06) !== 0 ? length : 0),
-      body: (_type, flags, bytes) => {
-        const publish = decodePublish(flags, bytes);
-        if (publish?.messageId !== undefined) this.watch.sent?.(publish.messageId, publish.topic, publish.payload);
-      },
-    });
-
-    this.connectTimer = setTimeout(() => {
-      options.onTimeout(this);
-      this.destroy();
-    }, options.connectTimeoutMs);
-    inner.on("data", (chunk: Buffer) => this.receive(chunk));
-    inner.once("end", () => this.push(null));
-    inner.on("error", (err) => this.destroy(err));
-    inner.once("close", () => this.destroy());
+    this.inbound = new FrameReader(new Inbound(this));
+    this.outbound = new FrameReader(new Outbound(this));
+    this.connectTimer = setTimeout(onConnectTimeout, options.connectTimeoutMs, this);
+    (inner as Guarded)[GUARD] = this;
+    inner.on("data", onData);
+    inner.once("end", onEnd);
+    inner.on("error", onError);
+    inner.once("close", onInnerClose);
+    this.once("close", onGuardClose);
   }
 
-  private receive(chunk: Buffer): void {
+  /** @internal The inbound reader's header handler. */
+  inboundHeader(type: number, length: number): number | false {
+    if (length > this.options.maxPacketBytes) {
+      this.announced = length;
+      this.refusal = "packet_too_large";
+      return false;
+    }
+    if (this.phase === 0) {
+      if (type !== PacketType.CONNECT) {
+        this.refusal = "not_connect"; // [MQTT-3.1.0-1]
+        return false;
+      }
+      this.phase = 1;
+    }
+    if (type === PacketType.PUBACK) return 2;
+    if (type === PacketType.DISCONNECT) this.options.watch?.disconnect?.(this);
+    return 0;
+  }
+
+  /** @internal The inbound reader's end-of-packet handler. */
+  inboundEnd(type: number): void {
+    if (type === PacketType.CONNECT && this.phase === 1) {
+      this.phase = 2;
+      clearTimeout(this.connectTimer);
+      this.connectTimer = undefined;
+    }
+  }
+
+  /** @internal Bytes from the transport. */
+  receive(chunk: Buffer): void {
     if (this.destroyed) return;
     const handed = this.phase > 0;
     if (!this.inbound.push(chunk)) {
@@ -129,6 +180,21 @@ export class PacketGuard extends Duplex {
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.outbound.push(chunk);
     if (this.inner.write(chunk)) callback();
+    else this.inner.once("drain", () => callback());
+  }
+
+  /**
+   * Aedes writes a packet in pieces (mqtt-packet corks the stream around them);
+   * they leave as one write, so a no-delay socket sends one segment per packet
+   * or burst of packets, not one per piece.
+   */
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    for (const { chunk } of chunks) this.outbound.push(chunk);
+    this.inner.cork();
+    let flowing = true;
+    for (const { chunk } of chunks) flowing = this.inner.write(chunk);
+    this.inner.uncork();
+    if (flowing) callback();
     else this.inner.once("drain", () => callback());
   }
 

@@ -26,26 +26,26 @@ export function redelivery(outbox: Outbox, log: Logger) {
       if (topic !== topicOf(session)) return;
       const id = actionIdOf(payload);
       if (id === undefined) return;
-      session.inFlight.set(messageId, id);
-      session.sent.add(id);
+      (session.inFlight ??= new Map()).set(messageId, id);
+      (session.sent ??= new Set()).add(id);
     },
 
     /** The session acknowledged a packet. */
     acked(session: Session, messageId: number): void {
-      const id = session.inFlight.get(messageId);
+      const id = session.inFlight?.get(messageId);
       if (id === undefined) return;
-      session.inFlight.delete(messageId);
+      session.inFlight!.delete(messageId);
       outbox.delivered(session.device, id);
     },
 
     /** Sends the session what its device has not received, unless this connection already carried it. */
     resend(session: Session): void {
       if (!session.subscriptions.has(topicOf(session))) return;
-      const pending = outbox.pendingFor(session.device).filter((action) => !session.sent.has(action.id));
+      const pending = outbox.pendingFor(session.device).filter((action) => !session.sent?.has(action.id));
       if (pending.length === 0) return;
       log.info({ device: session.device, clientId: session.clientId, actions: pending.length }, "resending pending actions");
       for (const action of pending) {
-        session.sent.add(action.id);
+        (session.sent ??= new Set()).add(action.id);
         session.client.publish({ cmd: "publish", topic: topicOf(session), payload: Buffer.from(action.payload), qos: 1, retain: false, dup: false }, (err) => {
           if (err) log.debug({ device: session.device, action: action.id, err: err.message }, "resend not written");
         });

@@ -11,10 +11,10 @@ export interface Session {
   readonly transport: Transport;
   /** Topic filters granted to this connection. */
   readonly subscriptions: Set<string>;
-  /** Action id per packet identifier of action packets written to this connection and not yet acknowledged. */
-  readonly inFlight: Map<number, string>;
-  /** Action ids written to this connection, so a resend does not repeat them. */
-  readonly sent: Set<string>;
+  /** Action id per packet identifier of action packets written to this connection and not yet acknowledged (made on first use: most connections of a fleet are idle). */
+  inFlight: Map<number, string> | undefined;
+  /** Action ids written to this connection, so a resend does not repeat them (made on first use). */
+  sent: Set<string> | undefined;
   /** Registered with Aedes (CONNACK sent) and recorded as connected. */
   online: boolean;
   /** Why the session ends, when the broker knows it before the transport closes. */
@@ -43,8 +43,8 @@ export class Sessions {
       guard,
       transport: guard.transport,
       subscriptions: new Set(),
-      inFlight: new Map(),
-      sent: new Set(),
+      inFlight: undefined,
+      sent: undefined,
       online: false,
       reason: undefined,
       saidGoodbye: false,

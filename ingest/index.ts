@@ -118,14 +118,18 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
         // consent for its purpose none of it is stored or used, not even unlinked.
         if (msg.subject !== undefined && !deps.consent.allows(msg.subject, purposeOf[msg.kind])) {
           withheld += 1;
-          metrics.noConsent(kindOf[msg.kind]);
           continue;
         }
         lines.push(toDeviceLine(msg));
         admitted.push(msg);
-        metrics.accepted(kindOf[msg.kind], transport, 1);
       }
-      if (withheld > 0) log.debug({ device, channel, withheld }, "records withheld: no consent for their purpose");
+      // The records of one publish are all of its channel's kind: one count per publish, not per record.
+      const kind = parsed.messages[0] && kindOf[parsed.messages[0].kind];
+      if (kind && admitted.length > 0) metrics.accepted(kind, transport, admitted.length);
+      if (kind && withheld > 0) {
+        metrics.noConsent(kind, withheld);
+        log.debug({ device, channel, withheld }, "records withheld: no consent for their purpose");
+      }
 
       const durable = lines.length > 0 ? writer.write(lines) : Promise.resolve();
       durable.then(

@@ -9,7 +9,7 @@ export type Transport = "mqtt" | "http";
 export interface IngestMetrics {
   accepted(kind: Kind, transport: Transport, n: number): void;
   deadLetter(reason: RejectReason): void;
-  noConsent(kind: Kind): void;
+  noConsent(kind: Kind, n: number): void;
   writer: WriterEvents;
 }
 
@@ -59,7 +59,7 @@ export function ingestMetrics(registry: Registry, sources: { spool(): SpoolDepth
   return {
     accepted: (kind, transport, n) => messages.labels(kind, transport).inc(n),
     deadLetter: (reason) => deadLetters.labels(reason).inc(),
-    noConsent: (kind) => noConsent.labels(kind).inc(),
+    noConsent: (kind, n) => noConsent.labels(kind).inc(n),
     writer: {
       written(points, seconds, from) {
         batchPoints.labels(from).observe(points);

@@ -130,12 +130,15 @@ export class RuleEngine {
   observe(msg: RuleMessage, only?: ReadonlySet<Source>, devices?: ReadonlySet<string>): void {
     if (devices && !devices.has(msg.device)) return;
     const trigger = triggerOf(msg);
-    const celMsg = celMessage(msg);
     if (!only && trigger === `event:${SESSION_START}`) {
       this.sessionLog("device", msg.device, true)!.start(msg.ts);
       if (msg.subject && !devices) this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
     }
-    for (const source of this.sourcesByTrigger.get(trigger) ?? []) {
+    const sources = this.sourcesByTrigger.get(trigger);
+    // Most messages feed no window: building CEL's view of them would be the engine's main cost.
+    if (!sources) return;
+    const celMsg = celMessage(msg);
+    for (const source of sources) {
       if (only && !only.has(source)) continue;
       if (devices && source.scope !== "device") continue;
       const key = keyOf(source.scope, msg);
