@@ -1,6 +1,7 @@
 import { readFile, writeFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { SUBJECT_ID } from "../registry/index.ts";
 import { fingerprint, generateToken, hashToken, verifyToken } from "../registry/token.ts";
 
 /** admin: everything; product: rules; support: read-only views. */
@@ -110,4 +111,21 @@ export function ownsSubject(principal: Principal | undefined, subject: string): 
   if (!principal) return false;
   if (principal.role === "subject") return principal.subject === subject;
   return principal.role !== "device";
+}
+
+/**
+ * The subject named in the path (`:id`), once it is a valid id the caller may act on; otherwise
+ * the 400 or 403 is sent and the answer is undefined. Every route about one customer goes through it.
+ */
+export function subjectInPath(request: FastifyRequest, reply: FastifyReply): string | undefined {
+  const { id } = request.params as { id: string };
+  if (!SUBJECT_ID.test(id)) {
+    void reply.code(400).send({ error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` });
+    return undefined;
+  }
+  if (!ownsSubject(request.principal, id)) {
+    void reply.code(403).send({ error: "forbidden", message: "a subject token acts on its own subject only" });
+    return undefined;
+  }
+  return id;
 }

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import { consentChangesSchema, type Consent } from "../../consent/index.ts";
-import { SUBJECT_ID } from "../../registry/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { ownsSubject, requireRole, type Authenticator } from "../auth.ts";
+import { requireRole, subjectInPath, type Authenticator } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 
@@ -10,17 +9,9 @@ import { doc } from "../openapi.ts";
 export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): FastifyPluginAsync =>
   async (app) => {
     app.addHook("onRequest", requireRole(deps.auth, "subject"));
-    app.addHook("preHandler", async (request, reply) => {
-      const { id } = request.params as { id: string };
-      if (SUBJECT_ID.test(id) && !ownsSubject(request.principal, id)) return reply.code(403).send({ error: "forbidden", message: "a subject token acts on its own subject only" });
-    });
-
-    const badSubject = (id: string) =>
-      SUBJECT_ID.test(id) ? undefined : { error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` };
 
     app.put<{ Params: { id: string } }>("/api/subjects/:id/consent", doc({ tag: "consent", summary: "Opt in or out per purpose", description: "Purposes: analytics (telemetry about the customer), personalization (events, rules), feedback. No record means no; an opt-out applies to the next message.", auth: ["subject"], body: consentChangesSchema, responses: { 200: "the customer's consent now", 400: "invalid subject or body", 503: "InfluxDB is unavailable; send it again" } }), async (request, reply) => {
-      const invalid = badSubject(request.params.id);
-      if (invalid) return reply.code(400).send(invalid);
+      if (!subjectInPath(request, reply)) return reply;
       const parsed = consentChangesSchema.safeParse(request.body ?? {});
       if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
       try {
@@ -37,9 +28,8 @@ export const consentRoutes = (deps: { consent: Consent; auth: Authenticator }): 
     });
 
     app.get<{ Params: { id: string } }>("/api/subjects/:id/consent", doc({ tag: "consent", summary: "Consent now and its history", auth: ["subject"], responses: { 200: "OK", 400: "invalid subject id" } }), async (request, reply) => {
-      const invalid = badSubject(request.params.id);
-      if (invalid) return reply.code(400).send(invalid);
-      const id = request.params.id;
+      const id = subjectInPath(request, reply);
+      if (!id) return reply;
       return {
         subject: id,
         consent: deps.consent.current(id),

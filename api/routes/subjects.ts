@@ -4,10 +4,10 @@ import { z } from "zod";
 import type { Actions, ActionRecord } from "../../actions/index.ts";
 import type { Consent } from "../../consent/index.ts";
 import { ErasureError, type Privacy } from "../../privacy/index.ts";
-import { DEVICE_ID, SUBJECT_ID, type Registry } from "../../registry/index.ts";
+import { DEVICE_ID, type Registry } from "../../registry/index.ts";
 import { TokenError, type SubjectTokens, type Touchpoints } from "../../subjects/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { ownsSubject, requireRole, type Authenticator, type Principal, type Role } from "../auth.ts";
+import { requireRole, subjectInPath, type Authenticator, type Principal, type Role } from "../auth.ts";
 import { zodMessage } from "../errors.ts";
 import { doc, type RouteDoc } from "../openapi.ts";
 
@@ -53,19 +53,6 @@ export const isAbout = (record: ActionRecord, subject: string) => record.owner =
  */
 export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
   async (app) => {
-    /** The subject in the path, once it is a valid id the caller may act on; otherwise the reply is sent. */
-    const subjectOf = (request: FastifyRequest<Params>, reply: FastifyReply): string | undefined => {
-      const id = request.params.id;
-      if (!SUBJECT_ID.test(id)) {
-        void reply.code(400).send({ error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` });
-        return undefined;
-      }
-      if (!ownsSubject(request.principal, id)) {
-        void reply.code(403).send({ error: "forbidden", message: "a subject token acts on its own subject only" });
-        return undefined;
-      }
-      return id;
-    };
     const by = (request: FastifyRequest) => request.principal?.name ?? "unknown";
     /** Who may call a route (admin always may) and what /docs says of it, in one place. */
     const route = (d: Omit<RouteDoc, "tag" | "auth"> & { auth: Role[] }) => ({ onRequest: requireRole(deps.auth, ...d.auth), ...doc({ tag: "subjects", ...d }) });
@@ -75,7 +62,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     };
 
     app.get<Params>("/api/subjects/:id", route({ summary: "A customer: consent, profile, touchpoints, sessions, participation", auth: ["support", "subject"], responses: { 200: "OK", 400: "invalid subject id" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       return {
         subject: id,
@@ -89,7 +76,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
 
     // Tokens: an admin (an app's backend, at the customer's login) issues them; the customer can list and revoke their own.
     app.post<Params>("/api/subjects/:id/tokens", route({ summary: "Issue a subject token", description: "For an app's backend at the customer's login: the token (rfs.) is answered once and lets the customer act on their own data only.", auth: ["admin"], body: tokenBody, responses: { 201: "`{subject, id, token, label, createdAt}`", 400: "invalid subject or body", 503: "InfluxDB is unavailable" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       const parsed = tokenBody.safeParse(request.body ?? {});
       if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
@@ -101,12 +88,12 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       }
     });
     app.get<Params>("/api/subjects/:id/tokens", route({ summary: "A customer's tokens (never the secrets)", auth: ["subject"] }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       return deps.tokens.list(id).map((t) => ({ id: t.id, label: t.label ?? null, createdAt: t.createdAt.toISOString(), createdBy: t.createdBy, revokedAt: t.revokedAt?.toISOString() ?? null }));
     });
     app.delete<{ Params: { id: string; token: string } }>("/api/subjects/:id/tokens/:token", route({ summary: "Revoke a subject token", auth: ["subject"], responses: { 200: "`{id, revokedAt}`", 404: "no such token" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       try {
         const t = await deps.tokens.revoke(id, request.params.token, by(request));
@@ -118,12 +105,12 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
 
     app.get<Params>("/api/subjects/:id/profile", route({ summary: "A customer's personalization profile", auth: ["support", "subject"] }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       return { subject: id, profile: deps.actions.profileOf(`subject:${id}`) };
     });
     app.put<Params>("/api/subjects/:id/profile", route({ summary: "The customer sets profile keys", description: "Each key set (or cleared with null) is an undoable action that reaches every touchpoint of the customer.", auth: ["subject"], body: profileBody, responses: { 200: "`{subject, profile, actions}`", 400: "invalid keys or values", 503: "InfluxDB is unavailable" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       const parsed = profileBody.safeParse(request.body ?? {});
       if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
@@ -136,7 +123,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
 
     app.get<Params>("/api/subjects/:id/devices", route({ summary: "A customer's linked devices and open sessions", auth: ["support", "subject"] }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       return {
         subject: id,
@@ -146,7 +133,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
     // Linking gives a device the customer's profile, so only an admin links; the customer may unlink their own.
     app.put<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route({ summary: "Link a device to a customer", description: "The device then carries the customer's profile on its state topic.", auth: ["admin"], responses: { 200: "linked", 404: "no such device", 409: "the device is revoked" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       const device = deps.registry.get(request.params.device);
       if (!DEVICE_ID.test(request.params.device) || !device) return reply.code(404).send({ error: "not_found", message: `no device '${request.params.device}'` });
@@ -159,7 +146,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
       return { subject: id, device: device.id, linked: true };
     });
     app.delete<{ Params: { id: string; device: string } }>("/api/subjects/:id/devices/:device", route({ summary: "Unlink a device from a customer", auth: ["subject"], responses: { 200: "unlinked", 404: "the device is not linked to this customer" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       if (deps.touchpoints.linkedSubject(request.params.device) !== id) {
         return reply.code(404).send({ error: "not_linked", message: `device '${request.params.device}' is not linked to this subject` });
@@ -173,14 +160,14 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
 
     app.get<Params>("/api/subjects/:id/actions", route({ summary: "Every action about a customer, with its lifecycle and why", auth: ["product", "support", "subject"] }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       return deps.actions.actionsOf(id).map((record) => publicAction(record, request.principal));
     });
 
     // ?format=csv (or Accept: application/zip) answers CSV files in a zip; JSON otherwise. Both are streamed.
     app.get<Params & { Querystring: { format?: string } }>("/api/subjects/:id/export", route({ summary: "Everything held about a customer (streamed)", description: "JSON, or `?format=csv` (or `Accept: application/zip`) for CSV files in a zip: consent history, profile and its history, every stored point linked to them, every action with its lifecycle and why, derived scores.", auth: ["subject"], query: exportQuery, responses: { 200: "the export, as an attachment", 400: "invalid format" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       const format = request.query.format ?? (/application\/zip/.test(request.headers.accept ?? "") ? "csv" : "json");
       if (format !== "json" && format !== "csv") return reply.code(400).send({ error: "invalid_format", message: "format is json or csv (CSV files in a zip)" });
@@ -196,7 +183,7 @@ export const subjectRoutes = (deps: SubjectRouteDeps): FastifyPluginAsync =>
     });
 
     app.delete<Params>("/api/subjects/:id", route({ summary: "Erase a customer", description: "From every measurement in InfluxDB and every in-memory view, recorded as an erasure event that holds no erased data.", auth: ["subject"], responses: { 200: "the erasure report", 503: "InfluxDB failed or is catching up; send it again to finish" } }), async (request, reply) => {
-      const id = subjectOf(request, reply);
+      const id = subjectInPath(request, reply);
       if (!id) return reply;
       try {
         return await deps.privacy.erase(id, request.principal?.role === "subject" ? "customer" : by(request));
