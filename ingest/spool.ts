@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
 import { mkdir, open, readdir, readFile, rm, writeFile, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
+import { checksum, decodeBody, encodeFrame, frameAt, HEADER } from "./frame.ts";
 import type { Line } from "./lineprotocol.ts";
 
 /** The spool holds as much as it may; the caller must not acknowledge what it could not take. */
@@ -41,26 +41,10 @@ export interface Spool {
   close(): Promise<void>;
 }
 
-/**
- * Frame: u32 body length, u32 line count, u32 checksum (first 4 bytes of the
- * body's SHA-256), then the body: the batch's lines as a JSON array (a line may
- * hold a newline inside a quoted string, so lines cannot simply be joined).
- */
-const HEADER = 12;
 /** Bytes read at once when replaying. */
 const READ_CHUNK = 4 * 1024 * 1024;
 const SEGMENT = /^(\d{12})\.spool$/;
 const segmentName = (seq: number) => `${String(seq).padStart(12, "0")}.spool`;
-const checksum = (body: Buffer) => createHash("sha256").update(body).digest().readUInt32BE(0);
-
-function encode(lines: readonly Line[]): Buffer {
-  const body = Buffer.from(JSON.stringify(lines), "utf8");
-  const header = Buffer.allocUnsafe(HEADER);
-  header.writeUInt32BE(body.length, 0);
-  header.writeUInt32BE(lines.length, 4);
-  header.writeUInt32BE(checksum(body), 8);
-  return Buffer.concat([header, body]);
-}
 
 interface Pending {
   frame: Buffer;
@@ -107,7 +91,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         await truncateFile(file, offset);
         break;
       }
-      frames.push({ at: offset, ...frame });
+      frames.push({ at: offset, size: frame.size, points: frame.points });
       offset += frame.size;
     }
     if (seq === cursor.seq && cursor.offset !== offset && !frames.some((f) => f.at === cursor.offset)) {
@@ -225,7 +209,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   return {
     append(lines) {
       if (closed) return Promise.reject(new Error("spool is closed"));
-      const frame = encode(lines);
+      const frame = encodeFrame(lines);
       if (depth.bytes + reserved + frame.length > maxBytes) {
         return Promise.reject(new SpoolFullError(`the spool is full (${depth.bytes + reserved} of ${maxBytes} bytes); refusing until InfluxDB takes the backlog`));
       }
@@ -267,7 +251,7 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         const body = await bytesAt(at + HEADER, length);
         // Damaged on disk after it was written: skipping it loses that batch, keeping it would stop the replay for good.
         if (checksum(body) !== sum) log.error({ segment: segmentName(cursor.seq), offset: at, points: count }, "spool batch damaged on disk; skipped");
-        else for (const line of JSON.parse(body.toString("utf8")) as Line[]) read.lines.push(line);
+        else for (const line of decodeBody(body)) read.lines.push(line);
         read.size += HEADER + length;
         read.points += count;
         read.batches += 1;
@@ -314,15 +298,6 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       await saveCursor();
     },
   };
-}
-
-function frameAt(data: Buffer, offset: number): { size: number; points: number } | undefined {
-  if (offset + HEADER > data.length) return undefined;
-  const length = data.readUInt32BE(offset);
-  if (offset + HEADER + length > data.length) return undefined;
-  const body = data.subarray(offset + HEADER, offset + HEADER + length);
-  if (checksum(body) !== data.readUInt32BE(offset + 8)) return undefined;
-  return { size: HEADER + length, points: data.readUInt32BE(offset + 4) };
 }
 
 async function readCursor(file: string): Promise<{ seq: number; offset: number }> {
