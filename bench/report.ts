@@ -198,7 +198,8 @@ function latencySection(l: LatencySection): string {
 ${l.devices} devices, each subscribed to its own actions; every message has \`temp\` 31 and fires a
 threshold rule (\`msg.metrics.temp > 30\`) whose action, carrying the message's stamps, goes back to
 the device that sent it at QoS 1. Latency is from the telemetry's scheduled send time to the
-action's receipt. **Refeed** stores the telemetry first (the rule sees only durable data), then
+action's receipt. **Refeed** appends the telemetry to its commit log (the rule sees it once it is
+written there; the PUBACK waits for the log's fdatasync, InfluxDB gets it moments later), then
 evaluates the rule, logs the action to InfluxDB (group commits, off the latency path) and delivers
 it until PUBACK. **Node-RED**'s flow (\`mqtt in\` -> \`json\` -> \`switch\` -> \`function\` -> \`mqtt out\`)
 evaluates and publishes; it stores nothing. The sustained rate of this path is found in steps

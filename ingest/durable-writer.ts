@@ -2,17 +2,24 @@ import type { Logger } from "pino";
 import type { StoreWriteError, Store } from "../store/index.ts";
 import { writeIsolating as isolate } from "./isolate.ts";
 import type { Line } from "./lineprotocol.ts";
+import type { CommitLog, Ticket } from "./commit-log.ts";
 import type { Spool } from "./spool.ts";
 
 export interface DurableWriterOptions {
   store: Pick<Store, "writeLines">;
   spool: Spool;
+  /**
+   * Where batches on their way to InfluxDB are made durable first. With it, a
+   * write resolves once its batch is fdatasync'd there; without it, once
+   * InfluxDB (or the spool) has the batch.
+   */
+  commitLog?: CommitLog;
   log: Logger;
   batchSize: number;
   flushMs: number;
   /** Write requests under way at once; more parallelism than this only queues inside InfluxDB. */
   maxInFlight: number;
-  /** Cut batches waiting for a write slot; further ones go to the spool, which bounds memory. */
+  /** Batches' worth of lines (maxQueuedBatches x batchSize) waiting for a write slot; further ones go to the spool, which bounds memory. */
   maxQueuedBatches: number;
   writeTimeoutMs: number;
   /** A line InfluxDB refused for good (HTTP 400), with its message. */
@@ -31,12 +38,17 @@ export interface WriterEvents {
 
 export interface DurableWriter {
   /**
-   * Resolves once the lines are durable: stored in InfluxDB (or refused by it
-   * and handed to onRejected), or appended to the spool. Rejects when neither is
-   * possible (the spool is full): the caller must not acknowledge.
+   * Resolves once the lines are durable: in the commit log, stored in InfluxDB
+   * (or refused by it and handed to onRejected), or appended to the spool.
+   * Rejects when none is possible (the spool is full): the caller must not acknowledge.
+   *
+   * `onLogged` is called once the lines are written to the commit log (they
+   * survive a crash of this process; the fdatasync may still be under way), or
+   * once they are durable when there is no commit log; never for lines that
+   * are refused.
    */
-  write(lines: readonly Line[]): Promise<void>;
-  /** Cuts the current batch and waits until everything accepted so far is durable. */
+  write(lines: readonly Line[], onLogged?: () => void): Promise<void>;
+  /** Cuts the current batch and waits until everything accepted so far is in InfluxDB or in the spool. */
   flush(): Promise<void>;
   /** `spooling` from an outage until the spool has been replayed. */
   readonly mode: "direct" | "spooling";
@@ -47,7 +59,13 @@ export interface DurableWriter {
 
 interface Batch {
   lines: Line[];
-  waiters: Array<{ resolve(): void; reject(err: Error): void }>;
+  waiters: Array<{ resolve(): void; reject(err: Error): void; logged: (() => void) | undefined }>;
+  /** Its place in the commit log, while it waits in memory for InfluxDB. */
+  ticket?: Ticket;
+  /** Its waiters have been answered. */
+  answered?: boolean;
+  /** Its waiters have been told it is logged. */
+  told?: boolean;
 }
 
 /**
@@ -55,6 +73,11 @@ interface Batch {
  * batch is cut when it reaches the size, when it reaches the age, or at once
  * when no write is under way: a quiet system answers in one write's time, a
  * busy one batches more while InfluxDB works (group commit).
+ *
+ * With a commit log, "no write under way" means no write to the log: a
+ * batch is appended there as it is cut and answered once it is on disk, and
+ * batches waiting for a write slot are merged into InfluxDB writes of up to
+ * batchSize lines, so InfluxDB still sees large writes.
  *
  * When InfluxDB is unreachable, answers 5xx or times out, the batch goes to
  * the disk spool (then it counts as durable), and so does every later batch,
@@ -66,12 +89,13 @@ interface Batch {
  * timestamp).
  */
 export function createDurableWriter(options: DurableWriterOptions): DurableWriter {
-  const { store, spool, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
+  const { store, spool, commitLog, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
   const log = options.log.child({ part: "writer" });
   let current: Batch = { lines: [], waiters: [] };
   let timer: NodeJS.Timeout | undefined;
   const queue: Batch[] = [];
   let inFlight = 0;
+  let queuedLines = 0;
   let pending = 0;
   let outstanding = 0;
   let spooling = false;
@@ -86,19 +110,66 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
   let wakeReplay: (() => void) | undefined;
   const idle: Array<() => void> = [];
 
+  const tell = (batch: Batch) => {
+    if (batch.told) return;
+    batch.told = true;
+    for (const waiter of batch.waiters) waiter.logged?.();
+  };
+
+  const answer = (batch: Batch, err?: Error) => {
+    if (batch.answered) return;
+    batch.answered = true;
+    if (!err) tell(batch);
+    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+  };
+
+  /** The batch is in InfluxDB or in the spool (or, with err, in neither). */
   const settle = (batch: Batch, err?: Error) => {
     pending -= batch.lines.length;
     outstanding -= 1;
-    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+    if (!err && batch.ticket) commitLog?.release(batch.ticket);
+    if (err && batch.answered && batch.ticket) {
+      // Acknowledged from the commit log, which keeps it: the next start hands it to the spool.
+      log.error({ err: err.message, points: batch.lines.length }, "batch neither stored nor spooled; it stays in the commit log until the next start");
+    }
+    answer(batch, err);
     if (outstanding === 0) idle.splice(0).forEach((done) => done());
   };
 
+  let commitLogFailing = false;
+  /** Appends a batch that is going to wait in memory; it is answered as soon as it is on disk. */
+  const commit = (batch: Batch) => {
+    if (!commitLog) return;
+    const ticket = commitLog.append(batch.lines);
+    batch.ticket = ticket;
+    ticket.written.then(
+      () => {
+        tell(batch);
+        // What arrived during this write is the next one.
+        if (current.lines.length > 0) cutSoon();
+      },
+      () => undefined,
+    );
+    ticket.durable.then(
+      () => {
+        commitLogFailing = false;
+        answer(batch);
+      },
+      (err: Error) => {
+        batch.ticket = undefined;
+        if (!commitLogFailing) log.warn({ err: err.message }, "commit log append failed; batches are acknowledged once InfluxDB or the spool has them");
+        commitLogFailing = true;
+        if (current.lines.length > 0) cutSoon();
+      },
+    );
+  };
+
   /**
-   * Nothing of ours is being written: InfluxDB has no write of ours under way,
-   * or, while spooling, the spool is not in the middle of an fsync (so one
-   * spooled batch holds what arrived during the last one).
+   * Nothing of ours is being made durable: InfluxDB has no write of ours under
+   * way (with a commit log: the log is not in the middle of a write), or,
+   * while spooling, the spool is not (so one batch holds what arrived during the last one).
    */
-  const idleNow = () => (spooling ? !catchingUp && !spool.busy : inFlight === 0 && queue.length === 0);
+  const idleNow = () => (spooling ? !catchingUp && !spool.busy : commitLog ? !commitLog.busy : inFlight === 0 && queue.length === 0);
   let soon: NodeJS.Immediate | undefined;
   // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
   const cutSoon = () => {
@@ -116,33 +187,55 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     current = { lines: [], waiters: [] };
     outstanding += 1;
     // While catching up the queue may exceed its bound for the moment the last appends take to replay.
-    if (spooling ? !catchingUp : queue.length >= maxQueuedBatches) {
+    if (spooling ? !catchingUp : queuedLines >= maxQueuedBatches * batchSize) {
       // InfluxDB is down or slower than the traffic: memory stays bounded, the spool takes the rest in order.
-      for (const queued of queue.splice(0)) toSpool(queued);
+      spillQueued();
       toSpool(batch);
     } else {
+      commit(batch);
       queue.push(batch);
+      queuedLines += batch.lines.length;
       pump();
     }
   };
 
-  const pump = () => {
-    while (!spooling && inFlight < maxInFlight && queue.length > 0) void send(queue.shift()!);
+  const spillQueued = () => {
+    queuedLines = 0;
+    for (const queued of queue.splice(0)) toSpool(queued);
   };
 
-  const send = async (batch: Batch) => {
+  /**
+   * Starts writes while slots are free, each of as many waiting batches as fit
+   * in batchSize lines. With a commit log nobody waits for InfluxDB, so a
+   * further write starts beside one under way only with a full batch to send:
+   * a quiet system makes one write at a time, not one per fdatasync.
+   */
+  const pump = () => {
+    while (!spooling && inFlight < maxInFlight && queue.length > 0 && (!commitLog || inFlight === 0 || queuedLines >= batchSize)) {
+      const group = [queue.shift()!];
+      let lines = group[0]!.lines.length;
+      while (queue.length > 0 && lines + queue[0]!.lines.length <= batchSize) {
+        lines += queue[0]!.lines.length;
+        group.push(queue.shift()!);
+      }
+      queuedLines -= lines;
+      void send(group, lines);
+    }
+  };
+
+  const send = async (group: Batch[], points: number) => {
     inFlight += 1;
     const started = performance.now();
     try {
-      await writeIsolating(batch.lines);
-      events.written?.(batch.lines.length, (performance.now() - started) / 1000, "direct");
-      settle(batch);
+      await writeIsolating(group.length === 1 ? group[0]!.lines : group.flatMap((b) => b.lines));
+      events.written?.(points, (performance.now() - started) / 1000, "direct");
+      for (const batch of group) settle(batch);
     } catch (err) {
       const e = err as StoreWriteError;
-      if (!spooling) log.warn({ status: e.status, err: e.message, points: batch.lines.length }, "InfluxDB write failed; spooling to disk until it is back");
-      toSpool(batch);
+      if (!spooling) log.warn({ status: e.status, err: e.message, points }, "InfluxDB write failed; spooling to disk until it is back");
+      for (const batch of group) toSpool(batch);
       // Keep the order: what waited for a write slot goes to the spool behind it.
-      for (const queued of queue.splice(0)) toSpool(queued);
+      spillQueued();
     } finally {
       inFlight -= 1;
       pump();
@@ -172,7 +265,7 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
   const spillQueue = () => {
     if (!catchingUp) return;
     catchingUp = false;
-    for (const queued of queue.splice(0)) toSpool(queued);
+    spillQueued();
   };
 
   const startReplay = () => {
@@ -249,17 +342,18 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
   }
 
   return {
-    write(lines) {
+    write(lines, onLogged) {
       if (closing) return Promise.reject(new Error("ingest is shutting down"));
       if (lines.length === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
         for (const line of lines) current.lines.push(line);
-        current.waiters.push({ resolve, reject });
+        current.waiters.push({ resolve, reject, logged: onLogged });
         pending += lines.length;
         if (current.lines.length >= batchSize) cut();
         else {
           timer ??= setTimeout(cut, flushMs);
-          if (idleNow()) cutSoon();
+          // With a commit log, an fdatasync that has just resolved its callers may not have returned yet: cutSoon looks again later.
+          if (commitLog || idleNow()) cutSoon();
         }
       });
     },

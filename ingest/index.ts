@@ -10,6 +10,7 @@ import type { AckMessage, Channel, DeviceMessage, RejectReason } from "./message
 import { ingestMetrics, type Transport } from "./metrics.ts";
 import { createParser, type Parsed, type Refusal } from "./parse.ts";
 import { toDeviceLine } from "./points.ts";
+import { openCommitLog } from "./commit-log.ts";
 import { openSpool, SpoolFullError } from "./spool.ts";
 import { createDurableWriter } from "./durable-writer.ts";
 
@@ -26,6 +27,12 @@ export const purposeOf = { telemetry: "analytics", event: "personalization", fee
 export interface IngestOptions extends IngestConfig {
   /** Where the disk spool lives (`<REFEED_DATA_DIR>/spool`). */
   spoolDir: string;
+  /**
+   * Where the commit log lives (`<REFEED_DATA_DIR>/commit-log`): with it, a
+   * record is durable (PUBACK, rules) once it is fdatasync'd there, before
+   * InfluxDB has it. Without it, once InfluxDB or the spool has it.
+   */
+  commitLogDir?: string;
 }
 
 export interface IngestDeps {
@@ -34,7 +41,11 @@ export interface IngestDeps {
   consent: ConsentView;
   /** The platform's Prometheus registry; ingest registers its series there. */
   metrics?: Registry;
-  /** Called with each admitted message once it is durable. */
+  /**
+   * Called with each admitted message once it is in the commit log (it
+   * survives a crash of Refeed; the fdatasync its acknowledgement waits for
+   * may still be under way), or durable when there is no commit log.
+   */
   onMessage(msg: DeviceMessage): void;
   onAck(ack: AckMessage): void;
 }
@@ -53,7 +64,7 @@ export interface AcceptResult {
   detail: string | undefined;
   /**
    * Resolves once everything this publish leaves (records and dead letters) is
-   * in InfluxDB or in the disk spool: what a QoS 1 PUBACK waits for. Rejects with
+   * on disk (commit log or spool) or in InfluxDB: what a QoS 1 PUBACK waits for. Rejects with
    * SpoolFullError when neither can take it; then the publish must not be acknowledged.
    */
   durable: Promise<void>;
@@ -70,18 +81,32 @@ export interface Ingest {
   close(): Promise<void>;
 }
 
+/**
+ * The commit log holds only what is on its way to InfluxDB (a few batches), and
+ * each segment is written with zeros before use: small segments keep that cheap.
+ */
+const COMMIT_LOG_SEGMENT_BYTES = 4 * 1024 * 1024;
+
 const kindOf = { telemetry: "telemetry", event: "event", feedback: "feedback" } as const;
 
 export async function startIngest(options: IngestOptions, deps: IngestDeps): Promise<Ingest> {
   const log = deps.log.child({ part: "ingest" });
   const parse = createParser(options);
   const spool = await openSpool({ dir: path.resolve(options.spoolDir), maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes, log: deps.log });
+  const opened = options.commitLogDir === undefined ? undefined : await openCommitLog({ dir: path.resolve(options.commitLogDir), segmentBytes: COMMIT_LOG_SEGMENT_BYTES, log: deps.log });
+  if (opened && opened.recovered.length > 0) {
+    // What a crash left on its way to InfluxDB joins the spool's replay; twice after a second crash is harmless.
+    for (const batch of opened.recovered) await spool.append(batch);
+    await opened.forgetRecovered();
+  }
+  const commitLog = opened?.log;
 
   const metrics = ingestMetrics(deps.metrics ?? new Registry(), { spool: () => spool.depth, pending: () => writer.pending, spooling: () => writer.mode === "spooling" });
   const deadLetters = createDeadLetters({ log: deps.log, metrics, write: (lines) => writer.write(lines) });
   const writer = createDurableWriter({
     store: deps.store,
     spool,
+    commitLog,
     log: deps.log,
     batchSize: options.batchSize,
     flushMs: options.flushMs,
@@ -131,11 +156,13 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
         log.debug({ device, channel, withheld }, "records withheld: no consent for their purpose");
       }
 
-      const durable = lines.length > 0 ? writer.write(lines) : Promise.resolve();
+      // Rules see a record once it is in the commit log, without waiting for the fdatasync that its PUBACK waits for.
+      const seen = () => {
+        for (const msg of admitted) deps.onMessage(msg);
+      };
+      const durable = lines.length > 0 ? writer.write(lines, admitted.length > 0 ? seen : undefined) : Promise.resolve();
       durable.then(
-        () => {
-          for (const msg of admitted) deps.onMessage(msg);
-        },
+        () => undefined,
         (err: Error) => {
           if (!(err instanceof SpoolFullError) || Date.now() - lastFullWarning > 5000) {
             lastFullWarning = Date.now();
@@ -157,6 +184,7 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
     },
     async close() {
       await writer.close();
+      await commitLog?.close();
       await spool.close();
       log.info({ spooled: spool.depth }, "ingest flushed and closed");
     },

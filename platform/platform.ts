@@ -82,7 +82,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     let touchHealth: (device: string) => void = () => {};
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
-    const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool") }, {
+    const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool"), commitLogDir: path.join(config.dataDir, "commit-log") }, {
       store,
       log,
       consent,

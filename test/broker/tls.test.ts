@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rename, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
+import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
@@ -44,7 +44,8 @@ describe("MQTT over TLS", () => {
     const device = await provision(t, { id: "atm-1" });
     const client = await connectDevice(`mqtts://127.0.0.1:${port}`, device.id, device.token, { ca: cert });
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { tls: true } }), { qos: 1 });
-    expect(await influxQuery(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-1'`)).toEqual([expect.objectContaining({ tls: true })]);
+    // The PUBACK means the point is durable on disk; InfluxDB has it moments later.
+    expect(await rowsOnce(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-1'`)).toEqual([expect.objectContaining({ tls: true })]);
     const refused = await client.subscribeAsync("devices/#", { qos: 1 }).catch((err: { packet?: { granted?: number[] } }) => err);
     expect(refused).toMatchObject({ packet: { granted: [128] } });
     await client.endAsync();
@@ -56,7 +57,7 @@ describe("MQTT over TLS", () => {
     const device = await provision(t, { id: "atm-2" });
     const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "--cafile", path.join(dir, "cert.pem"), "-i", device.id, "-u", device.id, "-P", device.token, "-q", "1", "-t", `devices/${device.id}/telemetry`, "-m", '{"metrics":{"tls":true}}']);
     expect(pub).toMatchObject({ code: 0, stderr: "" });
-    expect(await influxQuery(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-2'`)).toHaveLength(1);
+    expect(await rowsOnce(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-2'`)).toHaveLength(1);
     // A client that does not trust the certificate gets no session.
     const untrusting = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", port, "--cafile", path.join(dir, "stranger.pem"), "-i", device.id, "-u", device.id, "-P", device.token, "-t", `devices/${device.id}/telemetry`, "-m", "{}"]);
     expect(untrusting.code).not.toBe(0);

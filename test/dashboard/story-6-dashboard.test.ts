@@ -6,7 +6,7 @@ import type { MqttClient } from "mqtt";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type Browser } from "../support/browser.ts";
-import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { api, collect, connectDevice, ingestCaughtUp, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { ROOT, run } from "../support/process.ts";
 import { optIn, useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
@@ -129,6 +129,8 @@ describe("story 6: voice of the customer on the support dashboard", () => {
       const h = (await api(t, "GET", `/api/devices/${TROUBLED}/health`, undefined, supportKey)).body as { components?: { participation: { inputs: { declined: number } } } };
       return h.components?.participation.inputs.declined === 1;
     }, "the declined rating request in the kiosk's health", 30_000);
+    // The PUBACKs mean durable on disk: the health and timelines the pages read come from InfluxDB, which has every record moments later.
+    await ingestCaughtUp(t);
     browser = await launchBrowser();
   }, 120_000);
 

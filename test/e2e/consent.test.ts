@@ -1,7 +1,8 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
+import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { polling } from "../support/wait.ts";
 
 const SUBJECT = "cust-42";
 
@@ -20,17 +21,28 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     await t?.close();
   });
 
-  /** Publishes one record of each kind about the subject, each marked with a fresh number. */
+  /**
+   * Publishes one record of each kind about the subject, each marked with a
+   * fresh number, then a device-only marker with that number behind them.
+   */
   const publishAll = async (subject: string | undefined = SUBJECT) => {
     n += 1;
     const s = subject ? { subject } : {};
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ ...s, metrics: { n } }), { qos: 1 });
     await client.publishAsync(`devices/${device.id}/events`, JSON.stringify({ ...s, name: "withdrawal", props: { n } }), { qos: 1 });
     await client.publishAsync(`devices/${device.id}/feedback`, JSON.stringify({ ...s, rating: 4, text: `visit ${n}, great` }), { qos: 1 });
+    await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { marker: n } }), { qos: 1 });
     return n;
   };
-  /** Which kinds of the subject's record number `k` are stored, linked to the subject. */
+  /**
+   * Waits until InfluxDB has the marker behind the records number `k`: the
+   * evidence that ingest got through them, before asserting what is not stored.
+   * (A PUBACK means durable on disk; InfluxDB has the record moments later.)
+   */
+  const settled = (k: number) => rowsOnce(t.db, `SELECT marker FROM telemetry WHERE marker = ${k}`);
+  /** Which kinds of the subject's record number `k` are stored, linked to the subject, once its marker is in InfluxDB. */
   const storedFor = async (k: number) => {
+    await settled(k);
     const kinds: string[] = [];
     if ((await influxQuery(t.db, `SELECT n FROM telemetry WHERE subject = '${SUBJECT}' AND n = ${k}`)).length) kinds.push("telemetry");
     if ((await influxQuery(t.db, `SELECT props FROM events WHERE subject = '${SUBJECT}' AND props = '{"n":${k}}'`)).length) kinds.push("events");
@@ -45,13 +57,14 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
 
   it("stores nothing about a subject without a consent record, counts it, and is not an error to the device", async () => {
     const k = await publishAll();
+    await settled(k);
     expect(await anyPointOf(k)).toBe(0); // not even unlinked
     expect(client.connected).toBe(true);
     const text = await (await fetch(`${t.http}/metrics`)).text();
     for (const kind of ["telemetry", "event", "feedback"]) expect(text).toContain(`refeed_ingest_no_consent_total{kind="${kind}"} 1`);
     // A device-only message (no subject) is operational data and is stored.
     const own = await publishAll("");
-    expect(await anyPointOf(own)).toBe(3);
+    await expect.poll(() => anyPointOf(own), polling).toBe(3);
     // Over HTTP the device is told how many records were withheld.
     const res = await fetch(`${t.http}/api/ingest/telemetry`, {
       method: "POST",
@@ -66,16 +79,19 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
       status: 200,
       body: { subject: SUBJECT, consent: { analytics: true, personalization: false, feedback: false } },
     });
-    expect(await storedFor(await publishAll())).toEqual(["telemetry"]);
+    const first = await publishAll();
+    await expect.poll(() => storedFor(first), polling).toEqual(["telemetry"]);
 
     await consent({ personalization: true, feedback: true });
-    expect(await storedFor(await publishAll())).toEqual(["telemetry", "events", "feedback"]);
+    const second = await publishAll();
+    await expect.poll(() => storedFor(second), polling).toEqual(["telemetry", "events", "feedback"]);
     const [feedback] = await influxQuery(t.db, `SELECT rating, text, sentiment FROM feedback WHERE subject = '${SUBJECT}'`);
     expect(feedback).toMatchObject({ rating: 4, sentiment: expect.any(Number) });
     expect(Number(feedback!.sentiment)).toBeGreaterThan(0);
 
     await consent({ analytics: false });
-    expect(await storedFor(await publishAll())).toEqual(["events", "feedback"]);
+    const third = await publishAll();
+    await expect.poll(() => storedFor(third), polling).toEqual(["events", "feedback"]);
   });
 
   it("keeps the history in InfluxDB and rebuilds consent from it after a restart", async () => {
@@ -94,7 +110,8 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     await client.endAsync();
     await t.restart();
     client = await connectDevice(t.mqttUrl, device.id, device.token);
-    expect(await storedFor(await publishAll())).toEqual(["events", "feedback"]);
+    const after = await publishAll();
+    await expect.poll(() => storedFor(after), polling).toEqual(["events", "feedback"]);
     expect((await api(t, "GET", `/api/subjects/${SUBJECT}/consent`)).body.history).toHaveLength(4);
   });
 

@@ -1,7 +1,7 @@
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
+import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
 
@@ -36,8 +36,8 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
 
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { temp: 31.5, door: false } }), { qos: 1 });
 
-    // The PUBACK came back, so the point is in InfluxDB already.
-    const rows = await influxQuery(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`);
+    // The PUBACK came back, so the point is durable on disk; InfluxDB has it moments later.
+    const rows = await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`);
     expect(rows).toEqual([expect.objectContaining({ temp: 31.5, door: false })]);
 
     const actions = await waitFor(() => seen.get(`devices/${device.id}/actions`), "an action");
@@ -63,9 +63,10 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const device = await provision(t, { id: "thermo-cold" });
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { temp: 12 } }), { qos: 1 });
+    // The reading in InfluxDB first, as the evidence that ingest has processed it; then no action.
+    expect((await rowsOnce(t.db, `SELECT temp FROM telemetry WHERE device = '${device.id}'`)).length).toBe(1);
     const rows = await influxQuery(t.db, `SELECT * FROM action_log WHERE device = '${device.id}'`);
     expect(rows).toEqual([]);
-    expect((await influxQuery(t.db, `SELECT temp FROM telemetry WHERE device = '${device.id}'`)).length).toBe(1);
     await client.endAsync();
   });
 

@@ -1,6 +1,7 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { scoreSentiment } from "../../ingest/sentiment.ts";
+import { atLeast, rowsOnce } from "../support/influx.ts";
 import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { openStream } from "../support/sse.ts";
 import { optIn, session, useExampleRules } from "../support/story.ts";
@@ -72,6 +73,16 @@ describe("experience health, timeline and live updates", () => {
     await pub(good, "devices/kiosk-good/acks", { action: goodPrompt.id, status: "accepted" });
     await waitFor(async () => (await as("GET", "/api/devices/kiosk-good/health")).body.components?.participation.inputs.accepted === 1, "the accepted prompt counted");
     await waitFor(async () => (await as("GET", "/api/devices/kiosk-bad/health")).body.components?.participation.inputs.declined === 1, "the declined prompt counted");
+    // A PUBACK means durable on disk; InfluxDB, where the scores and the timeline come from, has the records moments later.
+    const expected: Array<[string, string, number]> = [
+      ["kiosk-bad", "events", 4 * 3 + 1],
+      ["kiosk-bad", "telemetry", 4],
+      ["kiosk-bad", "feedback", 3],
+      ["kiosk-good", "events", 3 * 2],
+      ["kiosk-good", "telemetry", 3],
+      ["kiosk-good", "feedback", 1],
+    ];
+    for (const [device, measurement, n] of expected) await rowsOnce(t.db, `SELECT * FROM ${measurement} WHERE device = '${device}'`, atLeast(n));
   }, 60_000);
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
+import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 
 type Channel = "telemetry" | "events" | "feedback" | "acks";
@@ -152,11 +152,11 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       publishes.push(client.publishAsync(`devices/${DEVICE}/${channel}`, payload, { qos: 1 }));
     }
     good();
-    // Every PUBACK arrives: a bad message is acknowledged once its dead letter is durable.
+    // Every PUBACK arrives: a bad message is acknowledged once its dead letter is durable (on disk; InfluxDB has it moments later).
     await Promise.all(publishes);
     expect(client.connected).toBe(true);
 
-    const letters = await influxQuery(t.db, `SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = '${DEVICE}'`);
+    const letters = await rowsOnce(t.db, `SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = '${DEVICE}'`, atLeast(corpus.length));
     expect(letters.map((l) => [l.channel, l.reason])).toEqual(corpus.map(([, channel, , reason]) => [channel, reason]));
     for (const [i, [what, channel, payload, , copy]] of corpus.entries()) {
       const letter = letters[i]!;
@@ -165,7 +165,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       expect(String(letter.payload), what).toBe(copy ?? payload.toString("utf8").slice(0, 1024));
     }
 
-    const stored = await influxQuery(t.db, `SELECT seq, label FROM telemetry WHERE device = '${DEVICE}'`);
+    const stored = await rowsOnce(t.db, `SELECT seq, label FROM telemetry WHERE device = '${DEVICE}'`, atLeast(seq));
     expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: seq }, (_, i) => i));
     expect(stored.map((r) => r.label)).toEqual(Array.from({ length: seq }, (_, i) => tricky[i % tricky.length]));
     // Nothing leaked into another measurement, series or field.
@@ -199,7 +199,8 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       expect([res.status, body.error], what).toEqual([400, reason]);
       expect(body.message.length, what).toBeGreaterThan(0);
     }
-    const letters = await influxQuery(t.db, `SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`);
+    // Each answer came once its dead letter was durable on disk; InfluxDB has them moments later.
+    const letters = await rowsOnce(t.db, `SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`, atLeast(corpus.length));
     expect(letters.map((l) => l.reason)).toEqual(corpus.map(([, , , reason]) => reason));
     expect(letters[0]).toMatchObject({ topic: "POST /api/ingest/telemetry" });
   });
@@ -210,9 +211,10 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       json([{ name: "batch_ok", props: { n: 1 } }, { name: "bad name" }, { name: "batch_ok", props: { n: 2 } }]),
       { qos: 1 },
     );
-    const rows = await influxQuery(t.db, `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`);
+    const rows = await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`, atLeast(2));
     expect(rows.map((r) => JSON.parse(String(r.props)))).toEqual([{ n: 1 }, { n: 2 }]);
-    const letters = await influxQuery(t.db, `SELECT reason, detail, "index" FROM dead_letters WHERE device = '${DEVICE}' AND channel = 'events'`);
+    // This batch's dead letter is the one with a record index (the corpus' events are single records).
+    const letters = await rowsOnce(t.db, `SELECT reason, detail, "index" FROM dead_letters WHERE device = '${DEVICE}' AND channel = 'events'`, (rows) => rows.some((r) => r.index === 1));
     expect(letters.at(-1)).toMatchObject({ reason: "invalid_name", index: 1, detail: expect.stringMatching(/^\[1\]\.name: /) });
   });
 
@@ -220,9 +222,10 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     await client.publishAsync(`devices/${DEVICE}/telemetry`, metrics({ level: 1.5 }), { qos: 1 });
     await client.publishAsync(`devices/${DEVICE}/telemetry`, metrics({ level: "high" }), { qos: 1 });
     await client.publishAsync(`devices/${DEVICE}/telemetry`, metrics({ level: 2.5 }), { qos: 1 });
-    const letters = await influxQuery(t.db, `SELECT detail, payload FROM dead_letters WHERE device = '${DEVICE}' AND reason = 'write_rejected'`);
+    // The PUBACKs mean durable on disk: InfluxDB refuses "high" only when the point reaches it, and then the dead letter follows.
+    const letters = await rowsOnce(t.db, `SELECT detail, payload FROM dead_letters WHERE device = '${DEVICE}' AND reason = 'write_rejected'`);
     expect(letters).toEqual([expect.objectContaining({ detail: expect.stringMatching(/field type conflict: input field "level" on measurement "telemetry" is type string, already exists as type float/), payload: expect.stringContaining('level="high"') })]);
-    const rows = await influxQuery(t.db, `SELECT level FROM telemetry WHERE device = '${DEVICE}' AND level > 0`);
+    const rows = await rowsOnce(t.db, `SELECT level FROM telemetry WHERE device = '${DEVICE}' AND level > 0`, atLeast(2));
     expect(rows.map((r) => r.level)).toEqual([1.5, 2.5]);
     const text = await (await fetch(`${t.http}/metrics`)).text();
     expect(text).toContain('refeed_ingest_dead_letters_total{reason="write_rejected"} 1');

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
+import { atLeast, rowsOnce } from "../support/influx.ts";
 import { ADMIN_TOKEN, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { waitFor } from "../support/wait.ts";
 
 describe("POST /api/ingest/{channel} with a device token", () => {
   let t: TestPlatform;
@@ -24,10 +25,10 @@ describe("POST /api/ingest/{channel} with a device token", () => {
     expect(await post("telemetry", JSON.stringify({ metrics: { temp: 22.5, door: "closed" } }))).toEqual({ status: 200, body: { accepted: 1, withheld: 0, refused: [] } });
     expect(await post("events", JSON.stringify([{ name: "page_view", props: { page: "home" } }, { name: "page_view", props: { page: "shares" } }]))).toMatchObject({ status: 200, body: { accepted: 2 } });
     expect(await post("feedback", JSON.stringify({ rating: 1, text: "awful, the screen is broken and slow" }))).toMatchObject({ status: 200, body: { accepted: 1 } });
-    // The answer came after the write: the points are there now.
-    expect(await influxQuery(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`)).toEqual([expect.objectContaining({ temp: 22.5, door: "closed" })]);
-    expect((await influxQuery(t.db, `SELECT props FROM events WHERE device = '${device.id}' AND event = 'page_view'`)).length).toBe(2);
-    const [feedback] = await influxQuery(t.db, `SELECT rating, text, sentiment FROM feedback WHERE device = '${device.id}'`);
+    // The answer came once the points were durable on disk; InfluxDB has them moments later.
+    expect(await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`)).toEqual([expect.objectContaining({ temp: 22.5, door: "closed" })]);
+    expect((await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${device.id}' AND event = 'page_view'`, atLeast(2))).length).toBe(2);
+    const [feedback] = await rowsOnce(t.db, `SELECT rating, text, sentiment FROM feedback WHERE device = '${device.id}'`);
     expect(feedback).toMatchObject({ rating: 1, text: "awful, the screen is broken and slow" });
     expect(Number(feedback!.sentiment)).toBeLessThan(0);
   });
@@ -65,6 +66,8 @@ describe("GET /metrics", () => {
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify([{ metrics: { a: 1 } }, { metrics: { a: 2 } }]), { qos: 1 });
     await client.publishAsync(`devices/${device.id}/events`, JSON.stringify({ name: "tap" }), { qos: 1 });
+    // The PUBACKs mean durable on disk; the write metrics count once InfluxDB has taken the points, moments later.
+    await waitFor(async () => /^refeed_ingest_write_seconds_bucket\{le="\+Inf",from="direct"\} [1-9]/m.test(await (await fetch(`${t.http}/metrics`)).text()), "a direct write to InfluxDB in the metrics");
     const res = await fetch(`${t.http}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);

@@ -65,6 +65,21 @@ async function storedSeqs(db: string, url: string, device: string): Promise<numb
   return rows.map((r) => Number(r.seq));
 }
 
+/**
+ * Waits until every acknowledged seq is in InfluxDB, and answers what is
+ * stored: an acknowledgement means durable on disk (commit log or spool), and
+ * InfluxDB has the message moments later, also once the spool is replayed.
+ */
+function storedOnce(db: string, url: string, device: string, acked: Set<number>): Promise<number[]> {
+  return waitFor(async () => {
+    const stored = await storedSeqs(db, url, device);
+    const have = new Set(stored);
+    const missing = [...acked].filter((seq) => !have.has(seq));
+    if (missing.length > 0) throw new Error(`${missing.length} acknowledged messages not in InfluxDB yet, e.g. ${missing.slice(0, 10).join(", ")}`);
+    return stored;
+  }, `every acknowledged message of ${device} in InfluxDB`, 15_000);
+}
+
 function expectEachOnce(stored: number[], acked: Set<number>) {
   const counts = new Map<number, number>();
   for (const seq of stored) counts.set(seq, (counts.get(seq) ?? 0) + 1);
@@ -120,7 +135,7 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     expect(await metric(t, "refeed_ingest_spool_points")).toBe(0);
     expect(await metric(t, "refeed_ingest_spooled_points_total")).toBeGreaterThan(0);
 
-    for (const [i, d] of devices.entries()) expectEachOnce(await storedSeqs(t.db, influxd.url, d.id), pubs[i]!.acked);
+    for (const [i, d] of devices.entries()) expectEachOnce(await storedOnce(t.db, influxd.url, d.id, pubs[i]!.acked), pubs[i]!.acked);
     expect(clients.every((c) => c.connected)).toBe(true);
     await Promise.all(clients.map((c) => c.endAsync()));
   }, 60_000);
@@ -163,7 +178,7 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     await pub.stop();
     await waitFor(async () => (await metric(t, "refeed_ingest_spooling")) === 0, "the spool to be replayed", 15_000);
 
-    const stored = await storedSeqs(t.db, influxd.url, device.id);
+    const stored = await storedOnce(t.db, influxd.url, device.id, pub.acked);
     expectEachOnce(stored, pub.acked);
     // Nothing the device sent was dropped: every message it published was acknowledged in the end.
     expect(pub.acked.size).toBe(pub.published);

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createFleet } from "../../firmware-sim/fleet.ts";
 import type { Counts } from "../../firmware-sim/stats.ts";
 import { influxQuery } from "../support/influx.ts";
-import { ADMIN_TOKEN, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { ADMIN_TOKEN, ingestCaughtUp, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { runCli } from "../support/process.ts";
 import { useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
@@ -59,6 +59,8 @@ describe("the simulated fleet against the platform", () => {
     expect(s.total.errors, problems.join("\n")).toBe(0);
     // The broker never dropped a well-behaved device (as Aedes did when it removed the wrong queued packet).
     expect(s.total.reconnects).toBe(0);
+    // The fleet's last PUBACKs mean durable on disk: wait until InfluxDB has everything ingest acknowledged.
+    await ingestCaughtUp(t);
 
     // The platform's own record agrees: every story rule proposed actions, and the devices' answers are in the action log.
     const log = await influxQuery(t.db, "SELECT action, status, rule, subject FROM action_log");

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { api, collect, connectDevice, provision } from "../support/platform.ts";
 import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { runCli } from "../support/process.ts";
-import { influxQuery } from "../support/influx.ts";
+import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 
 const DAY = 86_400_000;
@@ -68,6 +68,7 @@ describe("story 1: the ATM that knows you", () => {
     const now = Date.now();
     const atm = await provision(t, { id: "atm-history", kind: "atm" });
     const c = await connectDevice(t.mqttUrl, atm.id, atm.token);
+    let published = 0;
     for (const [subject, amounts] of [["cust-a", [40, 40, 40, 40, 40, 40]], ["cust-b", [10, 20, 30, 40, 50, 60]], ["cust-c", [200, 200, 200, 200, 200]]] as const) {
       await optIn(t, subject);
       const records = amounts.flatMap((amount, i) => [
@@ -75,8 +76,11 @@ describe("story 1: the ATM that knows you", () => {
         { name: "withdrawal", subject, props: { amount }, ts: now - (20 - i * 2) * DAY + 60_000 },
       ]);
       await publishEvents(c, atm.id, [...records, { name: "session_start", subject, ts: now - DAY }]);
+      published += records.length + 1;
     }
     await c.endAsync();
+    // The backtest reads its history from InfluxDB, which has the events moments after their PUBACKs (durable on disk).
+    await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${atm.id}'`, atLeast(published));
 
     // The publishes above fire the rule live too; those rows carry the time of their evaluation, which
     // precedes each PUBACK, so rows newer than this are the backtest's (there must be none).

@@ -1,7 +1,7 @@
 import yauzl from "yauzl";
 import { describe, expect, it } from "vitest";
-import { influxQuery } from "../support/influx.ts";
-import { api, collect, connectDevice, provision, type TestPlatform } from "../support/platform.ts";
+import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
+import { api, collect, connectDevice, ingestCaughtUp, provision, type TestPlatform } from "../support/platform.ts";
 import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { whereSubjectIs } from "../support/subject-search.ts";
 import { waitFor } from "../support/wait.ts";
@@ -62,6 +62,8 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     await client.subscribeAsync(`devices/${phone.id}/actions`, { qos: 1 });
     await publishEvents(client, phone.id, [{ name: "bill_paid", subject: "cust-8a", props: { bill: "b-1" } }]);
     await client.publishAsync(`devices/${phone.id}/telemetry`, JSON.stringify({ subject: "cust-8a", metrics: { battery: 40 } }), { qos: 1 });
+    // Whatever ingest acknowledged is in InfluxDB by now (a PUBACK means durable on disk): none of it is the customer's.
+    await ingestCaughtUp(t);
     expect(await influxQuery(t.db, `SELECT * FROM events WHERE subject = 'cust-8a'`)).toEqual([]);
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = 'cust-8a'`)).toEqual([]);
 
@@ -93,7 +95,13 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     }, "the other customer's two actions");
     const suggestion = actions.find((a) => a.kind === "suggest")!;
     const set = actions.find((a) => a.kind === "set")!;
-    const before = await exportJson(t, "cust-8c", theirs);
+    // The answers came once the events were durable on disk; the export reads InfluxDB, which has them (and the actions' log) moments later.
+    const before = await waitFor(async () => {
+      const exported = await exportJson(t, "cust-8c", theirs);
+      const records = exported.body.records as Record<string, Array<Record<string, unknown>> | undefined>;
+      const proposed = (id: string) => records.action_log?.some((r) => r.action === id && r.status === "proposed");
+      return records.events?.length === 11 && proposed(set.id) && proposed(suggestion.id) && exported;
+    }, "the other customer's events and actions in the export");
 
     const denied: Array<[string, string, unknown?]> = [
       ["GET", "/api/subjects/cust-8c"],
@@ -170,6 +178,15 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     await phoneClient.publishAsync(`devices/${phone.id}/acks`, JSON.stringify({ action: action.id, status: "applied" }), { qos: 1 });
     await api(t, "PUT", `/api/subjects/${ME}/profile`, { "ui.font_size": "large" }, token);
     await waitFor(async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status === "applied", "the ack in the lifecycle");
+    // The PUBACKs mean durable on disk; the export reads InfluxDB, which has the records moments later.
+    const held: Array<[string, number]> = [
+      [`SELECT * FROM telemetry WHERE subject = '${ME}'`, 1],
+      [`SELECT * FROM events WHERE subject = '${ME}'`, 4],
+      [`SELECT * FROM feedback WHERE subject = '${ME}'`, 1],
+      [`SELECT * FROM dead_letters WHERE device = '${phone.id}'`, 2],
+      [`SELECT * FROM events WHERE subject = '${OTHER}'`, 2],
+    ];
+    for (const [q, n] of held) await rowsOnce(t.db, q, atLeast(n));
 
     const { status, headers, body } = await exportJson(t, ME, token);
     expect(status).toBe(200);
@@ -277,6 +294,7 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const state = JSON.parse((await waitFor(() => seen.get("devices/phone-8/state"), "the phone's retained state"))[0]!);
     expect(state).toMatchObject({ subject: null, profile: {} });
     await client.publishAsync("devices/phone-8/telemetry", JSON.stringify({ subject: ME, metrics: { battery: 1 } }), { qos: 1 });
+    await ingestCaughtUp(t);
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = '${ME}'`)).toEqual([]);
     await client.endAsync();
   });

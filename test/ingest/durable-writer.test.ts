@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { openCommitLog } from "../../ingest/commit-log.ts";
 import type { Line } from "../../ingest/lineprotocol.ts";
 import { openSpool, SpoolFullError, type Spool } from "../../ingest/spool.ts";
 import { createDurableWriter, type DurableWriterOptions } from "../../ingest/durable-writer.ts";
@@ -110,6 +111,105 @@ describe("durable ingest writer against a real InfluxDB", () => {
     const rows = await influxQuery(s.db, "SELECT v FROM m");
     expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 50 }, (_, i) => i));
     await w.close();
+  });
+
+  describe("with a commit log", () => {
+    /** InfluxDB that holds every write until the gate opens. */
+    const gated = (s: Store) => {
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      const requests: number[] = [];
+      return {
+        requests,
+        open,
+        store: { writeLines: async (body: string, t: number) => (requests.push(body.split("\n").length), await opened, s.writeLines(body, t)) },
+      };
+    };
+
+    it("acknowledges once a batch is on disk, before InfluxDB has it, and lets go of it once InfluxDB does", async () => {
+      const s = await store();
+      const slow = gated(s);
+      const opened = await openCommitLog({ dir: path.join(dir, "commit-log"), segmentBytes: 1 << 20, log });
+      const w = writer(slow.store, { commitLog: opened.log, flushMs: 60_000 });
+      await w.write(lines(0, 5));
+      // Durable in the commit log while the one InfluxDB write is still held.
+      expect(slow.requests).toEqual([5]);
+      expect(await count(s)).toBe(0);
+      expect(opened.log.live).toBe(1);
+      expect(w.pending).toBe(5);
+      slow.open();
+      await w.flush();
+      expect(await count(s)).toBe(5);
+      expect(opened.log.live).toBe(0);
+      await w.close();
+      await opened.log.close();
+      expect(await readdir(path.join(dir, "commit-log"))).toEqual([]);
+    });
+
+    it("tells the caller the lines are logged (rules may see them) no later than they are durable, and never for refused lines", async () => {
+      const s = await store();
+      const slow = gated(s);
+      const opened = await openCommitLog({ dir: path.join(dir, "commit-log"), segmentBytes: 1 << 20, log });
+      const w = writer(slow.store, { commitLog: opened.log });
+      const events: string[] = [];
+      await w.write(lines(0, 2), () => events.push("logged")).then(() => events.push("durable"));
+      expect(events).toEqual(["logged", "durable"]);
+      slow.open();
+      await w.close();
+      await opened.log.close();
+
+      // Refused: InfluxDB down, the spool full, no commit log to take it.
+      const small = await openSpool({ dir: path.join(dir, "small"), maxBytes: 200, segmentBytes: 1 << 16, log });
+      const down = { writeLines: () => Promise.reject(Object.assign(new Error("connection refused"), { status: undefined })) };
+      const refusing = createDurableWriter({ store: down, spool: small, log, batchSize: 5, flushMs: 10, maxInFlight: 1, maxQueuedBatches: 1, writeTimeoutMs: 1000, onRejected: () => {} });
+      await refusing.write(lines(0, 5)).catch(() => undefined);
+      let logged = false;
+      await expect(refusing.write(lines(5, 5), () => (logged = true))).rejects.toBeInstanceOf(SpoolFullError);
+      expect(logged).toBe(false);
+      await refusing.close();
+      await small.close();
+    });
+
+    it("merges the small batches that wait for a write slot into writes of up to batchSize lines", async () => {
+      const s = await store();
+      const slow = gated(s);
+      const opened = await openCommitLog({ dir: path.join(dir, "commit-log"), segmentBytes: 1 << 20, log });
+      const w = writer(slow.store, { commitLog: opened.log, batchSize: 10, maxInFlight: 1, flushMs: 60_000 });
+      // One record at a time, each acknowledged from the log before the next: 25 batches of one line.
+      for (let i = 0; i < 25; i += 1) await w.write([line(i)]);
+      slow.open();
+      await w.flush();
+      expect(slow.requests[0]).toBe(1);
+      expect(slow.requests.slice(1)).toEqual([10, 10, 4]);
+      const rows = await influxQuery(s.db, "SELECT v FROM m");
+      expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 25 }, (_, i) => i));
+      await w.close();
+      await opened.log.close();
+    });
+
+    it("after a crash, the next start hands what InfluxDB never got to the spool", async () => {
+      const s = await store();
+      const never = gated(s);
+      const dirOf = path.join(dir, "commit-log");
+      const first = await openCommitLog({ dir: dirOf, segmentBytes: 1 << 20, log });
+      const w = writer(never.store, { commitLog: first.log });
+      await w.write(lines(0, 3));
+      await w.write(lines(3, 2));
+      // Acknowledged, InfluxDB never answered, and the process dies: no close.
+
+      const second = await openCommitLog({ dir: dirOf, segmentBytes: 1 << 20, log });
+      expect(second.recovered.flat()).toEqual(lines(0, 5));
+      const next = await openSpool({ dir: path.join(dir, "spool-2"), maxBytes: 1 << 20, segmentBytes: 1 << 16, log });
+      for (const b of second.recovered) await next.append(b);
+      await second.forgetRecovered();
+      const w2 = createDurableWriter({ store: s, spool: next, commitLog: second.log, log, batchSize: 1000, flushMs: 20, maxInFlight: 4, maxQueuedBatches: 8, writeTimeoutMs: 2000, onRejected: () => {} });
+      await waitFor(() => w2.mode === "direct", "the spool to be replayed");
+      const rows = await influxQuery(s.db, "SELECT v FROM m");
+      expect(rows.map((r) => r.v)).toEqual([0, 1, 2, 3, 4]);
+      await w2.close();
+      await second.log.close();
+      await next.close();
+    });
   });
 
   describe("while InfluxDB is down", () => {

@@ -139,3 +139,19 @@ function capturingLogger(level: Config["logLevel"], sink: Array<Record<string, u
 export function logLine(t: TestPlatform, match: (line: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
   return waitFor(() => t.logs.find(match), what);
 }
+
+/**
+ * Waits until ingest has written to InfluxDB everything it acknowledged so far
+ * (nothing pending, nothing spooled), as /metrics tells. A PUBACK or an HTTP
+ * ingest answer means the records are durable on disk; InfluxDB has them
+ * moments later. The barrier for asserting what InfluxDB does not hold.
+ */
+export async function ingestCaughtUp(t: TestPlatform): Promise<void> {
+  await waitFor(async () => {
+    const text = await (await fetch(`${t.http}/metrics`)).text();
+    const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
+    const state = { pending: value("refeed_ingest_pending_points"), spooled: value("refeed_ingest_spool_points"), spooling: value("refeed_ingest_spooling") };
+    if (state.pending === 0 && state.spooled === 0 && state.spooling === 0) return true;
+    throw new Error(JSON.stringify(state));
+  }, "ingest to have written what it acknowledged to InfluxDB");
+}

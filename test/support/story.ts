@@ -33,7 +33,7 @@ export async function optIn(t: TestPlatform, subject: string, purposes: Record<s
 
 type Event = { name: string; props?: Record<string, unknown>; subject?: string; ts?: number };
 
-/** Publishes events as one batch at QoS 1; resolves once the platform acknowledged (stored) them. */
+/** Publishes events as one batch at QoS 1; resolves once the platform acknowledged them (durable on disk; InfluxDB has them moments later). */
 export async function publishEvents(client: MqttClient, device: string, events: Event[]): Promise<void> {
   await client.publishAsync(`devices/${device}/events`, JSON.stringify(events), { qos: 1 });
 }

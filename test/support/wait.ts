@@ -17,3 +17,6 @@ export async function waitFor<T>(check: () => T | undefined | false | Promise<T 
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
 }
+
+/** Options for vitest's `expect.poll` that match waitFor: every 25 ms, for up to 10 s. */
+export const polling = { interval: 25, timeout: 10_000 } as const;
