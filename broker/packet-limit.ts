@@ -101,6 +101,8 @@ function onGuardClose(this: PacketGuard) {
  * DISCONNECT and the packet identifiers of what it sends, which Aedes does
  * not expose.
  */
+const uncorkGuard = (guard: PacketGuard) => guard.flushCorked();
+
 export class PacketGuard extends Duplex {
   readonly remote: string | undefined;
   private readonly inbound: FrameReader;
@@ -179,6 +181,7 @@ export class PacketGuard extends Duplex {
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.outbound.push(chunk);
+    this.corkUntilTicked();
     if (this.inner.write(chunk)) callback();
     else this.inner.once("drain", () => callback());
   }
@@ -190,12 +193,30 @@ export class PacketGuard extends Duplex {
    */
   override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
     for (const { chunk } of chunks) this.outbound.push(chunk);
-    this.inner.cork();
+    this.corkUntilTicked();
     let flowing = true;
     for (const { chunk } of chunks) flowing = this.inner.write(chunk);
-    this.inner.uncork();
     if (flowing) callback();
     else this.inner.once("drain", () => callback());
+  }
+
+  private corked = false;
+  /**
+   * What is written to one device in one turn of the event loop (a PUBACK, the
+   * action it caused, the state that changed with it) leaves in one system
+   * call: the socket is corked until the turn's callbacks and promises are done.
+   */
+  private corkUntilTicked(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.inner.cork();
+    process.nextTick(uncorkGuard, this);
+  }
+
+  /** @internal */
+  flushCorked(): void {
+    this.corked = false;
+    this.inner.uncork();
   }
 
   override _final(callback: (error?: Error | null) => void): void {
