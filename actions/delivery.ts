@@ -111,7 +111,8 @@ export async function startDelivery(deps: {
 
     delivered(device, actionId) {
       if (!drop(device, actionId)) return;
-      log.info({ device, action: actionId }, "action delivered");
+      // The action log records it; at info this would be a line per delivery, the busiest event there is.
+      log.debug({ device, action: actionId }, "action delivered");
       deps.onDelivered?.(device, actionId);
       writer
         .write([{ measurement: LOG, tags: { device }, fields: { action: actionId, status: "delivered" }, timestamp: String(nextMicros()) }])
