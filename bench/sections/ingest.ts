@@ -105,6 +105,8 @@ async function refeedPipelines(ctx: BenchContext) {
 
     ctx.say(`Refeed: HTTP ingest, ${DEVICES} devices posting ${BATCH}-record batches`);
     const httpRun = await httpLoad({ http: r.http, devices: group("http"), batch: BATCH, warmupMs: 1000, durationMs: (ctx.quick ? 3 : 15) * 1000 });
+    // An answer means durable in the commit log: count once InfluxDB has everything.
+    await refeedWritten(r);
     const httpStored = await storedPerDevice(ctx.influxd().url, db, 0);
     const httpCheck = compareStored(new Map([...httpRun.acked].filter(([d]) => d.startsWith("http-"))), httpStored);
 
