@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { decodeBody, encodeFrame, frameAt, HEADER } from "./frame.ts";
 import type { Line } from "./lineprotocol.ts";
+import { syncDir } from "./sync-dir.ts";
 
 export interface CommitLogOptions {
   dir: string;
@@ -135,15 +136,6 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
   let live = 0;
   let closed = false;
 
-  const syncDir = async () => {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  };
-
   /** Creates, zero-fills and durably names a segment file. */
   const allocate = async (seq: number): Promise<FileHandle> => {
     const fd = await open(path.join(dir, segmentName(seq)), "wx");
@@ -151,7 +143,7 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
       const zeros = Buffer.alloc(Math.min(segmentBytes, 1 << 20));
       for (let at = 0; at < segmentBytes; at += zeros.length) await fd.write(zeros, 0, Math.min(zeros.length, segmentBytes - at), at);
       await fd.sync();
-      await syncDir(); // the new file's name is part of what must survive a crash
+      await syncDir(dir); // the new file's name is part of what must survive a crash
       return fd;
     } catch (err) {
       await fd.close().catch(() => undefined);
@@ -362,7 +354,7 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
     recovered,
     async forgetRecovered() {
       for (const seq of found) await rm(path.join(dir, segmentName(seq)), { force: true });
-      await syncDir();
+      await syncDir(dir);
     },
   };
 }

@@ -3,6 +3,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { checksum, decodeBody, encodeFrame, frameAt, HEADER } from "./frame.ts";
 import type { Line } from "./lineprotocol.ts";
+import { syncDir } from "./sync-dir.ts";
 
 /** The spool holds as much as it may; the caller must not acknowledge what it could not take. */
 export class SpoolFullError extends Error {
@@ -118,20 +119,11 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   let flushing: Promise<void> | undefined;
   let closed = false;
 
-  const syncDir = async () => {
-    const handle = await open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  };
-
   const rotate = async () => {
     await active?.fd.close();
     const seq = nextSeq++;
     const fd = await open(path.join(dir, segmentName(seq)), "wx");
-    await syncDir(); // the new file's name is part of what must survive a crash
+    await syncDir(dir); // the new file's name is part of what must survive a crash
     active = { seq, fd };
     sizes.set(seq, 0);
   };
