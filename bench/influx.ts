@@ -26,7 +26,10 @@ export async function pointsSince(url: string, db: string): Promise<() => Promis
 /**
  * Per device: stored telemetry points and distinct sequence numbers from a
  * time on, the exact count every run is checked against (a point counted
- * twice, or a sequence number stored twice, shows up here).
+ * twice, or a sequence number stored twice, shows up here). A step's points
+ * are stamped at receipt, on this machine, after the step began, and the step
+ * before has settled by then: counting from the step's start exactly is right,
+ * where a slack before it counted the previous step's last points as duplicates.
  */
 export async function storedPerDevice(url: string, db: string, sinceMs: number): Promise<Map<string, { count: number; distinct: number }>> {
   const q = `SELECT count("seq"), count(distinct("seq")) FROM "telemetry" WHERE time >= ${Math.floor(sinceMs)}ms GROUP BY "device"`;

@@ -140,7 +140,7 @@ async function refeedBroker(ctx: BenchContext): Promise<BrokerRun> {
     const perDevice = async (r: RunResult, since: number, qos: 0 | 1) => {
       await refeedWritten(refeed);
       const expected = Object.fromEntries(Object.entries(r.perClient).map(([d, c]) => [d, qos === 1 ? c.acked : c.sent]));
-      const stored = await storedPerDevice(influx.url, db, since - 1000);
+      const stored = await storedPerDevice(influx.url, db, since);
       const { lost, duplicated } = compareStored(expected, stored);
       return { lost, duplicated };
     };

@@ -131,7 +131,7 @@ export async function refeedWritten(refeed: RunningRefeed, timeoutMs = 600_000):
 /** Every acknowledged record of the run stored exactly once, per device. */
 async function checkAcked(url: string, db: string, run: RunResult, since: number) {
   const acked = Object.fromEntries(Object.entries(run.perClient).map(([d, c]) => [d, c.acked]));
-  const { lost, duplicated } = compareStored(acked, await storedPerDevice(url, db, since - 1000));
+  const { lost, duplicated } = compareStored(acked, await storedPerDevice(url, db, since));
   return { lost, duplicated };
 }
 
@@ -218,7 +218,7 @@ async function nodeRedPipelines(ctx: BenchContext) {
               plan: { rate, records, qos: 1, stamps: "seq", perClient: true, durationMs: ctx.stepSeconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.stored, stored: await pointsSince(ctx.influxd().url, db) },
               check: async (run, since) => {
                 const sent = Object.fromEntries(Object.entries(run.perClient).map(([d, c]) => [d, c.sent]));
-                return compareStored(sent, await storedPerDevice(ctx.influxd().url, db, since - 1000));
+                return compareStored(sent, await storedPerDevice(ctx.influxd().url, db, since));
               },
             }),
         });
