@@ -52,7 +52,15 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
   track(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let stderr = "";
-  child.stderr!.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  // What Refeed says outside its log (a crash's stack, V8's out-of-memory) goes to the same file.
+  child.stderr!.on("data", (c: Buffer) => {
+    stderr = (stderr + c.toString()).slice(-4000);
+    logStream.write(c);
+  });
+  let stopping = false;
+  void exited.then((code) => {
+    if (!stopping) process.stderr.write(`bench: refeed (pid ${child.pid}) exited by itself (code ${code}) while the benchmark ran; its log: ${logFile}\n${stderr}\n`);
+  });
   const listening = await new Promise<{ http: string; mqtt: string }>((resolve, reject) => {
     let rest = "";
     let found = false;
@@ -102,6 +110,7 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
       return line ? Number(line.slice(series.length + 1)) : NaN;
     },
     async stop() {
+      stopping = true;
       child.kill("SIGTERM");
       const code = await exited;
       await new Promise<void>((resolve) => logStream.end(() => resolve()));

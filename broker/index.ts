@@ -64,6 +64,12 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   const resend = redelivery(deps.outbox, log);
 
   const aedes = await Aedes.createBroker({
+    // No cap on messages in flight in Aedes' emitter (its default is 100). Past the cap, mqemitter
+    // queues messages and drains the queue recursively as deliveries complete; under overload
+    // (8,000 actions/s in the benchmark) the queue grew long enough to overflow the stack and end
+    // the process (mqemitter#204, open). What is in flight stays bounded by Aedes' inbound limit per
+    // client and by PUBACKs waiting for durability.
+    concurrency: 0,
     heartbeatInterval: 60_000,
     // The packet guard times out a slow CONNECT from accept on; this is Aedes' own backstop.
     connectTimeout: limits.connectTimeoutMs,
