@@ -28,7 +28,7 @@ export interface Ticket {
 }
 
 export interface CommitLog {
-  /** Appends a batch; appends that arrive together share one write and one fdatasync (group commit). */
+  /** Appends a batch; appends that arrive together share one write, and writes made during an fdatasync share the next one (group commit). */
   append(lines: readonly Line[]): Ticket;
   /** The batch is in InfluxDB or in the spool: the log need not keep it any longer. Repeats are ignored. */
   release(ticket: Ticket): void;
