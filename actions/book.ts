@@ -2,7 +2,8 @@ import type { Store } from "../store/index.ts";
 import type { Owner } from "./profiles.ts";
 
 export type ActionKind = "set" | "suggest" | "clear" | "notify";
-export type ActionStatus = "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone" | "withdrawn";
+export type ActionStatus =
+  "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone" | "withdrawn";
 
 export interface Transition {
   status: ActionStatus;
@@ -64,7 +65,9 @@ export class ActionBook {
 
   static async rebuild(store: Store): Promise<ActionBook> {
     const book = new ActionBook();
-    const rows = await store.query<Record<string, unknown> & { time: Date; device: string; action: string; status: ActionStatus }>(`SELECT * FROM ${ACTION_LOG}`);
+    const rows = await store.query<
+      Record<string, unknown> & { time: Date; device: string; action: string; status: ActionStatus }
+    >(`SELECT * FROM ${ACTION_LOG}`);
     const json = (v: unknown) => (v === undefined || v === null ? undefined : JSON.parse(String(v)));
     for (const row of rows) {
       const existing = book.actions.get(row.action);
@@ -93,8 +96,21 @@ export class ActionBook {
           transitions: [],
         });
       } else if (existing) {
-        if (row.status === "applied" && existing.kind === "suggest" && row.previous !== undefined && row.previous !== null) existing.previous = json(row.previous);
-        book.transition(existing, row.status, row.device, at, row.by == null ? undefined : String(row.by), row.reason == null ? undefined : String(row.reason));
+        if (
+          row.status === "applied" &&
+          existing.kind === "suggest" &&
+          row.previous !== undefined &&
+          row.previous !== null
+        )
+          existing.previous = json(row.previous);
+        book.transition(
+          existing,
+          row.status,
+          row.device,
+          at,
+          row.by == null ? undefined : String(row.by),
+          row.reason == null ? undefined : String(row.reason),
+        );
       }
     }
     return book;
@@ -102,7 +118,11 @@ export class ActionBook {
 
   add(record: ActionRecord): void {
     this.actions.set(record.id, record);
-    record.transitions.push({ status: "proposed", at: new Date(record.createdAt).toISOString(), device: record.device });
+    record.transitions.push({
+      status: "proposed",
+      at: new Date(record.createdAt).toISOString(),
+      device: record.device,
+    });
     const subject = subjectOf(record);
     if (subject !== undefined) {
       let ids = this.bySubject.get(subject);
@@ -121,9 +141,22 @@ export class ActionBook {
     }
   }
 
-  transition(record: ActionRecord, status: ActionStatus, device: string, at: number, by?: string, reason?: string): void {
+  transition(
+    record: ActionRecord,
+    status: ActionStatus,
+    device: string,
+    at: number,
+    by?: string,
+    reason?: string,
+  ): void {
     const answered = record.status === "accepted" || record.status === "declined" || FINAL.has(record.status);
-    record.transitions.push({ status, at: new Date(at).toISOString(), device, ...(by ? { by } : {}), ...(reason ? { reason } : {}) });
+    record.transitions.push({
+      status,
+      at: new Date(at).toISOString(),
+      device,
+      ...(by ? { by } : {}),
+      ...(reason ? { reason } : {}),
+    });
     // A pending delivery taken back (the shared device's session ended) says nothing about the action itself.
     if (status === "withdrawn") return;
     // Every transition is kept, but a late or repeated ack never moves a finished action back.
@@ -203,7 +236,9 @@ export class ActionBook {
 
   /** Suggestions still waiting for an answer that were made before `before`. */
   unanswered(before: number): ActionRecord[] {
-    return [...this.actions.values()].filter((r) => r.kind === "suggest" && (r.status === "proposed" || r.status === "delivered") && r.createdAt < before);
+    return [...this.actions.values()].filter(
+      (r) => r.kind === "suggest" && (r.status === "proposed" || r.status === "delivered") && r.createdAt < before,
+    );
   }
 
   private count(owner: string): Participation {

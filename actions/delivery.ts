@@ -54,7 +54,9 @@ export async function startDelivery(deps: {
   /** device -> action id -> payload (undefined until first needed after a rebuild). */
   const pending = new Map<string, Map<string, string | undefined>>();
 
-  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(`SELECT "action", "status", "device" FROM ${LOG}`);
+  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(
+    `SELECT "action", "status", "device" FROM ${LOG}`,
+  );
   for (const row of rows) {
     // A change logged while its customer had no device has no target to deliver to.
     if (!row.device) continue;
@@ -70,7 +72,8 @@ export async function startDelivery(deps: {
     log,
     batchSize: 1000,
     flushMs: 50,
-    onRejected: (point, message) => log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a delivery record"),
+    onRejected: (point, message) =>
+      log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a delivery record"),
   });
 
   function queueFor(device: string): Map<string, string | undefined> {
@@ -115,7 +118,14 @@ export async function startDelivery(deps: {
       log.debug({ device, action: actionId }, "action delivered");
       deps.onDelivered?.(device, actionId);
       writer
-        .write([{ measurement: LOG, tags: { device }, fields: { action: actionId, status: "delivered" }, timestamp: String(nextMicros()) }])
+        .write([
+          {
+            measurement: LOG,
+            tags: { device },
+            fields: { action: actionId, status: "delivered" },
+            timestamp: String(nextMicros()),
+          },
+        ])
         .catch((err: Error) => log.error({ device, action: actionId, err: err.message }, "delivery not recorded"));
     },
 

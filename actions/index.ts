@@ -106,7 +106,8 @@ export async function startActions(
     log,
     batchSize: 1000,
     flushMs: 5,
-    onRejected: (point, message) => log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
+    onRejected: (point, message) =>
+      log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
   });
   const profiles = await ProfileBook.rebuild(store);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
@@ -139,7 +140,13 @@ export async function startActions(
     return { ...profiles.get(`device:${device}`), ...(subject ? profiles.get(`subject:${subject}`) : {}) };
   };
 
-  const stateMessage = (device: string) => JSON.stringify({ device, subject: touchpoints.subjectOf(device) ?? null, profile: stateOf(device), ts: Date.now() });
+  const stateMessage = (device: string) =>
+    JSON.stringify({
+      device,
+      subject: touchpoints.subjectOf(device) ?? null,
+      profile: stateOf(device),
+      ts: Date.now(),
+    });
   /** What each device's retained state last said (without its time): an unchanged state is not sent again. */
   const lastState = new Map<string, string>();
   const publishState = async (device: string) => {
@@ -189,7 +196,12 @@ export async function startActions(
     publishSoon(device);
   });
 
-  const transition = (record: ActionRecord, status: ActionStatus, device: string, extra: { by?: string; reason?: string; previous?: unknown } = {}): Point => {
+  const transition = (
+    record: ActionRecord,
+    status: ActionStatus,
+    device: string,
+    extra: { by?: string; reason?: string; previous?: unknown } = {},
+  ): Point => {
     const micros = nextMicros();
     book.transition(record, status, device, Math.floor(micros / 1000), extra.by, extra.reason);
     return {
@@ -251,9 +263,19 @@ export async function startActions(
    * while the change is being logged. The log write is not on the devices'
    * latency path; the call resolves once both are done.
    */
-  const changeProfile = async (record: ActionRecord, op: "set" | "clear", value: unknown, extra: Point[], alsoSend: () => Promise<unknown> = async () => {}) => {
+  const changeProfile = async (
+    record: ActionRecord,
+    op: "set" | "clear",
+    value: unknown,
+    extra: Point[],
+    alsoSend: () => Promise<unknown> = async () => {},
+  ) => {
     const point = profiles.change(record.owner, record.key, op, value, record.id);
-    await Promise.all([actionLog.write([...extra, point]), alsoSend(), ...devicesOf(record.owner, record.device).map(publishState)]);
+    await Promise.all([
+      actionLog.write([...extra, point]),
+      alsoSend(),
+      ...devicesOf(record.owner, record.device).map(publishState),
+    ]);
   };
 
   const notify = async (record: ActionRecord) => {
@@ -266,7 +288,9 @@ export async function startActions(
       why: record.why,
       at: new Date(record.createdAt).toISOString(),
     });
-    const point = result.ok ? transition(record, "delivered", record.device) : transition(record, "failed", record.device, { reason: result.reason });
+    const point = result.ok
+      ? transition(record, "delivered", record.device)
+      : transition(record, "failed", record.device, { reason: result.reason });
     await actionLog.write([point]);
     if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
   };
@@ -285,11 +309,15 @@ export async function startActions(
 
   return {
     async propose(proposal) {
-      const owner: Owner = proposal.scope === "subject" && proposal.subject ? `subject:${proposal.subject}` : `device:${proposal.device}`;
+      const owner: Owner =
+        proposal.scope === "subject" && proposal.subject ? `subject:${proposal.subject}` : `device:${proposal.device}`;
       const now = Date.now();
       book.markFired(proposal.rule, owner, now);
       // A suggestion is asked once, where the pattern was seen; a change goes to every touchpoint.
-      const targets = proposal.kind === "suggest" || proposal.kind === "notify" ? [proposal.device] : devicesOf(owner, proposal.device);
+      const targets =
+        proposal.kind === "suggest" || proposal.kind === "notify"
+          ? [proposal.device]
+          : devicesOf(owner, proposal.device);
       const record: ActionRecord = {
         id: newId(),
         rule: proposal.rule,
@@ -310,7 +338,17 @@ export async function startActions(
       book.add(record);
       const points = proposedRows(record, targets);
       // Every action is in the action log (GET /api/actions/:id, the export); a log line each would be the busiest line there is.
-      log.debug({ action: record.id, rule: record.rule, kind: record.kind, key: record.kind === "notify" ? undefined : record.key, owner, targets: targets.length }, "action proposed");
+      log.debug(
+        {
+          action: record.id,
+          rule: record.rule,
+          kind: record.kind,
+          key: record.kind === "notify" ? undefined : record.key,
+          owner,
+          targets: targets.length,
+        },
+        "action proposed",
+      );
       if (record.kind === "notify") {
         await actionLog.write(points);
         await notify(record);
@@ -325,11 +363,15 @@ export async function startActions(
     ack(ack) {
       const record = book.actions.get(ack.action);
       if (!record || !record.targets.includes(ack.device)) {
-        log.warn({ device: ack.device, action: ack.action, status: ack.status }, "ack for an action this device was not sent");
+        log.warn(
+          { device: ack.device, action: ack.action, status: ack.status },
+          "ack for an action this device was not sent",
+        );
         return;
       }
       handle(record, ack).catch((err: Error) => {
-        if (err instanceof ActionError) log.warn({ action: record.id, device: ack.device, status: ack.status, reason: err.message }, "ack refused");
+        if (err instanceof ActionError)
+          log.warn({ action: record.id, device: ack.device, status: ack.status, reason: err.message }, "ack refused");
         else log.error({ action: record.id, err: err.message }, "could not record the acknowledgement");
       });
     },
@@ -338,7 +380,10 @@ export async function startActions(
       const record = book.actions.get(id);
       if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
       if (record.kind !== "suggest" || (record.status !== "proposed" && record.status !== "delivered")) {
-        throw new ActionError("ACTION_NOT_ANSWERABLE", `action '${id}' is a ${record.kind} that is ${record.status}; only a suggestion waiting for an answer can be accepted or declined`);
+        throw new ActionError(
+          "ACTION_NOT_ANSWERABLE",
+          `action '${id}' is a ${record.kind} that is ${record.status}; only a suggestion waiting for an answer can be accepted or declined`,
+        );
       }
       await handle(record, { device: record.device, action: id, status }, by);
       return record;
@@ -381,7 +426,8 @@ export async function startActions(
       await Promise.all([actionLog.flush(), delivery.flush()]);
     },
     forgetSubject(subject) {
-      for (const record of book.forgetSubject(subject)) for (const device of record.targets) delivery.received(device, record.id);
+      for (const record of book.forgetSubject(subject))
+        for (const device of record.targets) delivery.received(device, record.id);
       profiles.forget(`subject:${subject}`);
     },
 
@@ -403,7 +449,12 @@ export async function startActions(
       // Every device, also those whose profile is empty now: after a restart the retained store
       // starts empty, and a device must not keep a profile that was cleared or undone.
       lastState.clear();
-      await Promise.all(registry.list().filter((d) => !d.revoked).map((d) => publishState(d.id)));
+      await Promise.all(
+        registry
+          .list()
+          .filter((d) => !d.revoked)
+          .map((d) => publishState(d.id)),
+      );
     },
     delivery,
     async close() {
@@ -430,22 +481,47 @@ export async function startActions(
       const follow: ActionRecord | undefined =
         others.length === 0
           ? undefined
-          : { ...record, id: newId(), kind: "set", prompt: undefined, why: `accepted on ${ack.device}: ${record.why}`, targets: others, status: "proposed", createdAt: Date.now(), transitions: [] };
+          : {
+              ...record,
+              id: newId(),
+              kind: "set",
+              prompt: undefined,
+              why: `accepted on ${ack.device}: ${record.why}`,
+              targets: others,
+              status: "proposed",
+              createdAt: Date.now(),
+              transitions: [],
+            };
       if (follow) book.add(follow);
       const rows = follow ? proposedRows(follow, others, record.id) : [];
-      await changeProfile(record, "set", record.value, [accepted, applied, ...rows], async () => follow && send(others, follow));
+      await changeProfile(
+        record,
+        "set",
+        record.value,
+        [accepted, applied, ...rows],
+        async () => follow && send(others, follow),
+      );
     } else if (ack.status === "undone") {
       await undo(record, ack.device, by ?? `device:${ack.device}`);
     } else {
-      await actionLog.write([transition(record, ack.status, ack.device, { ...(ack.reason ? { reason: ack.reason } : {}), ...who })]);
+      await actionLog.write([
+        transition(record, ack.status, ack.device, { ...(ack.reason ? { reason: ack.reason } : {}), ...who }),
+      ]);
     }
     log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
   }
 
   /** Restores the owner's previous value (or clears the key) and records the undo. */
   async function undo(record: ActionRecord, device: string, by: string): Promise<void> {
-    const inEffect = record.kind === "set" || record.kind === "clear" ? record.status !== "undone" : record.kind === "suggest" && record.status === "applied";
-    if (!inEffect) throw new ActionError("ACTION_NOT_UNDOABLE", `action '${record.id}' is ${record.status}; only an applied set, clear or accepted suggestion can be undone`);
+    const inEffect =
+      record.kind === "set" || record.kind === "clear"
+        ? record.status !== "undone"
+        : record.kind === "suggest" && record.status === "applied";
+    if (!inEffect)
+      throw new ActionError(
+        "ACTION_NOT_UNDOABLE",
+        `action '${record.id}' is ${record.status}; only an applied set, clear or accepted suggestion can be undone`,
+      );
     const point = transition(record, "undone", device, { by });
     await changeProfile(record, record.previous === undefined ? "clear" : "set", record.previous, [point]);
     log.info({ action: record.id, by }, "action undone");

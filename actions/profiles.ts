@@ -15,8 +15,16 @@ export class ProfileBook {
 
   static async rebuild(store: Store): Promise<ProfileBook> {
     const book = new ProfileBook();
-    const rows = await store.query<{ time: Date; owner: string; key: string; op: string; value?: string }>(`SELECT * FROM ${MEASUREMENT}`);
-    for (const row of rows) book.apply(row.owner as Owner, row.key, row.op === "set" ? "set" : "clear", row.value == null ? undefined : JSON.parse(row.value));
+    const rows = await store.query<{ time: Date; owner: string; key: string; op: string; value?: string }>(
+      `SELECT * FROM ${MEASUREMENT}`,
+    );
+    for (const row of rows)
+      book.apply(
+        row.owner as Owner,
+        row.key,
+        row.op === "set" ? "set" : "clear",
+        row.value == null ? undefined : JSON.parse(row.value),
+      );
     return book;
   }
 

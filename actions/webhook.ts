@@ -5,7 +5,11 @@ export type WebhookResult = { ok: true; status: number } | { ok: false; reason: 
  * Posts a notification to a support tool's webhook: JSON, a few attempts
  * with backoff for network errors and 5xx, none for a 4xx (the hook said no).
  */
-export async function postWebhook(url: string, body: unknown, options: { attempts?: number; timeoutMs?: number } = {}): Promise<WebhookResult> {
+export async function postWebhook(
+  url: string,
+  body: unknown,
+  options: { attempts?: number; timeoutMs?: number } = {},
+): Promise<WebhookResult> {
   const attempts = options.attempts ?? 3;
   let last = "";
   for (let attempt = 0; attempt < attempts; attempt += 1) {

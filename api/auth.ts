@@ -47,7 +47,11 @@ export function anyAuthenticator(...auths: Authenticator[]): Authenticator {
  * start: its scrypt hash is stored in the data dir and the token is handed to
  * `announce` once, for the operator to keep.
  */
-export async function adminAuthenticator(options: { token: string | undefined; dataDir: string; announce(token: string): void }): Promise<Authenticator> {
+export async function adminAuthenticator(options: {
+  token: string | undefined;
+  dataDir: string;
+  announce(token: string): void;
+}): Promise<Authenticator> {
   let hash: string;
   if (options.token) {
     hash = await hashToken(options.token);
@@ -96,7 +100,8 @@ declare module "fastify" {
 export function requireRole(auth: Authenticator, ...roles: Role[]) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const token = bearer(request);
-    if (!token) return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <token>' header" });
+    if (!token)
+      return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <token>' header" });
     const principal = await auth.principal(token);
     if (!principal) return reply.code(401).send({ error: "unauthorized", message: "unknown or invalid token" });
     if (principal.role !== "admin" && !roles.includes(principal.role)) {
@@ -120,7 +125,10 @@ export function ownsSubject(principal: Principal | undefined, subject: string): 
 export function subjectInPath(request: FastifyRequest, reply: FastifyReply): string | undefined {
   const { id } = request.params as { id: string };
   if (!SUBJECT_ID.test(id)) {
-    void reply.code(400).send({ error: "invalid_subject", message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'` });
+    void reply.code(400).send({
+      error: "invalid_subject",
+      message: `'${id}' is not a subject id: 1-128 characters, ASCII letters, digits, '.', '_', ':' or '-'`,
+    });
     return undefined;
   }
   if (!ownsSubject(request.principal, id)) {

@@ -33,7 +33,10 @@ import { dashboardRoutes } from "../dashboard/index.ts";
 
 /** Fastify's own 4xx errors, in this API's vocabulary. */
 const fastifyErrors: Record<string, { error: string; message: string }> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: { error: "unsupported_media_type", message: "send the body as JSON with 'content-type: application/json'" },
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
+    error: "unsupported_media_type",
+    message: "send the body as JSON with 'content-type: application/json'",
+  },
   FST_ERR_CTP_EMPTY_JSON_BODY: { error: "invalid_body", message: "the JSON body is empty" },
   FST_ERR_CTP_INVALID_JSON_BODY: { error: "invalid_body", message: "the body is not valid JSON" },
   FST_ERR_CTP_BODY_TOO_LARGE: { error: "body_too_large", message: "the body is larger than 1 MiB" },
@@ -85,7 +88,9 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     const known = fastifyErrors[err.code ?? ""];
     return reply.code(status).send(known ?? { error: "bad_request", message: err.message });
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }));
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }),
+  );
 
   await registerDocs(app);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
@@ -93,7 +98,8 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   const mqttDoc = doc({
     tag: "devices",
     summary: "MQTT 3.1.1 over WebSocket",
-    description: "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.",
+    description:
+      "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.",
     auth: "none",
     responses: { 101: "switching to the WebSocket protocol" },
   });
@@ -101,7 +107,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(createWebSocketStream(socket));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
-  await app.register(deviceRoutes({ registry: deps.registry, touchpoints: deps.touchpoints, auth: deps.auth, stateOf: deps.actions.stateOf, presence: deps.presence, delivery: deps.delivery }));
+  await app.register(
+    deviceRoutes({
+      registry: deps.registry,
+      touchpoints: deps.touchpoints,
+      auth: deps.auth,
+      stateOf: deps.actions.stateOf,
+      presence: deps.presence,
+      delivery: deps.delivery,
+    }),
+  );
   await app.register(
     streamRoutes({
       registry: deps.registry,
@@ -110,7 +125,17 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       pendingFor: (device) => deps.actions.delivery.pendingFor(device),
     }),
   );
-  await app.register(subjectRoutes({ auth: deps.auth, registry: deps.registry, touchpoints: deps.touchpoints, tokens: deps.tokens, actions: deps.actions, consent: deps.consent, privacy: deps.privacy }));
+  await app.register(
+    subjectRoutes({
+      auth: deps.auth,
+      registry: deps.registry,
+      touchpoints: deps.touchpoints,
+      tokens: deps.tokens,
+      actions: deps.actions,
+      consent: deps.consent,
+      privacy: deps.privacy,
+    }),
+  );
   await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
   await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
@@ -118,7 +143,12 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
   await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
-  await app.register(liveRoutes({ intervalMs: deps.health.config.liveIntervalMs }, { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys }));
+  await app.register(
+    liveRoutes(
+      { intervalMs: deps.health.config.liveIntervalMs },
+      { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys },
+    ),
+  );
   await app.register(dashboardRoutes());
 
   // The platform logs all listening addresses on one line; fastify's own "listening" lines (one per

@@ -41,10 +41,13 @@ export interface RouteDoc {
  * edge: these schemas describe the API in /docs and are never used to
  * validate (see `registerDocs`), so a route cannot drift into two checks.
  */
-const jsonSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+const jsonSchema = (schema: z.ZodType) =>
+  z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
 
 const roleLine = (auth: RouteDoc["auth"]) =>
-  auth === "none" ? "No authentication." : `Bearer token of: ${["admin", ...auth.filter((r) => r !== "admin")].join(", ")}.`;
+  auth === "none"
+    ? "No authentication."
+    : `Bearer token of: ${["admin", ...auth.filter((r) => r !== "admin")].join(", ")}.`;
 
 /** The `schema` of a route's options: what /docs shows for it. */
 export function doc(d: RouteDoc): { schema: FastifySchema } {
@@ -63,7 +66,9 @@ export function doc(d: RouteDoc): { schema: FastifySchema } {
   };
   if (d.body) {
     const body = jsonSchema(d.body);
-    schema.body = d.bodyTypes ? { content: Object.fromEntries(["application/json", ...d.bodyTypes].map((t) => [t, { schema: body }])) } : body;
+    schema.body = d.bodyTypes
+      ? { content: Object.fromEntries(["application/json", ...d.bodyTypes].map((t) => [t, { schema: body }])) }
+      : body;
   }
   if (d.query) schema.querystring = jsonSchema(d.query);
   return { schema };
@@ -78,14 +83,18 @@ export const undocumented = { schema: { hide: true } } as const;
  * without either fails at start, so the document cannot fall behind the API.
  */
 export async function registerDocs(app: FastifyInstance): Promise<void> {
-  const { version } = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  const { version } = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as {
+    version: string;
+  };
   // Schemas document; zod parses (inside each handler) and handlers answer plain JSON.
   app.setValidatorCompiler(() => () => true);
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   app.addHook("onRoute", (route: RouteOptions) => {
     const schema = route.schema as (FastifySchema & { hide?: boolean; summary?: string }) | undefined;
     if (route.url.startsWith("/docs") || schema?.hide || schema?.summary) return;
-    throw new Error(`route ${String(route.method)} ${route.url} has no OpenAPI description: give it doc({...}) from api/openapi.ts`);
+    throw new Error(
+      `route ${String(route.method)} ${route.url} has no OpenAPI description: give it doc({...}) from api/openapi.ts`,
+    );
   });
   await app.register(swagger, {
     openapi: {
@@ -94,9 +103,17 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
         title: "Refeed HTTP API",
         version,
         description:
-          "JSON over HTTP. Errors are `{\"error\": code, \"message\": text}` with a 4xx status. MQTT (the devices' main contract) is described in the README.",
+          'JSON over HTTP. Errors are `{"error": code, "message": text}` with a 4xx status. MQTT (the devices\' main contract) is described in the README.',
       },
-      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "an admin token, an API key (rfk.), a device token (rfd.) or a subject token (rfs.)" } } },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: "http",
+            scheme: "bearer",
+            description: "an admin token, an API key (rfk.), a device token (rfd.) or a subject token (rfs.)",
+          },
+        },
+      },
       tags: Object.entries(TAGS).map(([name, description]) => ({ name, description })),
     },
   });

@@ -53,6 +53,7 @@ export const deviceClient = (d: BenchDevice, extra: { subscribe?: string[]; grou
 });
 
 /** Node options that make a Refeed process write a CPU profile (of each of its threads) under the profile directory. */
-export const profileArgs = (ctx: BenchContext, section: string): string[] => (ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ctx.profileDir, `refeed-${section}`)}`] : []);
+export const profileArgs = (ctx: BenchContext, section: string): string[] =>
+  ctx.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${path.join(ctx.profileDir, `refeed-${section}`)}`] : [];
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -19,15 +19,27 @@ const TOKEN = "bench-admin-token-0123456789";
 const dir = await mkdtemp(path.join(os.tmpdir(), "refeed-bench-export-"));
 const influxd = await startInfluxd({ dataDir: path.join(dir, "influx"), log: pino({ level: "warn" }) });
 try {
-  const config = configSchema.parse({ mqtt: { port: 0, host: "127.0.0.1" }, http: { port: 0, host: "127.0.0.1" }, influx: { url: influxd.url, db: "bench" }, dataDir: dir, adminToken: TOKEN, logLevel: "warn" });
+  const config = configSchema.parse({
+    mqtt: { port: 0, host: "127.0.0.1" },
+    http: { port: 0, host: "127.0.0.1" },
+    influx: { url: influxd.url, db: "bench" },
+    dataDir: dir,
+    adminToken: TOKEN,
+    logLevel: "warn",
+  });
   const platform = await startPlatform(config, { log: pino({ level: "warn" }) });
   const auth = { authorization: `Bearer ${TOKEN}` };
-  await fetch(`${platform.addresses.http}/api/subjects/cust-big/consent`, { method: "PUT", headers: { ...auth, "content-type": "application/json" }, body: JSON.stringify({ analytics: true }) });
+  await fetch(`${platform.addresses.http}/api/subjects/cust-big/consent`, {
+    method: "PUT",
+    headers: { ...auth, "content-type": "application/json" },
+    body: JSON.stringify({ analytics: true }),
+  });
   // The history is written straight into InfluxDB: this measures reading it back, not ingest.
   const start = Date.now() * 1000 - N * 1000;
   for (let i = 0; i < N; i += 5000) {
     const lines: string[] = [];
-    for (let j = i; j < Math.min(N, i + 5000); j++) lines.push(`telemetry,device=phone-big,subject=cust-big battery=${j % 100},network="wifi" ${start + j * 1000}`);
+    for (let j = i; j < Math.min(N, i + 5000); j++)
+      lines.push(`telemetry,device=phone-big,subject=cust-big battery=${j % 100},network="wifi" ${start + j * 1000}`);
     const res = await fetch(`${influxd.url}/write?db=bench&precision=u`, { method: "POST", body: lines.join("\n") });
     if (res.status !== 204) throw new Error(await res.text());
   }
@@ -39,16 +51,22 @@ try {
   for (const format of ["json", "csv"]) {
     peak = process.memoryUsage().rss;
     const t0 = Date.now();
-    const res = await fetch(`${platform.addresses.http}/api/subjects/cust-big/export?format=${format}`, { headers: auth });
+    const res = await fetch(`${platform.addresses.http}/api/subjects/cust-big/export?format=${format}`, {
+      headers: auth,
+    });
     let bytes = 0;
     for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) bytes += chunk.length;
     const ms = Date.now() - t0;
-    console.log(`export ${format}: ${N} points, ${mb(bytes)} in ${ms} ms (${Math.round(N / (ms / 1000))} points/s); RSS ${mb(before)} before, ${mb(peak)} at peak`);
+    console.log(
+      `export ${format}: ${N} points, ${mb(bytes)} in ${ms} ms (${Math.round(N / (ms / 1000))} points/s); RSS ${mb(before)} before, ${mb(peak)} at peak`,
+    );
   }
   clearInterval(sampler);
   const t1 = Date.now();
   const erased = await fetch(`${platform.addresses.http}/api/subjects/cust-big`, { method: "DELETE", headers: auth });
-  console.log(`erase: ${erased.status} in ${Date.now() - t1} ms, deleted ${JSON.stringify(((await erased.json()) as { deleted: unknown }).deleted)}`);
+  console.log(
+    `erase: ${erased.status} in ${Date.now() - t1} ms, deleted ${JSON.stringify(((await erased.json()) as { deleted: unknown }).deleted)}`,
+  );
   await platform.close();
 } finally {
   await influxd.close();

@@ -15,7 +15,11 @@ export interface BenchDevice {
  * first connects would take most of a minute, and token checks are not what
  * the benchmark measures. Devices provisioned through the API are unaffected.
  */
-export async function seedDevices(influxUrl: string, db: string, devices: ReadonlyArray<{ id: string; subject?: string }>): Promise<BenchDevice[]> {
+export async function seedDevices(
+  influxUrl: string,
+  db: string,
+  devices: ReadonlyArray<{ id: string; subject?: string }>,
+): Promise<BenchDevice[]> {
   await fetch(`${influxUrl}/query?${new URLSearchParams({ q: `CREATE DATABASE "${db}"` })}`, { method: "POST" });
   const base = (Date.now() - 60_000) * 1000;
   const seeded: BenchDevice[] = [];
@@ -26,11 +30,16 @@ export async function seedDevices(influxUrl: string, db: string, devices: Readon
     const hash = scryptSync(token, salt, 32, { N: 16, r: 1, p: 1 });
     const tokenHash = ["scrypt", 16, 1, 1, salt.toString("base64url"), hash.toString("base64url")].join("$");
     const subject = d.subject ? `,subject="${d.subject}"` : "";
-    lines.push(`device_registry,device=${d.id} op="provisioned",token_hash="${tokenHash}",kind="bench"${subject} ${base + i}`);
+    lines.push(
+      `device_registry,device=${d.id} op="provisioned",token_hash="${tokenHash}",kind="bench"${subject} ${base + i}`,
+    );
     seeded.push({ id: d.id, token, ...(d.subject ? { subject: d.subject } : {}) });
   });
   for (let i = 0; i < lines.length; i += 5000) {
-    const res = await fetch(`${influxUrl}/write?${new URLSearchParams({ db, precision: "u" })}`, { method: "POST", body: lines.slice(i, i + 5000).join("\n") });
+    const res = await fetch(`${influxUrl}/write?${new URLSearchParams({ db, precision: "u" })}`, {
+      method: "POST",
+      body: lines.slice(i, i + 5000).join("\n"),
+    });
     if (res.status !== 204) throw new Error(`seeding devices: InfluxDB answered ${res.status}: ${await res.text()}`);
   }
   return seeded;

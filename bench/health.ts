@@ -39,7 +39,12 @@ function seeded(seed: number) {
  * 10,000 devices through the API would measure scrypt, not health. The first
  * `active` devices get real tokens, to send news during the measurement.
  */
-async function* fleetLines(devices: number, days: number, now: number, tokenHash: (d: number) => string): AsyncGenerator<string> {
+async function* fleetLines(
+  devices: number,
+  days: number,
+  now: number,
+  tokenHash: (d: number) => string,
+): AsyncGenerator<string> {
   const random = seeded(42);
   const from = now - days * 24 * HOUR;
   const us = (ms: number) => `${Math.round(ms)}000`;
@@ -49,7 +54,8 @@ async function* fleetLines(devices: number, days: number, now: number, tokenHash
     const subject = `cust-${String(d).padStart(5, "0")}`;
     const troubled = random() < 0.05;
     yield `device_registry,device=${id} op="provisioned",token_hash="${tokenHash(d)}",kind="${kinds[d % kinds.length]}",subject="${subject}" ${us(from - HOUR + d)}`;
-    for (const purpose of ["analytics", "personalization", "feedback"]) yield `consent,subject=${subject},purpose=${purpose} granted=true,by="admin" ${us(from - HOUR + d)}`;
+    for (const purpose of ["analytics", "personalization", "feedback"])
+      yield `consent,subject=${subject},purpose=${purpose} granted=true,by="admin" ${us(from - HOUR + d)}`;
     yield `presence,device=${id},event=connect client="${id}",transport="tcp",connections=1,online_ms=0 ${us(from + random() * HOUR)}`;
     const drop = from + (0.3 + random() * 0.4) * days * 24 * HOUR;
     yield `presence,device=${id},event=disconnect,reason=connection_lost client="${id}",transport="tcp",connections=0,online_ms=${Math.round(drop - from)} ${us(drop)}`;
@@ -61,7 +67,8 @@ async function* fleetLines(devices: number, days: number, now: number, tokenHash
     for (let s = 0; s < days * 2; s += 1) {
       const at = from + s * 12 * HOUR + random() * 6 * HOUR;
       yield `events,device=${id},event=session_start,subject=${subject} props="{}" ${us(at)}`;
-      if (random() < (troubled ? 0.4 : 0.05)) yield `events,device=${id},event=error,subject=${subject} props="{\\"code\\":\\"E1\\"}" ${us(at + 30_000)}`;
+      if (random() < (troubled ? 0.4 : 0.05))
+        yield `events,device=${id},event=error,subject=${subject} props="{\\"code\\":\\"E1\\"}" ${us(at + 30_000)}`;
       yield `events,device=${id},event=session_end,subject=${subject} props="{\\"seconds\\":60}" ${us(at + 60_000)}`;
     }
     for (let f = 0; f < 3; f += 1) {
@@ -105,9 +112,15 @@ async function writeFleet(influxUrl: string, lines: AsyncGenerator<string>): Pro
   return written;
 }
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
-async function measure(call: string, requests: number, concurrency: number, get: () => Promise<void>): Promise<HealthBenchRow> {
+async function measure(
+  call: string,
+  requests: number,
+  concurrency: number,
+  get: () => Promise<void>,
+): Promise<HealthBenchRow> {
   const times: number[] = [];
   let next = 0;
   await Promise.all(
@@ -122,7 +135,13 @@ async function measure(call: string, requests: number, concurrency: number, get:
   );
   times.sort((a, b) => a - b);
   const round = (x: number) => Math.round(x);
-  return { call, requests, p50Ms: round(percentile(times, 50)), p95Ms: round(percentile(times, 95)), maxMs: round(times.at(-1)!) };
+  return {
+    call,
+    requests,
+    p50Ms: round(percentile(times, 50)),
+    p95Ms: round(percentile(times, 95)),
+    maxMs: round(times.at(-1)!),
+  };
 }
 
 const ACTIVE = 100;
@@ -147,14 +166,27 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
     const hashes = await Promise.all(tokens.map((t) => hashToken(t)));
     const unused = await hashToken("never-used");
     const writeStarted = performance.now();
-    const points = await writeFleet(influxd.url, fleetLines(devices, days, Date.now(), (d) => hashes[d] ?? unused));
+    const points = await writeFleet(
+      influxd.url,
+      fleetLines(devices, days, Date.now(), (d) => hashes[d] ?? unused),
+    );
     const writeSeconds = (performance.now() - writeStarted) / 1000;
 
     const start = async (env: Record<string, string>) => {
-      const refeed = await startRefeed({ influxUrl: influxd.url, db: DB, dataDir: path.join(dir, "refeed"), adminToken: ADMIN, env });
+      const refeed = await startRefeed({
+        influxUrl: influxd.url,
+        db: DB,
+        dataDir: path.join(dir, "refeed"),
+        adminToken: ADMIN,
+        env,
+      });
       stop = () => refeed.stop();
       const key = (await (
-        await fetch(`${refeed.http}/api/keys`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" }, body: JSON.stringify({ name: "bench", role: "support" }) })
+        await fetch(`${refeed.http}/api/keys`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+          body: JSON.stringify({ name: "bench", role: "support" }),
+        })
       ).json()) as { token: string };
       const call = async (url: string) => {
         const res = await fetch(`${refeed.http}${url}`, { headers: { authorization: `Bearer ${key.token}` } });
@@ -169,7 +201,8 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
       return { refeed, call, get };
     };
     const whole = (body: { total: number; devices: unknown[] }) => {
-      if (body.total !== devices || body.devices.length !== 50) throw new Error(`fleet health answered ${body.total} devices, ${body.devices.length} rows`);
+      if (body.total !== devices || body.devices.length !== 50)
+        throw new Error(`fleet health answered ${body.total} devices, ${body.devices.length} rows`);
     };
     const n = options.quick ? 10 : 30;
     const rows: HealthBenchRow[] = [];
@@ -177,7 +210,14 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
     // 1. Scoring the whole fleet: a dozen GROUP BY "device" aggregations, for every request.
     const cold = await start({ REFEED_HEALTH_REFRESH_MS: "0" });
     await cold.get("/api/fleet/health")();
-    rows.push(await measure(`whole fleet scored for each request (REFEED_HEALTH_REFRESH_MS=0)`, options.quick ? 2 : 5, 1, cold.get("/api/fleet/health", whole)));
+    rows.push(
+      await measure(
+        `whole fleet scored for each request (REFEED_HEALTH_REFRESH_MS=0)`,
+        options.quick ? 2 : 5,
+        1,
+        cold.get("/api/fleet/health", whole),
+      ),
+    );
     await stop!();
 
     // 2. The fleet view, as deployed: scored once, then the devices with news every 2 s.
@@ -186,7 +226,11 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
     let sending = true;
     let sent = 0;
     const ingest = (d: number, channel: string, body: unknown) =>
-      fetch(`${warm.refeed.http}/api/ingest/${channel}`, { method: "POST", headers: { authorization: `Bearer ${tokens[d]}` }, body: JSON.stringify(body) }).then(async (res) => {
+      fetch(`${warm.refeed.http}/api/ingest/${channel}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${tokens[d]}` },
+        body: JSON.stringify(body),
+      }).then(async (res) => {
         if (res.status !== 200) throw new Error(`ingest: ${res.status} ${await res.text()}`);
         sent += 1;
       });
@@ -203,12 +247,35 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
       }
     })();
     try {
-      rows.push(await measure(`from the fleet view, 1 agent, while ${ACTIVE} devices send news`, n, 1, warm.get("/api/fleet/health", whole)));
-      rows.push(await measure(`from the fleet view, 4 agents at once, while devices send news`, n * 2, 4, warm.get("/api/fleet/health", whole)));
+      rows.push(
+        await measure(
+          `from the fleet view, 1 agent, while ${ACTIVE} devices send news`,
+          n,
+          1,
+          warm.get("/api/fleet/health", whole),
+        ),
+      );
+      rows.push(
+        await measure(
+          `from the fleet view, 4 agents at once, while devices send news`,
+          n * 2,
+          4,
+          warm.get("/api/fleet/health", whole),
+        ),
+      );
       const some = Math.floor(devices * 0.4242);
-      rows.push(await measure("GET /api/fleet/health?q=<customer id>&sort=-score", n, 1, warm.get(`/api/fleet/health?q=cust-${String(some).padStart(5, "0")}&sort=-score`)));
+      rows.push(
+        await measure(
+          "GET /api/fleet/health?q=<customer id>&sort=-score",
+          n,
+          1,
+          warm.get(`/api/fleet/health?q=cust-${String(some).padStart(5, "0")}&sort=-score`),
+        ),
+      );
       rows.push(await measure("GET /api/devices/{id}/health", n, 1, warm.get(`/api/devices/${idOf(some)}/health`)));
-      rows.push(await measure("GET /api/devices/{id}/timeline (24 h)", n, 1, warm.get(`/api/devices/${idOf(some)}/timeline`)));
+      rows.push(
+        await measure("GET /api/devices/{id}/timeline (24 h)", n, 1, warm.get(`/api/devices/${idOf(some)}/timeline`)),
+      );
       // Freshness: a complaint, acknowledged, until the device's fleet row shows it.
       const fresh: number[] = [];
       for (let i = 0; i < (options.quick ? 3 : 5); i += 1) {
@@ -224,7 +291,15 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
         fresh.push(performance.now() - sentAt);
       }
       fresh.sort((a, b) => a - b);
-      return { rows, devices, points, days, writeSeconds, sent, freshness: { p50Ms: Math.round(percentile(fresh, 50)), maxMs: Math.round(fresh.at(-1)!) } };
+      return {
+        rows,
+        devices,
+        points,
+        days,
+        writeSeconds,
+        sent,
+        freshness: { p50Ms: Math.round(percentile(fresh, 50)), maxMs: Math.round(fresh.at(-1)!) },
+      };
     } finally {
       sending = false;
       await news;
@@ -238,7 +313,10 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
 
 /** The experience-health section of the benchmark report. */
 export async function healthReport(options: { quick: boolean }): Promise<string> {
-  const load = os.loadavg().map((l) => l.toFixed(2)).join(" ");
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
   const r = await benchHealth(options);
   const table = [
     "| fleet health | requests | p50 ms | p95 ms | max ms |",

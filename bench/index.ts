@@ -27,7 +27,13 @@ type Section = (typeof SECTIONS)[number];
 const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
 
 function parseArgs(argv: string[]) {
-  const options = { quick: false, write: false, only: undefined as Set<Section> | undefined, profile: undefined as string | undefined, render: undefined as string | undefined };
+  const options = {
+    quick: false,
+    write: false,
+    only: undefined as Set<Section> | undefined,
+    profile: undefined as string | undefined,
+    render: undefined as string | undefined,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
     const [name, inline] = arg.split("=", 2) as [string, string | undefined];
@@ -37,7 +43,10 @@ function parseArgs(argv: string[]) {
     else if (name === "--only") {
       const list = (value() ?? "").split(",").filter(Boolean);
       const bad = list.filter((s) => !(SECTIONS as readonly string[]).includes(s));
-      if (list.length === 0 || bad.length > 0) throw new Error(`--only: unknown section ${bad.join(", ") || "(none given)"}; sections are ${SECTIONS.join(", ")}`);
+      if (list.length === 0 || bad.length > 0)
+        throw new Error(
+          `--only: unknown section ${bad.join(", ") || "(none given)"}; sections are ${SECTIONS.join(", ")}`,
+        );
       options.only = new Set(list as Section[]);
     } else if (name === "--profile") {
       const dir = value();
@@ -53,7 +62,8 @@ function parseArgs(argv: string[]) {
 }
 
 const started = performance.now();
-const say = (text: string) => process.stderr.write(`bench [${Math.round((performance.now() - started) / 1000)} s]: ${text}\n`);
+const say = (text: string) =>
+  process.stderr.write(`bench [${Math.round((performance.now() - started) / 1000)} s]: ${text}\n`);
 
 async function main() {
   let options: ReturnType<typeof parseArgs>;
@@ -94,7 +104,12 @@ async function main() {
   const start = async () => {
     const started = await startInfluxd({ dataDir: influxDir, log, port });
     const untrack = trackGroup(started.pid);
-    return { ...started, url: started.url, pid: started.pid, close: () => started.close().finally(untrack) } as ManagedInfluxd;
+    return {
+      ...started,
+      url: started.url,
+      pid: started.pid,
+      close: () => started.close().finally(untrack),
+    } as ManagedInfluxd;
   };
   let influxd: ManagedInfluxd = await start();
   const ctx: BenchContext = {
@@ -113,8 +128,21 @@ async function main() {
     profileDir: options.profile,
     say,
   };
-  const command = `npm run bench --${quick ? " --quick" : ""}${only.size < (quick ? QUICK_SECTIONS : SECTIONS).length ? ` --only ${[...only].join(",")}` : ""}`.replace(/ --$/, "");
-  const results: Results = { command, quick, startedAt: new Date(began).toISOString(), wallSeconds: 0, machine, load, stepSeconds: ctx.stepSeconds, generatorWorkers: "2-3 worker processes" };
+  const command =
+    `npm run bench --${quick ? " --quick" : ""}${only.size < (quick ? QUICK_SECTIONS : SECTIONS).length ? ` --only ${[...only].join(",")}` : ""}`.replace(
+      / --$/,
+      "",
+    );
+  const results: Results = {
+    command,
+    quick,
+    startedAt: new Date(began).toISOString(),
+    wallSeconds: 0,
+    machine,
+    load,
+    stepSeconds: ctx.stepSeconds,
+    generatorWorkers: "2-3 worker processes",
+  };
   try {
     if (only.has("broker")) {
       mark("at the broker section");
@@ -146,8 +174,12 @@ async function main() {
   await publish(results);
   // Acknowledged means durable: a Refeed run that lost an acknowledged record fails the benchmark.
   const lostAcked = [
-    ...(results.broker?.runs.filter((b) => b.name === "Refeed").flatMap((b) => b.fanInQos1.steps.map((s) => s.result.lost)) ?? []),
-    ...(results.ingest?.pipelines.filter((p) => p.name === "Refeed").flatMap((p) => p.search.steps.map((s) => s.result.lost)) ?? []),
+    ...(results.broker?.runs
+      .filter((b) => b.name === "Refeed")
+      .flatMap((b) => b.fanInQos1.steps.map((s) => s.result.lost)) ?? []),
+    ...(results.ingest?.pipelines
+      .filter((p) => p.name === "Refeed")
+      .flatMap((p) => p.search.steps.map((s) => s.result.lost)) ?? []),
     results.ingest?.http.lost ?? 0,
     results.ingest?.outage.lost ?? 0,
   ].reduce((a, b) => a + b, 0);

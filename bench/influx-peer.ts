@@ -13,15 +13,26 @@ export interface PeerResult {
  * posted straight to /write with Refeed's batch size and number of requests
  * in flight. Nothing else runs.
  */
-export async function influxCeiling(options: { url: string; db: string; batchSize: number; inFlight: number; durationMs: number; devices: number }): Promise<PeerResult> {
-  await fetch(`${options.url}/query?${new URLSearchParams({ q: `CREATE DATABASE ${options.db}` })}`, { method: "POST" });
+export async function influxCeiling(options: {
+  url: string;
+  db: string;
+  batchSize: number;
+  inFlight: number;
+  durationMs: number;
+  devices: number;
+}): Promise<PeerResult> {
+  await fetch(`${options.url}/query?${new URLSearchParams({ q: `CREATE DATABASE ${options.db}` })}`, {
+    method: "POST",
+  });
   const batches: string[] = [];
   const base = (Date.now() - 3_600_000) * 1000;
   let n = 0;
   for (let b = 0; b < 64; b += 1) {
     const lines: string[] = [];
     for (let i = 0; i < options.batchSize; i += 1, n += 1) {
-      lines.push(`peer_0,device=dev-${String(n % options.devices).padStart(2, "0")} seq=${n},temp=21.5,hum=${40 + (n % 20)},on=true ${base + n}`);
+      lines.push(
+        `peer_0,device=dev-${String(n % options.devices).padStart(2, "0")} seq=${n},temp=21.5,hum=${40 + (n % 20)},on=true ${base + n}`,
+      );
     }
     batches.push(lines.join("\n"));
   }
@@ -36,7 +47,10 @@ export async function influxCeiling(options: { url: string; db: string; batchSiz
       const i = next++;
       // Each pass over the pre-built batches goes to a new measurement, so every point is new.
       const cycle = Math.floor(i / batches.length);
-      const body = cycle === 0 ? batches[i % batches.length]! : batches[i % batches.length]!.replaceAll("peer_0,", `peer_${cycle},`);
+      const body =
+        cycle === 0
+          ? batches[i % batches.length]!
+          : batches[i % batches.length]!.replaceAll("peer_0,", `peer_${cycle},`);
       const t0 = performance.now();
       const res = await fetch(writeUrl, { method: "POST", body });
       if (res.status !== 204) throw new Error(`InfluxDB answered ${res.status}: ${await res.text()}`);

@@ -29,7 +29,10 @@ export async function machineFacts(): Promise<MachineFacts> {
     os: `${pretty}, Linux ${os.release()}`,
     node: process.version,
     influxd,
-    loadAverage: os.loadavg().map((l) => l.toFixed(2)).join(" "),
+    loadAverage: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(" "),
   };
 }
 
@@ -81,7 +84,12 @@ export async function cpuSeconds(pid: number): Promise<number> {
 
 /** CPU each process used between start and stop(): CPU-seconds, and cores kept busy on average. */
 export async function cpuMeter(pids: Record<string, () => number | undefined>) {
-  const read = async () => Object.fromEntries(await Promise.all(Object.entries(pids).map(async ([name, pid]) => [name, pid() ? await cpuSeconds(pid()!) : 0] as const)));
+  const read = async () =>
+    Object.fromEntries(
+      await Promise.all(
+        Object.entries(pids).map(async ([name, pid]) => [name, pid() ? await cpuSeconds(pid()!) : 0] as const),
+      ),
+    );
   const before = await read();
   const started = performance.now();
   return {
@@ -89,7 +97,11 @@ export async function cpuMeter(pids: Record<string, () => number | undefined>) {
       const after = await read();
       const wallSeconds = (performance.now() - started) / 1000;
       const seconds = Object.fromEntries(Object.keys(pids).map((name) => [name, after[name]! - before[name]!]));
-      return { seconds, cores: Object.fromEntries(Object.entries(seconds).map(([name, s]) => [name, s / wallSeconds])), wallSeconds };
+      return {
+        seconds,
+        cores: Object.fromEntries(Object.entries(seconds).map(([name, s]) => [name, s / wallSeconds])),
+        wallSeconds,
+      };
     },
   };
 }

@@ -23,32 +23,50 @@ export interface RunningRefeed {
 }
 
 /** Runs `refeed start` as a separate process, as it is deployed, against a given InfluxDB. */
-export async function startRefeed(options: { influxUrl: string; db: string; dataDir: string; adminToken: string; rulesDir?: string; env?: Record<string, string>; nodeArgs?: string[]; inspect?: boolean }): Promise<RunningRefeed> {
+export async function startRefeed(options: {
+  influxUrl: string;
+  db: string;
+  dataDir: string;
+  adminToken: string;
+  rulesDir?: string;
+  env?: Record<string, string>;
+  nodeArgs?: string[];
+  inspect?: boolean;
+}): Promise<RunningRefeed> {
   // Refeed's own log (info, as deployed) goes to a file in its data dir: a failing run can be read afterwards.
   await mkdir(options.dataDir, { recursive: true });
   const logFile = path.join(options.dataDir, "refeed.log");
   const logStream = createWriteStream(logFile);
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("REFEED_")));
-  const child: ChildProcess = spawn(process.execPath, [...(options.nodeArgs ?? []), ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []), path.join(ROOT, "bin/refeed.js"), "start"], {
-    env: {
-      ...clean,
-      REFEED_INFLUX_URL: options.influxUrl,
-      REFEED_INFLUX_DB: options.db,
-      REFEED_DATA_DIR: options.dataDir,
-      REFEED_MQTT_PORT: "0",
-      REFEED_HTTP_PORT: "0",
-      REFEED_MQTT_HOST: "127.0.0.1",
-      REFEED_HTTP_HOST: "127.0.0.1",
-      REFEED_ADMIN_TOKEN: options.adminToken,
-      REFEED_LOG_LEVEL: "info",
-      ...(options.rulesDir ? { REFEED_RULES_DIR: options.rulesDir } : {}),
-      // Load from few connections: the per-device publish rate limit would measure itself, not ingest.
-      REFEED_MQTT_PUBLISH_RATE: "1000000",
-      REFEED_MQTT_PUBLISH_BURST: "1000000",
-      ...options.env,
+  const child: ChildProcess = spawn(
+    process.execPath,
+    [
+      ...(options.nodeArgs ?? []),
+      ...(options.inspect ? ["--inspect=127.0.0.1:0"] : []),
+      path.join(ROOT, "bin/refeed.js"),
+      "start",
+    ],
+    {
+      env: {
+        ...clean,
+        REFEED_INFLUX_URL: options.influxUrl,
+        REFEED_INFLUX_DB: options.db,
+        REFEED_DATA_DIR: options.dataDir,
+        REFEED_MQTT_PORT: "0",
+        REFEED_HTTP_PORT: "0",
+        REFEED_MQTT_HOST: "127.0.0.1",
+        REFEED_HTTP_HOST: "127.0.0.1",
+        REFEED_ADMIN_TOKEN: options.adminToken,
+        REFEED_LOG_LEVEL: "info",
+        ...(options.rulesDir ? { REFEED_RULES_DIR: options.rulesDir } : {}),
+        // Load from few connections: the per-device publish rate limit would measure itself, not ingest.
+        REFEED_MQTT_PUBLISH_RATE: "1000000",
+        REFEED_MQTT_PUBLISH_BURST: "1000000",
+        ...options.env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
     },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  );
   track(child);
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   let stderr = "";
@@ -59,7 +77,10 @@ export async function startRefeed(options: { influxUrl: string; db: string; data
   });
   let stopping = false;
   void exited.then((code) => {
-    if (!stopping) process.stderr.write(`bench: refeed (pid ${child.pid}) exited by itself (code ${code}) while the benchmark ran; its log: ${logFile}\n${stderr}\n`);
+    if (!stopping)
+      process.stderr.write(
+        `bench: refeed (pid ${child.pid}) exited by itself (code ${code}) while the benchmark ran; its log: ${logFile}\n${stderr}\n`,
+      );
   });
   const listening = await new Promise<{ http: string; mqtt: string }>((resolve, reject) => {
     let rest = "";

@@ -28,7 +28,8 @@ export interface Results {
 
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
-const lat = (l: LatencySummary | undefined) => (!l || l.count === 0 ? "-" : `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.p999)} / ${ms(l.max)}`);
+const lat = (l: LatencySummary | undefined) =>
+  !l || l.count === 0 ? "-" : `${ms(l.p50)} / ${ms(l.p99)} / ${ms(l.p999)} / ${ms(l.max)}`;
 const cores = (row: StepRow) =>
   Object.entries(row.cores)
     .map(([name, c]) => `${name} ${c.toFixed(2)}`)
@@ -63,22 +64,32 @@ function targets(r: Results): string {
   const lines: string[] = [];
   const ingest = r.ingest;
   if (ingest) {
-    const best = (name: string) => Math.max(0, ...ingest.pipelines.filter((p) => p.name === name).map((p) => sustainedRate(p.search)));
+    const best = (name: string) =>
+      Math.max(0, ...ingest.pipelines.filter((p) => p.name === name).map((p) => sustainedRate(p.search)));
     const refeed = best("Refeed");
     const nodeRed = best("Mosquitto + Node-RED");
     const share = refeed / ingest.ceiling.pointsPerSecond;
-    lines.push(`| Refeed's pipeline at >= 80% of the InfluxDB-only ceiling (points/s) | ${n(refeed)} of ${n(ingest.ceiling.pointsPerSecond)} points/s: **${(share * 100).toFixed(0)}%** | ${share >= 0.8 ? "yes" : "**no**"} |`);
+    lines.push(
+      `| Refeed's pipeline at >= 80% of the InfluxDB-only ceiling (points/s) | ${n(refeed)} of ${n(ingest.ceiling.pointsPerSecond)} points/s: **${(share * 100).toFixed(0)}%** | ${share >= 0.8 ? "yes" : "**no**"} |`,
+    );
     const ratio = nodeRed > 0 ? refeed / nodeRed : Infinity;
-    lines.push(`| Refeed >= 5x Node-RED's sustained rate | ${n(refeed)} vs ${n(nodeRed)} points/s: **${ratio.toFixed(1)}x** | ${ratio >= 5 ? "yes" : "**no**"} |`);
+    lines.push(
+      `| Refeed >= 5x Node-RED's sustained rate | ${n(refeed)} vs ${n(nodeRed)} points/s: **${ratio.toFixed(1)}x** | ${ratio >= 5 ? "yes" : "**no**"} |`,
+    );
   }
   const refeedLatency = r.latency?.runs.find((x) => x.name === "Refeed");
   const at1000 = refeedLatency?.points.find((p) => p.label === "1,000 msgs/s")?.row;
-  if (at1000) lines.push(`| telemetry -> action p99 < 10 ms at 1,000 msgs/s | p99 **${ms(at1000.latency.p99)} ms** (p50 ${ms(at1000.latency.p50)} ms) | ${at1000.latency.p99 < 10 && at1000.verdict.ok ? "yes" : "**no**"} |`);
+  if (at1000)
+    lines.push(
+      `| telemetry -> action p99 < 10 ms at 1,000 msgs/s | p99 **${ms(at1000.latency.p99)} ms** (p50 ${ms(at1000.latency.p50)} ms) | ${at1000.latency.p99 < 10 && at1000.verdict.ok ? "yes" : "**no**"} |`,
+    );
   const memory = r.broker?.runs.find((x) => x.name === "Refeed")?.memory;
   if (memory) {
     // After a full GC the resident set of a Node process may even shrink (freed pages go back): count the larger of the two.
     const mb = Math.max(memory.marginalMiB, memory.heapMarginalMiB ?? 0) * 1.048576;
-    lines.push(`| < 10 MB of memory per 1,000 idle connections | **${mb.toFixed(1)} MB** for 1,000 more (the larger of resident set ${(memory.marginalMiB * 1.048576).toFixed(1)} MB and V8 heap ${((memory.heapMarginalMiB ?? 0) * 1.048576).toFixed(1)} MB, after a full GC; the first 1,000 with one-off costs: ${(memory.firstMiB * 1.048576).toFixed(1)} MB resident) | ${mb < 10 ? "yes" : "**no**"} |`);
+    lines.push(
+      `| < 10 MB of memory per 1,000 idle connections | **${mb.toFixed(1)} MB** for 1,000 more (the larger of resident set ${(memory.marginalMiB * 1.048576).toFixed(1)} MB and V8 heap ${((memory.heapMarginalMiB ?? 0) * 1.048576).toFixed(1)} MB, after a full GC; the first 1,000 with one-off costs: ${(memory.firstMiB * 1.048576).toFixed(1)} MB resident) | ${mb < 10 ? "yes" : "**no**"} |`,
+    );
   }
   return `## Targets
 
@@ -97,7 +108,12 @@ function brokerSection(b: BrokerSection, r: Results): string {
   const rows = b.runs.flatMap((run) => [
     row(run, `fan-in, ${b.publishers.toLocaleString("en-US")} publishers, QoS 0`, run.fanInQos0, "msgs/s"),
     row(run, `fan-in, ${b.publishers.toLocaleString("en-US")} publishers, QoS 1`, run.fanInQos1, "msgs/s"),
-    row(run, `fan-out, 1 message to ${run.fanOutReceivers.toLocaleString("en-US")} subscribers, QoS 1`, run.fanOut, "deliveries/s"),
+    row(
+      run,
+      `fan-out, 1 message to ${run.fanOutReceivers.toLocaleString("en-US")} subscribers, QoS 1`,
+      run.fanOut,
+      "deliveries/s",
+    ),
   ]);
   const mib = (b: number) => (b / 2 ** 20).toFixed(0);
   const memory = b.runs.map(
@@ -148,7 +164,8 @@ function ingestSection(i: IngestSection, r: Results): string {
   const row = (p: Pipeline) => {
     const s = p.search.sustained?.result;
     const shape = p.records === 1 ? "1 record per publish" : `${p.records} records per publish`;
-    if (!s) return `| ${p.name} | ${shape} | none of the steps (${p.search.steps[0]?.verdict.why ?? ""}) | - | - | - | - | - |`;
+    if (!s)
+      return `| ${p.name} | ${shape} | none of the steps (${p.search.steps[0]?.verdict.why ?? ""}) | - | - | - | - | - |`;
     return `| ${p.name} | ${shape} | **${atLeast(p.search)}${n(s.offered)} points/s**${generatorBound(p.search) ? " (the generator's limit)" : ""} | ${((s.offered / ceiling) * 100).toFixed(0)}% | ${lat(s.latency)} | ${n(s.drainMs)} ms | ${per10k(s)} | ${s.lost} / ${s.duplicates} |`;
   };
   return `## Ingest into InfluxDB: Refeed against Mosquitto + Node-RED
@@ -191,7 +208,10 @@ ${i.pipelines.map((p) => stepsTable(`${p.name}, ${p.records === 1 ? "1 record" :
 function latencySection(l: LatencySection): string {
   const rows = l.runs.flatMap((run) => [
     `| ${run.name} | sustained (every message fires the rule) | ${run.search.sustained ? `**${atLeast(run.search)}${n(run.search.sustained.rate)} msgs/s**${generatorBound(run.search) ? " (the generator's limit)" : ""}` : "none of the steps"} | ${lat(run.search.sustained?.result.latency)} | ${run.search.sustained ? cores(run.search.sustained.result) : "-"} |`,
-    ...run.points.map((p) => `| ${run.name} | ${p.label} | ${n(p.row.rate)} msgs/s${p.row.verdict.ok ? "" : ` (${p.row.verdict.why})`} | **${lat(p.row.latency)}** | ${cores(p.row)} |`),
+    ...run.points.map(
+      (p) =>
+        `| ${run.name} | ${p.label} | ${n(p.row.rate)} msgs/s${p.row.verdict.ok ? "" : ` (${p.row.verdict.why})`} | **${lat(p.row.latency)}** | ${cores(p.row)} |`,
+    ),
   ]);
   return `## Telemetry in -> action out
 

@@ -16,7 +16,12 @@ export interface RuleEvalRow {
   heapMiB: number;
 }
 
-const open: Guards = { lastFired: () => undefined, lastPrompt: () => undefined, declinedAt: () => undefined, consent: () => true };
+const open: Guards = {
+  lastFired: () => undefined,
+  lastPrompt: () => undefined,
+  declinedAt: () => undefined,
+  consent: () => true,
+};
 
 /** Rule i: a threshold with two windowed aggregates; only `matching` of them listen to telemetry. */
 function rules(total: number, matching: number): CompiledRule[] {
@@ -48,10 +53,21 @@ function messages(count: number, devices: number): DeviceMessage[] {
   }));
 }
 
-function measure(setup: string, engine: RuleEngine, total: number, evaluated: number, stream: DeviceMessage[], handle: (m: DeviceMessage) => void): RuleEvalRow {
+function measure(
+  setup: string,
+  engine: RuleEngine,
+  total: number,
+  evaluated: number,
+  stream: DeviceMessage[],
+  handle: (m: DeviceMessage) => void,
+): RuleEvalRow {
   // Warm the JIT and the windows before timing.
   for (const m of stream.slice(0, Math.min(2000, stream.length / 4))) handle(m);
-  const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 10_000_000_000, numberOfSignificantValueDigits: 3 });
+  const histogram = hdr.build({
+    lowestDiscernibleValue: 1,
+    highestTrackableValue: 10_000_000_000,
+    numberOfSignificantValueDigits: 3,
+  });
   const started = process.hrtime.bigint();
   for (const m of stream) {
     const t0 = process.hrtime.bigint();
@@ -93,7 +109,16 @@ export function benchRuleEvaluation(options: { quick: boolean }): RuleEvalRow[] 
     for (const matching of total === 1 ? [1] : [1, total]) {
       const engine = new RuleEngine(guard);
       engine.setRules(rules(total, matching));
-      rows.push(measure(matching === 1 ? "1 on telemetry, rest on other triggers" : "all on telemetry", engine, total, matching, streamFor(matching), (m) => engine.handle(m, m.ts, open)));
+      rows.push(
+        measure(
+          matching === 1 ? "1 on telemetry, rest on other triggers" : "all on telemetry",
+          engine,
+          total,
+          matching,
+          streamFor(matching),
+          (m) => engine.handle(m, m.ts, open),
+        ),
+      );
     }
   }
   // Peer: plain closures over the same windows (the engine with `when: true` replaced by JS).

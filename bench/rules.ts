@@ -3,7 +3,11 @@ import { benchRuleEvaluation, type RuleEvalRow } from "./rule-eval.ts";
 
 export const table = (rows: Array<Record<string, unknown>>) => {
   const cols = Object.keys(rows[0] ?? {});
-  return [`| ${cols.join(" | ")} |`, `|${cols.map(() => "---").join("|")}|`, ...rows.map((r) => `| ${cols.map((c) => String(r[c])).join(" | ")} |`)].join("\n");
+  return [
+    `| ${cols.join(" | ")} |`,
+    `|${cols.map(() => "---").join("|")}|`,
+    ...rows.map((r) => `| ${cols.map((c) => String(r[c])).join(" | ")} |`),
+  ].join("\n");
 };
 
 /** The rules engine's section of the report: evaluation cost in process. */

@@ -49,7 +49,9 @@ export async function runStep(options: StepOptions): Promise<StepRow> {
   const cpu = await cpuMeter(options.processes);
   const r = await options.gen.run(options.plan);
   const used = await cpu.stop();
-  const counted = options.check ? await options.check(r, since) : { lost: Math.max(0, r.expected - r.delivered), duplicated: r.duplicates };
+  const counted = options.check
+    ? await options.check(r, since)
+    : { lost: Math.max(0, r.expected - r.delivered), duplicated: r.duplicates };
   const delivered = Math.max(1, r.delivered);
   const seconds = { ...used.seconds, generator: r.generatorCpuSeconds };
   return {

@@ -30,19 +30,30 @@ const QUICK_DRAIN_MS = 250;
  * a generator that kept its schedule (else the offered load was not offered).
  */
 export function judge(r: RunResult, lost: number): Verdict {
-  if (r.skipped > 0) return { ok: false, why: `${r.skipped} records not sent: their devices had 20,000 publishes unacknowledged` };
-  if (r.errors > 0 || r.firstError) return { ok: false, why: `${r.errors} client errors (first: ${r.firstError ?? "?"})` };
-  if (!r.drained) return { ok: false, why: `${r.expected - r.delivered} of ${r.expected} not delivered ${(r.drainMs / 1000).toFixed(0)} s after the last send` };
+  if (r.skipped > 0)
+    return { ok: false, why: `${r.skipped} records not sent: their devices had 20,000 publishes unacknowledged` };
+  if (r.errors > 0 || r.firstError)
+    return { ok: false, why: `${r.errors} client errors (first: ${r.firstError ?? "?"})` };
+  if (!r.drained)
+    return {
+      ok: false,
+      why: `${r.expected - r.delivered} of ${r.expected} not delivered ${(r.drainMs / 1000).toFixed(0)} s after the last send`,
+    };
   if (lost > 0) return { ok: false, why: `${lost} lost` };
   // Flat: the backlog did not grow over the second half of the step, or (the sampled growth being noisy over
   // a short step) what was left when sending ended drained at once; a backlog that kept growing cannot.
   const offered = r.expected / r.seconds;
   const quickDrain = r.drainMs <= Math.max(QUICK_DRAIN_MS, 0.1 * r.seconds * 1000);
   if (r.backlogGrowthPerSecond > FLAT * offered && !quickDrain) {
-    return { ok: false, why: `backlog grew by ${Math.round(r.backlogGrowthPerSecond)}/s (${Math.round((100 * r.backlogGrowthPerSecond) / offered)}% of the offered rate), ${(r.drainMs / 1000).toFixed(1)} s to drain` };
+    return {
+      ok: false,
+      why: `backlog grew by ${Math.round(r.backlogGrowthPerSecond)}/s (${Math.round((100 * r.backlogGrowthPerSecond) / offered)}% of the offered rate), ${(r.drainMs / 1000).toFixed(1)} s to drain`,
+    };
   }
-  if (r.drainMs > Math.max(2000, 0.5 * r.seconds * 1000)) return { ok: false, why: `${(r.drainMs / 1000).toFixed(1)} s to drain what was left when sending ended` };
-  if (r.lag.p99 > MAX_GENERATOR_LAG_MS) return { ok: false, why: `the load generator fell behind its schedule (p99 ${r.lag.p99.toFixed(0)} ms late)` };
+  if (r.drainMs > Math.max(2000, 0.5 * r.seconds * 1000))
+    return { ok: false, why: `${(r.drainMs / 1000).toFixed(1)} s to drain what was left when sending ended` };
+  if (r.lag.p99 > MAX_GENERATOR_LAG_MS)
+    return { ok: false, why: `the load generator fell behind its schedule (p99 ${r.lag.p99.toFixed(0)} ms late)` };
   return { ok: true };
 }
 
@@ -57,12 +68,21 @@ const round2 = (n: number) => {
  * A failing first step halves the load (down to `start / 8`). Each step
  * starts from a drained system; a step that leaves a backlog ends the search.
  */
-export async function stepUp<R>(options: { start: number; max: number; refine: number; run(rate: number): Promise<R>; judge(result: R): Verdict; say(text: string): void }): Promise<Search<R>> {
+export async function stepUp<R>(options: {
+  start: number;
+  max: number;
+  refine: number;
+  run(rate: number): Promise<R>;
+  judge(result: R): Verdict;
+  say(text: string): void;
+}): Promise<Search<R>> {
   const steps: Array<Step<R>> = [];
   const attempt = async (rate: number) => {
     const result = await options.run(rate);
     const step = { rate, result, verdict: options.judge(result) };
-    options.say(`  ${rate.toLocaleString("en-US")}/s: ${step.verdict.ok ? "sustained" : `not sustained (${step.verdict.why})`}`);
+    options.say(
+      `  ${rate.toLocaleString("en-US")}/s: ${step.verdict.ok ? "sustained" : `not sustained (${step.verdict.why})`}`,
+    );
     steps.push(step);
     return step;
   };

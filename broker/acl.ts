@@ -19,13 +19,19 @@ export function authorize(deviceId: string, action: AclAction, topic: string): A
   if (parts[1] !== deviceId) return { allow: false, reason: "topic belongs to another device" };
   const channel = parts[2]!;
   if (action === "publish") {
-    return PUBLISH.has(channel) ? { allow: true } : { allow: false, reason: `devices publish only to ${[...PUBLISH].join(", ")}` };
+    return PUBLISH.has(channel)
+      ? { allow: true }
+      : { allow: false, reason: `devices publish only to ${[...PUBLISH].join(", ")}` };
   }
   if (action === "forward") {
-    return RECEIVE.has(channel) ? { allow: true } : { allow: false, reason: `devices receive only ${[...RECEIVE].join(" and ")}` };
+    return RECEIVE.has(channel)
+      ? { allow: true }
+      : { allow: false, reason: `devices receive only ${[...RECEIVE].join(" and ")}` };
   }
   // Wildcards are refused outright: the two allowed filters are exact topics.
-  return RECEIVE.has(channel) ? { allow: true } : { allow: false, reason: `devices subscribe only to ${[...RECEIVE].join(", ")}` };
+  return RECEIVE.has(channel)
+    ? { allow: true }
+    : { allow: false, reason: `devices subscribe only to ${[...RECEIVE].join(", ")}` };
 }
 
 /** The channel of an allowed device publish topic. */
@@ -33,7 +39,8 @@ export function channelOf(topic: string): string {
   return topic.slice(topic.lastIndexOf("/") + 1);
 }
 
-export type ClientIdDecision = { allow: true; clientId: string } | { allow: false; reason: string; code: "empty_persistent" | "foreign" };
+export type ClientIdDecision =
+  { allow: true; clientId: string } | { allow: false; reason: string; code: "empty_persistent" | "foreign" };
 
 const SUFFIX = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -44,13 +51,27 @@ const SUFFIX = /^[A-Za-z0-9._-]{1,64}$/;
  * fresh suffix when the session is clean; a persistent session needs a name to
  * be resumed by, so it is refused (MQTT-3.1.3-8).
  */
-export function authorizeClientId(deviceId: string, clientId: string, clean: boolean, fresh: () => string): ClientIdDecision {
+export function authorizeClientId(
+  deviceId: string,
+  clientId: string,
+  clean: boolean,
+  fresh: () => string,
+): ClientIdDecision {
   if (clientId === "") {
     return clean
       ? { allow: true, clientId: `${deviceId}:${fresh()}` }
-      : { allow: false, code: "empty_persistent", reason: "a persistent session (clean session off) needs a client id (MQTT-3.1.3-8)" };
+      : {
+          allow: false,
+          code: "empty_persistent",
+          reason: "a persistent session (clean session off) needs a client id (MQTT-3.1.3-8)",
+        };
   }
   if (clientId === deviceId) return { allow: true, clientId };
-  if (clientId.startsWith(`${deviceId}:`) && SUFFIX.test(clientId.slice(deviceId.length + 1))) return { allow: true, clientId };
-  return { allow: false, code: "foreign", reason: "client id must be the device id, or the device id + ':' + 1-64 letters, digits, '.', '_' or '-'" };
+  if (clientId.startsWith(`${deviceId}:`) && SUFFIX.test(clientId.slice(deviceId.length + 1)))
+    return { allow: true, clientId };
+  return {
+    allow: false,
+    code: "foreign",
+    reason: "client id must be the device id, or the device id + ':' + 1-64 letters, digits, '.', '_' or '-'",
+  };
 }

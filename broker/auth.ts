@@ -7,7 +7,12 @@ import type { PacketGuard } from "./packet-limit.ts";
 import type { Session, Sessions } from "./sessions.ts";
 
 /** MQTT 3.1.1 CONNACK return codes (3.1.1 has no others; there is no code for "keepalive not allowed"). */
-export const ReturnCode = { IDENTIFIER_REJECTED: 2, SERVER_UNAVAILABLE: 3, BAD_CREDENTIALS: 4, NOT_AUTHORIZED: 5 } as const;
+export const ReturnCode = {
+  IDENTIFIER_REJECTED: 2,
+  SERVER_UNAVAILABLE: 3,
+  BAD_CREDENTIALS: 4,
+  NOT_AUTHORIZED: 5,
+} as const;
 
 function refusal(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -39,12 +44,21 @@ export function identityHooks(deps: IdentityDeps) {
   const facts = new WeakMap<Client, ConnectFacts>();
 
   return {
-    preConnect(client: Client, packet: { clientId: string; clean?: boolean; keepalive?: number }, callback: (error: Error | null, ok: boolean) => void) {
+    preConnect(
+      client: Client,
+      packet: { clientId: string; clean?: boolean; keepalive?: number },
+      callback: (error: Error | null, ok: boolean) => void,
+    ) {
       facts.set(client, { clientId: packet.clientId, clean: packet.clean ?? true, keepalive: packet.keepalive ?? 0 });
       callback(null, true);
     },
 
-    authenticate(client: Client, username: string | undefined, password: Buffer | undefined, callback: (error: AuthenticateError | null, ok: boolean | null) => void) {
+    authenticate(
+      client: Client,
+      username: string | undefined,
+      password: Buffer | undefined,
+      callback: (error: AuthenticateError | null, ok: boolean | null) => void,
+    ) {
       const connect = facts.get(client) ?? { clientId: client.id, clean: client.clean, keepalive: 0 };
       const id = username ?? "";
       const token = password?.toString("utf8") ?? "";
@@ -52,15 +66,35 @@ export function identityHooks(deps: IdentityDeps) {
         log.warn({ device: id || undefined, clientId: connect.clientId, reason, ...extra }, "connection refused");
         callback(refusal(message, code), false);
       };
-      if (!id || !token) return refuse("missing_credentials", ReturnCode.BAD_CREDENTIALS, "username (device id) and password (token) are required");
+      if (!id || !token)
+        return refuse(
+          "missing_credentials",
+          ReturnCode.BAD_CREDENTIALS,
+          "username (device id) and password (token) are required",
+        );
       const naming = authorizeClientId(id, connect.clientId, connect.clean, () => randomUUID());
-      if (!naming.allow) return refuse(naming.code === "empty_persistent" ? "empty_client_id" : "client_id_mismatch", ReturnCode.IDENTIFIER_REJECTED, naming.reason);
+      if (!naming.allow)
+        return refuse(
+          naming.code === "empty_persistent" ? "empty_client_id" : "client_id_mismatch",
+          ReturnCode.IDENTIFIER_REJECTED,
+          naming.reason,
+        );
       if (connect.keepalive < 1 || connect.keepalive > deps.maxKeepaliveSeconds) {
-        return refuse("keepalive_out_of_range", ReturnCode.NOT_AUTHORIZED, `keepalive must be 1-${deps.maxKeepaliveSeconds} seconds`, { keepalive: connect.keepalive });
+        return refuse(
+          "keepalive_out_of_range",
+          ReturnCode.NOT_AUTHORIZED,
+          `keepalive must be 1-${deps.maxKeepaliveSeconds} seconds`,
+          { keepalive: connect.keepalive },
+        );
       }
       registry.authenticate(id, token).then(
         (result) => {
-          if (!result.ok) return refuse(result.reason, result.reason === "revoked" ? ReturnCode.NOT_AUTHORIZED : ReturnCode.BAD_CREDENTIALS, `authentication failed: ${result.reason}`);
+          if (!result.ok)
+            return refuse(
+              result.reason,
+              result.reason === "revoked" ? ReturnCode.NOT_AUTHORIZED : ReturnCode.BAD_CREDENTIALS,
+              `authentication failed: ${result.reason}`,
+            );
           if (client.closed) return; // the connection went away during the check
           // An empty client id was named after the device; Aedes registers the client under client.id after this hook.
           (client as { id: string }).id = naming.clientId;

@@ -43,7 +43,10 @@ export function authorizeHooks(deps: AuthorizeDeps) {
       const will = client!.closed;
       const payload = packet.payload as Buffer;
       const refuse = (reason: DisconnectReason, message: string, extra: Record<string, unknown> = {}) => {
-        log.warn({ device, clientId: session.clientId, topic: packet.topic, reason, ...extra }, will ? "last will refused" : "publish refused");
+        log.warn(
+          { device, clientId: session.clientId, topic: packet.topic, reason, ...extra },
+          will ? "last will refused" : "publish refused",
+        );
         session.reason ??= reason;
         callback(new Error(message));
       };
@@ -52,10 +55,16 @@ export function authorizeHooks(deps: AuthorizeDeps) {
       if (packet.qos === 2) return refuse("qos2_refused", "QoS 2 is not supported; use QoS 0 or 1");
       if (deps.registry.get(device)?.revoked) return refuse("revoked", "device revoked");
       if (payload.length > limits.maxPayloadBytes) {
-        return refuse("payload_too_large", `payload larger than ${limits.maxPayloadBytes} bytes`, { bytes: payload.length, limit: limits.maxPayloadBytes });
+        return refuse("payload_too_large", `payload larger than ${limits.maxPayloadBytes} bytes`, {
+          bytes: payload.length,
+          limit: limits.maxPayloadBytes,
+        });
       }
       if (!will && !deps.rate.allow(device, Date.now())) {
-        return refuse("rate_limited", "publish rate limit exceeded", { rate: limits.publishRate, burst: limits.publishBurst });
+        return refuse("rate_limited", "publish rate limit exceeded", {
+          rate: limits.publishRate,
+          burst: limits.publishBurst,
+        });
       }
       deps.presence.seen(device);
       if (will) deps.presence.lastWill(device, session.clientId, packet.topic);
@@ -63,14 +72,24 @@ export function authorizeHooks(deps: AuthorizeDeps) {
       // Refused messages are acknowledged once their dead letter is durable: resending them cannot help.
       if (packet.qos === 0) return callback(null);
       // Acknowledged means durable: the PUBACK is written only after this callback.
-      result.durable.then(() => callback(null), (err: Error) => callback(err));
+      result.durable.then(
+        () => callback(null),
+        (err: Error) => callback(err),
+      );
     },
 
-    authorizeSubscribe(client: Client, sub: Subscription, callback: (error: Error | null, subscription?: Subscription | null) => void) {
+    authorizeSubscribe(
+      client: Client,
+      sub: Subscription,
+      callback: (error: Error | null, subscription?: Subscription | null) => void,
+    ) {
       const session = sessions.of(client);
       if (!session) return callback(null, null);
       const refuse = (reason: string, detail: string) => {
-        log.warn({ device: session.device, clientId: session.clientId, topic: sub.topic, reason, detail }, "subscription refused");
+        log.warn(
+          { device: session.device, clientId: session.clientId, topic: sub.topic, reason, detail },
+          "subscription refused",
+        );
         callback(null, null); // SUBACK 0x80 for this filter
       };
       const decision = authorize(session.device, "subscribe", sub.topic);

@@ -124,7 +124,10 @@ export class FrameReader {
 export const PacketType = { CONNECT: 1, PUBLISH: 3, PUBACK: 4, DISCONNECT: 14 } as const;
 
 /** Topic, packet identifier and payload of a QoS 1/2 PUBLISH body (MQTT 3.1.1: no properties). */
-export function decodePublish(flags: number, body: Buffer): { topic: string; messageId: number | undefined; payload: Buffer } | undefined {
+export function decodePublish(
+  flags: number,
+  body: Buffer,
+): { topic: string; messageId: number | undefined; payload: Buffer } | undefined {
   if (body.length < 2) return undefined;
   const topicLength = body.readUInt16BE(0);
   let offset = 2 + topicLength;

@@ -74,13 +74,28 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     // The packet guard times out a slow CONNECT from accept on; this is Aedes' own backstop.
     connectTimeout: limits.connectTimeoutMs,
     persistence: cappedMemoryPersistence(limits.maxQueuedMessages, (clientId, dropped) =>
-      log.warn({ clientId, device: clientId.split(":")[0], reason: "offline_queue_full", dropped: dropped.length, topics: dropped.map((d) => d.topic), limit: limits.maxQueuedMessages }, "offline queue full: oldest messages dropped"),
+      log.warn(
+        {
+          clientId,
+          device: clientId.split(":")[0],
+          reason: "offline_queue_full",
+          dropped: dropped.length,
+          topics: dropped.map((d) => d.topic),
+          limit: limits.maxQueuedMessages,
+        },
+        "offline queue full: oldest messages dropped",
+      ),
     ),
   });
   // Aedes emits 'error' for persistence failures; unhandled it would end the process.
   (aedes as unknown as EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "broker error"));
 
-  const identity = identityHooks({ registry: deps.registry, sessions, log, maxKeepaliveSeconds: limits.maxKeepaliveSeconds });
+  const identity = identityHooks({
+    registry: deps.registry,
+    sessions,
+    log,
+    maxKeepaliveSeconds: limits.maxKeepaliveSeconds,
+  });
   // One watch for every connection; packets before authentication have no session and are ignored.
   const watch: PacketWatch = {
     disconnect(guard) {
@@ -98,7 +113,16 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   };
   aedes.preConnect = identity.preConnect;
   aedes.authenticate = identity.authenticate;
-  const hooks = authorizeHooks({ sessions, registry: deps.registry, ingest: deps.ingest, presence: deps.presence, rate, limits, log, outbox: deps.outbox });
+  const hooks = authorizeHooks({
+    sessions,
+    registry: deps.registry,
+    ingest: deps.ingest,
+    presence: deps.presence,
+    rate,
+    limits,
+    log,
+    outbox: deps.outbox,
+  });
   aedes.authorizePublish = hooks.authorizePublish;
   aedes.authorizeSubscribe = hooks.authorizeSubscribe;
   aedes.authorizeForward = hooks.authorizeForward;
@@ -133,7 +157,9 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     const session = sessions.of(client);
     if (session) session.reason ??= "keepalive_timeout";
   });
-  aedes.on("clientError", (client: Client, err: Error) => log.debug({ device: sessions.of(client)?.device, err: err.message }, "client error"));
+  aedes.on("clientError", (client: Client, err: Error) =>
+    log.debug({ device: sessions.of(client)?.device, err: err.message }, "client error"),
+  );
   aedes.on("connectionError", (client: Client, err: Error) => {
     const guard = client.conn as PacketGuard;
     log.debug({ transport: guard.transport, remote: guard.remote, err: err.message }, "connection error");
@@ -148,7 +174,17 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       session.client.close();
     }
     if (change.op === "revoked") {
-      aedes.publish({ cmd: "publish", topic: `devices/${change.device}/state`, payload: Buffer.alloc(0), qos: 0, retain: true, dup: false }, () => undefined);
+      aedes.publish(
+        {
+          cmd: "publish",
+          topic: `devices/${change.device}/state`,
+          payload: Buffer.alloc(0),
+          qos: 0,
+          retain: true,
+          dup: false,
+        },
+        () => undefined,
+      );
     }
   });
 
@@ -162,10 +198,29 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     onRefused(refused, reason, announced) {
       const session = sessions.ofGuard(refused);
       if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
-      log.warn({ device: session?.device, clientId: session?.clientId, transport: refused.transport, remote: refused.remote, reason, announced, limit: maxPacketBytes }, "connection closed: packet refused before buffering");
+      log.warn(
+        {
+          device: session?.device,
+          clientId: session?.clientId,
+          transport: refused.transport,
+          remote: refused.remote,
+          reason,
+          announced,
+          limit: maxPacketBytes,
+        },
+        "connection closed: packet refused before buffering",
+      );
     },
     onTimeout(slow) {
-      log.warn({ transport: slow.transport, remote: slow.remote, reason: "connect_timeout", timeoutMs: limits.connectTimeoutMs }, "connection refused");
+      log.warn(
+        {
+          transport: slow.transport,
+          remote: slow.remote,
+          reason: "connect_timeout",
+          timeoutMs: limits.connectTimeoutMs,
+        },
+        "connection refused",
+      );
     },
     onClose(guard) {
       open.delete(guard);
@@ -211,8 +266,16 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     },
     publish(topic, payload, options) {
       return new Promise((resolve, reject) =>
-        aedes.publish({ cmd: "publish", topic, payload: Buffer.from(payload), qos: options.qos, retain: options.retain, dup: false }, (err) =>
-          err ? reject(err) : resolve(),
+        aedes.publish(
+          {
+            cmd: "publish",
+            topic,
+            payload: Buffer.from(payload),
+            qos: options.qos,
+            retain: options.retain,
+            dup: false,
+          },
+          (err) => (err ? reject(err) : resolve()),
         ),
       );
     },

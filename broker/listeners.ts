@@ -22,7 +22,9 @@ async function readPem(file: string, variable: string): Promise<Buffer> {
   try {
     return await readFile(file);
   } catch (err) {
-    throw new TlsConfigError(`${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new TlsConfigError(
+      `${variable}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
   }
 }
 
@@ -37,9 +39,16 @@ function listen(server: Server, port: number, host: string): Promise<{ host: str
 }
 
 /** The MQTT listeners over TCP and, optionally, TLS; each accepted stream goes to `accept`. */
-export async function startListeners(config: MqttConfig, accept: (stream: Duplex, transport: Transport) => void, log: Logger): Promise<Listeners> {
+export async function startListeners(
+  config: MqttConfig,
+  accept: (stream: Duplex, transport: Transport) => void,
+  log: Logger,
+): Promise<Listeners> {
   const servers: Server[] = [];
-  const close = () => Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(() => undefined);
+  const close = () =>
+    Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve())))).then(
+      () => undefined,
+    );
   try {
     // A PUBACK or an action must not wait for the client's delayed ACK of the previous segment (Nagle: ~40 ms).
     const tcpServer = createServer({ noDelay: true }, (socket) => accept(socket, "tcp"));
@@ -48,15 +57,28 @@ export async function startListeners(config: MqttConfig, accept: (stream: Duplex
 
     let tls: Listeners["tls"];
     if (config.tls.cert && config.tls.key) {
-      const [cert, key] = await Promise.all([readPem(config.tls.cert, "REFEED_MQTT_TLS_CERT"), readPem(config.tls.key, "REFEED_MQTT_TLS_KEY")]);
+      const [cert, key] = await Promise.all([
+        readPem(config.tls.cert, "REFEED_MQTT_TLS_CERT"),
+        readPem(config.tls.key, "REFEED_MQTT_TLS_KEY"),
+      ]);
       let tlsServer: Server;
       try {
         // A handshake that does not finish is a slow-loris too.
-        tlsServer = createTlsServer({ cert, key, handshakeTimeout: config.limits.connectTimeoutMs, noDelay: true }, (socket) => accept(socket, "tls"));
+        tlsServer = createTlsServer(
+          { cert, key, handshakeTimeout: config.limits.connectTimeoutMs, noDelay: true },
+          (socket) => accept(socket, "tls"),
+        );
       } catch (err) {
-        throw new TlsConfigError(`REFEED_MQTT_TLS_CERT / REFEED_MQTT_TLS_KEY: not a usable certificate and key (${(err as Error).message})`);
+        throw new TlsConfigError(
+          `REFEED_MQTT_TLS_CERT / REFEED_MQTT_TLS_KEY: not a usable certificate and key (${(err as Error).message})`,
+        );
       }
-      tlsServer.on("tlsClientError", (err, socket) => log.debug({ part: "broker", transport: "tls", remote: socket.remoteAddress, err: err.message }, "TLS handshake failed"));
+      tlsServer.on("tlsClientError", (err, socket) =>
+        log.debug(
+          { part: "broker", transport: "tls", remote: socket.remoteAddress, err: err.message },
+          "TLS handshake failed",
+        ),
+      );
       servers.push(tlsServer);
       tls = await listen(tlsServer, config.tls.port, config.host);
     }

@@ -24,7 +24,11 @@ interface QueuedPacket {
  * from such a queue (see outgoingClearMessageId below). Only the persistence's own API is used, so the
  * cap holds for any persistence (memory here, Redis in a cluster).
  */
-export function capOfflineQueues<P extends object>(persistence: P, max: number, onDrop: (clientId: string, dropped: Array<{ topic: string }>) => void): P {
+export function capOfflineQueues<P extends object>(
+  persistence: P,
+  max: number,
+  onDrop: (clientId: string, dropped: Array<{ topic: string }>) => void,
+): P {
   const store = persistence as unknown as OutgoingQueues;
   // One change to a session's queue at a time (trims, drops of unsent packets), in order.
   const running = new Map<string, Promise<void>>();
@@ -65,7 +69,10 @@ export function capOfflineQueues<P extends object>(persistence: P, max: number, 
       if (packet.messageId === undefined) await dropUnsent(client, packet);
       else await store.outgoingClearMessageId(client, { messageId: packet.messageId });
     }
-    onDrop(clientId, dropped.map((p) => ({ topic: p.topic })));
+    onDrop(
+      clientId,
+      dropped.map((p) => ({ topic: p.topic })),
+    );
   };
 
   return new Proxy(persistence, {
@@ -106,7 +113,10 @@ export function capOfflineQueues<P extends object>(persistence: P, max: number, 
  * with an ESM-style default export in its types; at run time the default
  * import is the factory.
  */
-export function cappedMemoryPersistence(max: number, onDrop: (clientId: string, dropped: Array<{ topic: string }>) => void): object {
+export function cappedMemoryPersistence(
+  max: number,
+  onDrop: (clientId: string, dropped: Array<{ topic: string }>) => void,
+): object {
   const memory = aedesPersistence as unknown as () => object;
   return capOfflineQueues(memory(), max, onDrop);
 }

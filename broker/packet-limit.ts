@@ -44,7 +44,8 @@ class Inbound implements FrameHandlers {
   }
 
   body(type: number, _flags: number, bytes: Buffer): void {
-    if (type === PacketType.PUBACK && bytes.length === 2) this.guard.options.watch?.puback?.(this.guard, bytes.readUInt16BE(0));
+    if (type === PacketType.PUBACK && bytes.length === 2)
+      this.guard.options.watch?.puback?.(this.guard, bytes.readUInt16BE(0));
   }
 
   end(type: number): void {
@@ -62,7 +63,8 @@ class Outbound implements FrameHandlers {
 
   body(_type: number, flags: number, bytes: Buffer): void {
     const publish = decodePublish(flags, bytes);
-    if (publish?.messageId !== undefined) this.guard.options.watch?.sent?.(this.guard, publish.messageId, publish.topic, publish.payload);
+    if (publish?.messageId !== undefined)
+      this.guard.options.watch?.sent?.(this.guard, publish.messageId, publish.topic, publish.payload);
   }
 }
 
@@ -166,7 +168,11 @@ export class PacketGuard extends Duplex {
     if (this.destroyed) return;
     const handed = this.phase > 0;
     if (!this.inbound.push(chunk)) {
-      this.options.onRefused(this, this.inbound.error === "malformed_length" ? "malformed_length" : (this.refusal ?? "packet_too_large"), this.announced);
+      this.options.onRefused(
+        this,
+        this.inbound.error === "malformed_length" ? "malformed_length" : (this.refusal ?? "packet_too_large"),
+        this.announced,
+      );
       this.destroy();
       return;
     }

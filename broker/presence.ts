@@ -59,7 +59,11 @@ export interface PresenceEvent {
   ts: number;
 }
 
-export async function startPresence(deps: { store: Store; log: Logger; onEvent?(event: PresenceEvent): void }): Promise<Presence> {
+export async function startPresence(deps: {
+  store: Store;
+  log: Logger;
+  onEvent?(event: PresenceEvent): void;
+}): Promise<Presence> {
   const log = deps.log.child({ part: "presence" });
   const lastSeen = new Map<string, number>();
   const connections = new Map<string, number>();
@@ -79,7 +83,8 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
     log,
     batchSize: 1000,
     flushMs: 100,
-    onRejected: (point, message) => log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a presence event"),
+    onRejected: (point, message) =>
+      log.error({ device: point.tags?.device, influx: message }, "InfluxDB refused a presence event"),
   });
 
   /**
@@ -88,7 +93,13 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
    * event: summed over a window in InfluxDB, that is its online time. Time
    * this process did not see (a crash, another node's sessions) never counts.
    */
-  const record = (device: string, event: "connect" | "disconnect" | "will", tags: Record<string, string>, fields: Record<string, string>, before: number) => {
+  const record = (
+    device: string,
+    event: "connect" | "disconnect" | "will",
+    tags: Record<string, string>,
+    fields: Record<string, string>,
+    before: number,
+  ) => {
     const now = Date.now();
     lastSeen.set(device, now);
     if (!firstSeen.has(device)) firstSeen.set(device, now);
@@ -101,8 +112,16 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
       fields: { ...fields, connections: connections.get(device) ?? 0, online_ms: onlineMs },
       timestamp: String(nextMicros(now)),
     };
-    writer.write([point]).catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
-    deps.onEvent?.({ device, event, reason: tags.reason as DisconnectReason | undefined, transport: fields.transport as Transport | undefined, ts: now });
+    writer
+      .write([point])
+      .catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
+    deps.onEvent?.({
+      device,
+      event,
+      reason: tags.reason as DisconnectReason | undefined,
+      transport: fields.transport as Transport | undefined,
+      ts: now,
+    });
   };
 
   return {
@@ -131,7 +150,13 @@ export async function startPresence(deps: { store: Store; log: Logger; onEvent?(
       const seen = lastSeen.get(device);
       const open = connections.get(device) ?? 0;
       const date = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms));
-      return { online: open > 0, connections: open, lastSeen: date(seen), changedAt: date(changedAt.get(device)), firstSeen: date(firstSeen.get(device)) };
+      return {
+        online: open > 0,
+        connections: open,
+        lastSeen: date(seen),
+        changedAt: date(changedAt.get(device)),
+        firstSeen: date(firstSeen.get(device)),
+      };
     },
     async close() {
       await writer.close();

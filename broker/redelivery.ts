@@ -43,12 +43,25 @@ export function redelivery(outbox: Outbox, log: Logger) {
       if (!session.subscriptions.has(topicOf(session))) return;
       const pending = outbox.pendingFor(session.device).filter((action) => !session.sent?.has(action.id));
       if (pending.length === 0) return;
-      log.info({ device: session.device, clientId: session.clientId, actions: pending.length }, "resending pending actions");
+      log.info(
+        { device: session.device, clientId: session.clientId, actions: pending.length },
+        "resending pending actions",
+      );
       for (const action of pending) {
         (session.sent ??= new Set()).add(action.id);
-        session.client.publish({ cmd: "publish", topic: topicOf(session), payload: Buffer.from(action.payload), qos: 1, retain: false, dup: false }, (err) => {
-          if (err) log.debug({ device: session.device, action: action.id, err: err.message }, "resend not written");
-        });
+        session.client.publish(
+          {
+            cmd: "publish",
+            topic: topicOf(session),
+            payload: Buffer.from(action.payload),
+            qos: 1,
+            retain: false,
+            dup: false,
+          },
+          (err) => {
+            if (err) log.debug({ device: session.device, action: action.id, err: err.message }, "resend not written");
+          },
+        );
       }
     },
   };

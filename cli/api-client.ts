@@ -40,7 +40,13 @@ export function apiBase(url: string | undefined, env: Record<string, string | un
   return url ?? env.REFEED_URL ?? `http://localhost:${env.REFEED_HTTP_PORT || "8080"}`;
 }
 
-export async function request(base: string, token: string | undefined, method: string, path: string, body?: unknown): Promise<unknown> {
+export async function request(
+  base: string,
+  token: string | undefined,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
   if (!token) throw new CliError("an admin token is needed: pass --token or set REFEED_ADMIN_TOKEN", 2);
   let url: URL;
   try {
@@ -52,12 +58,18 @@ export async function request(base: string, token: string | undefined, method: s
   try {
     res = await fetch(url, {
       method,
-      headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(body !== undefined ? { "content-type": "application/json" } : {}),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new CliError(`cannot reach Refeed at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message})`, 1);
+    throw new CliError(
+      `cannot reach Refeed at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message})`,
+      1,
+    );
   }
   const text = await res.text();
   let parsed: unknown;
@@ -76,7 +88,8 @@ export async function request(base: string, token: string | undefined, method: s
 /** Columns padded to their widest cell, two spaces apart. */
 export function table(header: string[], lines: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const format = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
+  const format = (cells: string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join("  ");
   return `${[header, ...lines].map(format).join("\n")}\n`;
 }
 
@@ -97,7 +110,13 @@ export interface AdminArgs<Name extends string> {
  * The arguments of an admin command: `<command> [args] [--url] [--token] [--json]`
  * and string options of its own. Undefined when it printed its usage (help).
  */
-export function adminArgs<Name extends string>(argv: string[], usage: string, names: readonly Name[], env: Record<string, string | undefined>, io: Io): AdminArgs<Name> | undefined {
+export function adminArgs<Name extends string>(
+  argv: string[],
+  usage: string,
+  names: readonly Name[],
+  env: Record<string, string | undefined>,
+  io: Io,
+): AdminArgs<Name> | undefined {
   let parsed;
   try {
     parsed = parseArgs({
@@ -122,7 +141,9 @@ export function adminArgs<Name extends string>(argv: string[], usage: string, na
     return undefined;
   }
   if (command === undefined) throw new CliError(`which command?\n\n${usage}`, 2);
-  const options = Object.fromEntries(names.filter((n) => values[n] !== undefined).map((n) => [n, String(values[n])])) as Partial<Record<Name, string>>;
+  const options = Object.fromEntries(
+    names.filter((n) => values[n] !== undefined).map((n) => [n, String(values[n])]),
+  ) as Partial<Record<Name, string>>;
   const base = apiBase(values.url as string | undefined, env);
   const token = (values.token as string | undefined) ?? env.REFEED_ADMIN_TOKEN;
   return {
@@ -132,7 +153,8 @@ export function adminArgs<Name extends string>(argv: string[], usage: string, na
     options,
     onlyFor(allowed) {
       for (const name of names) {
-        if (options[name] !== undefined && !allowed.includes(name)) throw new CliError(`--${name} is not an option of '${command}'`, 2);
+        if (options[name] !== undefined && !allowed.includes(name))
+          throw new CliError(`--${name} is not an option of '${command}'`, 2);
       }
     },
     call: (method, path, body) => request(base, token, method, path, body),

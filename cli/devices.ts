@@ -24,7 +24,11 @@ interface DeviceRow {
 }
 
 /** `refeed devices ...`: the device lifecycle through the HTTP API. */
-export function devices(argv: string[], env: Record<string, string | undefined> = process.env, io: Io = stdio): Promise<number> {
+export function devices(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+  io: Io = stdio,
+): Promise<number> {
   return runCommand("devices", io, () => runDevices(argv, env, io));
 }
 
@@ -34,7 +38,8 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
   const { command, rest, onlyFor, call } = args;
   const values = { ...args.options, json: args.json };
   const target = () => {
-    if (rest.length !== 1) throw new CliError(`'${command}' takes one device id, e.g. refeed devices ${command} tv-livingroom`, 2);
+    if (rest.length !== 1)
+      throw new CliError(`'${command}' takes one device id, e.g. refeed devices ${command} tv-livingroom`, 2);
     return encodeURIComponent(rest[0]!);
   };
   /** A token is shown once: on stdout for the operator to copy, with a reminder on stderr. */
@@ -48,8 +53,15 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
     case "add": {
       onlyFor(["id", "kind", "subject"]);
       if (rest.length > 0) throw new CliError(`'add' takes options, not '${rest.join(" ")}' (use --id ${rest[0]})`, 2);
-      const body = Object.fromEntries(Object.entries({ id: values.id, kind: values.kind, subject: values.subject }).filter(([, v]) => v !== undefined));
-      showToken((await call("POST", "/api/devices", body)) as { id: string; token: string }, "The token is shown once: put it on the device now.");
+      const body = Object.fromEntries(
+        Object.entries({ id: values.id, kind: values.kind, subject: values.subject }).filter(
+          ([, v]) => v !== undefined,
+        ),
+      );
+      showToken(
+        (await call("POST", "/api/devices", body)) as { id: string; token: string },
+        "The token is shown once: put it on the device now.",
+      );
       return 0;
     }
     case "list": {
@@ -60,7 +72,10 @@ async function runDevices(argv: string[], env: Record<string, string | undefined
     }
     case "rotate": {
       onlyFor([]);
-      showToken((await call("POST", `/api/devices/${target()}/rotate`)) as { id: string; token: string }, "The old token no longer works. The new one is shown once: put it on the device now.");
+      showToken(
+        (await call("POST", `/api/devices/${target()}/rotate`)) as { id: string; token: string },
+        "The old token no longer works. The new one is shown once: put it on the device now.",
+      );
       return 0;
     }
     case "revoke": {
@@ -78,6 +93,12 @@ function devicesTable(rows: DeviceRow[]): string {
   if (rows.length === 0) return "no devices\n";
   return table(
     ["ID", "KIND", "SUBJECT", "STATE", "LAST SEEN"],
-    rows.map((d) => [d.id, d.kind ?? "-", d.subject ?? "-", d.revoked ? "revoked" : d.online ? "online" : "offline", d.lastSeen ?? "never"]),
+    rows.map((d) => [
+      d.id,
+      d.kind ?? "-",
+      d.subject ?? "-",
+      d.revoked ? "revoked" : d.online ? "online" : "offline",
+      d.lastSeen ?? "never",
+    ]),
   );
 }

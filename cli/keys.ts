@@ -24,7 +24,11 @@ interface KeyRow {
 }
 
 /** `refeed keys ...`: staff API keys through the HTTP API. */
-export function keys(argv: string[], env: Record<string, string | undefined> = process.env, io: Io = stdio): Promise<number> {
+export function keys(
+  argv: string[],
+  env: Record<string, string | undefined> = process.env,
+  io: Io = stdio,
+): Promise<number> {
   return runCommand("keys", io, () => runKeys(argv, env, io));
 }
 
@@ -38,8 +42,16 @@ async function runKeys(argv: string[], env: Record<string, string | undefined>, 
     case "add": {
       onlyFor(["role", "name", "expires"]);
       if (rest.length > 0) throw new CliError(`'add' takes options, not '${rest.join(" ")}'`, 2);
-      if (!values.role || !values.name) throw new CliError("'add' needs --role (admin, product or support) and --name, e.g. refeed keys add --role support --name 'support desk'", 2);
-      const created = (await call("POST", "/api/keys", { role: values.role, name: values.name, ...(values.expires ? { expiresIn: values.expires } : {}) })) as KeyRow & { token: string };
+      if (!values.role || !values.name)
+        throw new CliError(
+          "'add' needs --role (admin, product or support) and --name, e.g. refeed keys add --role support --name 'support desk'",
+          2,
+        );
+      const created = (await call("POST", "/api/keys", {
+        role: values.role,
+        name: values.name,
+        ...(values.expires ? { expiresIn: values.expires } : {}),
+      })) as KeyRow & { token: string };
       if (values.json) {
         io.out(`${JSON.stringify(created)}\n`);
       } else {
@@ -53,7 +65,13 @@ async function runKeys(argv: string[], env: Record<string, string | undefined>, 
       const rows = (await call("GET", "/api/keys")) as KeyRow[];
       if (values.json) io.out(`${JSON.stringify(rows)}\n`);
       else if (rows.length === 0) io.out("no keys\n");
-      else io.out(table(["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES"], rows.map((k) => [k.id, k.name, k.role, k.state, k.createdAt, k.expiresAt ?? "never"])));
+      else
+        io.out(
+          table(
+            ["ID", "NAME", "ROLE", "STATE", "CREATED", "EXPIRES"],
+            rows.map((k) => [k.id, k.name, k.role, k.state, k.createdAt, k.expiresAt ?? "never"]),
+          ),
+        );
       return 0;
     }
     case "revoke": {

@@ -18,14 +18,22 @@ options for backtest and push:
 
 type Out = { out(text: string): void; err(text: string): void };
 
-export async function rulesCommand(argv: string[], io: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) }): Promise<number> {
+export async function rulesCommand(
+  argv: string[],
+  io: Out = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) },
+): Promise<number> {
   const [verb, ...rest] = argv;
   let parsed;
   try {
     parsed = parseArgs({
       args: rest,
       allowPositionals: true,
-      options: { since: { type: "string", default: "30d" }, url: { type: "string" }, token: { type: "string" }, json: { type: "boolean", default: false } },
+      options: {
+        since: { type: "string", default: "30d" },
+        url: { type: "string" },
+        token: { type: "string" },
+        json: { type: "boolean", default: false },
+      },
     });
   } catch (err) {
     io.err(`refeed rules: ${(err as Error).message}\n${usage}`);
@@ -69,11 +77,18 @@ async function check(targets: string[], io: Out): Promise<number> {
   for (const target of targets) {
     try {
       const names = await readdir(target);
-      files.push(...names.filter((n) => /\.(ya?ml|json)$/.test(n)).sort().map((n) => path.join(target, n)));
+      files.push(
+        ...names
+          .filter((n) => /\.(ya?ml|json)$/.test(n))
+          .sort()
+          .map((n) => path.join(target, n)),
+      );
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOTDIR") files.push(target);
       else {
-        io.err(`refeed rules check: cannot read ${target}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`);
+        io.err(
+          `refeed rules check: cannot read ${target}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+        );
         return 2;
       }
     }
@@ -96,7 +111,12 @@ async function check(targets: string[], io: Out): Promise<number> {
   return failures > 0 ? 1 : 0;
 }
 
-async function remote(verb: "backtest" | "push", file: string, options: { url: string; token: string; since: string; json: boolean }, io: Out): Promise<number> {
+async function remote(
+  verb: "backtest" | "push",
+  file: string,
+  options: { url: string; token: string; since: string; json: boolean },
+  io: Out,
+): Promise<number> {
   let text: string;
   let id: string;
   try {
@@ -109,12 +129,22 @@ async function remote(verb: "backtest" | "push", file: string, options: { url: s
   const request =
     verb === "push"
       ? { path: "/api/rules", body: text, type: "application/yaml" }
-      : { path: `/api/rules/${encodeURIComponent(id)}/backtest`, body: JSON.stringify({ since: options.since, rule: text }), type: "application/json" };
+      : {
+          path: `/api/rules/${encodeURIComponent(id)}/backtest`,
+          body: JSON.stringify({ since: options.since, rule: text }),
+          type: "application/json",
+        };
   let res: Response;
   try {
-    res = await fetch(new URL(request.path, options.url), { method: "POST", headers: { authorization: `Bearer ${options.token}`, "content-type": request.type }, body: request.body });
+    res = await fetch(new URL(request.path, options.url), {
+      method: "POST",
+      headers: { authorization: `Bearer ${options.token}`, "content-type": request.type },
+      body: request.body,
+    });
   } catch (err) {
-    io.err(`refeed rules ${verb}: cannot reach ${options.url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`);
+    io.err(
+      `refeed rules ${verb}: cannot reach ${options.url}: ${(err as Error & { cause?: Error }).cause?.message ?? (err as Error).message}\n`,
+    );
     return 1;
   }
   const answer = (await res.json()) as Record<string, unknown>;
@@ -123,7 +153,8 @@ async function remote(verb: "backtest" | "push", file: string, options: { url: s
     return 1;
   }
   if (options.json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
-  else if (verb === "push") io.out(`${answer.id} version ${answer.version} (${answer.enabled ? "enabled" : "disabled"})\n`);
+  else if (verb === "push")
+    io.out(`${answer.id} version ${answer.version} (${answer.enabled ? "enabled" : "disabled"})\n`);
   else io.out(formatReport(answer as unknown as BacktestReport));
   return 0;
 }

@@ -23,43 +23,53 @@ const positiveNumber = z.coerce.number({ error: numMsg }).positive(numMsg);
  * naming the device and the reason; the defaults suit devices and apps that
  * send a few messages a second.
  */
-const mqttLimits = z.object({
-  /** Largest PUBLISH payload; a packet announcing more than this (plus 4 KiB of header room) is cut off before it is buffered. */
-  maxPayloadBytes: positiveInt.max(64 * 1024 * 1024).default(64 * 1024),
-  /** Sustained publishes per second per device (all its connections together): a token bucket. */
-  publishRate: positiveNumber.max(1_000_000).default(50),
-  /** Publishes a device may send at once before the rate applies. */
-  publishBurst: positiveInt.max(1_000_000).default(200),
-  /** Open connections over all listeners (TCP, TLS, WebSocket), authenticated or not. */
-  maxConnections: positiveInt.max(1_000_000).default(10_000),
-  /** Time from TCP accept to a complete CONNECT (slow-loris guard); also the TLS handshake timeout. */
-  connectTimeoutMs: positiveInt.max(600_000).default(10_000),
-  /** Longest keepalive a client may ask for; 0 (no keepalive) is refused too, or a dead link would stay "online". */
-  maxKeepaliveSeconds: positiveInt.max(65_535).default(900),
-  /** Topic filters one connection may hold. */
-  maxSubscriptions: positiveInt.max(10_000).default(16),
-  /** QoS 1 messages kept for one persistent session (clean session off) while it is offline; the oldest go first. */
-  maxQueuedMessages: positiveInt.max(1_000_000).default(100),
-}).prefault({});
+const mqttLimits = z
+  .object({
+    /** Largest PUBLISH payload; a packet announcing more than this (plus 4 KiB of header room) is cut off before it is buffered. */
+    maxPayloadBytes: positiveInt.max(64 * 1024 * 1024).default(64 * 1024),
+    /** Sustained publishes per second per device (all its connections together): a token bucket. */
+    publishRate: positiveNumber.max(1_000_000).default(50),
+    /** Publishes a device may send at once before the rate applies. */
+    publishBurst: positiveInt.max(1_000_000).default(200),
+    /** Open connections over all listeners (TCP, TLS, WebSocket), authenticated or not. */
+    maxConnections: positiveInt.max(1_000_000).default(10_000),
+    /** Time from TCP accept to a complete CONNECT (slow-loris guard); also the TLS handshake timeout. */
+    connectTimeoutMs: positiveInt.max(600_000).default(10_000),
+    /** Longest keepalive a client may ask for; 0 (no keepalive) is refused too, or a dead link would stay "online". */
+    maxKeepaliveSeconds: positiveInt.max(65_535).default(900),
+    /** Topic filters one connection may hold. */
+    maxSubscriptions: positiveInt.max(10_000).default(16),
+    /** QoS 1 messages kept for one persistent session (clean session off) while it is offline; the oldest go first. */
+    maxQueuedMessages: positiveInt.max(1_000_000).default(100),
+  })
+  .prefault({});
 
 /** `mqtts`: enabled when both a certificate and a key file are given. */
-const mqttTls = z.object({
-  port: port.default(8883),
-  cert: z.string().min(1).optional(),
-  key: z.string().min(1).optional(),
-}).prefault({}).check((ctx) => {
-  if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
-    ctx.issues.push({
-      code: "custom",
-      input: ctx.value,
-      path: [ctx.value.cert === undefined ? "cert" : "key"],
-      message: `missing: the TLS listener needs a certificate and a key (PEM files); set ${ctx.value.cert === undefined ? "REFEED_MQTT_TLS_CERT" : "REFEED_MQTT_TLS_KEY"} too`,
-    });
-  }
-});
+const mqttTls = z
+  .object({
+    port: port.default(8883),
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+  })
+  .prefault({})
+  .check((ctx) => {
+    if ((ctx.value.cert === undefined) !== (ctx.value.key === undefined)) {
+      ctx.issues.push({
+        code: "custom",
+        input: ctx.value,
+        path: [ctx.value.cert === undefined ? "cert" : "key"],
+        message: `missing: the TLS listener needs a certificate and a key (PEM files); set ${ctx.value.cert === undefined ? "REFEED_MQTT_TLS_CERT" : "REFEED_MQTT_TLS_KEY"} too`,
+      });
+    }
+  });
 
 /** A name of a metric or event, as ingest accepts them (see ingest/messages.ts). */
-const metricName = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,63}$/, "a metric or event name: 1-64 ASCII letters, digits, '_', '.' or '-', starting with a letter");
+const metricName = z
+  .string()
+  .regex(
+    /^[A-Za-z][A-Za-z0-9_.-]{0,63}$/,
+    "a metric or event name: 1-64 ASCII letters, digits, '_', '.' or '-', starting with a letter",
+  );
 const weightMsg = "expected a weight of 0 or more";
 const weight = z.coerce.number({ error: weightMsg }).min(0, weightMsg).max(1000, weightMsg);
 const shareMsg = "expected a share between 0 (exclusive) and 1";
@@ -76,118 +86,145 @@ const weights = z.strictObject({
 });
 
 /** A kind's overrides: only the weights it names (no defaults, or they would undo the global ones). */
-const kindWeights = z.strictObject(Object.fromEntries(healthComponents.map((c) => [c, weight.optional()])) as Record<HealthComponent, z.ZodOptional<typeof weight>>);
+const kindWeights = z.strictObject(
+  Object.fromEntries(healthComponents.map((c) => [c, weight.optional()])) as Record<
+    HealthComponent,
+    z.ZodOptional<typeof weight>
+  >,
+);
 
 /**
  * Experience health (docs/health.md): what each component measures, its
  * target, and how much it weighs in a device's score.
  */
-const health = z.object({
-  /** The window a score looks back over. */
-  window: duration.prefault("7d"),
-  weights: weights.prefault({}),
-  /**
-   * Weights per device kind, over the defaults: e.g. `{"phone-app": {connectivity: 0}}` for apps
-   * that connect only while they are in use. Config file only.
-   */
-  kinds: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a device kind"), kindWeights).default({}),
-  /** Telemetry metric with a latency in milliseconds (performance). */
-  latencyMetric: metricName.default("latency_ms"),
-  /** Apdex target T: a sample up to T is satisfied, up to 4T tolerated. */
-  latencyTargetMs: positiveNumber.max(3_600_000).default(500),
-  /** Event that starts a customer session (reliability counts per session). */
-  sessionEvent: metricName.default("session_start"),
-  /** Event that reports an error, and a telemetry metric that counts errors (summed). */
-  errorEvent: metricName.default("error"),
-  errorMetric: metricName.default("errors"),
-  crashEvent: metricName.default("crash"),
-  /** Errors per session (per day without sessions) at which reliability reaches 0. */
-  errorsPerSession: positiveNumber.max(1_000_000).default(1),
-  /** Crashes per session (per day without sessions) at which reliability reaches 0. */
-  crashesPerSession: positiveNumber.max(1_000_000).default(0.25),
-  /** Feedback text sentiment (AFINN comparative) that counts as fully positive; its negative, fully negative. */
-  sentimentSpan: positiveNumber.max(5).default(1),
-  /** Online share of the window that gives full connectivity. */
-  onlineTarget: share.default(0.95),
-  /** Unexpected disconnects per day at which connectivity reaches 0. */
-  dropsPerDay: positiveNumber.max(1_000_000).default(10),
-  /**
-   * The fleet's health is a view: devices with news are scored again at most this often,
-   * the whole fleet every `fullRefreshMs`. 0: no view, every call scores the whole fleet.
-   */
-  refreshMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(3_600_000, intMsg).default(2000),
-  fullRefreshMs: positiveInt.min(10_000).max(86_400_000).default(300_000),
-  /** How often open dashboards are checked for news (live updates). */
-  liveIntervalMs: positiveInt.min(200).max(600_000).default(2000),
-}).prefault({});
+const health = z
+  .object({
+    /** The window a score looks back over. */
+    window: duration.prefault("7d"),
+    weights: weights.prefault({}),
+    /**
+     * Weights per device kind, over the defaults: e.g. `{"phone-app": {connectivity: 0}}` for apps
+     * that connect only while they are in use. Config file only.
+     */
+    kinds: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "a device kind"), kindWeights).default({}),
+    /** Telemetry metric with a latency in milliseconds (performance). */
+    latencyMetric: metricName.default("latency_ms"),
+    /** Apdex target T: a sample up to T is satisfied, up to 4T tolerated. */
+    latencyTargetMs: positiveNumber.max(3_600_000).default(500),
+    /** Event that starts a customer session (reliability counts per session). */
+    sessionEvent: metricName.default("session_start"),
+    /** Event that reports an error, and a telemetry metric that counts errors (summed). */
+    errorEvent: metricName.default("error"),
+    errorMetric: metricName.default("errors"),
+    crashEvent: metricName.default("crash"),
+    /** Errors per session (per day without sessions) at which reliability reaches 0. */
+    errorsPerSession: positiveNumber.max(1_000_000).default(1),
+    /** Crashes per session (per day without sessions) at which reliability reaches 0. */
+    crashesPerSession: positiveNumber.max(1_000_000).default(0.25),
+    /** Feedback text sentiment (AFINN comparative) that counts as fully positive; its negative, fully negative. */
+    sentimentSpan: positiveNumber.max(5).default(1),
+    /** Online share of the window that gives full connectivity. */
+    onlineTarget: share.default(0.95),
+    /** Unexpected disconnects per day at which connectivity reaches 0. */
+    dropsPerDay: positiveNumber.max(1_000_000).default(10),
+    /**
+     * The fleet's health is a view: devices with news are scored again at most this often,
+     * the whole fleet every `fullRefreshMs`. 0: no view, every call scores the whole fleet.
+     */
+    refreshMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(3_600_000, intMsg).default(2000),
+    fullRefreshMs: positiveInt.min(10_000).max(86_400_000).default(300_000),
+    /** How often open dashboards are checked for news (live updates). */
+    liveIntervalMs: positiveInt.min(200).max(600_000).default(2000),
+  })
+  .prefault({});
 
 /**
  * The whole platform configuration. Every part receives its own slice of this,
  * already validated, so nothing downstream re-checks shapes.
  */
 export const configSchema = z.object({
-  mqtt: z.object({
-    port: port.default(1883),
-    host: z.string().min(1).default("0.0.0.0"),
-    tls: mqttTls,
-    limits: mqttLimits,
-  }).prefault({}),
-  http: z.object({
-    port: port.default(8080),
-    host: z.string().min(1).default("0.0.0.0"),
-  }).prefault({}),
-  influx: z.object({
-    /** Unset: Refeed starts and supervises a local influxd under dataDir. */
-    url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8086" }).optional(),
-    db: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, '_' or '-' (1-64)").default("refeed"),
-    influxdPath: z.string().min(1).default("influxd"),
-    /** How long start-up waits for a configured InfluxDB to answer (it may be starting beside us). */
-    connectTimeoutMs: positiveInt.max(600_000).default(30_000),
-  }).prefault({}),
+  mqtt: z
+    .object({
+      port: port.default(1883),
+      host: z.string().min(1).default("0.0.0.0"),
+      tls: mqttTls,
+      limits: mqttLimits,
+    })
+    .prefault({}),
+  http: z
+    .object({
+      port: port.default(8080),
+      host: z.string().min(1).default("0.0.0.0"),
+    })
+    .prefault({}),
+  influx: z
+    .object({
+      /** Unset: Refeed starts and supervises a local influxd under dataDir. */
+      url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8086" }).optional(),
+      db: z
+        .string()
+        .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, '_' or '-' (1-64)")
+        .default("refeed"),
+      influxdPath: z.string().min(1).default("influxd"),
+      /** How long start-up waits for a configured InfluxDB to answer (it may be starting beside us). */
+      connectTimeoutMs: positiveInt.max(600_000).default(30_000),
+    })
+    .prefault({}),
   dataDir: z.string().min(1).default("./data"),
   rulesDir: z.string().min(1).optional(),
   adminToken: z.string().min(16, "at least 16 characters").optional(),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  rules: z.object({
-    /** At most one prompt (suggestion, rating request) per this many sessions of a customer. */
-    promptEverySessions: positiveInt.max(1000).default(10),
-    /** A declined suggestion is not offered again for this long. */
-    declineBackoff: duration.prefault("30d"),
-    /** A suggestion nobody answered expires after this long. */
-    suggestionTtl: duration.prefault("7d"),
-    /** Static cost bound of one CEL expression. */
-    maxCost: positiveInt.max(1_000_000).default(5000),
-    /** How far back count windows (last N sessions/events) are warmed at start. */
-    warmupMaxAge: duration.prefault("90d"),
-  }).prefault({}),
-  subjects: z.object({
-    /** A shared device's session with a customer ends after this long when its session_end never arrives. */
-    sessionTtl: duration.prefault("1h"),
-  }).prefault({}),
+  rules: z
+    .object({
+      /** At most one prompt (suggestion, rating request) per this many sessions of a customer. */
+      promptEverySessions: positiveInt.max(1000).default(10),
+      /** A declined suggestion is not offered again for this long. */
+      declineBackoff: duration.prefault("30d"),
+      /** A suggestion nobody answered expires after this long. */
+      suggestionTtl: duration.prefault("7d"),
+      /** Static cost bound of one CEL expression. */
+      maxCost: positiveInt.max(1_000_000).default(5000),
+      /** How far back count windows (last N sessions/events) are warmed at start. */
+      warmupMaxAge: duration.prefault("90d"),
+    })
+    .prefault({}),
+  subjects: z
+    .object({
+      /** A shared device's session with a customer ends after this long when its session_end never arrives. */
+      sessionTtl: duration.prefault("1h"),
+    })
+    .prefault({}),
   health,
-  ingest: z.object({
-    /** InfluxDB's guidance is 5,000-10,000 points per write request. */
-    batchSize: positiveInt.max(100_000).default(5000),
-    /** A batch's age limit; it bounds how long a QoS 1 PUBACK waits when traffic is light. */
-    flushMs: positiveInt.max(60_000).default(200),
-    /** Write requests to InfluxDB under way at once. */
-    maxInFlight: positiveInt.max(64).default(4),
-    /** Cut batches waiting for a write slot before further ones go to the spool (bounds memory). */
-    maxQueuedBatches: positiveInt.max(1000).default(8),
-    /** A write slower than this counts as an outage; the batch goes to the spool. */
-    writeTimeoutMs: positiveInt.max(600_000).default(10_000),
-    /** How far ahead of the platform clock a device's `ts` may be. */
-    maxFutureSkewMs: z.coerce.number({ error: intMsg }).int(intMsg).min(0, intMsg).max(366 * 86_400_000).default(300_000),
-    /** Records in one publish (an array payload). */
-    maxRecords: positiveInt.max(10_000).default(500),
-    /** Metrics per telemetry record, props per event. */
-    maxFields: positiveInt.max(1000).default(64),
-    /** Bytes of one publish or HTTP ingest body. */
-    maxPayloadBytes: positiveInt.max(16 * 1024 * 1024).default(64 * 1024),
-    /** The disk spool (under the data dir) that holds batches while InfluxDB is unreachable. */
-    spoolMaxBytes: positiveInt.default(1024 * 1024 * 1024),
-    spoolSegmentBytes: positiveInt.default(16 * 1024 * 1024),
-  }).prefault({}),
+  ingest: z
+    .object({
+      /** InfluxDB's guidance is 5,000-10,000 points per write request. */
+      batchSize: positiveInt.max(100_000).default(5000),
+      /** A batch's age limit; it bounds how long a QoS 1 PUBACK waits when traffic is light. */
+      flushMs: positiveInt.max(60_000).default(200),
+      /** Write requests to InfluxDB under way at once. */
+      maxInFlight: positiveInt.max(64).default(4),
+      /** Cut batches waiting for a write slot before further ones go to the spool (bounds memory). */
+      maxQueuedBatches: positiveInt.max(1000).default(8),
+      /** A write slower than this counts as an outage; the batch goes to the spool. */
+      writeTimeoutMs: positiveInt.max(600_000).default(10_000),
+      /** How far ahead of the platform clock a device's `ts` may be. */
+      maxFutureSkewMs: z.coerce
+        .number({ error: intMsg })
+        .int(intMsg)
+        .min(0, intMsg)
+        .max(366 * 86_400_000)
+        .default(300_000),
+      /** Records in one publish (an array payload). */
+      maxRecords: positiveInt.max(10_000).default(500),
+      /** Metrics per telemetry record, props per event. */
+      maxFields: positiveInt.max(1000).default(64),
+      /** Bytes of one publish or HTTP ingest body. */
+      maxPayloadBytes: positiveInt.max(16 * 1024 * 1024).default(64 * 1024),
+      /** The disk spool (under the data dir) that holds batches while InfluxDB is unreachable. */
+      spoolMaxBytes: positiveInt.default(1024 * 1024 * 1024),
+      spoolSegmentBytes: positiveInt.default(16 * 1024 * 1024),
+    })
+    .prefault({}),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -45,10 +45,15 @@ export const consentChangesSchema = z
   .record(z.string(), z.unknown())
   .superRefine((body, ctx) => {
     const keys = Object.keys(body);
-    if (keys.length === 0) ctx.addIssue({ code: "custom", message: `name at least one purpose (${purposes.join(", ")})` });
+    if (keys.length === 0)
+      ctx.addIssue({ code: "custom", message: `name at least one purpose (${purposes.join(", ")})` });
     for (const key of keys) {
       if (!(purposes as readonly string[]).includes(key)) {
-        ctx.addIssue({ code: "custom", path: [key], message: `unknown purpose; known purposes: ${purposes.join(", ")}` });
+        ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `unknown purpose; known purposes: ${purposes.join(", ")}`,
+        });
       } else if (typeof body[key] !== "boolean") {
         ctx.addIssue({ code: "custom", path: [key], message: "expected true (opt in) or false (opt out)" });
       }
@@ -81,7 +86,13 @@ export async function startConsent(deps: { store: Store; log: Logger }): Promise
   );
   for (const row of rows) {
     if (!(purposes as readonly string[]).includes(row.purpose)) continue;
-    apply({ subject: row.subject, purpose: row.purpose as Purpose, granted: row.granted === true, by: row.by ?? "unknown", at: row.time });
+    apply({
+      subject: row.subject,
+      purpose: row.purpose as Purpose,
+      granted: row.granted === true,
+      by: row.by ?? "unknown",
+      at: row.time,
+    });
   }
   log.info({ subjects: state.size, changes: rows.length }, "consent rebuilt from InfluxDB");
 
@@ -94,7 +105,9 @@ export async function startConsent(deps: { store: Store; log: Logger }): Promise
     },
 
     async record(subject, requested, by) {
-      const entries = purposes.filter((p) => requested[p] !== undefined).map((p) => [p, requested[p] === true] as const);
+      const entries = purposes
+        .filter((p) => requested[p] !== undefined)
+        .map((p) => [p, requested[p] === true] as const);
       const events = entries.map(([purpose, granted]) => {
         const micros = nextMicros();
         return { change: { subject, purpose, granted, by, at: new Date(Math.floor(micros / 1000)) }, micros };

@@ -36,27 +36,36 @@ const secure = (reply: FastifyReply) => {
  * built is committed. Files are answered with ETags and revalidated, so a new
  * version is picked up at once and an unchanged one costs a 304.
  */
-export const dashboardRoutes = (): FastifyPluginAsync =>
-  async (app) => {
-    const root = fileURLToPath(new URL("./public/", import.meta.url));
-    const uplot = path.dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.iife.min.js"));
-    app.get("/dashboard", doc({ tag: "dashboard", summary: "The support dashboard", description: "A web page: sign in with a support key. Redirects to /dashboard/.", auth: "none", responses: { 301: "to /dashboard/" } }), (_request, reply) => reply.redirect("dashboard/", 301));
-    await app.register(fastifyStatic, {
-      root,
-      prefix: "/dashboard/",
-      index: "index.html",
-      wildcard: false,
-      cacheControl: true,
-      maxAge: 0,
-      setHeaders: secure,
-    });
-    await app.register(fastifyStatic, {
-      root: uplot,
-      prefix: "/dashboard/vendor/",
-      wildcard: false,
-      decorateReply: false,
-      index: false,
-      maxAge: 0,
-      setHeaders: secure,
-    });
-  };
+export const dashboardRoutes = (): FastifyPluginAsync => async (app) => {
+  const root = fileURLToPath(new URL("./public/", import.meta.url));
+  const uplot = path.dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.iife.min.js"));
+  app.get(
+    "/dashboard",
+    doc({
+      tag: "dashboard",
+      summary: "The support dashboard",
+      description: "A web page: sign in with a support key. Redirects to /dashboard/.",
+      auth: "none",
+      responses: { 301: "to /dashboard/" },
+    }),
+    (_request, reply) => reply.redirect("dashboard/", 301),
+  );
+  await app.register(fastifyStatic, {
+    root,
+    prefix: "/dashboard/",
+    index: "index.html",
+    wildcard: false,
+    cacheControl: true,
+    maxAge: 0,
+    setHeaders: secure,
+  });
+  await app.register(fastifyStatic, {
+    root: uplot,
+    prefix: "/dashboard/vendor/",
+    wildcard: false,
+    decorateReply: false,
+    index: false,
+    maxAge: 0,
+    setHeaders: secure,
+  });
+};

@@ -3,7 +3,11 @@ import { parseSimArgs, usage, type SimOptions } from "./options.ts";
 import { formatSummary, note, ProgressLine, summarize, type Io, type Summary } from "./progress.ts";
 import { ResourceMeter } from "./resources.ts";
 
-const processIo: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), tty: process.stderr.isTTY === true };
+const processIo: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  tty: process.stderr.isTTY === true,
+};
 
 /** `refeed sim ...`: exit code 0 after a clean stop, 1 when the fleet could not run, 2 for bad flags. */
 export async function simCommand(argv: string[], io: Io = processIo): Promise<number> {
@@ -49,7 +53,10 @@ export async function runSim(options: SimOptions, io: Io, extra: Pick<FleetEvent
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const timer = options.durationMs === undefined ? undefined : setTimeout(() => ((reason ||= "duration"), stopNow()), options.durationMs);
+  const timer =
+    options.durationMs === undefined
+      ? undefined
+      : setTimeout(() => ((reason ||= "duration"), stopNow()), options.durationMs);
 
   let failure: Error | undefined;
   const starting = fleet.start().catch((err: Error) => {

@@ -14,7 +14,11 @@ const DEMO_DEFAULTS = { REFEED_DATA_DIR: "./data/demo", REFEED_RULES_DIR: "examp
 const DEVICES = 24;
 const RATE = 2;
 
-const io: Io = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t), tty: process.stderr.isTTY === true };
+const io: Io = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+  tty: process.stderr.isTTY === true,
+};
 
 /**
  * `npm run demo`: the platform with the example rules and a small mixed fleet
@@ -38,7 +42,10 @@ async function demo(): Promise<number> {
   } catch (err) {
     const e = err as Error & { code?: string };
     io.err(`refeed demo: the platform did not start: ${e.message}\n`);
-    if (e.code === "EADDRINUSE") io.err("refeed demo: is `npm start` running? Stop it, or pick free ports: REFEED_HTTP_PORT=0 REFEED_MQTT_PORT=0 npm run demo\n");
+    if (e.code === "EADDRINUSE")
+      io.err(
+        "refeed demo: is `npm start` running? Stop it, or pick free ports: REFEED_HTTP_PORT=0 REFEED_MQTT_PORT=0 npm run demo\n",
+      );
     return e instanceof InfluxdMissingError ? 3 : 1;
   }
 
@@ -81,8 +88,14 @@ async function demo(): Promise<number> {
   const firstOfRule = (device: { id: string }, action: Action) => {
     if (seen.has(action.rule)) return;
     seen.add(action.rule);
-    const what = action.kind === "suggest" ? `suggests ${action.key} = ${JSON.stringify(action.value)} ("${action.prompt}")` : `${action.kind} ${action.key}${action.value === undefined ? "" : ` = ${JSON.stringify(action.value)}`}`;
-    note(io, `first action of ${action.rule} on ${device.id}: ${what}\n    curl -s ${auth} ${http}/api/actions/${action.id}`);
+    const what =
+      action.kind === "suggest"
+        ? `suggests ${action.key} = ${JSON.stringify(action.value)} ("${action.prompt}")`
+        : `${action.kind} ${action.key}${action.value === undefined ? "" : ` = ${JSON.stringify(action.value)}`}`;
+    note(
+      io,
+      `first action of ${action.rule} on ${device.id}: ${what}\n    curl -s ${auth} ${http}/api/actions/${action.id}`,
+    );
   };
 
   const options: SimOptions = {

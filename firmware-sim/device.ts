@@ -36,7 +36,14 @@ const ACTION_KINDS = new Set(["set", "suggest", "clear", "notify"]);
 function parseAction(payload: Buffer): Action | undefined {
   try {
     const a = JSON.parse(payload.toString("utf8")) as Partial<Action>;
-    if (typeof a.id === "string" && typeof a.rule === "string" && typeof a.key === "string" && typeof a.kind === "string" && ACTION_KINDS.has(a.kind)) return a as Action;
+    if (
+      typeof a.id === "string" &&
+      typeof a.rule === "string" &&
+      typeof a.key === "string" &&
+      typeof a.kind === "string" &&
+      ACTION_KINDS.has(a.kind)
+    )
+      return a as Action;
   } catch {
     // counted below as an unreadable action
   }
@@ -265,7 +272,8 @@ export class SimDevice {
         this.apply(action);
         this.ack(action, "applied");
         // Another touchpoint accepted this; the customer undoes it there, if at all.
-        if (action.kind === "set" && !action.why.startsWith("accepted on ") && this.mayUndo(action)) this.undoLater(action);
+        if (action.kind === "set" && !action.why.startsWith("accepted on ") && this.mayUndo(action))
+          this.undoLater(action);
         return;
       case "suggest":
         this.answer(action);
@@ -306,7 +314,11 @@ export class SimDevice {
     this.settings.behaviour.profileChanged?.(this.profile);
   }
 
-  private ack(action: Action, status: "applied" | "accepted" | "declined" | "undone" | "failed", reason?: string): void {
+  private ack(
+    action: Action,
+    status: "applied" | "accepted" | "declined" | "undone" | "failed",
+    reason?: string,
+  ): void {
     const body = JSON.stringify({ action: action.id, status, ...(reason ? { reason } : {}) });
     // Offline, mqtt.js keeps the QoS 1 ack and sends it at the next connection.
     this.send(`devices/${this.spec.id}/acks`, body, 1, (err) => this.count(err ? "errors" : status, action.rule));

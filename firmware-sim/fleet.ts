@@ -100,7 +100,11 @@ export function createFleet(options: FleetOptions, events: FleetEvents = {}): Fl
   };
 
   async function run(): Promise<void> {
-    const state = await StateFile.open(options.stateFile ? { file: options.stateFile } : { dir: options.stateDir }, options.url, options.prefix);
+    const state = await StateFile.open(
+      options.stateFile ? { file: options.stateFile } : { dir: options.stateDir },
+      options.url,
+      options.prefix,
+    );
     const total = plan.devices.length;
     const apiConcurrency = options.apiConcurrency ?? 8;
     const { tokens, created, reused } = await provisionDevices(api, state, plan.devices, {
@@ -118,7 +122,9 @@ export function createFleet(options: FleetOptions, events: FleetEvents = {}): Fl
     });
     if (consent.unavailable) {
       fleet.consentUnavailable = true;
-      events.warn?.(`${options.url} has no consent API (PUT /api/subjects/{id}/consent answered 404): every customer stays opted out, so rules about customers will not fire`);
+      events.warn?.(
+        `${options.url} has no consent API (PUT /api/subjects/{id}/consent answered 404): every customer stays opted out, so rules about customers will not fire`,
+      );
     }
     if (abort.signal.aborted) return;
 

@@ -57,8 +57,11 @@ const flags = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-const number = (what: string) => z.coerce.number({ error: `expected ${what}` }).refine(Number.isFinite, `expected ${what}`);
-const share = number("a share from 0 to 1").pipe(z.number().min(0, "expected a share from 0 to 1").max(1, "expected a share from 0 to 1"));
+const number = (what: string) =>
+  z.coerce.number({ error: `expected ${what}` }).refine(Number.isFinite, `expected ${what}`);
+const share = number("a share from 0 to 1").pipe(
+  z.number().min(0, "expected a share from 0 to 1").max(1, "expected a share from 0 to 1"),
+);
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined || ms === 0) {
@@ -68,23 +71,49 @@ const duration = z.string().transform((text, ctx) => {
   return ms;
 });
 const httpUrl = z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8080" });
-const brokerUrl = z.url({ protocol: /^(mqtts?|tcp|wss?)$/, error: "expected a broker URL such as mqtt://localhost:1883 or ws://localhost:8080/mqtt" });
+const brokerUrl = z.url({
+  protocol: /^(mqtts?|tcp|wss?)$/,
+  error: "expected a broker URL such as mqtt://localhost:1883 or ws://localhost:8080/mqtt",
+});
 
 /** Each flag's rule; an error names the flag. */
 const schema = z.object({
-  scenario: z.string().refine((s) => scenarios.has(s), `expected one of ${[...scenarios.keys()].join(", ")}`).default("mixed"),
-  devices: number("a whole number of devices from 1 to 100000").pipe(z.number().int("expected a whole number of devices").min(1, "expected at least 1 device").max(100_000, "at most 100000 devices per process")).default(20),
-  rate: number("records per second per device, e.g. 0.2 or 5").pipe(z.number().gt(0, "expected more than 0 records per second").max(1000, "at most 1000 records per second per device")).default(1),
+  scenario: z
+    .string()
+    .refine((s) => scenarios.has(s), `expected one of ${[...scenarios.keys()].join(", ")}`)
+    .default("mixed"),
+  devices: number("a whole number of devices from 1 to 100000")
+    .pipe(
+      z
+        .number()
+        .int("expected a whole number of devices")
+        .min(1, "expected at least 1 device")
+        .max(100_000, "at most 100000 devices per process"),
+    )
+    .default(20),
+  rate: number("records per second per device, e.g. 0.2 or 5")
+    .pipe(
+      z
+        .number()
+        .gt(0, "expected more than 0 records per second")
+        .max(1000, "at most 1000 records per second per device"),
+    )
+    .default(1),
   duration: duration.optional(),
   url: httpUrl,
   mqtt: brokerUrl.optional(),
   ws: z.boolean().default(false),
-  token: z.string({ error: "an admin token is needed (or set REFEED_ADMIN_TOKEN)" }).min(1, "an admin token is needed (or set REFEED_ADMIN_TOKEN)"),
+  token: z
+    .string({ error: "an admin token is needed (or set REFEED_ADMIN_TOKEN)" })
+    .min(1, "an admin token is needed (or set REFEED_ADMIN_TOKEN)"),
   accept: share.default(0.7),
   undo: share.default(0.1),
   "opt-in": share.default(0.8),
   seed: number("a whole number").pipe(z.number().int("expected a whole number")).default(1),
-  prefix: z.string().regex(/^[a-z0-9][a-z0-9-]{0,23}$/, "1-24 lowercase letters, digits or '-' (device ids start with it)").default("sim"),
+  prefix: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,23}$/, "1-24 lowercase letters, digits or '-' (device ids start with it)")
+    .default("sim"),
   state: z.string().min(1).default("./data/sim"),
   progress: duration.optional(),
   json: z.boolean().default(false),
@@ -112,15 +141,26 @@ export function parseSimArgs(argv: string[], env: Record<string, string | undefi
     const problems = result.error.issues.map((issue) => {
       const flag = String(issue.path[0]);
       // Tokens are never echoed back, not even in an error.
-      const got = flag === "token" || input[flag as keyof typeof input] === undefined ? "" : ` (got ${JSON.stringify(input[flag as keyof typeof input])})`;
+      const got =
+        flag === "token" || input[flag as keyof typeof input] === undefined
+          ? ""
+          : ` (got ${JSON.stringify(input[flag as keyof typeof input])})`;
       return `--${flag}: ${issue.message}${got}`;
     });
     return { ok: false, message: problems.join("\n") };
   }
   const v = result.data;
   const min = scenarios.get(v.scenario)!.minDevices;
-  if (v.devices < min) return { ok: false, message: `--devices: the ${v.scenario} scenario needs at least ${min} devices (got ${v.devices})` };
-  if (v.ws && v.mqtt) return { ok: false, message: "--ws: give either --ws (MQTT over WebSocket at <--url>/mqtt) or --mqtt URL, not both" };
+  if (v.devices < min)
+    return {
+      ok: false,
+      message: `--devices: the ${v.scenario} scenario needs at least ${min} devices (got ${v.devices})`,
+    };
+  if (v.ws && v.mqtt)
+    return {
+      ok: false,
+      message: "--ws: give either --ws (MQTT over WebSocket at <--url>/mqtt) or --mqtt URL, not both",
+    };
   const api = new URL(v.url);
   const broker = v.ws
     ? `${api.protocol === "https:" ? "wss" : "ws"}://${api.host}/mqtt`

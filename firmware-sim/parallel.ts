@@ -2,7 +2,12 @@
  * Runs `work` over `items` with at most `limit` at a time, in order of start.
  * Stops starting new items once `signal` aborts; the first error stops it too and is thrown.
  */
-export async function inParallel<T>(items: readonly T[], limit: number, work: (item: T, index: number) => Promise<void>, signal?: AbortSignal): Promise<void> {
+export async function inParallel<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T, index: number) => Promise<void>,
+  signal?: AbortSignal,
+): Promise<void> {
   let next = 0;
   let failure: { error: unknown } | undefined;
   const worker = async () => {

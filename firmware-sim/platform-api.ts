@@ -42,13 +42,19 @@ export class PlatformApi {
     try {
       res = await fetch(new URL(path, this.url), {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(body !== undefined ? { "content-type": "application/json" } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(60_000),
       });
     } catch (err) {
       const e = err as Error & { cause?: Error };
-      throw new ApiError("unreachable", `cannot reach the platform at ${this.url} (--url): ${e.cause?.message ?? e.message}`);
+      throw new ApiError(
+        "unreachable",
+        `cannot reach the platform at ${this.url} (--url): ${e.cause?.message ?? e.message}`,
+      );
     }
     const text = await res.text();
     let answer: Record<string, unknown> = {};
@@ -59,7 +65,8 @@ export class PlatformApi {
     }
     if (res.ok) return answer as T;
     const said = `${method} ${path}: ${res.status} ${String(answer.message ?? answer.error ?? text.slice(0, 200))}`;
-    if (res.status === 401 || res.status === 403) throw new ApiError("unauthorized", `the platform refused the token (--token): ${said}`, res.status);
+    if (res.status === 401 || res.status === 403)
+      throw new ApiError("unauthorized", `the platform refused the token (--token): ${said}`, res.status);
     if (res.status === 404) throw new ApiError("not_found", said, res.status);
     if (res.status === 409) throw new ApiError("conflict", said, res.status);
     if (res.status >= 500) throw new ApiError("unavailable", said, res.status);

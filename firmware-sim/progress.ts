@@ -17,7 +17,9 @@ export function note(io: Io, text: string): void {
 const n = (x: number) => x.toLocaleString("en-US");
 const clock = (ms: number) => {
   const s = Math.floor(ms / 1000);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m` : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
+  return s >= 3600
+    ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
+    : `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
 };
 
 function countsLine(c: Counts, perSecond?: number): string {
@@ -108,7 +110,13 @@ export interface Summary {
 }
 
 /** `connected`: devices connected when the fleet was told to stop. */
-export function summarize(fleet: Fleet, scenario: string, rate: number, meter: ResourceMeter, connected: number): Summary {
+export function summarize(
+  fleet: Fleet,
+  scenario: string,
+  rate: number,
+  meter: ResourceMeter,
+  connected: number,
+): Summary {
   const s: StatsSnapshot = fleet.stats.snapshot();
   const patterns: Summary["customers"]["patterns"] = {};
   for (const c of fleet.plan.customers) {
@@ -128,7 +136,11 @@ export function summarize(fleet: Fleet, scenario: string, rate: number, meter: R
     totals: s.total,
     byScenario: s.byScenario,
     byRule: s.byRule,
-    customers: { total: fleet.plan.customers.length, optedIn: fleet.plan.customers.filter((c) => c.optedIn).length, patterns },
+    customers: {
+      total: fleet.plan.customers.length,
+      optedIn: fleet.plan.customers.filter((c) => c.optedIn).length,
+      patterns,
+    },
     consentApi: !fleet.consentUnavailable,
     process: meter.read(),
   };
@@ -146,9 +158,14 @@ export function formatSummary(s: Summary): string {
       ? ["    (no actions yet)"]
       : Object.entries(s.byRule)
           .sort(([a], [b]) => a.localeCompare(b))
-          .map(([rule, c]) => `    ${pad(rule, 22)} actions ${n(c.actions)} · applied ${n(c.applied)} · accepted ${n(c.accepted)} · declined ${n(c.declined)} · undone ${n(c.undone)}`)),
+          .map(
+            ([rule, c]) =>
+              `    ${pad(rule, 22)} actions ${n(c.actions)} · applied ${n(c.applied)} · accepted ${n(c.accepted)} · declined ${n(c.declined)} · undone ${n(c.undone)}`,
+          )),
     `  customers: ${n(s.customers.total)}, ${n(s.customers.optedIn)} opted in, ${n(s.customers.total - s.customers.optedIn)} not (story 8)${s.consentApi ? "" : " — the platform has no consent API: none is opted in there"}`,
-    ...Object.entries(s.customers.patterns).map(([pattern, p]) => `    ${pattern}: ${n(p.customers)} (${n(p.optedIn)} opted in)`),
+    ...Object.entries(s.customers.patterns).map(
+      ([pattern, p]) => `    ${pattern}: ${n(p.customers)} (${n(p.optedIn)} opted in)`,
+    ),
     `  devices: ${n(s.provisioned.created)} provisioned, ${n(s.provisioned.reused)} reused; ${n(s.connected)} connected when stopped`,
     `  this process: ${s.process.cpuSeconds} s CPU over ${s.process.wallSeconds} s (${Math.round(s.process.cpuShareOfOneCore * 100)}% of one core` +
       (s.process.steady ? `; ${Math.round(s.process.steady.cpuShareOfOneCore * 100)}% once all were connected` : "") +

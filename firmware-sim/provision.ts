@@ -26,14 +26,25 @@ export class StateFile {
   ) {}
 
   /** The state file for a fleet (`prefix`) on a platform, in `dir`; or exactly `file`. */
-  static async open(where: { dir: string } | { file: string }, platformUrl: string, prefix: string): Promise<StateFile> {
+  static async open(
+    where: { dir: string } | { file: string },
+    platformUrl: string,
+    prefix: string,
+  ): Promise<StateFile> {
     const url = new URL(platformUrl);
-    const file = "file" in where ? where.file : path.join(where.dir, `${prefix}@${url.hostname}-${url.port || (url.protocol === "https:" ? "443" : "80")}.json`);
+    const file =
+      "file" in where
+        ? where.file
+        : path.join(
+            where.dir,
+            `${prefix}@${url.hostname}-${url.port || (url.protocol === "https:" ? "443" : "80")}.json`,
+          );
     let data: StateData = { platform: platformUrl, devices: {}, consent: {} };
     try {
       data = { ...data, ...(JSON.parse(await readFile(file, "utf8")) as Partial<StateData>) };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw new Error(`cannot read the simulator's state file ${file}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT")
+        throw new Error(`cannot read the simulator's state file ${file}: ${(err as Error).message}`);
     }
     return new StateFile(file, data);
   }
@@ -95,10 +106,15 @@ export async function provisionDevices(
       continue;
     }
     const hint = `use another --prefix (or the --state directory that has its token)`;
-    if (!mine) throw new Error(`device ${device.id} exists on ${api.url} but its token is not in ${state.file}; tokens are shown only once: ${hint}`);
+    if (!mine)
+      throw new Error(
+        `device ${device.id} exists on ${api.url} but its token is not in ${state.file}; tokens are shown only once: ${hint}`,
+      );
     if (known.revoked) throw new Error(`device ${device.id} is revoked on ${api.url}: ${hint}`);
     if ((known.subject ?? undefined) !== device.subject) {
-      throw new Error(`device ${device.id} exists on ${api.url} for customer ${known.subject ?? "(none)"}, but this fleet has it for ${device.subject ?? "(none)"}: ${hint}`);
+      throw new Error(
+        `device ${device.id} exists on ${api.url} for customer ${known.subject ?? "(none)"}, but this fleet has it for ${device.subject ?? "(none)"}: ${hint}`,
+      );
     }
     tokens.set(device.id, mine.token);
   }
@@ -110,7 +126,11 @@ export async function provisionDevices(
       missing,
       options.concurrency,
       async (device) => {
-        const { token } = await api.provision({ id: device.id, kind: device.kind, ...(device.subject ? { subject: device.subject } : {}) });
+        const { token } = await api.provision({
+          id: device.id,
+          kind: device.kind,
+          ...(device.subject ? { subject: device.subject } : {}),
+        });
         kept[device.id] = { token, kind: device.kind, ...(device.subject ? { subject: device.subject } : {}) };
         tokens.set(device.id, token);
         created += 1;

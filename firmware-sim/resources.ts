@@ -14,7 +14,11 @@ export class ResourceMeter {
       const used = process.cpuUsage(since);
       const seconds = (used.user + used.system) / 1e6;
       const wall = (performance.now() - at) / 1000;
-      return { cpuSeconds: round(seconds), wallSeconds: round(wall), cpuShareOfOneCore: wall > 0 ? round(seconds / wall) : 0 };
+      return {
+        cpuSeconds: round(seconds),
+        wallSeconds: round(wall),
+        cpuShareOfOneCore: wall > 0 ? round(seconds / wall) : 0,
+      };
     };
     return {
       ...share(this.startCpu, this.startAt),

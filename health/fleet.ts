@@ -11,10 +11,21 @@ export interface FleetRow {
   score: number | null;
   status: HealthStatus;
   components: Record<HealthComponent, number | null>;
-  feedback: { negative: number; latestNegative: { text: string; sentiment: number; rating: number | null; at: string } | null };
+  feedback: {
+    negative: number;
+    latestNegative: { text: string; sentiment: number; rating: number | null; at: string } | null;
+  };
 }
 
-export const fleetSorts = ["score", "-score", "device", "-device", "lastSeen", "-lastSeen", ...healthComponents] as const;
+export const fleetSorts = [
+  "score",
+  "-score",
+  "device",
+  "-device",
+  "lastSeen",
+  "-lastSeen",
+  ...healthComponents,
+] as const;
 export type FleetSort = (typeof fleetSorts)[number];
 
 export interface FleetFilter {

@@ -8,8 +8,29 @@ import type { Store } from "../store/index.ts";
 import { filterRows, sortRows, type FleetFilter, type FleetRow, type FleetSort } from "./fleet.ts";
 import { createFleetView, type FleetSnapshot, type FleetView } from "./view.ts";
 import { healthStatements, queryAggregates } from "./queries.ts";
-import { emptyAggregates, healthComponents, score, statusOf, type Aggregates, type Component, type DeviceContext, type HealthComponent, type HealthStatus, type Range } from "./score.ts";
-import { decodeCursor, entryTypes, telemetrySummary, timelinePage, timelineSince, type Entry, type EntryType, type TelemetrySummary, type TimelineSources } from "./timeline.ts";
+import {
+  emptyAggregates,
+  healthComponents,
+  score,
+  statusOf,
+  type Aggregates,
+  type Component,
+  type DeviceContext,
+  type HealthComponent,
+  type HealthStatus,
+  type Range,
+} from "./score.ts";
+import {
+  decodeCursor,
+  entryTypes,
+  telemetrySummary,
+  timelinePage,
+  timelineSince,
+  type Entry,
+  type EntryType,
+  type TelemetrySummary,
+  type TimelineSources,
+} from "./timeline.ts";
 
 export { entryTypes, type Entry, type EntryType, type TelemetrySummary } from "./timeline.ts";
 /** What a timeline can hold: its entries' types, and the telemetry summaries. */
@@ -108,11 +129,18 @@ export interface Health {
   /** Something about the device changed (a message, an ack, a connection): its fleet row is scored again soon. */
   touch(device: string): void;
   /** New timeline entries since `afterMicros` (live updates). */
-  since(id: string, afterMicros: number, types: ReadonlySet<EntryType>): Promise<{ entries: Entry[]; truncated: boolean; newestTelemetry: number | undefined }>;
+  since(
+    id: string,
+    afterMicros: number,
+    types: ReadonlySet<EntryType>,
+  ): Promise<{ entries: Entry[]; truncated: boolean; newestTelemetry: number | undefined }>;
   close(): Promise<void>;
 }
 
-const BUCKETS = [10_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000];
+const BUCKETS = [
+  10_000, 30_000, 60_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000, 10_800_000, 21_600_000, 43_200_000,
+  86_400_000,
+];
 const MAX_BUCKETS = 1000;
 const MAX_SUBJECTS = 100;
 const MAX_WINDOWS = 8;
@@ -126,15 +154,27 @@ const IDLE_MS = 10 * 60_000;
  */
 export async function startHealth(config: HealthConfig, deps: HealthDeps): Promise<Health> {
   const log = deps.log.child({ part: "health" });
-  const timelineSources: TimelineSources = { store: deps.store, action: (id) => deps.actions.get(id), consentHistory: (s) => deps.consent.history(s) };
+  const timelineSources: TimelineSources = {
+    store: deps.store,
+    action: (id) => deps.actions.get(id),
+    consentHistory: (s) => deps.consent.history(s),
+  };
 
   const contextOf = (d: Device): DeviceContext => {
     const p = deps.presence.view(d.id);
-    return { kind: d.kind, createdAt: d.createdAt.getTime(), online: p.online, changedAt: p.changedAt?.getTime(), firstSeen: p.firstSeen?.getTime() };
+    return {
+      kind: d.kind,
+      createdAt: d.createdAt.getTime(),
+      online: p.online,
+      changedAt: p.changedAt?.getTime(),
+      firstSeen: p.firstSeen?.getTime(),
+    };
   };
   const feedbackOf = (agg: Aggregates): FleetRow["feedback"] => ({
     negative: agg.negativeTexts,
-    latestNegative: agg.latestNegative ? { ...agg.latestNegative, at: new Date(agg.latestNegative.at).toISOString() } : null,
+    latestNegative: agg.latestNegative
+      ? { ...agg.latestNegative, at: new Date(agg.latestNegative.at).toISOString() }
+      : null,
   });
   const presenceOf = (d: Device) => {
     const p = deps.presence.view(d.id);
@@ -153,7 +193,10 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       lastSeen,
       score: scored.score,
       status: scored.status,
-      components: Object.fromEntries(healthComponents.map((c) => [c, scored.components[c].score])) as Record<HealthComponent, number | null>,
+      components: Object.fromEntries(healthComponents.map((c) => [c, scored.components[c].score])) as Record<
+        HealthComponent,
+        number | null
+      >,
       feedback: feedbackOf(agg),
     };
   };
@@ -177,7 +220,13 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     for (const [w, view] of views) if (view.idle && w !== windowMs) (view.close(), views.delete(w));
     let view = views.get(windowMs);
     if (!view) {
-      view = createFleetView(scoreDevices, () => deps.devices.list().map((d) => d.id), { windowMs, refreshMs: config.refreshMs, fullRefreshMs: config.fullRefreshMs, idleMs: IDLE_MS, log });
+      view = createFleetView(scoreDevices, () => deps.devices.list().map((d) => d.id), {
+        windowMs,
+        refreshMs: config.refreshMs,
+        fullRefreshMs: config.fullRefreshMs,
+        idleMs: IDLE_MS,
+        log,
+      });
       views.set(windowMs, view);
       if (views.size > MAX_WINDOWS) {
         const [oldest, old] = views.entries().next().value!;
@@ -191,12 +240,16 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
   /** Devices that carried data about this subject: the tag index answers, no points are read. */
   const devicesOfSubject = async (subject: string): Promise<Set<string>> => {
     if (!SUBJECT_ID.test(subject)) return new Set();
-    const rows = await deps.store.query(`SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = '${subject}'`);
+    const rows = await deps.store.query(
+      `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = '${subject}'`,
+    );
     return new Set(rows.map((r) => String(r.value)));
   };
 
   const subjectsOf = async (d: Device): Promise<string[]> => {
-    const rows = await deps.store.query(`SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "subject" WHERE "device" = '${d.id}'`);
+    const rows = await deps.store.query(
+      `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "subject" WHERE "device" = '${d.id}'`,
+    );
     const linked = deps.links.linkedSubject(d.id);
     const seen = new Set<string>(linked ? [linked] : []);
     for (const r of rows) if (seen.size < MAX_SUBJECTS) seen.add(String(r.value));
@@ -204,14 +257,20 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
   };
 
   // The default window's view is scored at start, so the first agent to look does not wait for it.
-  if (config.refreshMs > 0) snapshot(config.window).catch((err: Error) => log.warn({ err: err.message }, "fleet health not computed at start; it is on first request"));
+  if (config.refreshMs > 0)
+    snapshot(config.window).catch((err: Error) =>
+      log.warn({ err: err.message }, "fleet health not computed at start; it is on first request"),
+    );
 
   return {
     config,
     snapshot,
 
     async fleet(query) {
-      const [snap, subjectDevices] = await Promise.all([snapshot(query.windowMs), query.q ? devicesOfSubject(query.q) : Promise.resolve(undefined)]);
+      const [snap, subjectDevices] = await Promise.all([
+        snapshot(query.windowMs),
+        query.q ? devicesOfSubject(query.q) : Promise.resolve(undefined),
+      ]);
       const visible = snap.rows.filter((r) => query.revoked || !r.revoked);
       const summary = { devices: visible.length, good: 0, fair: 0, poor: 0, unknown: 0 };
       for (const r of visible) summary[r.status] += 1;
@@ -238,7 +297,10 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       if (!d) return undefined;
       const to = Date.now();
       const range: Range = { from: to - windowMs, to };
-      const [aggregates, subjects] = await Promise.all([queryAggregates(deps.store, healthStatements(config, range, [d.id])), subjectsOf(d)]);
+      const [aggregates, subjects] = await Promise.all([
+        queryAggregates(deps.store, healthStatements(config, range, [d.id])),
+        subjectsOf(d),
+      ]);
       const agg = aggregates.get(d.id) ?? emptyAggregates();
       const scored = score(agg, contextOf(d), range, config);
       return {
@@ -261,20 +323,44 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       const d = deps.devices.get(id);
       if (!d) return undefined;
       const cursor = request.cursor === undefined ? undefined : decodeCursor(request.cursor);
-      if (request.cursor !== undefined && !cursor) throw new HealthError("BAD_CURSOR", "cursor: not a cursor from a previous page's 'next'");
+      if (request.cursor !== undefined && !cursor)
+        throw new HealthError("BAD_CURSOR", "cursor: not a cursor from a previous page's 'next'");
       const span = request.to - request.from;
       const interval = request.interval ?? BUCKETS.find((b) => span / b <= 120) ?? BUCKETS.at(-1)!;
-      if (span / interval > MAX_BUCKETS) throw new HealthError("TOO_MANY_BUCKETS", `interval: ${interval} ms gives more than ${MAX_BUCKETS} buckets over this range; pick a longer one`);
+      if (span / interval > MAX_BUCKETS)
+        throw new HealthError(
+          "TOO_MANY_BUCKETS",
+          `interval: ${interval} ms gives more than ${MAX_BUCKETS} buckets over this range; pick a longer one`,
+        );
       const subjects = await subjectsOf(d);
       const untilMicros = cursor?.untilMicros ?? request.to * 1000;
       const types = new Set([...request.types].filter((t): t is EntryType => t !== "telemetry"));
       const [page, telemetry] = await Promise.all([
         types.size > 0
-          ? timelinePage(timelineSources, { device: d.id, subjects, from: request.from, untilMicros, skip: cursor?.skip ?? 0, limit: request.limit, types })
+          ? timelinePage(timelineSources, {
+              device: d.id,
+              subjects,
+              from: request.from,
+              untilMicros,
+              skip: cursor?.skip ?? 0,
+              limit: request.limit,
+              types,
+            })
           : Promise.resolve({ entries: [], next: null }),
-        cursor || !request.types.has("telemetry") ? Promise.resolve(null) : telemetrySummary(deps.store, d.id, request.from, request.to, interval),
+        cursor || !request.types.has("telemetry")
+          ? Promise.resolve(null)
+          : telemetrySummary(deps.store, d.id, request.from, request.to, interval),
       ]);
-      return { device: d.id, from: new Date(request.from).toISOString(), to: new Date(request.to).toISOString(), subjects, telemetry, entries: page.entries, next: page.next, after: request.to * 1000 };
+      return {
+        device: d.id,
+        from: new Date(request.from).toISOString(),
+        to: new Date(request.to).toISOString(),
+        subjects,
+        telemetry,
+        entries: page.entries,
+        next: page.next,
+        after: request.to * 1000,
+      };
     },
 
     async since(id, afterMicros, types) {
@@ -283,7 +369,9 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       const subjects = await subjectsOf(d);
       const [news, telemetry] = await Promise.all([
         timelineSince(timelineSources, { device: d.id, subjects, types, limit: 200, afterMicros }),
-        deps.store.query(`SELECT * FROM telemetry WHERE "device" = '${d.id}' AND time >= ${afterMicros}u ORDER BY time DESC LIMIT 1`),
+        deps.store.query(
+          `SELECT * FROM telemetry WHERE "device" = '${d.id}' AND time >= ${afterMicros}u ORDER BY time DESC LIMIT 1`,
+        ),
       ]);
       return { ...news, newestTelemetry: telemetry[0] ? telemetry[0].time.getTime() : undefined };
     },

@@ -26,7 +26,8 @@ const numOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ?
 export function healthStatements(config: HealthConfig, range: Range, devices?: readonly string[]): Statement[] {
   // Device ids are registry ids ([A-Za-z0-9._-]): nothing in them needs quoting.
   const only = devices ? ` AND (${devices.map((d) => `"device" = '${d}'`).join(" OR ")})` : "";
-  const where = (extra?: string) => `WHERE time >= ${micros(range.from)} AND time <= ${micros(range.to)}${only}${extra ? ` AND ${extra}` : ""}`;
+  const where = (extra?: string) =>
+    `WHERE time >= ${micros(range.from)} AND time <= ${micros(range.to)}${only}${extra ? ` AND ${extra}` : ""}`;
   const latency = `"${config.latencyMetric}"`;
   const t = config.latencyTargetMs;
   const byDevice = `GROUP BY "device"`;
@@ -41,8 +42,14 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
         a.errorSamples = num(r.errors_n);
       },
     },
-    { influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${t}`)} ${byDevice}`, apply: (a, r) => void (a.latencyWithinT = num(r.count)) },
-    { influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${4 * t}`)} ${byDevice}`, apply: (a, r) => void (a.latencyWithin4T = num(r.count)) },
+    {
+      influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${t}`)} ${byDevice}`,
+      apply: (a, r) => void (a.latencyWithinT = num(r.count)),
+    },
+    {
+      influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${4 * t}`)} ${byDevice}`,
+      apply: (a, r) => void (a.latencyWithin4T = num(r.count)),
+    },
     {
       influxql: `SELECT count("props") FROM events ${where(`("event" = '${config.sessionEvent}' OR "event" = '${config.errorEvent}' OR "event" = '${config.crashEvent}')`)} ${byDevice}, "event"`,
       apply: (a, r) => {
@@ -60,25 +67,48 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
         a.sentimentMean = numOrNull(r.sentiment_mean);
       },
     },
-    { influxql: `SELECT count("sentiment") FROM feedback ${where(`"sentiment" < 0`)} ${byDevice}`, apply: (a, r) => void (a.negativeTexts = num(r.count)) },
+    {
+      influxql: `SELECT count("sentiment") FROM feedback ${where(`"sentiment" < 0`)} ${byDevice}`,
+      apply: (a, r) => void (a.negativeTexts = num(r.count)),
+    },
     {
       // One selector with other fields: InfluxDB answers them from the same point, with its time.
       influxql: `SELECT last("text") AS text, "sentiment", "rating" FROM feedback ${where(`"sentiment" < 0`)} ${byDevice}`,
       apply: (a, r) => {
         if (typeof r.text !== "string") return;
-        a.latestNegative = { text: r.text, sentiment: num(r.sentiment), rating: numOrNull(r.rating), at: r.time.getTime() };
+        a.latestNegative = {
+          text: r.text,
+          sentiment: num(r.sentiment),
+          rating: numOrNull(r.rating),
+          at: r.time.getTime(),
+        };
       },
     },
-    { influxql: `SELECT count("action") FROM action_log ${where(`"status" = 'proposed' AND "kind" = 'suggest'`)} ${byDevice}`, apply: (a, r) => void (a.asks = num(r.count)) },
+    {
+      influxql: `SELECT count("action") FROM action_log ${where(`"status" = 'proposed' AND "kind" = 'suggest'`)} ${byDevice}`,
+      apply: (a, r) => void (a.asks = num(r.count)),
+    },
     // An answer may be sent twice (redelivery): distinct action ids count once.
-    { influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'accepted'`)} ${byDevice}`, apply: (a, r) => void (a.accepted = num(r.count)) },
-    { influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'declined'`)} ${byDevice}`, apply: (a, r) => void (a.declined = num(r.count)) },
-    { influxql: `SELECT sum("online_ms") FROM presence ${where()} ${byDevice}`, apply: (a, r) => void (a.onlineMsSum = num(r.sum)) },
+    {
+      influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'accepted'`)} ${byDevice}`,
+      apply: (a, r) => void (a.accepted = num(r.count)),
+    },
+    {
+      influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'declined'`)} ${byDevice}`,
+      apply: (a, r) => void (a.declined = num(r.count)),
+    },
+    {
+      influxql: `SELECT sum("online_ms") FROM presence ${where()} ${byDevice}`,
+      apply: (a, r) => void (a.onlineMsSum = num(r.sum)),
+    },
     {
       influxql: `SELECT first("online_ms") FROM presence ${where()} ${byDevice}`,
       apply: (a, r) => void (a.firstPresence = { at: r.time.getTime(), onlineMs: num(r.first) }),
     },
-    { influxql: `SELECT count("client") FROM presence ${where(`"event" = 'disconnect' AND ${notExpected}`)} ${byDevice}`, apply: (a, r) => void (a.drops = num(r.count)) },
+    {
+      influxql: `SELECT count("client") FROM presence ${where(`"event" = 'disconnect' AND ${notExpected}`)} ${byDevice}`,
+      apply: (a, r) => void (a.drops = num(r.count)),
+    },
   ];
 }
 

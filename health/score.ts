@@ -107,7 +107,9 @@ export function statusOf(score: number | null): HealthStatus {
 /** The weights for a kind of device: the defaults with the kind's overrides. */
 export function weightsFor(config: Pick<HealthConfig, "weights" | "kinds">, kind: string | undefined): HealthWeights {
   const override = kind ? config.kinds[kind] : undefined;
-  return override ? { ...config.weights, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) } : config.weights;
+  return override
+    ? { ...config.weights, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) }
+    : config.weights;
 }
 
 /**
@@ -142,9 +144,19 @@ type Part = Omit<Component, "weight">;
 function reliability(agg: Aggregates, lifetime: number, config: HealthConfig): Part {
   const errors = agg.errorEvents + agg.errorSum;
   const crashes = agg.crashEvents;
-  const inputs = { sessions: agg.sessions, errors, crashes, errorsPerSession: config.errorsPerSession, crashesPerSession: config.crashesPerSession };
+  const inputs = {
+    sessions: agg.sessions,
+    errors,
+    crashes,
+    errorsPerSession: config.errorsPerSession,
+    crashesPerSession: config.crashesPerSession,
+  };
   if (agg.sessions === 0 && agg.errorSamples === 0 && errors === 0 && crashes === 0) {
-    return { score: null, explanation: `no sessions, ${config.errorEvent}/${config.crashEvent} events or '${config.errorMetric}' telemetry in the window`, inputs };
+    return {
+      score: null,
+      explanation: `no sessions, ${config.errorEvent}/${config.crashEvent} events or '${config.errorMetric}' telemetry in the window`,
+      inputs,
+    };
   }
   const perSessions = agg.sessions > 0;
   const units = perSessions ? agg.sessions : Math.max(1, lifetime / DAY);
@@ -167,7 +179,15 @@ function performance(agg: Aggregates, config: HealthConfig): Part {
   const satisfied = Math.min(n, agg.latencyWithinT);
   const tolerating = Math.max(0, Math.min(n, agg.latencyWithin4T) - satisfied);
   const frustrated = n - satisfied - tolerating;
-  const inputs = { metric: config.latencyMetric, targetMs: t, samples: n, satisfied, tolerating, frustrated, meanMs: agg.latencyMean === null ? null : round(agg.latencyMean) };
+  const inputs = {
+    metric: config.latencyMetric,
+    targetMs: t,
+    samples: n,
+    satisfied,
+    tolerating,
+    frustrated,
+    meanMs: agg.latencyMean === null ? null : round(agg.latencyMean),
+  };
   if (n === 0) return { score: null, explanation: `no '${config.latencyMetric}' telemetry in the window`, inputs };
   const apdex = (satisfied + tolerating / 2) / n;
   return {
@@ -190,11 +210,16 @@ function sentiment(agg: Aggregates, config: HealthConfig): Part {
   const n = agg.ratings + agg.texts;
   if (n === 0) return { score: null, explanation: "no feedback in the window", inputs };
   const ratingScore = agg.ratings > 0 && agg.ratingMean !== null ? (100 * (agg.ratingMean - 1)) / 4 : 0;
-  const textScore = agg.texts > 0 && agg.sentimentMean !== null ? 50 + 50 * Math.max(-1, Math.min(1, agg.sentimentMean / config.sentimentSpan)) : 0;
+  const textScore =
+    agg.texts > 0 && agg.sentimentMean !== null
+      ? 50 + 50 * Math.max(-1, Math.min(1, agg.sentimentMean / config.sentimentSpan))
+      : 0;
   const value = (agg.ratings * ratingScore + agg.texts * textScore) / n;
   const parts = [
     agg.ratings > 0 ? `${plural(agg.ratings, "rating")} averaging ${fmt(agg.ratingMean ?? 0, 1)} of 5` : "",
-    agg.texts > 0 ? `${plural(agg.texts, "text")} averaging ${fmt(agg.sentimentMean ?? 0)} sentiment (${agg.negativeTexts} negative)` : "",
+    agg.texts > 0
+      ? `${plural(agg.texts, "text")} averaging ${fmt(agg.sentimentMean ?? 0)} sentiment (${agg.negativeTexts} negative)`
+      : "",
   ].filter(Boolean);
   return { score: round(clamp01(value / 100) * 100), explanation: parts.join(" and "), inputs };
 }
@@ -220,7 +245,13 @@ function participation(agg: Aggregates): Part {
  * lies before the window, plus the time since the last event if online now.
  */
 function connectivity(agg: Aggregates, ctx: DeviceContext, range: Range, config: HealthConfig): Part {
-  const inputs: Record<string, number | null> = { onlineShare: null, onlineTarget: config.onlineTarget, drops: agg.drops, dropsPerDay: null, dropBudget: config.dropsPerDay };
+  const inputs: Record<string, number | null> = {
+    onlineShare: null,
+    onlineTarget: config.onlineTarget,
+    drops: agg.drops,
+    dropsPerDay: null,
+    dropBudget: config.dropsPerDay,
+  };
   if (ctx.firstSeen === undefined) return { score: null, explanation: "never connected over MQTT", inputs };
   // A device is judged from when it went into service (its first connection), not from when it was provisioned.
   const inService = Math.max(1, range.to - Math.max(range.from, ctx.firstSeen));

@@ -81,7 +81,14 @@ const parseProps = (v: unknown) => {
 export function actionEntry(record: ActionRecord, device: string): Entry {
   const lifecycle = [
     { status: "proposed", at: new Date(record.createdAt).toISOString() },
-    ...record.transitions.filter((t) => t.device === device && t.status !== "proposed").map((t) => ({ status: t.status, at: t.at, ...(t.by ? { by: t.by } : {}), ...(t.reason ? { reason: t.reason } : {}) })),
+    ...record.transitions
+      .filter((t) => t.device === device && t.status !== "proposed")
+      .map((t) => ({
+        status: t.status,
+        at: t.at,
+        ...(t.by ? { by: t.by } : {}),
+        ...(t.reason ? { reason: t.reason } : {}),
+      })),
   ];
   return {
     type: "action",
@@ -136,15 +143,18 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
         sentiment: numberOrNull(r.sentiment),
       })),
     presence: (q, n) =>
-      rows(`SELECT "client", "transport", "topic", "event", "reason" FROM presence ${range(q)} LIMIT ${n}`, (r, us) => ({
-        type: "presence",
-        key: `presence:${us}:${String(r.event)}:${String(r.client ?? "")}`,
-        at: iso(us),
-        event: String(r.event),
-        reason: text(r.reason),
-        transport: text(r.transport),
-        client: text(r.client),
-      })),
+      rows(
+        `SELECT "client", "transport", "topic", "event", "reason" FROM presence ${range(q)} LIMIT ${n}`,
+        (r, us) => ({
+          type: "presence",
+          key: `presence:${us}:${String(r.event)}:${String(r.client ?? "")}`,
+          at: iso(us),
+          event: String(r.event),
+          reason: text(r.reason),
+          transport: text(r.transport),
+          client: text(r.client),
+        }),
+      ),
     dead_letter: (q, n) =>
       rows(`SELECT "detail", "channel", "reason" FROM dead_letters ${range(q)} LIMIT ${n}`, (r, us) => ({
         type: "dead_letter",
@@ -156,7 +166,9 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
       })),
     action: async (q, n) => {
       // The action's `proposed` row for this device places it; the in-memory action log has the rest.
-      const found = await s.store.query(`SELECT "action" FROM action_log ${range(q, ` AND "status" = 'proposed'`)} LIMIT ${n}`);
+      const found = await s.store.query(
+        `SELECT "action" FROM action_log ${range(q, ` AND "status" = 'proposed'`)} LIMIT ${n}`,
+      );
       return found.flatMap((row) => {
         const record = s.action(String(row.action));
         return record ? [{ micros: rowMicros(row), entry: actionEntry(record, q.device) }] : [];
@@ -171,12 +183,21 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
         .slice(0, n)
         .map(({ micros: us, change }) => ({
           micros: us,
-          entry: { type: "consent", key: `consent:${us}:${change.subject}:${change.purpose}`, at: iso(us), subject: change.subject, purpose: change.purpose, granted: change.granted, by: change.by },
+          entry: {
+            type: "consent",
+            key: `consent:${us}:${change.subject}:${change.purpose}`,
+            at: iso(us),
+            subject: change.subject,
+            purpose: change.purpose,
+            granted: change.granted,
+            by: change.by,
+          },
         })),
   };
 }
 
-const newestFirst = (a: Timed, b: Timed) => b.micros - a.micros || (a.entry.key < b.entry.key ? -1 : a.entry.key > b.entry.key ? 1 : 0);
+const newestFirst = (a: Timed, b: Timed) =>
+  b.micros - a.micros || (a.entry.key < b.entry.key ? -1 : a.entry.key > b.entry.key ? 1 : 0);
 
 /** A page of a device's timeline, newest first, with a cursor for the next older page. */
 export async function timelinePage(s: TimelineSources, q: TimelineQuery): Promise<TimelinePage> {
@@ -202,10 +223,18 @@ export async function timelineSince(
   q: Pick<TimelineQuery, "device" | "subjects" | "types" | "limit"> & { afterMicros: number },
 ): Promise<{ entries: Entry[]; truncated: boolean }> {
   const types = new Set([...q.types].filter((t) => t !== "action"));
-  const page = await timelinePage(s, { ...q, types, from: Math.floor(q.afterMicros / 1000), untilMicros: (Date.now() + 60_000) * 1000, skip: 0 });
+  const page = await timelinePage(s, {
+    ...q,
+    types,
+    from: Math.floor(q.afterMicros / 1000),
+    untilMicros: (Date.now() + 60_000) * 1000,
+    skip: 0,
+  });
   const entries = page.entries;
   if (q.types.has("action")) {
-    const moved = await s.store.query(`SELECT "action" FROM action_log WHERE "device" = '${q.device}' AND time >= ${q.afterMicros}u`);
+    const moved = await s.store.query(
+      `SELECT "action" FROM action_log WHERE "device" = '${q.device}' AND time >= ${q.afterMicros}u`,
+    );
     for (const id of new Set(moved.map((r) => String(r.action)))) {
       const record = s.action(id);
       if (record) entries.push(actionEntry(record, q.device));
@@ -215,14 +244,21 @@ export async function timelineSince(
 }
 
 /** Mean, min and max of every numeric metric per bucket: what the device view charts. */
-export async function telemetrySummary(store: Store, device: string, from: number, to: number, interval: number): Promise<TelemetrySummary> {
+export async function telemetrySummary(
+  store: Store,
+  device: string,
+  from: number,
+  to: number,
+  interval: number,
+): Promise<TelemetrySummary> {
   const rows = await store.query(
     `SELECT mean(*), min(*), max(*) FROM telemetry WHERE "device" = '${device}' AND time >= ${micros(from)} AND time <= ${micros(to)} GROUP BY time(${interval}ms) fill(none)`,
   );
   const summary: TelemetrySummary = { interval, time: [], metrics: {} };
   // mean(*) answers numeric fields only, so a mean_ column marks a metric worth a chart.
   const names = new Set<string>();
-  for (const row of rows) for (const column of Object.keys(row)) if (column.startsWith("mean_")) names.add(column.slice(5));
+  for (const row of rows)
+    for (const column of Object.keys(row)) if (column.startsWith("mean_")) names.add(column.slice(5));
   for (const name of [...names].sort()) summary.metrics[name] = { mean: [], min: [], max: [] };
   for (const row of rows) {
     summary.time.push(row.time.getTime());

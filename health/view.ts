@@ -14,7 +14,10 @@ export interface FleetSnapshot {
 }
 
 /** Scores devices over [to - windowMs, to]: the given ones, or the whole registry. */
-export type ScoreDevices = (windowMs: number, devices?: readonly string[]) => Promise<{ from: number; to: number; rows: FleetRow[] }>;
+export type ScoreDevices = (
+  windowMs: number,
+  devices?: readonly string[],
+) => Promise<{ from: number; to: number; rows: FleetRow[] }>;
 
 export interface FleetViewOptions {
   windowMs: number;
@@ -46,7 +49,6 @@ const BATCH = 500;
  */
 const SETTLE_MS = 1000;
 
-
 /**
  * A materialized view of the fleet's health for one window. Scoring the whole
  * fleet costs InfluxDB a dozen GROUP BY queries over every device's series,
@@ -54,7 +56,11 @@ const SETTLE_MS = 1000;
  * and then, every `refreshMs`, only the devices that had news since (the same
  * queries, filtered to those devices). A request is answered from the view.
  */
-export function createFleetView(scoreDevices: ScoreDevices, registry: () => readonly string[], options: FleetViewOptions): FleetView {
+export function createFleetView(
+  scoreDevices: ScoreDevices,
+  registry: () => readonly string[],
+  options: FleetViewOptions,
+): FleetView {
   const rows = new Map<string, FleetRow>();
   let sorted: FleetRow[] = [];
   let range = { from: 0, to: 0 };
@@ -88,7 +94,10 @@ export function createFleetView(scoreDevices: ScoreDevices, registry: () => read
     range = { from: result.from, to: result.to };
     fullAt = Date.now();
     publish();
-    options.log.info({ devices: rows.size, windowMs: options.windowMs, ms: Math.round(performance.now() - started) }, "fleet health computed");
+    options.log.info(
+      { devices: rows.size, windowMs: options.windowMs, ms: Math.round(performance.now() - started) },
+      "fleet health computed",
+    );
   };
 
   const partial = async () => {
@@ -122,7 +131,9 @@ export function createFleetView(scoreDevices: ScoreDevices, registry: () => read
     }
     chain = chain
       .then(refresh)
-      .catch((err: Error) => options.log.warn({ part: "health", err: err.message }, "fleet health refresh failed; retrying"))
+      .catch((err: Error) =>
+        options.log.warn({ part: "health", err: err.message }, "fleet health refresh failed; retrying"),
+      )
       .finally(() => {
         if (closed) looping = false;
         else timer = setTimeout(tick, options.refreshMs).unref();

@@ -119,14 +119,21 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
       const frame = frameAt(data, offset);
       if (!frame) {
         // Only an append that never completed (so was never acknowledged) leaves a torn frame.
-        log.warn({ segment: segmentName(seq), offset, discarded: data.length - offset }, "commit log segment ends in an incomplete frame; ignoring the rest");
+        log.warn(
+          { segment: segmentName(seq), offset, discarded: data.length - offset },
+          "commit log segment ends in an incomplete frame; ignoring the rest",
+        );
         break;
       }
       recovered.push(decodeBody(frame.body));
       offset += frame.size;
     }
   }
-  if (recovered.length > 0) log.warn({ batches: recovered.length, points: recovered.reduce((n, b) => n + b.length, 0) }, "commit log holds batches of a run that did not stop cleanly; they go to the spool");
+  if (recovered.length > 0)
+    log.warn(
+      { batches: recovered.length, points: recovered.reduce((n, b) => n + b.length, 0) },
+      "commit log holds batches of a run that did not stop cleanly; they go to the spool",
+    );
 
   let nextSeq = (found.at(-1) ?? 0) + 1;
   const segments = new Set<Segment>();
@@ -141,7 +148,8 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
     const fd = await open(path.join(dir, segmentName(seq)), "wx");
     try {
       const zeros = Buffer.alloc(Math.min(segmentBytes, 1 << 20));
-      for (let at = 0; at < segmentBytes; at += zeros.length) await fd.write(zeros, 0, Math.min(zeros.length, segmentBytes - at), at);
+      for (let at = 0; at < segmentBytes; at += zeros.length)
+        await fd.write(zeros, 0, Math.min(zeros.length, segmentBytes - at), at);
       await fd.sync();
       await syncDir(dir); // the new file's name is part of what must survive a crash
       return fd;
@@ -163,7 +171,9 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
     const fd = segment.fd ?? (await segment.file.catch(() => undefined));
     segment.fd = undefined;
     await fd?.close();
-    await rm(path.join(dir, segmentName(segment.seq)), { force: true }).catch((err: Error) => log.warn({ err: err.message }, "could not delete a released commit log segment"));
+    await rm(path.join(dir, segmentName(segment.seq)), { force: true }).catch((err: Error) =>
+      log.warn({ err: err.message }, "could not delete a released commit log segment"),
+    );
   };
 
   const dropIfDone = (segment: Segment) => {
@@ -189,8 +199,12 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
       segment.fd ??= await segment.file;
       const at = segment.size;
       try {
-        const { bytesWritten } = await segment.fd.writev(run.map((p) => p.frame), at);
-        if (bytesWritten !== bytes) throw new Error(`short write to the commit log (${bytesWritten} of ${bytes} bytes)`);
+        const { bytesWritten } = await segment.fd.writev(
+          run.map((p) => p.frame),
+          at,
+        );
+        if (bytesWritten !== bytes)
+          throw new Error(`short write to the commit log (${bytesWritten} of ${bytes} bytes)`);
       } catch (err) {
         await segment.fd.truncate(at).catch(() => undefined);
         throw err;
@@ -233,7 +247,7 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
         const err = failed.get(segment);
         // Written but perhaps not on disk: not kept (replaying it after a crash would only rewrite the same points).
         if (err) for (const p of run) releaseState(p.ticket);
-        for (const p of run) (err ? p.reject(err) : p.resolve());
+        for (const p of run) err ? p.reject(err) : p.resolve();
         dropIfDone(segment);
       }
     }
@@ -341,7 +355,10 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
         await rm(path.join(dir, segmentName(unused.seq)), { force: true });
       }
       if (live > 0) {
-        log.warn({ batches: live }, "commit log closed with batches neither in InfluxDB nor in the spool; they are recovered at the next start");
+        log.warn(
+          { batches: live },
+          "commit log closed with batches neither in InfluxDB nor in the spool; they are recovered at the next start",
+        );
         for (const segment of segments) await segment.fd?.close();
         return;
       }

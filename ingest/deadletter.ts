@@ -17,14 +17,29 @@ export interface DeadLetters {
  * a truncated copy), a count by reason and a log line: nothing is dropped
  * silently, and nothing a device sends can stall or crash the pipeline.
  */
-export function createDeadLetters(deps: { log: Logger; metrics: IngestMetrics; write(lines: Line[]): Promise<void> }): DeadLetters {
+export function createDeadLetters(deps: {
+  log: Logger;
+  metrics: IngestMetrics;
+  write(lines: Line[]): Promise<void>;
+}): DeadLetters {
   const log = deps.log.child({ part: "ingest" });
   return {
     record(device, channel, topic, refused) {
       return refused.map((r) => {
         deps.metrics.deadLetter(r.reason);
-        log.warn({ device, channel, reason: r.reason, detail: r.detail, ...(r.index !== undefined ? { index: r.index } : {}) }, "message refused");
-        return toDeadLetterLine({ device, channel, reason: r.reason, detail: r.detail, topic, payload: r.payload, index: r.index });
+        log.warn(
+          { device, channel, reason: r.reason, detail: r.detail, ...(r.index !== undefined ? { index: r.index } : {}) },
+          "message refused",
+        );
+        return toDeadLetterLine({
+          device,
+          channel,
+          reason: r.reason,
+          detail: r.detail,
+          topic,
+          payload: r.payload,
+          index: r.index,
+        });
       });
     },
 
@@ -37,8 +52,19 @@ export function createDeadLetters(deps: { log: Logger; metrics: IngestMetrics; w
       }
       deps.metrics.deadLetter("write_rejected");
       log.warn({ device, measurement, reason: "write_rejected", influx: message }, "InfluxDB refused a point");
-      const letter = toDeadLetterLine({ device, channel: measurement, reason: "write_rejected", detail: message, topic: "influxdb write", payload: line });
-      deps.write([letter]).catch((err: Error) => log.error({ device, err: err.message }, "dead letter for a refused point could not be stored"));
+      const letter = toDeadLetterLine({
+        device,
+        channel: measurement,
+        reason: "write_rejected",
+        detail: message,
+        topic: "influxdb write",
+        payload: line,
+      });
+      deps
+        .write([letter])
+        .catch((err: Error) =>
+          log.error({ device, err: err.message }, "dead letter for a refused point could not be stored"),
+        );
     },
   };
 }

@@ -89,7 +89,17 @@ interface Batch {
  * timestamp).
  */
 export function createDurableWriter(options: DurableWriterOptions): DurableWriter {
-  const { store, spool, commitLog, batchSize, flushMs, maxInFlight, maxQueuedBatches, writeTimeoutMs, events = {} } = options;
+  const {
+    store,
+    spool,
+    commitLog,
+    batchSize,
+    flushMs,
+    maxInFlight,
+    maxQueuedBatches,
+    writeTimeoutMs,
+    events = {},
+  } = options;
   const log = options.log.child({ part: "writer" });
   let current: Batch = { lines: [], waiters: [] };
   let timer: NodeJS.Timeout | undefined;
@@ -120,7 +130,7 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     if (batch.answered) return;
     batch.answered = true;
     if (!err) tell(batch);
-    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+    for (const waiter of batch.waiters) err ? waiter.reject(err) : waiter.resolve();
   };
 
   /** The batch is in InfluxDB or in the spool (or, with err, in neither). */
@@ -130,7 +140,10 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     if (!err && batch.ticket) commitLog?.release(batch.ticket);
     if (err && batch.answered && batch.ticket) {
       // Acknowledged from the commit log, which keeps it: the next start hands it to the spool.
-      log.error({ err: err.message, points: batch.lines.length }, "batch neither stored nor spooled; it stays in the commit log until the next start");
+      log.error(
+        { err: err.message, points: batch.lines.length },
+        "batch neither stored nor spooled; it stays in the commit log until the next start",
+      );
     }
     answer(batch, err);
     if (outstanding === 0) idle.splice(0).forEach((done) => done());
@@ -157,7 +170,11 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
       },
       (err: Error) => {
         batch.ticket = undefined;
-        if (!commitLogFailing) log.warn({ err: err.message }, "commit log append failed; batches are acknowledged once InfluxDB or the spool has them");
+        if (!commitLogFailing)
+          log.warn(
+            { err: err.message },
+            "commit log append failed; batches are acknowledged once InfluxDB or the spool has them",
+          );
         commitLogFailing = true;
         if (current.lines.length > 0) cutSoon();
       },
@@ -169,7 +186,8 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
    * way (with a commit log: the log is not in the middle of a write), or,
    * while spooling, the spool is not (so one batch holds what arrived during the last one).
    */
-  const idleNow = () => (spooling ? !catchingUp && !spool.busy : commitLog ? !commitLog.busy : inFlight === 0 && queue.length === 0);
+  const idleNow = () =>
+    spooling ? !catchingUp && !spool.busy : commitLog ? !commitLog.busy : inFlight === 0 && queue.length === 0;
   let soon: NodeJS.Immediate | undefined;
   // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
   const cutSoon = () => {
@@ -211,7 +229,12 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
    * a quiet system makes one write at a time, not one per fdatasync.
    */
   const pump = () => {
-    while (!spooling && inFlight < maxInFlight && queue.length > 0 && (!commitLog || inFlight === 0 || queuedLines >= batchSize)) {
+    while (
+      !spooling &&
+      inFlight < maxInFlight &&
+      queue.length > 0 &&
+      (!commitLog || inFlight === 0 || queuedLines >= batchSize)
+    ) {
       const group = [queue.shift()!];
       let lines = group[0]!.lines.length;
       while (queue.length > 0 && lines + queue[0]!.lines.length <= batchSize) {
@@ -232,7 +255,11 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
       for (const batch of group) settle(batch);
     } catch (err) {
       const e = err as StoreWriteError;
-      if (!spooling) log.warn({ status: e.status, err: e.message, points }, "InfluxDB write failed; spooling to disk until it is back");
+      if (!spooling)
+        log.warn(
+          { status: e.status, err: e.message, points },
+          "InfluxDB write failed; spooling to disk until it is back",
+        );
       for (const batch of group) toSpool(batch);
       // Keep the order: what waited for a write slot goes to the spool behind it.
       spillQueued();
@@ -254,7 +281,10 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
       },
       (err: Error) => {
         events.refused?.(batch.lines.length, err.message);
-        log.warn({ err: err.message, points: batch.lines.length }, "batch neither stored nor spooled; its messages are not acknowledged");
+        log.warn(
+          { err: err.message, points: batch.lines.length },
+          "batch neither stored nor spooled; its messages are not acknowledged",
+        );
         settle(batch, err);
       },
     );
@@ -314,7 +344,10 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
         const e = err as StoreWriteError;
         const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
         attempt += 1;
-        log.warn({ status: e.status, err: e.message, retryInMs: delay, spooled: spool.depth.batches }, "spool replay waiting for InfluxDB");
+        log.warn(
+          { status: e.status, err: e.message, retryInMs: delay, spooled: spool.depth.batches },
+          "spool replay waiting for InfluxDB",
+        );
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, delay);
           wakeReplay = () => {
@@ -327,7 +360,8 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     }
   };
 
-  const writeIsolating = (lines: readonly Line[]) => isolate(lines, (part) => store.writeLines(part.join("\n"), writeTimeoutMs), options.onRejected);
+  const writeIsolating = (lines: readonly Line[]) =>
+    isolate(lines, (part) => store.writeLines(part.join("\n"), writeTimeoutMs), options.onRejected);
 
   const flush = () => {
     cut();

@@ -22,7 +22,11 @@ export { channels, rejectReasons } from "./messages.ts";
 export { SpoolFullError } from "./spool.ts";
 
 /** Which consent purpose a subject-linked message of each kind needs. */
-export const purposeOf = { telemetry: "analytics", event: "personalization", feedback: "feedback" } as const satisfies Record<DeviceMessage["kind"], Purpose>;
+export const purposeOf = {
+  telemetry: "analytics",
+  event: "personalization",
+  feedback: "feedback",
+} as const satisfies Record<DeviceMessage["kind"], Purpose>;
 
 export interface IngestOptions extends IngestConfig {
   /** Where the disk spool lives (`<REFEED_DATA_DIR>/spool`). */
@@ -92,8 +96,20 @@ const kindOf = { telemetry: "telemetry", event: "event", feedback: "feedback" } 
 export async function startIngest(options: IngestOptions, deps: IngestDeps): Promise<Ingest> {
   const log = deps.log.child({ part: "ingest" });
   const parse = createParser(options);
-  const spool = await openSpool({ dir: path.resolve(options.spoolDir), maxBytes: options.spoolMaxBytes, segmentBytes: options.spoolSegmentBytes, log: deps.log });
-  const opened = options.commitLogDir === undefined ? undefined : await openCommitLog({ dir: path.resolve(options.commitLogDir), segmentBytes: COMMIT_LOG_SEGMENT_BYTES, log: deps.log });
+  const spool = await openSpool({
+    dir: path.resolve(options.spoolDir),
+    maxBytes: options.spoolMaxBytes,
+    segmentBytes: options.spoolSegmentBytes,
+    log: deps.log,
+  });
+  const opened =
+    options.commitLogDir === undefined
+      ? undefined
+      : await openCommitLog({
+          dir: path.resolve(options.commitLogDir),
+          segmentBytes: COMMIT_LOG_SEGMENT_BYTES,
+          log: deps.log,
+        });
   if (opened && opened.recovered.length > 0) {
     // What a crash left on its way to InfluxDB joins the spool's replay; twice after a second crash is harmless.
     for (const batch of opened.recovered) await spool.append(batch);
@@ -101,7 +117,11 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
   }
   const commitLog = opened?.log;
 
-  const metrics = ingestMetrics(deps.metrics ?? new Registry(), { spool: () => spool.depth, pending: () => writer.pending, spooling: () => writer.mode === "spooling" });
+  const metrics = ingestMetrics(deps.metrics ?? new Registry(), {
+    spool: () => spool.depth,
+    pending: () => writer.pending,
+    spooling: () => writer.mode === "spooling",
+  });
   const deadLetters = createDeadLetters({ log: deps.log, metrics, write: (lines) => writer.write(lines) });
   const writer = createDurableWriter({
     store: deps.store,
@@ -127,7 +147,18 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
         // A bug of ours must not take the broker down with the device's message: refuse it, loudly.
         log.error({ device, channel, err: (err as Error).message }, "message could not be processed");
         const text = typeof payload === "string" ? payload : payload.subarray(0, 2048).toString("utf8");
-        parsed = { messages: [], acks: [], refused: [{ index: undefined, reason: "invalid_shape", detail: `could not be processed: ${(err as Error).message}`, payload: text }] };
+        parsed = {
+          messages: [],
+          acks: [],
+          refused: [
+            {
+              index: undefined,
+              reason: "invalid_shape",
+              detail: `could not be processed: ${(err as Error).message}`,
+              payload: text,
+            },
+          ],
+        };
       }
       const topic = transport === "mqtt" ? `devices/${device}/${channel}` : `POST /api/ingest/${channel}`;
       const lines: Line[] = deadLetters.record(device, channel, topic, parsed.refused);
@@ -160,7 +191,8 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
       const seen = () => {
         for (const msg of admitted) deps.onMessage(msg);
       };
-      const durable = lines.length > 0 ? writer.write(lines, admitted.length > 0 ? seen : undefined) : Promise.resolve();
+      const durable =
+        lines.length > 0 ? writer.write(lines, admitted.length > 0 ? seen : undefined) : Promise.resolve();
       durable.then(
         () => undefined,
         (err: Error) => {

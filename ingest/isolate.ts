@@ -10,7 +10,11 @@ export const refusesContent = (status: number | undefined) => status === 400 || 
  * rewrites are harmless because a point is identified by series and timestamp.
  * Outages (no answer, 5xx) are thrown to the caller.
  */
-export async function writeIsolating<T>(items: readonly T[], write: (items: readonly T[]) => Promise<void>, onRejected: (item: T, message: string) => void): Promise<void> {
+export async function writeIsolating<T>(
+  items: readonly T[],
+  write: (items: readonly T[]) => Promise<void>,
+  onRejected: (item: T, message: string) => void,
+): Promise<void> {
   try {
     await write(items);
   } catch (err) {

@@ -14,7 +14,12 @@ export type FieldValue = number | boolean | string;
  *
  * Tags must be given in key order (InfluxDB's recommendation for write speed).
  */
-export function toLine(measurement: string, tags: ReadonlyArray<readonly [string, string]>, fields: Readonly<Record<string, FieldValue>>, micros: number): Line {
+export function toLine(
+  measurement: string,
+  tags: ReadonlyArray<readonly [string, string]>,
+  fields: Readonly<Record<string, FieldValue>>,
+  micros: number,
+): Line {
   let line = MEASUREMENT_SPECIAL.test(measurement) ? escape.measurement(measurement) : measurement;
   for (const [key, value] of tags) line += `,${tagText(key)}=${tagText(value)}`;
   let sep = " ";

@@ -38,7 +38,8 @@ const MIN_TS = Date.UTC(2000, 0, 1);
 /** The largest time a JavaScript Date holds. */
 const MAX_TS = 8.64e15;
 
-const refuse = <T>(ctx: z.RefinementCtx<T>, reason: RejectReason, message: string) => ctx.addIssue({ code: "custom", message, params: { reason } });
+const refuse = <T>(ctx: z.RefinementCtx<T>, reason: RejectReason, message: string) =>
+  ctx.addIssue({ code: "custom", message, params: { reason } });
 
 /** Why a name is refused, or undefined when it is a safe one. */
 function badName(n: string): string | undefined {
@@ -59,27 +60,59 @@ type FieldValue = number | boolean | string;
  * event props), checked in one pass: zod's record of two sub-schemas costs
  * ten times more on the hot path, and yields one message per problem, not a union's three.
  */
-function fieldMap<T extends FieldValue | null>(options: { maxFields: number; what: string; nullable: boolean; min: number }) {
+function fieldMap<T extends FieldValue | null>(options: {
+  maxFields: number;
+  what: string;
+  nullable: boolean;
+  min: number;
+}) {
   return z.unknown().superRefine((m, ctx) => {
     if (m === undefined) return refuse(ctx, "invalid_shape", "is required");
     if (typeof m !== "object" || m === null || Array.isArray(m)) {
-      return refuse(ctx, "invalid_shape", `expected an object of ${options.what}, not ${m === null ? "null" : Array.isArray(m) ? "an array" : `a ${typeof m}`}`);
+      return refuse(
+        ctx,
+        "invalid_shape",
+        `expected an object of ${options.what}, not ${m === null ? "null" : Array.isArray(m) ? "an array" : `a ${typeof m}`}`,
+      );
     }
     const keys = Object.keys(m);
     if (keys.length < options.min) return refuse(ctx, "invalid_shape", `needs at least one of the ${options.what}`);
-    if (keys.length > options.maxFields) return refuse(ctx, "too_many_fields", `at most ${options.maxFields} ${options.what} per record (got ${keys.length})`);
+    if (keys.length > options.maxFields)
+      return refuse(
+        ctx,
+        "too_many_fields",
+        `at most ${options.maxFields} ${options.what} per record (got ${keys.length})`,
+      );
     for (const key of keys) {
       const problem = badName(key);
-      if (problem) return ctx.addIssue({ code: "custom", path: [key], message: problem, params: { reason: "invalid_name" } });
+      if (problem)
+        return ctx.addIssue({ code: "custom", path: [key], message: problem, params: { reason: "invalid_name" } });
       const v = (m as Record<string, unknown>)[key];
       if (v === null && options.nullable) continue;
       if (typeof v === "number") {
-        if (!Number.isFinite(v)) return ctx.addIssue({ code: "custom", path: [key], message: "must be a finite number", params: { reason: "not_finite" } });
+        if (!Number.isFinite(v))
+          return ctx.addIssue({
+            code: "custom",
+            path: [key],
+            message: "must be a finite number",
+            params: { reason: "not_finite" },
+          });
       } else if (typeof v === "string") {
-        if (v.length > MAX_STRING_VALUE) return ctx.addIssue({ code: "custom", path: [key], message: `strings are at most ${MAX_STRING_VALUE} characters`, params: { reason: "value_too_long" } });
+        if (v.length > MAX_STRING_VALUE)
+          return ctx.addIssue({
+            code: "custom",
+            path: [key],
+            message: `strings are at most ${MAX_STRING_VALUE} characters`,
+            params: { reason: "value_too_long" },
+          });
       } else if (typeof v !== "boolean") {
         const got = v === null ? "null" : Array.isArray(v) ? "an array" : typeof v;
-        return ctx.addIssue({ code: "custom", path: [key], message: `must be a number, boolean or string, not ${got}`, params: { reason: "invalid_shape" } });
+        return ctx.addIssue({
+          code: "custom",
+          path: [key],
+          message: `must be a number, boolean or string, not ${got}`,
+          params: { reason: "invalid_shape" },
+        });
       }
     }
   }) as unknown as z.ZodType<Record<string, T>>;
@@ -89,8 +122,14 @@ const ISO = z.iso.datetime({ offset: true, local: false });
 /** Epoch milliseconds or an ISO-8601 string with offset, normalised to epoch milliseconds. */
 const timestamp = z.unknown().transform((v, ctx) => {
   const ms = typeof v === "number" ? v : typeof v === "string" && ISO.safeParse(v).success ? Date.parse(v) : NaN;
-  if (typeof v === "number" && !Number.isInteger(v)) refuse(ctx, "invalid_timestamp", "epoch milliseconds must be a whole number");
-  else if (!Number.isFinite(ms)) refuse(ctx, "invalid_timestamp", "expected epoch milliseconds or an ISO-8601 time with offset, such as 2026-01-01T12:00:00Z");
+  if (typeof v === "number" && !Number.isInteger(v))
+    refuse(ctx, "invalid_timestamp", "epoch milliseconds must be a whole number");
+  else if (!Number.isFinite(ms))
+    refuse(
+      ctx,
+      "invalid_timestamp",
+      "expected epoch milliseconds or an ISO-8601 time with offset, such as 2026-01-01T12:00:00Z",
+    );
   else if (ms < MIN_TS) refuse(ctx, "invalid_timestamp", `before 2000-01-01; epoch seconds instead of milliseconds?`);
   else if (ms > MAX_TS) refuse(ctx, "invalid_timestamp", "beyond the representable range");
   else return ms;
@@ -98,7 +137,12 @@ const timestamp = z.unknown().transform((v, ctx) => {
 });
 
 const subject = z.unknown().superRefine((v, ctx) => {
-  if (typeof v !== "string" || !SUBJECT_ID.test(v)) refuse(ctx, "invalid_subject", "subject ids are 1-128 characters: ASCII letters, digits, '.', '_', ':' or '-', starting with a letter or digit");
+  if (typeof v !== "string" || !SUBJECT_ID.test(v))
+    refuse(
+      ctx,
+      "invalid_subject",
+      "subject ids are 1-128 characters: ASCII letters, digits, '.', '_', ':' or '-', starting with a letter or digit",
+    );
 }) as unknown as z.ZodType<string>;
 
 export interface Limits {
@@ -121,17 +165,33 @@ export function recordSchemas(limits: Limits) {
     events: z.strictObject({
       ...common,
       name,
-      props: fieldMap<FieldValue | null>({ maxFields: limits.maxFields, what: "props", nullable: true, min: 0 }).optional(),
+      props: fieldMap<FieldValue | null>({
+        maxFields: limits.maxFields,
+        what: "props",
+        nullable: true,
+        min: 0,
+      }).optional(),
     }),
     feedback: z
       .strictObject({
         ...common,
-        rating: z.number().int("a whole number from 1 to 5").min(1, "a whole number from 1 to 5").max(5, "a whole number from 1 to 5").optional(),
-        text: z.string().superRefine((t, ctx) => {
-          if (t.length > MAX_TEXT) refuse(ctx, "value_too_long", `text is at most ${MAX_TEXT} characters`);
-        }).optional(),
+        rating: z
+          .number()
+          .int("a whole number from 1 to 5")
+          .min(1, "a whole number from 1 to 5")
+          .max(5, "a whole number from 1 to 5")
+          .optional(),
+        text: z
+          .string()
+          .superRefine((t, ctx) => {
+            if (t.length > MAX_TEXT) refuse(ctx, "value_too_long", `text is at most ${MAX_TEXT} characters`);
+          })
+          .optional(),
       })
-      .refine((f) => f.rating !== undefined || (f.text !== undefined && f.text.trim() !== ""), "needs a rating or a text"),
+      .refine(
+        (f) => f.rating !== undefined || (f.text !== undefined && f.text.trim() !== ""),
+        "needs a rating or a text",
+      ),
     acks: z.strictObject({
       action: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, "an action id as sent on the actions topic"),
       status: z.enum(["applied", "accepted", "declined", "failed", "undone"]),

@@ -14,7 +14,10 @@ export interface IngestMetrics {
 }
 
 /** Ingest's series in the platform's Prometheus registry (served at GET /metrics). */
-export function ingestMetrics(registry: Registry, sources: { spool(): SpoolDepth; pending(): number; spooling(): boolean }): IngestMetrics {
+export function ingestMetrics(
+  registry: Registry,
+  sources: { spool(): SpoolDepth; pending(): number; spooling(): boolean },
+): IngestMetrics {
   const registers = [registry];
   const messages = new Counter({
     name: "refeed_ingest_messages_total",
@@ -22,7 +25,12 @@ export function ingestMetrics(registry: Registry, sources: { spool(): SpoolDepth
     labelNames: ["kind", "transport"],
     registers,
   });
-  const deadLetters = new Counter({ name: "refeed_ingest_dead_letters_total", help: "Refused messages or records, by reason", labelNames: ["reason"], registers });
+  const deadLetters = new Counter({
+    name: "refeed_ingest_dead_letters_total",
+    help: "Refused messages or records, by reason",
+    labelNames: ["reason"],
+    registers,
+  });
   for (const reason of rejectReasons) deadLetters.labels(reason).inc(0);
   const noConsent = new Counter({
     name: "refeed_ingest_no_consent_total",
@@ -44,17 +52,56 @@ export function ingestMetrics(registry: Registry, sources: { spool(): SpoolDepth
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers,
   });
-  const spooled = new Counter({ name: "refeed_ingest_spooled_points_total", help: "Points appended to the disk spool while InfluxDB was unavailable", registers });
+  const spooled = new Counter({
+    name: "refeed_ingest_spooled_points_total",
+    help: "Points appended to the disk spool while InfluxDB was unavailable",
+    registers,
+  });
   const refused = new Counter({
     name: "refeed_ingest_refused_points_total",
     help: "Points neither stored nor spooled (spool full); their QoS 1 publishes were not acknowledged",
     registers,
   });
-  new Gauge({ name: "refeed_ingest_spool_batches", help: "Batches in the disk spool waiting for replay", registers, collect() { this.set(sources.spool().batches); } });
-  new Gauge({ name: "refeed_ingest_spool_points", help: "Points in the disk spool waiting for replay", registers, collect() { this.set(sources.spool().points); } });
-  new Gauge({ name: "refeed_ingest_spool_bytes", help: "Bytes in the disk spool waiting for replay", registers, collect() { this.set(sources.spool().bytes); } });
-  new Gauge({ name: "refeed_ingest_pending_points", help: "Points accepted but not yet stored or spooled", registers, collect() { this.set(sources.pending()); } });
-  new Gauge({ name: "refeed_ingest_spooling", help: "1 while writes go to the spool (InfluxDB unavailable or replay under way)", registers, collect() { this.set(sources.spooling() ? 1 : 0); } });
+  new Gauge({
+    name: "refeed_ingest_spool_batches",
+    help: "Batches in the disk spool waiting for replay",
+    registers,
+    collect() {
+      this.set(sources.spool().batches);
+    },
+  });
+  new Gauge({
+    name: "refeed_ingest_spool_points",
+    help: "Points in the disk spool waiting for replay",
+    registers,
+    collect() {
+      this.set(sources.spool().points);
+    },
+  });
+  new Gauge({
+    name: "refeed_ingest_spool_bytes",
+    help: "Bytes in the disk spool waiting for replay",
+    registers,
+    collect() {
+      this.set(sources.spool().bytes);
+    },
+  });
+  new Gauge({
+    name: "refeed_ingest_pending_points",
+    help: "Points accepted but not yet stored or spooled",
+    registers,
+    collect() {
+      this.set(sources.pending());
+    },
+  });
+  new Gauge({
+    name: "refeed_ingest_spooling",
+    help: "1 while writes go to the spool (InfluxDB unavailable or replay under way)",
+    registers,
+    collect() {
+      this.set(sources.spooling() ? 1 : 0);
+    },
+  });
 
   return {
     accepted: (kind, transport, n) => messages.labels(kind, transport).inc(n),

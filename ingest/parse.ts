@@ -1,5 +1,12 @@
 import type { z } from "zod";
-import { recordSchemas, type AckMessage, type Channel, type DeviceMessage, type Limits, type RejectReason } from "./messages.ts";
+import {
+  recordSchemas,
+  type AckMessage,
+  type Channel,
+  type DeviceMessage,
+  type Limits,
+  type RejectReason,
+} from "./messages.ts";
 import { scoreSentiment } from "./sentiment.ts";
 
 /** One refused publish, or one refused record of a batch. */
@@ -40,7 +47,13 @@ export function createParser(options: ParserOptions) {
   return function parse(channel: Channel, payload: Buffer | string, context: { device: string; now: number }): Parsed {
     const out: Parsed = { messages: [], acks: [], refused: [] };
     const bytes = typeof payload === "string" ? Buffer.byteLength(payload) : payload.length;
-    if (bytes > options.maxPayloadBytes) return refuseWhole(out, "too_large", `payload of ${bytes} bytes exceeds ${options.maxPayloadBytes}`, preview(payload));
+    if (bytes > options.maxPayloadBytes)
+      return refuseWhole(
+        out,
+        "too_large",
+        `payload of ${bytes} bytes exceeds ${options.maxPayloadBytes}`,
+        preview(payload),
+      );
 
     let text: string;
     try {
@@ -58,14 +71,26 @@ export function createParser(options: ParserOptions) {
     const batch = Array.isArray(json);
     const records: unknown[] = batch ? (json as unknown[]) : [json];
     if (records.length === 0) return refuseWhole(out, "invalid_shape", "empty batch", text);
-    if (records.length > options.maxRecords) return refuseWhole(out, "too_many_records", `batch of ${records.length} records exceeds ${options.maxRecords}`, text);
+    if (records.length > options.maxRecords)
+      return refuseWhole(
+        out,
+        "too_many_records",
+        `batch of ${records.length} records exceeds ${options.maxRecords}`,
+        text,
+      );
 
     const schema = schemas[channel] as z.ZodType;
     for (let i = 0; i < records.length; i += 1) {
       const record = records[i];
       const at: Where = { batch, index: i, record, text };
       if (isObject(record) && record.device !== undefined && record.device !== context.device) {
-        refuseRecord(out, at, "device_mismatch", "device", `names ${JSON.stringify(record.device)} but was sent by '${context.device}'`);
+        refuseRecord(
+          out,
+          at,
+          "device_mismatch",
+          "device",
+          `names ${JSON.stringify(record.device)} but was sent by '${context.device}'`,
+        );
         continue;
       }
       const proto = protoKeyAt(record);
@@ -82,11 +107,22 @@ export function createParser(options: ParserOptions) {
       const data = result.data as Record<string, unknown> & { ts?: number; subject?: string };
       if (channel === "acks") {
         const ack = data as unknown as Omit<AckMessage, "device">;
-        out.acks.push({ device: context.device, action: ack.action, status: ack.status, ...(ack.reason !== undefined ? { reason: ack.reason } : {}) });
+        out.acks.push({
+          device: context.device,
+          action: ack.action,
+          status: ack.status,
+          ...(ack.reason !== undefined ? { reason: ack.reason } : {}),
+        });
         continue;
       }
       if (data.ts !== undefined && data.ts > context.now + options.maxFutureSkewMs) {
-        refuseRecord(out, at, "future_timestamp", "ts", `${new Date(data.ts).toISOString()} is more than ${options.maxFutureSkewMs} ms ahead of the platform clock`);
+        refuseRecord(
+          out,
+          at,
+          "future_timestamp",
+          "ts",
+          `${new Date(data.ts).toISOString()} is more than ${options.maxFutureSkewMs} ms ahead of the platform clock`,
+        );
         continue;
       }
       out.messages.push(toMessage(channel, data, context));
@@ -118,16 +154,46 @@ function refuseRecord(out: Parsed, where: Where, reason: RejectReason, field: st
   });
 }
 
-function toMessage(channel: Exclude<Channel, "acks">, data: Record<string, unknown> & { ts?: number; subject?: string }, context: { device: string; now: number }): DeviceMessage {
+function toMessage(
+  channel: Exclude<Channel, "acks">,
+  data: Record<string, unknown> & { ts?: number; subject?: string },
+  context: { device: string; now: number },
+): DeviceMessage {
   // Literal objects of one shape per kind (no spread): this runs for every record.
   const { device } = context;
   const subject = data.subject;
   const ts = data.ts ?? context.now;
   const tsFromDevice = data.ts !== undefined;
-  if (channel === "telemetry") return { kind: "telemetry", device, subject, ts, tsFromDevice, metrics: data.metrics as Record<string, number | boolean | string> };
-  if (channel === "events") return { kind: "event", device, subject, ts, tsFromDevice, name: data.name as string, props: (data.props ?? {}) as Record<string, number | boolean | string | null> };
+  if (channel === "telemetry")
+    return {
+      kind: "telemetry",
+      device,
+      subject,
+      ts,
+      tsFromDevice,
+      metrics: data.metrics as Record<string, number | boolean | string>,
+    };
+  if (channel === "events")
+    return {
+      kind: "event",
+      device,
+      subject,
+      ts,
+      tsFromDevice,
+      name: data.name as string,
+      props: (data.props ?? {}) as Record<string, number | boolean | string | null>,
+    };
   const text = data.text as string | undefined;
-  return { kind: "feedback", device, subject, ts, tsFromDevice, rating: data.rating as number | undefined, text, sentiment: text === undefined ? undefined : scoreSentiment(text).comparative };
+  return {
+    kind: "feedback",
+    device,
+    subject,
+    ts,
+    tsFromDevice,
+    rating: data.rating as number | undefined,
+    text,
+    sentiment: text === undefined ? undefined : scoreSentiment(text).comparative,
+  };
 }
 
 /**
@@ -152,7 +218,8 @@ function reasonOf(issue: z.core.$ZodIssue): RejectReason {
 }
 
 function messageOf(issue: z.core.$ZodIssue): string {
-  if (issue.code === "unrecognized_keys") return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  if (issue.code === "unrecognized_keys")
+    return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
   if (issue.code === "invalid_key") return issue.issues[0]?.message ?? issue.message;
   if (issue.code === "invalid_type") {
     if (issue.path.length === 0) return "each record must be a JSON object";

@@ -57,7 +57,16 @@ export function toDeadLetterLine(letter: DeadLetter): Line {
     payload: truncate(letter.payload, DEAD_LETTER_PAYLOAD_CHARS),
   };
   if (letter.index !== undefined) fields.index = letter.index;
-  return toLine("dead_letters", [["channel", letter.channel], ["device", letter.device], ["reason", letter.reason]], fields, nextMicros());
+  return toLine(
+    "dead_letters",
+    [
+      ["channel", letter.channel],
+      ["device", letter.device],
+      ["reason", letter.reason],
+    ],
+    fields,
+    nextMicros(),
+  );
 }
 
 /** Cuts at a character boundary without splitting a surrogate pair. */

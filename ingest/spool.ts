@@ -73,7 +73,11 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const depth: SpoolDepth = { batches: 0, points: 0, bytes: 0 };
   let cursor = await readCursor(cursorFile);
 
-  const found = (await readdir(dir)).map((n) => SEGMENT.exec(n)).filter((m): m is RegExpExecArray => m !== null).map((m) => Number(m[1])).sort((a, b) => a - b);
+  const found = (await readdir(dir))
+    .map((n) => SEGMENT.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
   for (const seq of found) {
     const file = path.join(dir, segmentName(seq));
     if (seq < cursor.seq) {
@@ -88,7 +92,10 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       const frame = frameAt(data, offset);
       if (!frame) {
         // Only an append that never completed (so was never acknowledged) leaves a torn frame.
-        log.error({ segment: segmentName(seq), offset, discarded: data.length - offset }, "spool segment ends in an incomplete or damaged frame; truncating it");
+        log.error(
+          { segment: segmentName(seq), offset, discarded: data.length - offset },
+          "spool segment ends in an incomplete or damaged frame; truncating it",
+        );
         await truncateFile(file, offset);
         break;
       }
@@ -96,7 +103,10 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       offset += frame.size;
     }
     if (seq === cursor.seq && cursor.offset !== offset && !frames.some((f) => f.at === cursor.offset)) {
-      log.warn({ segment: segmentName(seq), offset: cursor.offset }, "spool cursor is not at a batch boundary; replaying the segment from its start");
+      log.warn(
+        { segment: segmentName(seq), offset: cursor.offset },
+        "spool cursor is not at a batch boundary; replaying the segment from its start",
+      );
       cursor = { seq, offset: 0 };
     }
     for (const frame of frames) {
@@ -139,7 +149,10 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         const { seq, fd } = active!;
         const at = sizes.get(seq)!;
         try {
-          const { bytesWritten } = await fd.writev(group.map((p) => p.frame), at);
+          const { bytesWritten } = await fd.writev(
+            group.map((p) => p.frame),
+            at,
+          );
           if (bytesWritten !== bytes) throw new Error(`short write to the spool (${bytesWritten} of ${bytes} bytes)`);
           await fd.datasync();
         } catch (err) {
@@ -196,17 +209,26 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     await rm(path.join(dir, segmentName(seq)), { force: true });
   };
 
-  const saveCursor = () => writeFile(cursorFile, JSON.stringify(cursor)).catch((err: Error) => log.warn({ err: err.message }, "could not save the spool cursor"));
+  const saveCursor = () =>
+    writeFile(cursorFile, JSON.stringify(cursor)).catch((err: Error) =>
+      log.warn({ err: err.message }, "could not save the spool cursor"),
+    );
 
   return {
     append(lines) {
       if (closed) return Promise.reject(new Error("spool is closed"));
       const frame = encodeFrame(lines);
       if (depth.bytes + reserved + frame.length > maxBytes) {
-        return Promise.reject(new SpoolFullError(`the spool is full (${depth.bytes + reserved} of ${maxBytes} bytes); refusing until InfluxDB takes the backlog`));
+        return Promise.reject(
+          new SpoolFullError(
+            `the spool is full (${depth.bytes + reserved} of ${maxBytes} bytes); refusing until InfluxDB takes the backlog`,
+          ),
+        );
       }
       reserved += frame.length;
-      const done = new Promise<void>((resolve, reject) => pending.push({ frame, points: lines.length, resolve, reject }));
+      const done = new Promise<void>((resolve, reject) =>
+        pending.push({ frame, points: lines.length, resolve, reject }),
+      );
       void kick();
       return done;
     },
@@ -219,7 +241,12 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
       const fd = await readerFor(cursor.seq);
       const end = sizes.get(cursor.seq)!;
-      const read: { lines: Line[]; size: number; points: number; batches: number } = { lines: [], size: 0, points: 0, batches: 0 };
+      const read: { lines: Line[]; size: number; points: number; batches: number } = {
+        lines: [],
+        size: 0,
+        points: 0,
+        batches: 0,
+      };
       // One read for many frames; a frame larger than the chunk is read on its own.
       let chunk = Buffer.alloc(0);
       let chunkAt = cursor.offset;
@@ -239,10 +266,15 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         const count = header.readUInt32BE(4);
         const sum = header.readUInt32BE(8);
         if (read.batches > 0 && read.lines.length + count > maxLines) break;
-        if (at + HEADER + length > end) throw new Error(`spool frame at ${segmentName(cursor.seq)}:${at} runs past the end of its segment`);
+        if (at + HEADER + length > end)
+          throw new Error(`spool frame at ${segmentName(cursor.seq)}:${at} runs past the end of its segment`);
         const body = await bytesAt(at + HEADER, length);
         // Damaged on disk after it was written: skipping it loses that batch, keeping it would stop the replay for good.
-        if (checksum(body) !== sum) log.error({ segment: segmentName(cursor.seq), offset: at, points: count }, "spool batch damaged on disk; skipped");
+        if (checksum(body) !== sum)
+          log.error(
+            { segment: segmentName(cursor.seq), offset: at, points: count },
+            "spool batch damaged on disk; skipped",
+          );
         else for (const line of decodeBody(body)) read.lines.push(line);
         read.size += HEADER + length;
         read.points += count;
@@ -295,7 +327,8 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
 async function readCursor(file: string): Promise<{ seq: number; offset: number }> {
   try {
     const parsed = JSON.parse(await readFile(file, "utf8")) as { seq?: unknown; offset?: unknown };
-    if (Number.isSafeInteger(parsed.seq) && Number.isSafeInteger(parsed.offset)) return { seq: parsed.seq as number, offset: parsed.offset as number };
+    if (Number.isSafeInteger(parsed.seq) && Number.isSafeInteger(parsed.offset))
+      return { seq: parsed.seq as number, offset: parsed.offset as number };
   } catch {
     // missing or damaged: replay from the first segment (replay is idempotent)
   }

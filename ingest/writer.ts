@@ -78,7 +78,7 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   const settle = (batch: Batch, err?: Error) => {
     inFlight -= 1;
     pending -= batch.points.length;
-    for (const waiter of batch.waiters) (err ? waiter.reject(err) : waiter.resolve());
+    for (const waiter of batch.waiters) err ? waiter.reject(err) : waiter.resolve();
     pump();
     if (inFlight === 0 && queue.length === 0 && current.points.length === 0) idle.splice(0).forEach((f) => f());
   };
@@ -87,16 +87,30 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
     for (let attempt = 0; ; attempt += 1) {
       try {
         await writeSplitting(batch.points);
-        if (attempt > 0) log.info({ part: "writer", points: batch.points.length, attempts: attempt + 1 }, "InfluxDB write succeeded after retry");
+        if (attempt > 0)
+          log.info(
+            { part: "writer", points: batch.points.length, attempts: attempt + 1 },
+            "InfluxDB write succeeded after retry",
+          );
         return;
       } catch (err) {
         const e = err as StoreWriteError;
         if (giveUpAt !== undefined && Date.now() >= giveUpAt) {
-          log.error({ part: "writer", points: batch.points.length, status: e.status, err: e.message }, "InfluxDB unreachable at shutdown; points not stored");
+          log.error(
+            { part: "writer", points: batch.points.length, status: e.status, err: e.message },
+            "InfluxDB unreachable at shutdown; points not stored",
+          );
           throw err;
         }
-        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6), giveUpAt === undefined ? Infinity : Math.max(0, giveUpAt - Date.now()));
-        log.warn({ part: "writer", points: batch.points.length, status: e.status, err: e.message, retryInMs: delay }, "InfluxDB write failed; retrying");
+        const delay = Math.min(
+          5000,
+          100 * 2 ** Math.min(attempt, 6),
+          giveUpAt === undefined ? Infinity : Math.max(0, giveUpAt - Date.now()),
+        );
+        log.warn(
+          { part: "writer", points: batch.points.length, status: e.status, err: e.message, retryInMs: delay },
+          "InfluxDB write failed; retrying",
+        );
         await new Promise((resolve) => setTimeout(resolve, delay));
       }
     }

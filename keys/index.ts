@@ -14,7 +14,12 @@ const KEY_ID = /^k-[0-9a-f]{10}$/;
 const MAX_LIFETIME_MS = 3 * 365 * 86_400_000;
 
 export const keyInputSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$/, "1-64 characters: letters, digits, spaces, '.', '_', '@' or '-', starting with a letter or digit"),
+  name: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}$/,
+      "1-64 characters: letters, digits, spaces, '.', '_', '@' or '-', starting with a letter or digit",
+    ),
   role: z.enum(["admin", "product", "support"], { error: "one of admin, product, support" }),
   /** A lifetime such as 90d; without it the key lasts until it is revoked. */
   expiresIn: z
@@ -69,7 +74,16 @@ interface Entry {
   tokenHash: string;
 }
 
-type Row = { time: Date; key: string; op: string; name?: string; role?: string; token_hash?: string; by?: string; expires_at?: number };
+type Row = {
+  time: Date;
+  key: string;
+  op: string;
+  name?: string;
+  role?: string;
+  token_hash?: string;
+  by?: string;
+  expires_at?: number;
+};
 
 /**
  * Staff API keys (admin, product, support), managed by the admin. Change
@@ -140,11 +154,27 @@ export async function startKeys(deps: { store: Store; log: Logger }): Promise<Ke
         {
           measurement: MEASUREMENT,
           tags: { key: id },
-          fields: { op: "created", name: input.name, role: input.role, token_hash: tokenHash, by, ...(expiresAt ? { expires_at: expiresAt.getTime() } : {}) },
+          fields: {
+            op: "created",
+            name: input.name,
+            role: input.role,
+            token_hash: tokenHash,
+            by,
+            ...(expiresAt ? { expires_at: expiresAt.getTime() } : {}),
+          },
           timestamp: String(micros),
         },
       ]);
-      const key: ApiKey = { id, name: input.name, role: input.role, createdAt, createdBy: by, expiresAt, revokedAt: undefined, revokedBy: undefined };
+      const key: ApiKey = {
+        id,
+        name: input.name,
+        role: input.role,
+        createdAt,
+        createdBy: by,
+        expiresAt,
+        revokedAt: undefined,
+        revokedBy: undefined,
+      };
       keys.set(id, { key, tokenHash });
       log.info({ key: id, role: input.role, by }, "API key created");
       return { key, token };
@@ -155,7 +185,9 @@ export async function startKeys(deps: { store: Store; log: Logger }): Promise<Ke
       if (!entry) throw new KeyError("KEY_NOT_FOUND", `no API key '${id}'`);
       if (entry.key.revokedAt) return entry.key;
       const micros = nextMicros();
-      await deps.store.write([{ measurement: MEASUREMENT, tags: { key: id }, fields: { op: "revoked", by }, timestamp: String(micros) }]);
+      await deps.store.write([
+        { measurement: MEASUREMENT, tags: { key: id }, fields: { op: "revoked", by }, timestamp: String(micros) },
+      ]);
       entry.key = { ...entry.key, revokedAt: new Date(Math.floor(micros / 1000)), revokedBy: by };
       verified.delete(id);
       log.info({ key: id, by }, "API key revoked");

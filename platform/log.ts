@@ -6,6 +6,9 @@ export function createLogger(level: Config["logLevel"]): Logger {
   return pino({
     level,
     base: { svc: "refeed" },
-    redact: { paths: ["token", "password", "*.token", "*.password", "req.headers.authorization"], censor: "[redacted]" },
+    redact: {
+      paths: ["token", "password", "*.token", "*.password", "req.headers.authorization"],
+      censor: "[redacted]",
+    },
   });
 }

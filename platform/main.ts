@@ -26,7 +26,8 @@ export async function main(): Promise<number> {
       return 3;
     }
     log.fatal({ code: e.code, err: e.message }, "refeed failed to start");
-    if (e.code === "EADDRINUSE") process.stderr.write(`refeed: ${e.message} (set REFEED_MQTT_PORT / REFEED_HTTP_PORT, 0 picks a free port)\n`);
+    if (e.code === "EADDRINUSE")
+      process.stderr.write(`refeed: ${e.message} (set REFEED_MQTT_PORT / REFEED_HTTP_PORT, 0 picks a free port)\n`);
     return 1;
   }
   const running = platform;

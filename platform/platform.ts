@@ -56,13 +56,17 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     // The broker is created after the parts that feed it, so actions publish through a late-bound edge.
     let broker: Broker | undefined;
     const publisher: Publisher = {
-      publish: (topic, payload, opts) => (broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started"))),
+      publish: (topic, payload, opts) =>
+        broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started")),
     };
     // Customers: which devices serve each of them (links, shared-device sessions), and their tokens.
     const subjects: Subjects = await startSubjects({ sessionTtlMs: config.subjects.sessionTtl }, { store, log });
     closers.push(() => subjects.close());
     const { touchpoints } = subjects;
-    const actions: Actions = await startActions({ suggestionTtlMs: config.rules.suggestionTtl }, { store, registry, touchpoints, publisher, log });
+    const actions: Actions = await startActions(
+      { suggestionTtlMs: config.rules.suggestionTtl },
+      { store, registry, touchpoints, publisher, log },
+    );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
     const consent: Consent = await startConsent({ store, log });
@@ -82,28 +86,44 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     let touchHealth: (device: string) => void = () => {};
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
-    const ingest: Ingest = await startIngest({ ...config.ingest, spoolDir: path.join(config.dataDir, "spool"), commitLogDir: path.join(config.dataDir, "commit-log") }, {
-      store,
-      log,
-      consent,
-      metrics,
-      onMessage: (msg) => {
-        touchpoints.observe(msg);
-        rules.handle(msg);
-        touchHealth(msg.device);
+    const ingest: Ingest = await startIngest(
+      {
+        ...config.ingest,
+        spoolDir: path.join(config.dataDir, "spool"),
+        commitLogDir: path.join(config.dataDir, "commit-log"),
       },
-      onAck: (ack) => {
-        actions.ack(ack);
-        touchHealth(ack.device);
+      {
+        store,
+        log,
+        consent,
+        metrics,
+        onMessage: (msg) => {
+          touchpoints.observe(msg);
+          rules.handle(msg);
+          touchHealth(msg.device);
+        },
+        onAck: (ack) => {
+          actions.ack(ack);
+          touchHealth(ack.device);
+        },
       },
-    });
+    );
     closers.push(() => ingest.close());
     // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
     const presence = await startPresence({
       store,
       log,
       onEvent: (e) => {
-        rules.handle({ kind: "presence", device: e.device, subject: undefined, ts: e.ts, tsFromDevice: false, event: e.event, reason: e.reason, transport: e.transport });
+        rules.handle({
+          kind: "presence",
+          device: e.device,
+          subject: undefined,
+          ts: e.ts,
+          tsFromDevice: false,
+          event: e.event,
+          reason: e.reason,
+          transport: e.transport,
+        });
         touchHealth(e.device);
       },
     });
@@ -116,20 +136,52 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const admin = await adminAuthenticator({
       token: config.adminToken,
       dataDir: config.dataDir,
-      announce: options.announceAdminToken ?? ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
+      announce:
+        options.announceAdminToken ??
+        ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     // Staff API keys (admin, product, support), rebuilt from InfluxDB.
     const keys = await startKeys({ store, log });
     closers.push(() => keys.close());
-    const health = await startHealth(config.health, { store, log, devices: registry, links: touchpoints, presence, actions, consent });
+    const health = await startHealth(config.health, {
+      store,
+      log,
+      devices: registry,
+      links: touchpoints,
+      presence,
+      actions,
+      consent,
+    });
     closers.push(() => health.close());
     touchHealth = (device) => health.touch(device);
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
     const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;
-    const privacy = startPrivacy({ store, log, views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest } });
+    const privacy = startPrivacy({
+      store,
+      log,
+      views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest },
+    });
     closers.push(() => privacy.close());
-    const api: Api = await startApi(config.http, { log, store, registry, auth, mqtt, rules, actions, presence, delivery: actions.delivery, ingest, consent, metrics, touchpoints, tokens: subjects.tokens, privacy, keys, health });
+    const api: Api = await startApi(config.http, {
+      log,
+      store,
+      registry,
+      auth,
+      mqtt,
+      rules,
+      actions,
+      presence,
+      delivery: actions.delivery,
+      ingest,
+      consent,
+      metrics,
+      touchpoints,
+      tokens: subjects.tokens,
+      privacy,
+      keys,
+      health,
+    });
     closers.push(() => api.close());
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);

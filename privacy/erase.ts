@@ -67,16 +67,25 @@ const BATCH = 200;
  * have the mention redacted (someone else's record), and a last scan checks
  * that nothing is left. Idempotent: a retry after a failure finishes the job.
  */
-export async function eraseSubject(subject: string, by: string, deps: { store: Store; log: Logger; views: ErasableViews }): Promise<ErasureReport> {
+export async function eraseSubject(
+  subject: string,
+  by: string,
+  deps: { store: Store; log: Logger; views: ErasableViews },
+): Promise<ErasureReport> {
   const { store, views } = deps;
   const log = deps.log.child({ part: "privacy" });
   if (views.ingest.spoolDepth.points > 0) {
-    throw new ErasureError("SPOOL_NOT_EMPTY", "InfluxDB is catching up with data spooled during an outage, which may include this customer's; erase again once it is done");
+    throw new ErasureError(
+      "SPOOL_NOT_EMPTY",
+      "InfluxDB is catching up with data spooled during an outage, which may include this customer's; erase again once it is done",
+    );
   }
   const started = Date.now();
   // The devices whose own windows counted this customer's messages, to warm them again without.
   const used = new Set<string>();
-  for (const rows of await store.exec(`SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = ${literal(subject)}`)) {
+  for (const rows of await store.exec(
+    `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = ${literal(subject)}`,
+  )) {
     for (const row of rows) used.add(String(row.value));
   }
 
@@ -92,7 +101,8 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
 
   const deleted: Record<string, number> = {};
   const redacted: Record<string, number> = {};
-  const add = (counts: Record<string, number>, measurement: string, n: number) => n > 0 && (counts[measurement] = (counts[measurement] ?? 0) + n);
+  const add = (counts: Record<string, number>, measurement: string, n: number) =>
+    n > 0 && (counts[measurement] = (counts[measurement] ?? 0) + n);
 
   const all = await shapes(store);
   for (const shape of all) {
@@ -100,7 +110,14 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
     if (tags.length === 0 || policyOf(shape.name) === "keep") continue;
     const where = tags.map((t) => `${ident(t)} = ${literal(SUBJECT_TAGS[t]!(subject))}`).join(" OR ");
     const [counts = []] = await store.exec(`SELECT count(*) FROM ${ident(shape.name)} WHERE ${where}`);
-    const n = Math.max(0, ...counts.flatMap((row) => Object.entries(row).filter(([k]) => k.startsWith("count_")).map(([, v]) => Number(v))));
+    const n = Math.max(
+      0,
+      ...counts.flatMap((row) =>
+        Object.entries(row)
+          .filter(([k]) => k.startsWith("count_"))
+          .map(([, v]) => Number(v)),
+      ),
+    );
     if (n === 0) continue;
     await store.exec(`DROP SERIES FROM ${ident(shape.name)} WHERE ${where}`);
     add(deleted, shape.name, n);
@@ -111,10 +128,18 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
   for await (const { shape, matches } of scan(store, subject, (s) => policyOf(s.name) !== "keep")) {
     const own = matches.filter((m) => m.own).map((m) => m.row);
     for (let i = 0; i < own.length; i += BATCH) {
-      await store.exec(own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)).join("; "));
+      await store.exec(
+        own
+          .slice(i, i + BATCH)
+          .map((row) => deleteOne(shape, row))
+          .join("; "),
+      );
     }
     add(deleted, shape.name, own.length);
-    const rewrites = matches.filter((m) => !m.own).map((m) => redacted_(shape, m.row, subject, named)).filter((p) => Object.keys(p.fields ?? {}).length > 0);
+    const rewrites = matches
+      .filter((m) => !m.own)
+      .map((m) => redacted_(shape, m.row, subject, named))
+      .filter((p) => Object.keys(p.fields ?? {}).length > 0);
     await store.writeNanos(rewrites);
     add(redacted, shape.name, rewrites.length);
   }
@@ -122,7 +147,8 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
   await views.rules.forgetSubject(subject, [...used]);
 
   const remaining: Record<string, number> = {};
-  for await (const { shape, matches } of scan(store, subject, undefined, true)) add(remaining, shape.name, matches.length);
+  for await (const { shape, matches } of scan(store, subject, undefined, true))
+    add(remaining, shape.name, matches.length);
 
   const id = `era_${randomBytes(9).toString("base64url")}`;
   const salt = randomBytes(16).toString("base64url");
@@ -131,11 +157,28 @@ export async function eraseSubject(subject: string, by: string, deps: { store: S
   await store.write([
     {
       measurement: ERASURES,
-      fields: { erasure: id, subject_hash: subjectHash(subject, salt), salt, by, points: total, detail: JSON.stringify({ deleted, redacted, remaining }) },
+      fields: {
+        erasure: id,
+        subject_hash: subjectHash(subject, salt),
+        salt,
+        by,
+        points: total,
+        detail: JSON.stringify({ deleted, redacted, remaining }),
+      },
       timestamp: String(micros),
     },
   ]);
-  log.info({ erasure: id, by, deleted: total, redacted: Object.values(redacted).reduce((a, b) => a + b, 0), remaining, ms: Date.now() - started }, "subject erased");
+  log.info(
+    {
+      erasure: id,
+      by,
+      deleted: total,
+      redacted: Object.values(redacted).reduce((a, b) => a + b, 0),
+      remaining,
+      ms: Date.now() - started,
+    },
+    "subject erased",
+  );
   return { subject, erasure: id, at: new Date(Math.floor(micros / 1000)).toISOString(), deleted, redacted, remaining };
 }
 

@@ -12,7 +12,11 @@ import { condition, scan, shapes, type Shape } from "./scan.ts";
 /** The in-memory views an export reads: what they hold is rebuilt from the same InfluxDB points the export streams. */
 export interface ExportViews {
   consent: { current(subject: string): ConsentState; history(subject: string): ConsentChange[] };
-  actions: { profileOf(owner: Owner): Record<string, unknown>; actionsOf(subject: string): ActionRecord[]; participation(owner: Owner): Participation };
+  actions: {
+    profileOf(owner: Owner): Record<string, unknown>;
+    actionsOf(subject: string): ActionRecord[];
+    participation(owner: Owner): Participation;
+  };
   touchpoints: { linksOf(subject: string): Link[]; sessionsOf(subject: string): TouchpointSession[] };
   tokens: { list(subject: string): SubjectToken[] };
 }
@@ -28,7 +32,8 @@ const HIDDEN = new Set(["token_hash"]);
 /** A stored point as the customer sees it: time, tags and fields, without empty columns or hashes. */
 function clean(row: RawRow): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(row)) if (v !== null && v !== undefined && !HIDDEN.has(k) && !k.startsWith("@")) out[k] = v;
+  for (const [k, v] of Object.entries(row))
+    if (v !== null && v !== undefined && !HIDDEN.has(k) && !k.startsWith("@")) out[k] = v;
   return out;
 }
 
@@ -38,18 +43,27 @@ const iso = (d: Date | undefined) => (d ? d.toISOString() : null);
 async function summary(subject: string, deps: ExportDeps) {
   const { views } = deps;
   const owner: Owner = `subject:${subject}`;
-  const [sentiment] = (await deps.store.exec(`SELECT count(sentiment) AS n, mean(sentiment) AS mean FROM feedback WHERE "subject" = ${literal(subject)}`))[0] ?? [];
+  const [sentiment] =
+    (
+      await deps.store.exec(
+        `SELECT count(sentiment) AS n, mean(sentiment) AS mean FROM feedback WHERE "subject" = ${literal(subject)}`,
+      )
+    )[0] ?? [];
   return {
     consent: {
       current: views.consent.current(subject),
-      history: views.consent.history(subject).map((c) => ({ purpose: c.purpose, granted: c.granted, by: c.by, at: c.at.toISOString() })),
+      history: views.consent
+        .history(subject)
+        .map((c) => ({ purpose: c.purpose, granted: c.granted, by: c.by, at: c.at.toISOString() })),
     },
     profile: views.actions.profileOf(owner),
     touchpoints: {
       linked: views.touchpoints.linksOf(subject).map((l) => ({ device: l.device, since: iso(l.since), by: l.by })),
       sessions: views.touchpoints.sessionsOf(subject).map((s) => ({ device: s.device, since: iso(s.since) })),
     },
-    tokens: views.tokens.list(subject).map((t) => ({ id: t.id, label: t.label ?? null, createdAt: iso(t.createdAt), revokedAt: iso(t.revokedAt) })),
+    tokens: views.tokens
+      .list(subject)
+      .map((t) => ({ id: t.id, label: t.label ?? null, createdAt: iso(t.createdAt), revokedAt: iso(t.revokedAt) })),
     actions: views.actions.actionsOf(subject).map((a) => ({
       id: a.id,
       rule: a.rule,
@@ -115,13 +129,20 @@ export async function* exportJson(subject: string, deps: ExportDeps): AsyncGener
 
 /** Spreadsheet-safe CSV: a cell that a spreadsheet would run as a formula (=, +, -, @) is escaped. */
 const csv = (rows: unknown[][], columns: string[] | undefined) =>
-  stringify(rows.map((r) => r.map((v) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : v))), {
-    ...(columns ? { header: true, columns } : {}),
-    escape_formulas: true,
-  });
+  stringify(
+    rows.map((r) => r.map((v) => (v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : v))),
+    {
+      ...(columns ? { header: true, columns } : {}),
+      escape_formulas: true,
+    },
+  );
 
 /** Columns of a measurement's file: time, its tags, its fields (the catalogue's, known before the first row). */
-const columnsOf = (shape: Shape) => ["time", ...shape.tags, ...shape.fields.map((f) => f.key).filter((k) => !HIDDEN.has(k) && !shape.tags.includes(k))];
+const columnsOf = (shape: Shape) => [
+  "time",
+  ...shape.tags,
+  ...shape.fields.map((f) => f.key).filter((k) => !HIDDEN.has(k) && !shape.tags.includes(k)),
+];
 
 /**
  * The same export as CSV files in a zip, for people who open it in a
@@ -155,19 +176,45 @@ export function exportZip(subject: string, deps: ExportDeps): Readable {
   });
   add("consent.csv", async function* () {
     const { consent } = await summaryOnce();
-    yield csv(consent.history.map((c) => [c.at, c.purpose, c.granted, c.by]), ["at", "purpose", "granted", "by"]);
+    yield csv(
+      consent.history.map((c) => [c.at, c.purpose, c.granted, c.by]),
+      ["at", "purpose", "granted", "by"],
+    );
   });
   add("profile.csv", async function* () {
     const { profile } = await summaryOnce();
-    yield csv(Object.entries(profile).map(([k, v]) => [k, JSON.stringify(v)]), ["key", "value"]);
+    yield csv(
+      Object.entries(profile).map(([k, v]) => [k, JSON.stringify(v)]),
+      ["key", "value"],
+    );
   });
   add("touchpoints.csv", async function* () {
     const { touchpoints } = await summaryOnce();
-    yield csv([...touchpoints.linked.map((l) => [l.device, "linked", l.since, l.by]), ...touchpoints.sessions.map((s) => [s.device, "session", s.since, ""])], ["device", "relation", "since", "by"]);
+    yield csv(
+      [
+        ...touchpoints.linked.map((l) => [l.device, "linked", l.since, l.by]),
+        ...touchpoints.sessions.map((s) => [s.device, "session", s.since, ""]),
+      ],
+      ["device", "relation", "since", "by"],
+    );
   });
   add("actions.csv", async function* () {
     const { actions } = await summaryOnce();
-    const rows = actions.flatMap((a) => a.transitions.map((t) => [a.id, a.rule, a.kind, a.key, a.value, a.why, t.status, t.at, t.device, t.by ?? "", t.reason ?? ""]));
+    const rows = actions.flatMap((a) =>
+      a.transitions.map((t) => [
+        a.id,
+        a.rule,
+        a.kind,
+        a.key,
+        a.value,
+        a.why,
+        t.status,
+        t.at,
+        t.device,
+        t.by ?? "",
+        t.reason ?? "",
+      ]),
+    );
     yield csv(rows, ["action", "rule", "kind", "key", "value", "why", "status", "at", "device", "by", "reason"]);
   });
   add("scores.csv", async function* () {
@@ -195,7 +242,10 @@ export function exportZip(subject: string, deps: ExportDeps): Readable {
           const columns = columnsOf(shape);
           let header = true;
           for await (const { matches } of scan(deps.store, subject, (s) => s.name === shape.name)) {
-            yield csv(matches.map(({ row }) => columns.map((c) => row[c])), header ? columns : undefined);
+            yield csv(
+              matches.map(({ row }) => columns.map((c) => row[c])),
+              header ? columns : undefined,
+            );
             header = false;
           }
           if (header) yield csv([], columns);

@@ -35,7 +35,9 @@ export const REDACTED = "[erased]";
 /** The value with every `namedPattern` mention of the subject replaced; an exact match becomes empty. */
 export function redact(value: string, subject: string): string {
   if (value === subject) return "";
-  return value.replaceAll(`"${subject}"`, `"${REDACTED}"`).replace(new RegExp(`subject:${escape(subject)}(?![A-Za-z0-9._:-])`, "g"), `subject:${REDACTED}`);
+  return value
+    .replaceAll(`"${subject}"`, `"${REDACTED}"`)
+    .replace(new RegExp(`subject:${escape(subject)}(?![A-Za-z0-9._:-])`, "g"), `subject:${REDACTED}`);
 }
 
 /** InfluxQL identifier and string literal quoting. */

@@ -43,10 +43,15 @@ export interface Match {
 }
 
 export async function shapes(store: Store): Promise<Shape[]> {
-  const [names = [], tagRows = [], fieldRows = []] = await store.exec("SHOW MEASUREMENTS; SHOW TAG KEYS; SHOW FIELD KEYS");
-  const byName = new Map<string, Shape>(names.map((r) => [String(r.name), { name: String(r.name), tags: [], fields: [] }]));
+  const [names = [], tagRows = [], fieldRows = []] = await store.exec(
+    "SHOW MEASUREMENTS; SHOW TAG KEYS; SHOW FIELD KEYS",
+  );
+  const byName = new Map<string, Shape>(
+    names.map((r) => [String(r.name), { name: String(r.name), tags: [], fields: [] }]),
+  );
   for (const r of tagRows) byName.get(String(r[SERIES]))?.tags.push(String(r.tagKey));
-  for (const r of fieldRows) byName.get(String(r[SERIES]))?.fields.push({ key: String(r.fieldKey), type: String(r.fieldType) });
+  for (const r of fieldRows)
+    byName.get(String(r[SERIES]))?.fields.push({ key: String(r.fieldKey), type: String(r.fieldType) });
   return [...byName.values()].sort((a, b) => a.name.localeCompare(b.name));
 }
 
@@ -87,12 +92,20 @@ export async function* scan(
     const where = condition(shape, subject, loose);
     if (!where) continue;
     for await (const rows of store.stream(`SELECT * FROM ${ident(shape.name)} WHERE ${where}`)) {
-      yield { shape, matches: rows.map((row) => ({ row, own: policy === "erase" || taggedWith(shape, row, subject) })) };
+      yield {
+        shape,
+        matches: rows.map((row) => ({ row, own: policy === "erase" || taggedWith(shape, row, subject) })),
+      };
     }
   }
 }
 
-async function* actionLog(store: Store, shape: Shape, subject: string, loose: boolean): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
+async function* actionLog(
+  store: Store,
+  shape: Shape,
+  subject: string,
+  loose: boolean,
+): AsyncGenerator<{ shape: Shape; matches: Match[] }> {
   const ids = new Set<string>();
   const named = new RegExp(loose ? tokenPattern(subject) : namedPattern(subject));
   const strings = shape.fields.filter((f) => f.type === "string").map((f) => f.key);
@@ -102,7 +115,8 @@ async function* actionLog(store: Store, shape: Shape, subject: string, loose: bo
       const action = String(row.action ?? "");
       if (row.status === "proposed" && (row.owner === `subject:${subject}` || row.subject === subject)) ids.add(action);
       if (ids.has(action)) matches.push({ row, own: true });
-      else if (strings.some((key) => typeof row[key] === "string" && named.test(row[key] as string))) matches.push({ row, own: false });
+      else if (strings.some((key) => typeof row[key] === "string" && named.test(row[key] as string)))
+        matches.push({ row, own: false });
     }
     if (matches.length > 0) yield { shape, matches };
   }

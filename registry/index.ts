@@ -9,9 +9,15 @@ export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 export const provisionSchema = z.strictObject({
-  id: z.string().regex(DEVICE_ID, "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit").optional(),
+  id: z
+    .string()
+    .regex(DEVICE_ID, "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit")
+    .optional(),
   subject: z.string().regex(SUBJECT_ID, "1-128 characters: letters, digits, '.', '_', ':' or '-'").optional(),
-  kind: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "1-32 lowercase letters, digits, '_' or '-'").optional(),
+  kind: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,31}$/, "1-32 lowercase letters, digits, '_' or '-'")
+    .optional(),
 });
 export type ProvisionInput = z.infer<typeof provisionSchema>;
 
@@ -32,8 +38,7 @@ export interface RegistryChange {
 }
 
 export type AuthResult =
-  | { ok: true; device: Device }
-  | { ok: false; reason: "unknown_device" | "bad_token" | "revoked" };
+  { ok: true; device: Device } | { ok: false; reason: "unknown_device" | "bad_token" | "revoked" };
 
 export class RegistryError extends Error {
   constructor(
@@ -97,7 +102,10 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       try {
         listener(change);
       } catch (err) {
-        log.error({ part: "registry", device: change.device, op: change.op, err: (err as Error).message }, "registry change listener failed");
+        log.error(
+          { part: "registry", device: change.device, op: change.op, err: (err as Error).message },
+          "registry change listener failed",
+        );
       }
     }
   };
@@ -175,13 +183,22 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
 
     rotate(id) {
       return oneAtATime(id, async () => {
-        if (existing(id).revoked) throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
+        if (existing(id).revoked)
+          throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
         const token = generateOwnedToken("rfd", id);
         const tokenHash = await hashToken(token);
         const entry = existing(id);
-        if (entry.revoked) throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
+        if (entry.revoked)
+          throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
         const micros = nextMicros();
-        await store.write([{ measurement: MEASUREMENT, tags: { device: id }, fields: { op: "rotated", token_hash: tokenHash }, timestamp: String(micros) }]);
+        await store.write([
+          {
+            measurement: MEASUREMENT,
+            tags: { device: id },
+            fields: { op: "rotated", token_hash: tokenHash },
+            timestamp: String(micros),
+          },
+        ]);
         entry.tokenHash = tokenHash;
         entry.rotatedAt = new Date(Math.floor(micros / 1000));
         verified.delete(id);
@@ -196,7 +213,9 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
         const entry = existing(id);
         if (entry.revoked) return publicView(entry);
         const micros = nextMicros();
-        await store.write([{ measurement: MEASUREMENT, tags: { device: id }, fields: { op: "revoked" }, timestamp: String(micros) }]);
+        await store.write([
+          { measurement: MEASUREMENT, tags: { device: id }, fields: { op: "revoked" }, timestamp: String(micros) },
+        ]);
         entry.revoked = true;
         entry.revokedAt = new Date(Math.floor(micros / 1000));
         verified.delete(id);

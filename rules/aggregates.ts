@@ -36,25 +36,41 @@ export class Source {
     let value: Scalar | undefined;
     if (this.value) {
       const result = this.value({ msg: celMsg });
-      if (result.ok && (typeof result.value === "number" || typeof result.value === "string" || typeof result.value === "boolean")) value = result.value;
+      if (
+        result.ok &&
+        (typeof result.value === "number" || typeof result.value === "string" || typeof result.value === "boolean")
+      )
+        value = result.value;
     }
     if (this.window.kind === "sessions") {
       sessions?.add(this.id, value, msg.ts);
       return;
     }
     let window = this.windows.get(key);
-    if (!window) this.windows.set(key, (window = this.window.kind === "time" ? new TimeWindow(this.window.ms) : new CountWindow(this.window.n)));
+    if (!window)
+      this.windows.set(
+        key,
+        (window = this.window.kind === "time" ? new TimeWindow(this.window.ms) : new CountWindow(this.window.n)),
+      );
     window.add(value, msg.ts);
   }
 
-  read(key: string, now: number, sessions: SessionLog | undefined): { stats: Stats | undefined; sessions: number; withSource: number } {
+  read(
+    key: string,
+    now: number,
+    sessions: SessionLog | undefined,
+  ): { stats: Stats | undefined; sessions: number; withSource: number } {
     if (this.window.kind === "sessions") {
       if (!sessions) return { stats: undefined, sessions: 0, withSource: 0 };
       return sessions.read(this.id, this.window.n, this.withValues);
     }
     const window = this.windows.get(key);
     if (!window) return { stats: undefined, sessions: 0, withSource: 0 };
-    return { stats: window instanceof TimeWindow ? window.read(now, this.withValues) : window.read(), sessions: 0, withSource: 0 };
+    return {
+      stats: window instanceof TimeWindow ? window.read(now, this.withValues) : window.read(),
+      sessions: 0,
+      withSource: 0,
+    };
   }
 
   forget(key: string): void {
@@ -69,7 +85,11 @@ export class Source {
 export const VALUE_FNS: ReadonlySet<string> = new Set(["mode", "mode_share", "distinct"]);
 
 /** The value an aggregate function gives over a window's statistics; null when there is nothing to give. */
-export function aggregateValue(fn: AggregateSpec["fn"], read: { stats: Stats | undefined; sessions: number; withSource: number }, hasSource: boolean): unknown {
+export function aggregateValue(
+  fn: AggregateSpec["fn"],
+  read: { stats: Stats | undefined; sessions: number; withSource: number },
+  hasSource: boolean,
+): unknown {
   const s = read.stats;
   switch (fn) {
     case "count":

@@ -66,10 +66,18 @@ export class Catalog {
     const apiText = new Map<string, { text: string; version: number; at: Date; by: string }>();
     const toggles = new Map<string, boolean>();
     for (const row of rows) {
-      catalog.remember(row.rule, { version: Number(row.version ?? 0), at: row.time.toISOString(), by: row.by, op: row.op, origin: row.origin, ...(row.text ? { text: row.text } : {}) });
+      catalog.remember(row.rule, {
+        version: Number(row.version ?? 0),
+        at: row.time.toISOString(),
+        by: row.by,
+        op: row.op,
+        origin: row.origin,
+        ...(row.text ? { text: row.text } : {}),
+      });
       if (row.op === "version") {
         toggles.delete(row.rule);
-        if (row.origin === "api") apiText.set(row.rule, { text: row.text ?? "", version: Number(row.version), at: row.time, by: row.by });
+        if (row.origin === "api")
+          apiText.set(row.rule, { text: row.text ?? "", version: Number(row.version), at: row.time, by: row.by });
         else apiText.delete(row.rule);
       } else if (row.op === "delete") {
         apiText.delete(row.rule);
@@ -80,7 +88,14 @@ export class Catalog {
     for (const [id, stored] of apiText) {
       try {
         const rule = loadRule(stored.text, "api", options);
-        catalog.entries.set(id, { rule, origin: "api", version: stored.version, updatedAt: stored.at, updatedBy: stored.by, enabled: toggles.get(id) ?? rule.spec.enabled });
+        catalog.entries.set(id, {
+          rule,
+          origin: "api",
+          version: stored.version,
+          updatedAt: stored.at,
+          updatedBy: stored.by,
+          enabled: toggles.get(id) ?? rule.spec.enabled,
+        });
       } catch (err) {
         log.error({ rule: id, err: (err as Error).message }, "stored API rule no longer loads; it is not running");
       }
@@ -106,7 +121,9 @@ export class Catalog {
 
   /** The rules to run, with enable/disable applied. */
   active(): CompiledRule[] {
-    return this.list().map((e) => (e.enabled === e.rule.spec.enabled ? e.rule : { ...e.rule, spec: { ...e.rule.spec, enabled: e.enabled } }));
+    return this.list().map((e) =>
+      e.enabled === e.rule.spec.enabled ? e.rule : { ...e.rule, spec: { ...e.rule.spec, enabled: e.enabled } },
+    );
   }
 
   /** Creates or updates a rule through the API. Throws RuleError for a bad rule, CatalogError if a file owns the id. */
@@ -114,7 +131,10 @@ export class Catalog {
     const rule = loadRule(text, "api", this.options);
     const existing = this.entries.get(rule.spec.id);
     if (existing?.origin === "file") {
-      throw new CatalogError("RULE_OWNED_BY_FILE", `rule '${rule.spec.id}' is defined in ${existing.rule.source}; change it there`);
+      throw new CatalogError(
+        "RULE_OWNED_BY_FILE",
+        `rule '${rule.spec.id}' is defined in ${existing.rule.source}; change it there`,
+      );
     }
     if (existing && existing.rule.text === text) return existing;
     return this.record(rule, "api", by);
@@ -126,17 +146,29 @@ export class Catalog {
     for (const rule of rules) {
       const existing = this.entries.get(rule.spec.id);
       if (existing?.origin === "api") {
-        this.log.warn({ rule: rule.spec.id, file: rule.source }, "a rule file now defines a rule created through the API; the file wins");
+        this.log.warn(
+          { rule: rule.spec.id, file: rule.source },
+          "a rule file now defines a rule created through the API; the file wins",
+        );
       }
       if (existing?.origin === "file" && existing.rule.text === rule.text) {
         existing.rule = rule;
         continue;
       }
-      const last = this.versions(rule.spec.id).filter((v) => v.op === "version").at(-1);
+      const last = this.versions(rule.spec.id)
+        .filter((v) => v.op === "version")
+        .at(-1);
       if (!existing && last?.origin === "file" && last.text === rule.text) {
         // Unchanged since it was last recorded (a restart): no new version.
         const toggle = this.pendingToggles.get(rule.spec.id);
-        this.entries.set(rule.spec.id, { rule, origin: "file", version: last.version, updatedAt: new Date(last.at), updatedBy: last.by, enabled: toggle ?? rule.spec.enabled });
+        this.entries.set(rule.spec.id, {
+          rule,
+          origin: "file",
+          version: last.version,
+          updatedAt: new Date(last.at),
+          updatedBy: last.by,
+          enabled: toggle ?? rule.spec.enabled,
+        });
         continue;
       }
       await this.record(rule, "file", `file:${rule.source}`);
@@ -160,31 +192,62 @@ export class Catalog {
   async remove(id: string, by: string): Promise<void> {
     const entry = this.entries.get(id);
     if (!entry) throw new CatalogError("RULE_NOT_FOUND", `no rule '${id}'`);
-    if (entry.origin === "file") throw new CatalogError("RULE_OWNED_BY_FILE", `rule '${id}' is defined in ${entry.rule.source}; remove the file`);
+    if (entry.origin === "file")
+      throw new CatalogError("RULE_OWNED_BY_FILE", `rule '${id}' is defined in ${entry.rule.source}; remove the file`);
     await this.append({ rule: id, op: "delete", origin: "api", by });
     this.entries.delete(id);
   }
 
   private async record(rule: CompiledRule, origin: Origin, by: string): Promise<CatalogEntry> {
-    const version = (this.versions(rule.spec.id).filter((v) => v.op === "version").at(-1)?.version ?? 0) + 1;
+    const version =
+      (this.versions(rule.spec.id)
+        .filter((v) => v.op === "version")
+        .at(-1)?.version ?? 0) + 1;
     await this.append({ rule: rule.spec.id, op: "version", origin, by, version, text: rule.text });
-    const entry: CatalogEntry = { rule, origin, version, updatedAt: new Date(), updatedBy: by, enabled: rule.spec.enabled };
+    const entry: CatalogEntry = {
+      rule,
+      origin,
+      version,
+      updatedAt: new Date(),
+      updatedBy: by,
+      enabled: rule.spec.enabled,
+    };
     this.entries.set(rule.spec.id, entry);
     this.log.info({ rule: rule.spec.id, origin, version, by }, "rule version recorded");
     return entry;
   }
 
-  private async append(event: { rule: string; op: RuleVersion["op"]; origin: Origin; by: string; version?: number; text?: string }): Promise<void> {
+  private async append(event: {
+    rule: string;
+    op: RuleVersion["op"];
+    origin: Origin;
+    by: string;
+    version?: number;
+    text?: string;
+  }): Promise<void> {
     const micros = nextMicros();
     await this.store.write([
       {
         measurement: MEASUREMENT,
         tags: { rule: event.rule },
-        fields: { op: event.op, origin: event.origin, by: event.by, ...(event.version !== undefined ? { version: event.version } : {}), ...(event.text !== undefined ? { text: event.text } : {}) },
+        fields: {
+          op: event.op,
+          origin: event.origin,
+          by: event.by,
+          ...(event.version !== undefined ? { version: event.version } : {}),
+          ...(event.text !== undefined ? { text: event.text } : {}),
+        },
         timestamp: String(micros),
       },
     ]);
-    this.remember(event.rule, { version: event.version ?? 0, at: new Date(Math.floor(micros / 1000)).toISOString(), by: event.by, op: event.op, origin: event.origin, ...(event.text ? { text: event.text } : {}) });
+    this.remember(event.rule, {
+      version: event.version ?? 0,
+      at: new Date(Math.floor(micros / 1000)).toISOString(),
+      by: event.by,
+      op: event.op,
+      origin: event.origin,
+      ...(event.text ? { text: event.text } : {}),
+    });
   }
 
   private remember(id: string, version: RuleVersion): void {

@@ -6,7 +6,9 @@ export class CelCompileError extends Error {
   readonly code = "REFEED_RULE_CEL";
 }
 
-export type Evaluate = (bindings: Record<string, unknown>) => { ok: true; value: unknown } | { ok: false; error: string };
+export type Evaluate = (
+  bindings: Record<string, unknown>,
+) => { ok: true; value: unknown } | { ok: false; error: string };
 
 /** Parses and plans once; the returned function is what runs per message. */
 export function compile(source: string): Evaluate {
@@ -35,4 +37,3 @@ function toJson(value: CelValue): unknown {
   }
   return String(value);
 }
-

@@ -36,22 +36,41 @@ function walk(expr: Expr | undefined, locals: Set<string>, facts: ExprFacts): nu
       return 1;
     case "selectExpr": {
       const operand = kind.value.operand;
-      if (operand?.exprKind.case === "identExpr" && operand.exprKind.value.name === "agg" && !locals.has("agg")) facts.aggregates.add(kind.value.field);
+      if (operand?.exprKind.case === "identExpr" && operand.exprKind.value.name === "agg" && !locals.has("agg"))
+        facts.aggregates.add(kind.value.field);
       return 1 + walk(operand, locals, facts);
     }
     case "callExpr": {
       const own = kind.value.function === "matches" ? REGEX_COST : 1;
-      return own + walk(kind.value.target, locals, facts) + kind.value.args.reduce((sum, arg) => sum + walk(arg, locals, facts), 0);
+      return (
+        own +
+        walk(kind.value.target, locals, facts) +
+        kind.value.args.reduce((sum, arg) => sum + walk(arg, locals, facts), 0)
+      );
     }
     case "listExpr":
       return 1 + kind.value.elements.reduce((sum, e) => sum + walk(e, locals, facts), 0);
     case "structExpr":
-      return 1 + kind.value.entries.reduce((sum, e) => sum + walk(e.keyKind.case === "mapKey" ? e.keyKind.value : undefined, locals, facts) + walk(e.value, locals, facts), 0);
+      return (
+        1 +
+        kind.value.entries.reduce(
+          (sum, e) =>
+            sum +
+            walk(e.keyKind.case === "mapKey" ? e.keyKind.value : undefined, locals, facts) +
+            walk(e.value, locals, facts),
+          0,
+        )
+      );
     case "comprehensionExpr": {
       const c = kind.value;
       const inner = new Set([...locals, c.iterVar, c.accuVar, ...(c.iterVar2 ? [c.iterVar2] : [])]);
       const body = walk(c.loopCondition, inner, facts) + walk(c.loopStep, inner, facts);
-      return walk(c.iterRange, locals, facts) + walk(c.accuInit, locals, facts) + LARGEST_COLLECTION * body + walk(c.result, inner, facts);
+      return (
+        walk(c.iterRange, locals, facts) +
+        walk(c.accuInit, locals, facts) +
+        LARGEST_COLLECTION * body +
+        walk(c.result, inner, facts)
+      );
     }
     default:
       return 1;

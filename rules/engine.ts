@@ -21,7 +21,8 @@ export type Outcome =
   | {
       rule: string;
       fired: false;
-      reason: "condition_false" | "cooldown" | "no_subject" | "no_consent" | "prompt_cap" | "declined_recently" | "error";
+      reason:
+        "condition_false" | "cooldown" | "no_subject" | "no_consent" | "prompt_cap" | "declined_recently" | "error";
       detail?: string;
     };
 
@@ -59,7 +60,13 @@ export function celMessage(msg: RuleMessage): Record<string, unknown> {
     case "event":
       return { ...base, name: msg.name, props: msg.props };
     case "presence":
-      return { ...base, event: msg.event, online: msg.event === "connect", reason: msg.reason ?? "", transport: msg.transport ?? "" };
+      return {
+        ...base,
+        event: msg.event,
+        online: msg.event === "connect",
+        reason: msg.reason ?? "",
+        transport: msg.transport ?? "",
+      };
     case "feedback":
       return {
         ...base,
@@ -110,11 +117,13 @@ export class RuleEngine {
         if (VALUE_FNS.has(agg.spec.fn)) source.withValues = true;
         sources.set(id, source);
         own.push(source);
-        if (agg.spec.window.kind === "sessions") this.sessionCapacity = Math.max(this.sessionCapacity, agg.spec.window.n);
+        if (agg.spec.window.kind === "sessions")
+          this.sessionCapacity = Math.max(this.sessionCapacity, agg.spec.window.n);
       }
     }
     const sourcesByTrigger = new Map<string, Source[]>();
-    for (const source of sources.values()) if (source.of) sourcesByTrigger.set(source.of, [...(sourcesByTrigger.get(source.of) ?? []), source]);
+    for (const source of sources.values())
+      if (source.of) sourcesByTrigger.set(source.of, [...(sourcesByTrigger.get(source.of) ?? []), source]);
     this.byTrigger = byTrigger;
     this.sources = sources;
     this.sourcesByTrigger = sourcesByTrigger;
@@ -159,7 +168,9 @@ export class RuleEngine {
     const capped: Guards = { ...guards, lastPrompt: (target) => (asked.has(target) ? now : guards.lastPrompt(target)) };
     return rules.map((rule) => {
       const outcome = this.evaluateRule(rule, msg, celMsg, now, capped, reads);
-      if (outcome.fired) for (const a of outcome.actions) if (a.kind === "suggest") asked.add(a.scope === "subject" ? `subject:${a.subject}` : `device:${a.device}`);
+      if (outcome.fired)
+        for (const a of outcome.actions)
+          if (a.kind === "suggest") asked.add(a.scope === "subject" ? `subject:${a.subject}` : `device:${a.device}`);
       return outcome;
     });
   }
@@ -179,7 +190,8 @@ export class RuleEngine {
   /** Drops the device-scoped windows and sessions of these devices, to be warmed again from what InfluxDB holds now. */
   forgetDevices(devices: ReadonlySet<string>): void {
     for (const device of devices) this.sessions.device.delete(device);
-    for (const source of this.sources.values()) if (source.scope === "device") for (const device of devices) source.forget(device);
+    for (const source of this.sources.values())
+      if (source.scope === "device") for (const device of devices) source.forget(device);
   }
 
   /** Lengths of the device-scoped time windows. */
@@ -205,7 +217,12 @@ export class RuleEngine {
     for (const s of this.sources.values()) keys += s.keys;
     let rules = 0;
     for (const list of this.byTrigger.values()) rules += list.length;
-    return { rules, sources: this.sources.size, keys, sessionKeys: this.sessions.device.size + this.sessions.subject.size };
+    return {
+      rules,
+      sources: this.sources.size,
+      keys,
+      sessionKeys: this.sessions.device.size + this.sessions.subject.size,
+    };
   }
 
   private sessionLog(scope: "device" | "subject", key: string, create: boolean): SessionLog | undefined {
@@ -214,11 +231,19 @@ export class RuleEngine {
     return log;
   }
 
-  private evaluateRule(rule: CompiledRule, msg: RuleMessage, celMsg: Record<string, unknown>, now: number, guards: Guards, reads: Map<Source, ReturnType<Source["read"]>>): Outcome {
+  private evaluateRule(
+    rule: CompiledRule,
+    msg: RuleMessage,
+    celMsg: Record<string, unknown>,
+    now: number,
+    guards: Guards,
+    reads: Map<Source, ReturnType<Source["read"]>>,
+  ): Outcome {
     const { spec } = rule;
     const id = spec.id;
     if (spec.scope === "subject" && !msg.subject) return { rule: id, fired: false, reason: "no_subject" };
-    if (rule.purpose && msg.subject && !guards.consent(msg.subject, rule.purpose)) return { rule: id, fired: false, reason: "no_consent" };
+    if (rule.purpose && msg.subject && !guards.consent(msg.subject, rule.purpose))
+      return { rule: id, fired: false, reason: "no_consent" };
     const target = spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`;
     if (spec.cooldown !== undefined) {
       const last = guards.lastFired(id, target);
@@ -240,20 +265,28 @@ export class RuleEngine {
 
     if (rule.actions.some((a) => a.kind === "suggest")) {
       const declined = guards.declinedAt(id, target);
-      if (declined !== undefined && now - declined < this.guardConfig.declineBackoffMs) return { rule: id, fired: false, reason: "declined_recently" };
+      if (declined !== undefined && now - declined < this.guardConfig.declineBackoffMs)
+        return { rule: id, fired: false, reason: "declined_recently" };
       const asked = guards.lastPrompt(target);
       if (asked !== undefined && this.sessionsSince(target, asked) < this.guardConfig.promptEverySessions) {
-        return { rule: id, fired: false, reason: "prompt_cap", detail: `${this.sessionsSince(target, asked)} of ${this.guardConfig.promptEverySessions} sessions since the last prompt` };
+        return {
+          rule: id,
+          fired: false,
+          reason: "prompt_cap",
+          detail: `${this.sessionsSince(target, asked)} of ${this.guardConfig.promptEverySessions} sessions since the last prompt`,
+        };
       }
     }
 
     const why = explain(rule, bindings);
     const actions: ProposedAction[] = [];
     for (const action of rule.actions) {
-      let value: unknown = "value" in action.spec ? action.spec.value : "message" in action.spec ? action.spec.message : undefined;
+      let value: unknown =
+        "value" in action.spec ? action.spec.value : "message" in action.spec ? action.spec.message : undefined;
       if (action.valueExpr) {
         const result = action.valueExpr(bindings);
-        if (!result.ok) return { rule: id, fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
+        if (!result.ok)
+          return { rule: id, fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
         value = result.value;
       }
       actions.push({
@@ -282,7 +315,8 @@ function explain(rule: CompiledRule, bindings: Record<string, unknown>): string 
   const paths = [...new Set(rule.spec.when.match(/\b(msg|agg)(\.[A-Za-z_][A-Za-z0-9_]*)+/g) ?? [])];
   const values = paths.map((path) => {
     let node: unknown = bindings;
-    for (const part of path.split(".")) node = node && typeof node === "object" ? (node as Record<string, unknown>)[part] : undefined;
+    for (const part of path.split("."))
+      node = node && typeof node === "object" ? (node as Record<string, unknown>)[part] : undefined;
     return `${path} = ${JSON.stringify(node)}`;
   });
   const desc = rule.spec.description ? ` (${rule.spec.description})` : "";

@@ -20,10 +20,16 @@ export async function readHistory(
 ): Promise<number> {
   const events = [...triggers].filter((t) => t.startsWith("event:")).map((t) => t.slice("event:".length));
   const queries: Array<{ kind: Kind; q: (range: string) => string }> = [];
-  if (triggers.has("telemetry")) queries.push({ kind: "telemetry", q: (range) => `SELECT * FROM telemetry WHERE ${range}` });
-  if (triggers.has("feedback")) queries.push({ kind: "feedback", q: (range) => `SELECT * FROM feedback WHERE ${range}` });
+  if (triggers.has("telemetry"))
+    queries.push({ kind: "telemetry", q: (range) => `SELECT * FROM telemetry WHERE ${range}` });
+  if (triggers.has("feedback"))
+    queries.push({ kind: "feedback", q: (range) => `SELECT * FROM feedback WHERE ${range}` });
   // Event names were validated against [A-Za-z0-9_.-] when the rule loaded, so they are safe in a literal.
-  if (events.length > 0) queries.push({ kind: "event", q: (range) => `SELECT * FROM events WHERE (${events.map((e) => `event = '${e}'`).join(" OR ")}) AND ${range}` });
+  if (events.length > 0)
+    queries.push({
+      kind: "event",
+      q: (range) => `SELECT * FROM events WHERE (${events.map((e) => `event = '${e}'`).join(" OR ")}) AND ${range}`,
+    });
   if (queries.length === 0) return 0;
   let count = 0;
   for (let start = from; start < to; start += DAY) {
@@ -43,7 +49,12 @@ export async function readHistory(
 type Kind = DeviceMessage["kind"];
 
 function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): DeviceMessage {
-  const base = { device: String(row.device), subject: row.subject == null ? undefined : String(row.subject), ts: row.time.getTime(), tsFromDevice: true };
+  const base = {
+    device: String(row.device),
+    subject: row.subject == null ? undefined : String(row.subject),
+    ts: row.time.getTime(),
+    tsFromDevice: true,
+  };
   if (kind === "event") {
     let props: Record<string, number | boolean | string | null> = {};
     try {
@@ -54,9 +65,16 @@ function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): D
     return { ...base, kind: "event", name: String(row.event), props };
   }
   if (kind === "feedback") {
-    return { ...base, kind: "feedback", rating: row.rating == null ? undefined : Number(row.rating), text: row.text == null ? undefined : String(row.text) };
+    return {
+      ...base,
+      kind: "feedback",
+      rating: row.rating == null ? undefined : Number(row.rating),
+      text: row.text == null ? undefined : String(row.text),
+    };
   }
   const metrics: Record<string, number | boolean | string> = {};
-  for (const [k, v] of Object.entries(row)) if (!TAGS.has(k) && v !== null && (typeof v === "number" || typeof v === "boolean" || typeof v === "string")) metrics[k] = v;
+  for (const [k, v] of Object.entries(row))
+    if (!TAGS.has(k) && v !== null && (typeof v === "number" || typeof v === "boolean" || typeof v === "string"))
+      metrics[k] = v;
   return { ...base, kind: "telemetry", metrics };
 }

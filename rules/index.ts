@@ -82,13 +82,21 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   const warm = async (sources: Source[], withSessions: boolean) => {
     if (sources.length === 0 && !withSessions) return;
     const now = Date.now();
-    const lookback = Math.max(config.warmupMaxAgeMs, ...sources.map((s) => (s.window.kind === "time" ? s.window.ms : 0)));
+    const lookback = Math.max(
+      config.warmupMaxAgeMs,
+      ...sources.map((s) => (s.window.kind === "time" ? s.window.ms : 0)),
+    );
     const triggers = new Set(sources.map((s) => s.of).filter((t): t is string => t !== undefined));
     const only = new Set(sources);
     if (withSessions) triggers.add(`event:${SESSION_START}`);
     const started = Date.now();
-    const count = await readHistory(deps.store, triggers, now - lookback, now, (msg) => engine.observe(msg, withSessions ? undefined : only));
-    log.info({ warmed: sources.length, messages: count, ms: Date.now() - started, ...engine.stats }, "windows warmed from InfluxDB");
+    const count = await readHistory(deps.store, triggers, now - lookback, now, (msg) =>
+      engine.observe(msg, withSessions ? undefined : only),
+    );
+    log.info(
+      { warmed: sources.length, messages: count, ms: Date.now() - started, ...engine.stats },
+      "windows warmed from InfluxDB",
+    );
   };
 
   const apply = async (initial: boolean) => {
@@ -116,14 +124,21 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       } catch (err) {
         const e = err as Error;
         const kept = byFile.get(name);
-        if (e instanceof RuleError) log.error({ file, line: e.line, field: e.field, reason: e.reason, kept: kept?.spec.id ?? null }, `rule refused: ${e.message}`);
+        if (e instanceof RuleError)
+          log.error(
+            { file, line: e.line, field: e.field, reason: e.reason, kept: kept?.spec.id ?? null },
+            `rule refused: ${e.message}`,
+          );
         else log.error({ file, err: e.message }, "cannot read rule file");
         if (kept) ids.set(kept.spec.id, file);
         continue;
       }
       const clash = ids.get(rule.spec.id);
       if (clash) {
-        log.error({ file, field: "id", other: clash }, `rule refused: ${file}: id: '${rule.spec.id}' is already defined in ${clash}`);
+        log.error(
+          { file, field: "id", other: clash },
+          `rule refused: ${file}: id: '${rule.spec.id}' is already defined in ${clash}`,
+        );
         continue;
       }
       ids.set(rule.spec.id, file);
@@ -142,10 +157,12 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     watcher = watch(config.dir, () => {
       clearTimeout(debounce);
       debounce = setTimeout(() => {
-        reloading = reloading.then(async () => {
-          await reload();
-          await apply(false);
-        }).catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
+        reloading = reloading
+          .then(async () => {
+            await reload();
+            await apply(false);
+          })
+          .catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
       }, 100);
     });
     watcher.on("error", (err) => log.error({ err: err.message }, "rules directory watch failed"));
@@ -156,12 +173,24 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     handle(msg) {
       for (const outcome of engine.handle(msg, Date.now(), guards)) {
         if (!outcome.fired) {
-          if (outcome.reason === "error") log.debug({ rule: outcome.rule, device: msg.device, detail: outcome.detail }, "rule condition could not be evaluated");
-          else if (outcome.reason !== "condition_false") log.debug({ rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail }, "rule held back");
+          if (outcome.reason === "error")
+            log.debug(
+              { rule: outcome.rule, device: msg.device, detail: outcome.detail },
+              "rule condition could not be evaluated",
+            );
+          else if (outcome.reason !== "condition_false")
+            log.debug(
+              { rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail },
+              "rule held back",
+            );
           continue;
         }
         for (const action of outcome.actions) {
-          deps.actions.propose(action).catch((err: Error) => log.error({ rule: action.rule, device: action.device, err: err.message }, "action could not be proposed"));
+          deps.actions
+            .propose(action)
+            .catch((err: Error) =>
+              log.error({ rule: action.rule, device: action.device, err: err.message }, "action could not be proposed"),
+            );
         }
       }
     },
@@ -185,8 +214,17 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     async backtest(id, options) {
       const rule = options.text !== undefined ? loadRule(options.text, "backtest", loadOptions) : catalog.get(id)?.rule;
       if (!rule) throw new RuleError("backtest", undefined, "", `no rule '${id}'`);
-      const lookback = Math.max(0, ...rule.aggregates.map((a) => (a.spec.window.kind === "time" ? a.spec.window.ms : config.warmupMaxAgeMs)));
-      return backtest(deps.store, rule, { sinceMs: options.sinceMs, now: Date.now(), guards: config, lookbackMs: lookback, consent: deps.consent.allows });
+      const lookback = Math.max(
+        0,
+        ...rule.aggregates.map((a) => (a.spec.window.kind === "time" ? a.spec.window.ms : config.warmupMaxAgeMs)),
+      );
+      return backtest(deps.store, rule, {
+        sinceMs: options.sinceMs,
+        now: Date.now(),
+        guards: config,
+        lookbackMs: lookback,
+        consent: deps.consent.allows,
+      });
     },
     reload: async () => {
       await reload();
@@ -199,7 +237,14 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       engine.forgetDevices(set);
       const now = Date.now();
       const lookback = Math.max(config.warmupMaxAgeMs, ...engine.deviceWindows);
-      const count = await readHistory(deps.store, engine.deviceTriggers, now - lookback, now, (msg) => engine.observe(msg, undefined, set), devices);
+      const count = await readHistory(
+        deps.store,
+        engine.deviceTriggers,
+        now - lookback,
+        now,
+        (msg) => engine.observe(msg, undefined, set),
+        devices,
+      );
       log.info({ devices: devices.length, messages: count }, "device windows warmed again after an erasure");
     },
     get stats() {

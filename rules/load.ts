@@ -84,7 +84,8 @@ export function loadRule(text: string, source: string, options: LoadOptions = {}
       throw fail(`CEL: ${(err as Error).message}`);
     }
     const unknown = [...facts.variables].filter((v) => !variables.includes(v));
-    if (unknown.length > 0) throw fail(`CEL: unknown variable ${unknown.join(", ")} (available: ${variables.join(", ")})`);
+    if (unknown.length > 0)
+      throw fail(`CEL: unknown variable ${unknown.join(", ")} (available: ${variables.join(", ")})`);
     const undeclared = [...facts.aggregates].filter((a) => !declared.has(a));
     if (undeclared.length > 0) throw fail(`CEL: agg.${undeclared[0]} is not declared under aggregates`);
     if (facts.cost > maxCost) throw fail(`CEL: estimated cost ${facts.cost} exceeds the limit of ${maxCost}`);
@@ -119,12 +120,20 @@ export function loadRule(text: string, source: string, options: LoadOptions = {}
   };
 }
 
-function fromZod(error: z.ZodError, source: string, lineOf: (p: readonly PropertyKey[]) => number | undefined): RuleError {
+function fromZod(
+  error: z.ZodError,
+  source: string,
+  lineOf: (p: readonly PropertyKey[]) => number | undefined,
+): RuleError {
   const issue = error.issues[0]!;
   const path = issue.path.filter((p): p is string | number => typeof p !== "symbol");
   let reason = issue.message;
-  if (issue.code === "unrecognized_keys") reason = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
-  const field = issue.code === "unrecognized_keys" && issue.keys.length === 1 ? [...path, issue.keys[0]!].join(".") : path.join(".");
+  if (issue.code === "unrecognized_keys")
+    reason = `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  const field =
+    issue.code === "unrecognized_keys" && issue.keys.length === 1
+      ? [...path, issue.keys[0]!].join(".")
+      : path.join(".");
   const linePath = issue.code === "unrecognized_keys" && issue.keys.length === 1 ? [...path, issue.keys[0]!] : path;
   return new RuleError(source, lineOf(linePath), field, reason);
 }

@@ -28,7 +28,17 @@ export interface Stats {
 }
 
 export function emptyStats(): Stats {
-  return { count: 0, numeric: 0, sum: 0, min: Infinity, max: -Infinity, last: undefined, lastTs: -Infinity, values: new Map(), overflow: 0 };
+  return {
+    count: 0,
+    numeric: 0,
+    sum: 0,
+    min: Infinity,
+    max: -Infinity,
+    last: undefined,
+    lastTs: -Infinity,
+    values: new Map(),
+    overflow: 0,
+  };
 }
 
 export function addToStats(stats: Stats, value: Scalar | undefined, ts: number): void {
@@ -105,7 +115,8 @@ export class TimeWindow {
     this.expire(now);
     const total = emptyStats();
     const from = now - this.durationMs;
-    for (const bucket of this.buckets) if (bucket.start + this.bucketMs > from && bucket.start <= now) mergeStats(total, bucket.stats, withValues);
+    for (const bucket of this.buckets)
+      if (bucket.start + this.bucketMs > from && bucket.start <= now) mergeStats(total, bucket.stats, withValues);
     return total;
   }
 

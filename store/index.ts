@@ -60,7 +60,9 @@ export interface StoreOptions extends InfluxConfig {
 
 export async function openStore(options: StoreOptions): Promise<Store> {
   let managed: ManagedInfluxd | undefined;
-  const url = options.url ?? (managed = await startInfluxd({ dataDir: options.dataDir, binary: options.influxdPath, log: options.log })).url;
+  const url =
+    options.url ??
+    (managed = await startInfluxd({ dataDir: options.dataDir, binary: options.influxdPath, log: options.log })).url;
   const parsed = new URL(url);
   const client = new InfluxDB({
     host: parsed.hostname,
@@ -71,7 +73,9 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     database: options.db,
   });
   const authHeader = parsed.username
-    ? { authorization: `Basic ${Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString("base64")}` }
+    ? {
+        authorization: `Basic ${Buffer.from(`${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`).toString("base64")}`,
+      }
     : undefined;
 
   try {
@@ -107,10 +111,18 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     async writeLines(body, timeoutMs) {
       let res: Response;
       try {
-        res = await fetch(writeUrl, { method: "POST", body, headers: { ...authHeader }, signal: AbortSignal.timeout(timeoutMs) });
+        res = await fetch(writeUrl, {
+          method: "POST",
+          body,
+          headers: { ...authHeader },
+          signal: AbortSignal.timeout(timeoutMs),
+        });
       } catch (err) {
         const e = err as Error & { cause?: Error };
-        throw new StoreWriteError(e.name === "TimeoutError" ? `write timed out after ${timeoutMs} ms` : (e.cause?.message ?? e.message), undefined);
+        throw new StoreWriteError(
+          e.name === "TimeoutError" ? `write timed out after ${timeoutMs} ms` : (e.cause?.message ?? e.message),
+          undefined,
+        );
       }
       if (res.status === 204) return;
       const text = await res.text().catch(() => "");
@@ -129,7 +141,11 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       return streamQuery(queryUrl, authHeader, influxql, chunkSize);
     },
     async exec(influxql) {
-      const res = await fetch(queryUrl, { method: "POST", headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ q: influxql }) });
+      const res = await fetch(queryUrl, {
+        method: "POST",
+        headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ q: influxql }),
+      });
       const body = (await res.json().catch(() => ({}))) as QueryBody;
       if (!res.ok && !body.results) throw new StoreQueryError(body.error ?? `HTTP ${res.status}`);
       return (body.results ?? []).map((result) => {
@@ -147,7 +163,10 @@ export async function openStore(options: StoreOptions): Promise<Store> {
     },
     async ping(timeoutMs = 2000) {
       try {
-        const res = await fetch(new URL("/ping", url), { signal: AbortSignal.timeout(timeoutMs), headers: { ...authHeader } });
+        const res = await fetch(new URL("/ping", url), {
+          signal: AbortSignal.timeout(timeoutMs),
+          headers: { ...authHeader },
+        });
         return res.status === 204;
       } catch {
         return false;
@@ -189,7 +208,12 @@ function rowsOf(result: QueryResult): RawRow[] {
 /** The key under which a row says which measurement (series name) it came from, e.g. in SHOW FIELD KEYS. */
 export const SERIES = "@series";
 
-async function* streamQuery(queryUrl: URL, authHeader: Record<string, string> | undefined, influxql: string, chunkSize: number): AsyncGenerator<RawRow[]> {
+async function* streamQuery(
+  queryUrl: URL,
+  authHeader: Record<string, string> | undefined,
+  influxql: string,
+  chunkSize: number,
+): AsyncGenerator<RawRow[]> {
   const res = await fetch(queryUrl, {
     method: "POST",
     headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" },
@@ -230,12 +254,17 @@ async function waitUntilReachable(url: string, timeoutMs: number): Promise<void>
       if (res.status === 204) return;
       lastError = `HTTP ${res.status}`;
     } catch (err) {
-      lastError = (err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message;
+      lastError = (err as Error).cause
+        ? String((err as Error & { cause: Error }).cause.message)
+        : (err as Error).message;
     }
     if (Date.now() > deadline) {
-      throw Object.assign(new Error(`InfluxDB at ${redact(url)} is not reachable (${lastError}); check REFEED_INFLUX_URL`), {
-        code: "REFEED_INFLUX_UNREACHABLE",
-      });
+      throw Object.assign(
+        new Error(`InfluxDB at ${redact(url)} is not reachable (${lastError}); check REFEED_INFLUX_URL`),
+        {
+          code: "REFEED_INFLUX_UNREACHABLE",
+        },
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
   }

@@ -40,7 +40,10 @@ export interface ManagedInfluxdOptions {
 export async function findExecutable(name: string): Promise<string | undefined> {
   const candidates = name.includes("/")
     ? [name]
-    : (process.env.PATH ?? "").split(path.delimiter).filter(Boolean).map((dir) => path.join(dir, name));
+    : (process.env.PATH ?? "")
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, name));
   for (const candidate of [...candidates, ...(name.includes("/") ? [] : [`/usr/bin/${name}`, `/usr/sbin/${name}`])]) {
     try {
       await access(candidate, constants.X_OK);
@@ -59,7 +62,9 @@ export async function freePort(): Promise<number> {
     server.on("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -102,7 +107,10 @@ export async function startInfluxd(options: ManagedInfluxdOptions): Promise<Mana
       if (stopping) return;
       restarts += 1;
       const delay = Math.min(30_000, 500 * 2 ** Math.min(restarts, 6));
-      log.error({ code, signal, restarts, delayMs: delay, stderr: lastLines(stderrTail) }, "influxd exited unexpectedly; restarting");
+      log.error(
+        { code, signal, restarts, delayMs: delay, stderr: lastLines(stderrTail) },
+        "influxd exited unexpectedly; restarting",
+      );
       setTimeout(() => {
         if (!stopping) child = launch();
       }, delay).unref();

@@ -51,10 +51,26 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
   // token id -> fingerprint of the token that last passed scrypt; memory only.
   const verified = new Map<string, string>();
 
-  const rows = await deps.store.query<{ time: Date; subject: string; op: string; token: string; token_hash?: string; label?: string; by?: string }>(`SELECT * FROM ${TOKENS}`);
+  const rows = await deps.store.query<{
+    time: Date;
+    subject: string;
+    op: string;
+    token: string;
+    token_hash?: string;
+    label?: string;
+    by?: string;
+  }>(`SELECT * FROM ${TOKENS}`);
   for (const row of rows) {
     if (row.op === "issued") {
-      tokens.set(row.token, { id: row.token, subject: row.subject, label: row.label ?? undefined, createdAt: row.time, createdBy: row.by ?? "unknown", revokedAt: undefined, hash: row.token_hash ?? "" });
+      tokens.set(row.token, {
+        id: row.token,
+        subject: row.subject,
+        label: row.label ?? undefined,
+        createdAt: row.time,
+        createdBy: row.by ?? "unknown",
+        revokedAt: undefined,
+        hash: row.token_hash ?? "",
+      });
     } else if (row.op === "revoked") {
       const entry = tokens.get(row.token);
       if (entry) entry.revokedAt = row.time;
@@ -87,9 +103,22 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
       const hash = await hashToken(token);
       const micros = nextMicros();
       await deps.store.write([
-        { measurement: TOKENS, tags: { subject }, fields: { op: "issued", token: id, token_hash: hash, by, ...(label ? { label } : {}) }, timestamp: String(micros) },
+        {
+          measurement: TOKENS,
+          tags: { subject },
+          fields: { op: "issued", token: id, token_hash: hash, by, ...(label ? { label } : {}) },
+          timestamp: String(micros),
+        },
       ]);
-      const entry: Entry = { id, subject, label, createdAt: new Date(Math.floor(micros / 1000)), createdBy: by, revokedAt: undefined, hash };
+      const entry: Entry = {
+        id,
+        subject,
+        label,
+        createdAt: new Date(Math.floor(micros / 1000)),
+        createdBy: by,
+        revokedAt: undefined,
+        hash,
+      };
       tokens.set(id, entry);
       log.info({ token: id, by }, "subject token issued");
       return { token, info: view(entry) };
@@ -101,10 +130,13 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
 
     async revoke(subject, id, by) {
       const entry = tokens.get(id);
-      if (!entry || entry.subject !== subject) throw new TokenError("TOKEN_NOT_FOUND", `no token '${id}' for this subject`);
+      if (!entry || entry.subject !== subject)
+        throw new TokenError("TOKEN_NOT_FOUND", `no token '${id}' for this subject`);
       if (entry.revokedAt) return view(entry);
       const micros = nextMicros();
-      await deps.store.write([{ measurement: TOKENS, tags: { subject }, fields: { op: "revoked", token: id, by }, timestamp: String(micros) }]);
+      await deps.store.write([
+        { measurement: TOKENS, tags: { subject }, fields: { op: "revoked", token: id, by }, timestamp: String(micros) },
+      ]);
       entry.revokedAt = new Date(Math.floor(micros / 1000));
       verified.delete(id);
       log.info({ token: id, by }, "subject token revoked");

@@ -54,18 +54,28 @@ export interface Touchpoints {
   close(): Promise<void>;
 }
 
-export async function startTouchpoints(config: { sessionTtlMs: number }, deps: { store: Store; log: Logger }): Promise<Touchpoints> {
+export async function startTouchpoints(
+  config: { sessionTtlMs: number },
+  deps: { store: Store; log: Logger },
+): Promise<Touchpoints> {
   const log = deps.log.child({ part: "subjects" });
   const links = new Map<string, Link>();
   const sessions = new Map<string, TouchpointSession>();
   const listeners = new Set<(change: TouchpointChange) => void>();
 
   // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
-  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(`SELECT device, subject FROM device_registry WHERE subject =~ /./`);
-  const rows = await deps.store.query<{ time: Date; device: string; subject: string; op: string; by?: string }>(`SELECT * FROM ${LINKS}`);
-  const history = [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows].sort((a, b) => a.time.getTime() - b.time.getTime());
+  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(
+    `SELECT device, subject FROM device_registry WHERE subject =~ /./`,
+  );
+  const rows = await deps.store.query<{ time: Date; device: string; subject: string; op: string; by?: string }>(
+    `SELECT * FROM ${LINKS}`,
+  );
+  const history = [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows].sort(
+    (a, b) => a.time.getTime() - b.time.getTime(),
+  );
   for (const row of history) {
-    if (row.op === "linked") links.set(row.device, { device: row.device, subject: row.subject, since: row.time, by: row.by ?? "unknown" });
+    if (row.op === "linked")
+      links.set(row.device, { device: row.device, subject: row.subject, since: row.time, by: row.by ?? "unknown" });
     else if (links.get(row.device)?.subject === row.subject) links.delete(row.device);
   }
   const since = Date.now() - config.sessionTtlMs;
@@ -111,18 +121,23 @@ export async function startTouchpoints(config: { sessionTtlMs: number }, deps: {
   }
 
   // Sessions whose end never arrived run out; their devices must lose the subject's profile then.
-  const sweep = setInterval(() => {
-    for (const [device, session] of sessions) {
-      if (Date.now() - session.since.getTime() < config.sessionTtlMs) continue;
-      sessions.delete(device);
-      log.info({ device }, "session ran out without a session_end");
-      announce(device, session.subject);
-    }
-  }, Math.max(1000, Math.min(60_000, Math.floor(config.sessionTtlMs / 4))));
+  const sweep = setInterval(
+    () => {
+      for (const [device, session] of sessions) {
+        if (Date.now() - session.since.getTime() < config.sessionTtlMs) continue;
+        sessions.delete(device);
+        log.info({ device }, "session ran out without a session_end");
+        announce(device, session.subject);
+      }
+    },
+    Math.max(1000, Math.min(60_000, Math.floor(config.sessionTtlMs / 4))),
+  );
   sweep.unref();
 
   const write = (device: string, subject: string, op: "linked" | "unlinked", by: string) =>
-    deps.store.write([{ measurement: LINKS, tags: { device, subject }, fields: { op, by }, timestamp: String(nextMicros()) }]);
+    deps.store.write([
+      { measurement: LINKS, tags: { device, subject }, fields: { op, by }, timestamp: String(nextMicros()) },
+    ]);
 
   return {
     subjectOf,

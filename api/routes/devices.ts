@@ -18,7 +18,8 @@ export interface DeviceRouteDeps {
 const iso = (date: Date | undefined) => (date ? date.toISOString() : null);
 
 /** Device lifecycle: provision, list with presence, rotate a token, revoke. */
-export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
+export const deviceRoutes =
+  (deps: DeviceRouteDeps): FastifyPluginAsync =>
   async (app) => {
     app.addHook("onRequest", requireRole(deps.auth, "admin"));
 
@@ -45,36 +46,82 @@ export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
       return reply.code(409).send({ error: "device_exists", message: err.message });
     };
 
-    app.post("/api/devices", doc({ tag: "devices", summary: "Provision a device", description: "Answers the device token once; only its scrypt hash is kept. `subject` links the device to a customer (a personal phone app).", auth: ["admin"], body: provisionSchema, responses: { 201: "provisioned: `{id, token}`", 400: "invalid body, naming the field", 409: "the id exists or was revoked" } }), async (request, reply) => {
-      const parsed = provisionSchema.safeParse(request.body ?? {});
-      if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-      try {
-        const { subject, ...input } = parsed.data;
-        const { device, token } = await deps.registry.provision(input);
-        if (subject) await deps.touchpoints.link(device.id, subject, request.principal?.name ?? "admin");
-        return reply.code(201).send({ id: device.id, token, ...(subject ? { subject } : {}), ...(device.kind ? { kind: device.kind } : {}) });
-      } catch (err) {
-        return failed(reply, err);
-      }
-    });
+    app.post(
+      "/api/devices",
+      doc({
+        tag: "devices",
+        summary: "Provision a device",
+        description:
+          "Answers the device token once; only its scrypt hash is kept. `subject` links the device to a customer (a personal phone app).",
+        auth: ["admin"],
+        body: provisionSchema,
+        responses: {
+          201: "provisioned: `{id, token}`",
+          400: "invalid body, naming the field",
+          409: "the id exists or was revoked",
+        },
+      }),
+      async (request, reply) => {
+        const parsed = provisionSchema.safeParse(request.body ?? {});
+        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
+        try {
+          const { subject, ...input } = parsed.data;
+          const { device, token } = await deps.registry.provision(input);
+          if (subject) await deps.touchpoints.link(device.id, subject, request.principal?.name ?? "admin");
+          return reply.code(201).send({
+            id: device.id,
+            token,
+            ...(subject ? { subject } : {}),
+            ...(device.kind ? { kind: device.kind } : {}),
+          });
+        } catch (err) {
+          return failed(reply, err);
+        }
+      },
+    );
 
-    app.get("/api/devices", doc({ tag: "devices", summary: "List devices with presence", auth: ["admin"] }), async () => deps.registry.list().map(describe));
+    app.get("/api/devices", doc({ tag: "devices", summary: "List devices with presence", auth: ["admin"] }), async () =>
+      deps.registry.list().map(describe),
+    );
 
-    app.get<{ Params: { id: string } }>("/api/devices/:id", doc({ tag: "devices", summary: "One device, with its profile and pending actions", auth: ["admin"], responses: { 200: "OK", 404: "no such device" } }), async (request, reply) => {
-      const device = deps.registry.get(request.params.id);
-      if (!device) return reply.code(404).send({ error: "not_found", message: `no device '${request.params.id}'` });
-      return { ...describe(device), pendingActions: deps.delivery.pending(device.id), profile: deps.stateOf(device.id) };
-    });
+    app.get<{ Params: { id: string } }>(
+      "/api/devices/:id",
+      doc({
+        tag: "devices",
+        summary: "One device, with its profile and pending actions",
+        auth: ["admin"],
+        responses: { 200: "OK", 404: "no such device" },
+      }),
+      async (request, reply) => {
+        const device = deps.registry.get(request.params.id);
+        if (!device) return reply.code(404).send({ error: "not_found", message: `no device '${request.params.id}'` });
+        return {
+          ...describe(device),
+          pendingActions: deps.delivery.pending(device.id),
+          profile: deps.stateOf(device.id),
+        };
+      },
+    );
 
     // The new token is in this answer only; the old one stops working before it is sent.
-    app.post<{ Params: { id: string } }>("/api/devices/:id/rotate", doc({ tag: "devices", summary: "Rotate a device token", description: "The old token and its live sessions stop before the answer, which holds the new token once.", auth: ["admin"], responses: { 200: "`{id, token, rotatedAt}`", 404: "no such device", 409: "the device is revoked" } }), async (request, reply) => {
-      try {
-        const { device, token } = await deps.registry.rotate(request.params.id);
-        return { id: device.id, token, rotatedAt: iso(device.rotatedAt) };
-      } catch (err) {
-        return failed(reply, err);
-      }
-    });
+    app.post<{ Params: { id: string } }>(
+      "/api/devices/:id/rotate",
+      doc({
+        tag: "devices",
+        summary: "Rotate a device token",
+        description: "The old token and its live sessions stop before the answer, which holds the new token once.",
+        auth: ["admin"],
+        responses: { 200: "`{id, token, rotatedAt}`", 404: "no such device", 409: "the device is revoked" },
+      }),
+      async (request, reply) => {
+        try {
+          const { device, token } = await deps.registry.rotate(request.params.id);
+          return { id: device.id, token, rotatedAt: iso(device.rotatedAt) };
+        } catch (err) {
+          return failed(reply, err);
+        }
+      },
+    );
 
     const revoke = async (id: string, reply: FastifyReply) => {
       try {
@@ -83,7 +130,26 @@ export const deviceRoutes = (deps: DeviceRouteDeps): FastifyPluginAsync =>
         return failed(reply, err);
       }
     };
-    app.post<{ Params: { id: string } }>("/api/devices/:id/revoke", doc({ tag: "devices", summary: "Revoke a device for good", description: "Its token stops working and live sessions are closed at once; its data stays.", auth: ["admin"], responses: { 200: "the revoked device", 404: "no such device" } }), (request, reply) => revoke(request.params.id, reply));
+    app.post<{ Params: { id: string } }>(
+      "/api/devices/:id/revoke",
+      doc({
+        tag: "devices",
+        summary: "Revoke a device for good",
+        description: "Its token stops working and live sessions are closed at once; its data stays.",
+        auth: ["admin"],
+        responses: { 200: "the revoked device", 404: "no such device" },
+      }),
+      (request, reply) => revoke(request.params.id, reply),
+    );
     // DELETE revokes: the device's history stays in InfluxDB and its id is never given to another device.
-    app.delete<{ Params: { id: string } }>("/api/devices/:id", doc({ tag: "devices", summary: "Revoke a device (same as POST .../revoke)", auth: ["admin"], responses: { 200: "the revoked device", 404: "no such device" } }), (request, reply) => revoke(request.params.id, reply));
+    app.delete<{ Params: { id: string } }>(
+      "/api/devices/:id",
+      doc({
+        tag: "devices",
+        summary: "Revoke a device (same as POST .../revoke)",
+        auth: ["admin"],
+        responses: { 200: "the revoked device", 404: "no such device" },
+      }),
+      (request, reply) => revoke(request.params.id, reply),
+    );
   };

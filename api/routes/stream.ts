@@ -33,57 +33,84 @@ const actionIdOf = (payload: string): string | undefined => {
  * the app acks it (`POST /api/ingest/acks`) and is sent again on the next
  * stream; apps de-duplicate by the event id, which is the action id.
  */
-export const streamRoutes = (deps: StreamDeps): FastifyPluginAsync =>
+export const streamRoutes =
+  (deps: StreamDeps): FastifyPluginAsync =>
   async (app) => {
     const open = new Set<ServerResponse>();
     // fastify's close() waits for open responses; end the streams first so a shutdown never hangs.
     app.addHook("preClose", async () => {
-      for (const res of open) res.end("event: bye\ndata: {\"reason\":\"server_shutdown\"}\n\n");
+      for (const res of open) res.end('event: bye\ndata: {"reason":"server_shutdown"}\n\n');
     });
     const stopWatching = deps.registry.onChange((change) => {
       if (change.op === "provisioned") return;
-      for (const res of open) if ((res as ServerResponse & { device?: string }).device === change.device) res.end(`event: bye\ndata: ${JSON.stringify({ reason: change.op === "revoked" ? "revoked" : "token_rotated" })}\n\n`);
+      for (const res of open)
+        if ((res as ServerResponse & { device?: string }).device === change.device)
+          res.end(
+            `event: bye\ndata: ${JSON.stringify({ reason: change.op === "revoked" ? "revoked" : "token_rotated" })}\n\n`,
+          );
     });
     app.addHook("onClose", async () => stopWatching());
 
-    app.get<{ Params: { id: string } }>("/api/devices/:id/stream", doc({ tag: "devices", summary: "Server-sent events of a device's state and actions", description: "For apps that cannot speak MQTT: `event: state` at once and on every change, `event: action` for everything pending and then every new action (the event id is the action id). An action stays pending until acked with POST /api/ingest/acks.", auth: ["device"], responses: { 200: "a text/event-stream", 404: "not the device's own id" } }), async (request, reply) => {
-      const token = bearer(request);
-      if (!token) return reply.code(401).send({ error: "unauthorized", message: "missing 'Authorization: Bearer <device token>' header" });
-      const auth = await deps.registry.authenticateBearer(token);
-      if (!auth.ok) {
-        return reply.code(auth.reason === "revoked" ? 403 : 401).send({ error: "unauthorized", message: auth.reason === "revoked" ? "this device is revoked" : "unknown or invalid device token" });
-      }
-      const device = auth.device.id;
-      if (device !== request.params.id) return reply.code(403).send({ error: "forbidden", message: "a device token streams its own device only" });
+    app.get<{ Params: { id: string } }>(
+      "/api/devices/:id/stream",
+      doc({
+        tag: "devices",
+        summary: "Server-sent events of a device's state and actions",
+        description:
+          "For apps that cannot speak MQTT: `event: state` at once and on every change, `event: action` for everything pending and then every new action (the event id is the action id). An action stays pending until acked with POST /api/ingest/acks.",
+        auth: ["device"],
+        responses: { 200: "a text/event-stream", 404: "not the device's own id" },
+      }),
+      async (request, reply) => {
+        const token = bearer(request);
+        if (!token)
+          return reply
+            .code(401)
+            .send({ error: "unauthorized", message: "missing 'Authorization: Bearer <device token>' header" });
+        const auth = await deps.registry.authenticateBearer(token);
+        if (!auth.ok) {
+          return reply.code(auth.reason === "revoked" ? 403 : 401).send({
+            error: "unauthorized",
+            message: auth.reason === "revoked" ? "this device is revoked" : "unknown or invalid device token",
+          });
+        }
+        const device = auth.device.id;
+        if (device !== request.params.id)
+          return reply.code(403).send({ error: "forbidden", message: "a device token streams its own device only" });
 
-      reply.hijack();
-      const res = Object.assign(reply.raw, { device });
-      res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" });
-      const sent = new Set<string>();
-      const action = (payload: string) => {
-        const id = actionIdOf(payload);
-        if (id === undefined || sent.has(id)) return;
-        sent.add(id);
-        res.write(`event: action\nid: ${id}\ndata: ${payload}\n\n`);
-      };
-      const state = (payload: string) => res.write(`event: state\ndata: ${payload}\n\n`);
-      open.add(res);
-      // Follow first, then send what is pending: nothing published in between is missed (repeats are skipped).
-      const stops = await Promise.all([
-        deps.follow(`devices/${device}/actions`, (p) => action(p.toString("utf8"))),
-        deps.follow(`devices/${device}/state`, (p) => p.length > 0 && state(p.toString("utf8"))),
-      ]);
-      const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
-      const done = () => {
-        clearInterval(heartbeat);
-        open.delete(res);
-        for (const stop of stops) void stop();
-      };
-      res.once("close", done);
-      if (res.writableEnded || res.destroyed) return done();
-      res.write("retry: 2000\n\n");
-      state(deps.stateOf(device));
-      for (const pending of deps.pendingFor(device)) action(pending.payload);
-      request.log.debug({ device }, "event stream opened");
-    });
+        reply.hijack();
+        const res = Object.assign(reply.raw, { device });
+        res.writeHead(200, {
+          "content-type": "text/event-stream; charset=utf-8",
+          "cache-control": "no-cache",
+          "x-accel-buffering": "no",
+        });
+        const sent = new Set<string>();
+        const action = (payload: string) => {
+          const id = actionIdOf(payload);
+          if (id === undefined || sent.has(id)) return;
+          sent.add(id);
+          res.write(`event: action\nid: ${id}\ndata: ${payload}\n\n`);
+        };
+        const state = (payload: string) => res.write(`event: state\ndata: ${payload}\n\n`);
+        open.add(res);
+        // Follow first, then send what is pending: nothing published in between is missed (repeats are skipped).
+        const stops = await Promise.all([
+          deps.follow(`devices/${device}/actions`, (p) => action(p.toString("utf8"))),
+          deps.follow(`devices/${device}/state`, (p) => p.length > 0 && state(p.toString("utf8"))),
+        ]);
+        const heartbeat = setInterval(() => res.write(": keep-alive\n\n"), deps.heartbeatMs ?? 15_000);
+        const done = () => {
+          clearInterval(heartbeat);
+          open.delete(res);
+          for (const stop of stops) void stop();
+        };
+        res.once("close", done);
+        if (res.writableEnded || res.destroyed) return done();
+        res.write("retry: 2000\n\n");
+        state(deps.stateOf(device));
+        for (const pending of deps.pendingFor(device)) action(pending.payload);
+        request.log.debug({ device }, "event stream opened");
+      },
+    );
   };

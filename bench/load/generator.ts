@@ -93,7 +93,14 @@ interface Worker {
 
 const summarize = (h: hdr.Histogram): LatencySummary => {
   const at = (p: number) => (h.totalCount === 0 ? 0 : h.getValueAtPercentile(p) / 1000);
-  return { count: h.totalCount, p50: at(50), p90: at(90), p99: at(99), p999: at(99.9), max: h.totalCount === 0 ? 0 : h.maxValue / 1000 };
+  return {
+    count: h.totalCount,
+    p50: at(50),
+    p90: at(90),
+    p99: at(99),
+    p999: at(99.9),
+    max: h.totalCount === 0 ? 0 : h.maxValue / 1000,
+  };
 };
 
 /**
@@ -112,7 +119,11 @@ export class LoadGenerator {
   static async start(count: number): Promise<LoadGenerator> {
     const workers = await Promise.all(
       Array.from({ length: count }, async (_, index) => {
-        const child = fork(WORKER, [], { execArgv: ["--import", "tsx"], env: { ...process.env, BENCH_WORKER: String(index) }, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+        const child = fork(WORKER, [], {
+          execArgv: ["--import", "tsx"],
+          env: { ...process.env, BENCH_WORKER: String(index) },
+          stdio: ["ignore", "inherit", "inherit", "ipc"],
+        });
         track(child);
         const worker: Worker = { index, child, publishers: new Map(), latest: undefined, waiters: [] };
         child.on("message", (message: Reply) => {
@@ -125,7 +136,8 @@ export class LoadGenerator {
           }
         });
         child.once("exit", (code) => {
-          for (const waiter of worker.waiters.splice(0)) waiter.reject(new Error(`load worker ${index} exited (${code})`));
+          for (const waiter of worker.waiters.splice(0))
+            waiter.reject(new Error(`load worker ${index} exited (${code})`));
         });
         await LoadGenerator.await(worker, (r) => r.op === "ready", 60_000);
         return worker;
@@ -134,9 +146,16 @@ export class LoadGenerator {
     return new LoadGenerator(workers);
   }
 
-  private static await<T extends Reply>(worker: Worker, match: (reply: Reply) => boolean, timeoutMs: number): Promise<T> {
+  private static await<T extends Reply>(
+    worker: Worker,
+    match: (reply: Reply) => boolean,
+    timeoutMs: number,
+  ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`load worker ${worker.index}: no answer in ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`load worker ${worker.index}: no answer in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
       worker.waiters.push({
         match,
         resolve: (reply) => {
@@ -175,16 +194,33 @@ export class LoadGenerator {
    * workers). Resolves once every worker has connected its share (and
    * subscribed); failures are counted, not thrown.
    */
-  async connect(url: string, clients: ClientSpec[], options: { subscribeQos?: 0 | 1; keepaliveSeconds?: number; concurrency?: number; worker?(i: number): number } = {}) {
+  async connect(
+    url: string,
+    clients: ClientSpec[],
+    options: { subscribeQos?: 0 | 1; keepaliveSeconds?: number; concurrency?: number; worker?(i: number): number } = {},
+  ) {
     const shares: ClientSpec[][] = this.workers.map(() => []);
     clients.forEach((c, i) => shares[(options.worker?.(i) ?? i) % this.workers.length]!.push(c));
     const answers = await Promise.all(
       this.workers.map(async (worker, i) => {
         const share = shares[i]!;
-        for (const c of share) if (c.topic !== undefined) worker.publishers.set(c.group ?? "default", (worker.publishers.get(c.group ?? "default") ?? 0) + 1);
+        for (const c of share)
+          if (c.topic !== undefined)
+            worker.publishers.set(c.group ?? "default", (worker.publishers.get(c.group ?? "default") ?? 0) + 1);
         if (share.length === 0) return { connected: 0, failed: 0, firstError: undefined };
-        const answer = LoadGenerator.await<Extract<Reply, { op: "connected" }>>(worker, (r) => r.op === "connected", 600_000);
-        this.send(worker, { op: "connect", url, clients: share, subscribeQos: options.subscribeQos ?? 1, keepaliveSeconds: options.keepaliveSeconds ?? 60, concurrency: options.concurrency ?? 50 });
+        const answer = LoadGenerator.await<Extract<Reply, { op: "connected" }>>(
+          worker,
+          (r) => r.op === "connected",
+          600_000,
+        );
+        this.send(worker, {
+          op: "connect",
+          url,
+          clients: share,
+          subscribeQos: options.subscribeQos ?? 1,
+          keepaliveSeconds: options.keepaliveSeconds ?? 60,
+          concurrency: options.concurrency ?? 50,
+        });
         return answer;
       }),
     );
@@ -210,7 +246,13 @@ export class LoadGenerator {
     const wallStart = performance.now();
     for (const w of this.workers) w.latest = undefined;
     const sentAll = Promise.all(
-      this.workers.map((w) => LoadGenerator.await<Extract<Reply, { op: "sent" }>>(w, (r) => r.op === "sent" && r.runId === runId, plan.durationMs + 600_000)),
+      this.workers.map((w) =>
+        LoadGenerator.await<Extract<Reply, { op: "sent" }>>(
+          w,
+          (r) => r.op === "sent" && r.runId === runId,
+          plan.durationMs + 600_000,
+        ),
+      ),
     );
     for (const w of this.workers) {
       this.send(w, {
@@ -254,7 +296,9 @@ export class LoadGenerator {
       }
     })();
 
-    const beside = plan.during ? sleep(Math.max(0, (startAt - micros()) / 1000)).then(() => plan.during!(now)) : Promise.resolve();
+    const beside = plan.during
+      ? sleep(Math.max(0, (startAt - micros()) / 1000)).then(() => plan.during!(now))
+      : Promise.resolve();
     const done = await sentAll;
     const endAt = startAt + plan.durationMs * 1000;
     // Skipped sends never arrive (they fail the run on their own): wait for what was sent.
@@ -277,16 +321,26 @@ export class LoadGenerator {
 
     const stats = await Promise.all(
       this.workers.map((w) => {
-        const answer = LoadGenerator.await<Extract<Reply, { op: "stats" }>>(w, (r) => r.op === "stats" && r.runId === runId, 60_000);
+        const answer = LoadGenerator.await<Extract<Reply, { op: "stats" }>>(
+          w,
+          (r) => r.op === "stats" && r.runId === runId,
+          60_000,
+        );
         this.send(w, { op: "collect", runId });
         return answer;
       }),
     );
     const generatorCpuSeconds = (await this.cpuSeconds()) - cpuBefore;
     if (plan.stored) stored = await plan.stored().catch(() => stored);
-    const sum = (key: keyof Pick<RunStats, "sent" | "acked" | "skipped" | "errors" | "received" | "duplicates" | "stale">) => stats.reduce((a, s) => a + s[key], 0);
+    const sum = (
+      key: keyof Pick<RunStats, "sent" | "acked" | "skipped" | "errors" | "received" | "duplicates" | "stale">,
+    ) => stats.reduce((a, s) => a + s[key], 0);
     const merge = (key: "ack" | "receive" | "lag") => {
-      const into = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+      const into = hdr.build({
+        lowestDiscernibleValue: 1,
+        highestTrackableValue: 3_600_000_000,
+        numberOfSignificantValueDigits: 3,
+      });
       for (const s of stats) {
         const h = hdr.decodeFromCompressedBase64(s[key]);
         into.add(h);

@@ -1,7 +1,15 @@
 import net from "node:net";
 import * as hdr from "hdr-histogram-js";
 import { MqttClient } from "mqtt";
-import { micros, type ClientSpec, type Command, type ConnectCommand, type Reply, type RunCommand, type RunStats } from "./protocol.ts";
+import {
+  micros,
+  type ClientSpec,
+  type Command,
+  type ConnectCommand,
+  type Reply,
+  type RunCommand,
+  type RunStats,
+} from "./protocol.ts";
 
 /**
  * One load-generator process: a share of the generator's MQTT connections
@@ -13,7 +21,8 @@ import { micros, type ClientSpec, type Command, type ConnectCommand, type Reply,
  */
 const index = Number(process.env.BENCH_WORKER ?? 0);
 const reply = (message: Reply) => process.send!(message);
-const histogram = () => hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
+const histogram = () =>
+  hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3 });
 
 interface Connection {
   spec: ClientSpec;
@@ -30,7 +39,15 @@ const groupOf = (c: Connection) => c.spec.group ?? "default";
 let publishers: Connection[] = [];
 
 /** The current run's state; receivers keep counting until collect. */
-let run: (RunCommand & { ack: hdr.Histogram; receive: hdr.Histogram; lag: hdr.Histogram; cpu: NodeJS.CpuUsage; progress: NodeJS.Timeout }) | undefined;
+let run:
+  | (RunCommand & {
+      ack: hdr.Histogram;
+      receive: hdr.Histogram;
+      lag: hdr.Histogram;
+      cpu: NodeJS.CpuUsage;
+      progress: NodeJS.Timeout;
+    })
+  | undefined;
 let firstError: string | undefined;
 let counters = { sent: 0, acked: 0, skipped: 0, errors: 0, received: 0, duplicates: 0, stale: 0 };
 
@@ -164,7 +181,17 @@ function start(command: RunCommand) {
   counters = { sent: 0, acked: 0, skipped: 0, errors: 0, received: 0, duplicates: 0, stale: 0 };
   firstError = undefined;
   publishers = connections.filter((c) => c.spec.topic !== undefined && groupOf(c) === command.group);
-  const progress = setInterval(() => reply({ op: "progress", runId: command.runId, sent: counters.sent, acked: counters.acked, received: counters.received }), 100);
+  const progress = setInterval(
+    () =>
+      reply({
+        op: "progress",
+        runId: command.runId,
+        sent: counters.sent,
+        acked: counters.acked,
+        received: counters.received,
+      }),
+    100,
+  );
   run = { ...command, ack: histogram(), receive: histogram(), lag: histogram(), cpu: process.cpuUsage(), progress };
   const current = run;
   if (command.total === 0 || publishers.length === 0) {
@@ -229,7 +256,13 @@ function collect(runId: number) {
     lag: hdr.encodeIntoCompressedBase64(current.lag),
     cpuMicros: cpu.user + cpu.system,
     ...(firstError ? { firstError } : {}),
-    ...(current.perClient ? { perClient: Object.fromEntries(publishers.map((c) => [c.spec.username ?? c.spec.clientId, { sent: c.sent, acked: c.acked }])) } : {}),
+    ...(current.perClient
+      ? {
+          perClient: Object.fromEntries(
+            publishers.map((c) => [c.spec.username ?? c.spec.clientId, { sent: c.sent, acked: c.acked }]),
+          ),
+        }
+      : {}),
   };
   // Late arrivals of this run count as stale from now on.
   run = undefined;
@@ -244,7 +277,8 @@ async function close() {
 
 process.on("message", (command: Command) => {
   try {
-    if (command.op === "connect") void connect(command).catch((err: Error) => reply({ op: "error", message: err.message }));
+    if (command.op === "connect")
+      void connect(command).catch((err: Error) => reply({ op: "error", message: err.message }));
     else if (command.op === "run") start(command);
     else if (command.op === "collect") collect(command.runId);
     else if (command.op === "close") void close();

@@ -29,11 +29,15 @@ export async function ensureMosquitto(say: (text: string) => void): Promise<stri
   say("installing Debian's mosquitto (the peer broker)");
   const sudo = process.getuid?.() === 0 ? [] : ["sudo"];
   const run = (args: string[]) =>
-    promisify(execFile)(sudo[0] ?? args[0]!, sudo.length ? args : args.slice(1), { env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" }, maxBuffer: 64 * 1024 * 1024 });
+    promisify(execFile)(sudo[0] ?? args[0]!, sudo.length ? args : args.slice(1), {
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+      maxBuffer: 64 * 1024 * 1024,
+    });
   await run(["apt-get", "update", "-qq"]);
   await run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "mosquitto"]);
   const installed = await findExecutable("mosquitto");
-  if (!installed) throw new Error("apt-get installed mosquitto, but no mosquitto binary was found on PATH or in /usr/sbin");
+  if (!installed)
+    throw new Error("apt-get installed mosquitto, but no mosquitto binary was found on PATH or in /usr/sbin");
   return installed;
 }
 
@@ -52,7 +56,12 @@ function passwordLine(user: MosquittoUser): string {
  * operator would: Nagle off, no persistence, generous in-flight and queue
  * limits (Mosquitto drops QoS 1 messages beyond max_queued_messages).
  */
-export async function startMosquitto(options: { binary: string; dir: string; users: MosquittoUser[]; acl: string }): Promise<RunningMosquitto> {
+export async function startMosquitto(options: {
+  binary: string;
+  dir: string;
+  users: MosquittoUser[];
+  acl: string;
+}): Promise<RunningMosquitto> {
   const port = await freePort();
   const passwd = path.join(options.dir, "passwd");
   const acl = path.join(options.dir, "acl");

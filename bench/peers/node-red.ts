@@ -23,19 +23,28 @@ export async function ensureNodeRed(say: (text: string) => void): Promise<string
   const dir = path.join(peerCache(), "node-red");
   const installed = async (name: string) => {
     try {
-      return (JSON.parse(await readFile(path.join(dir, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+      return (
+        JSON.parse(await readFile(path.join(dir, "node_modules", name, "package.json"), "utf8")) as { version: string }
+      ).version;
     } catch {
       return undefined;
     }
   };
   const missing = [];
-  for (const [name, version] of Object.entries(NODE_RED)) if ((await installed(name)) !== version) missing.push(`${name}@${version}`);
+  for (const [name, version] of Object.entries(NODE_RED))
+    if ((await installed(name)) !== version) missing.push(`${name}@${version}`);
   if (missing.length > 0) {
     say(`installing ${missing.join(", ")} from the npm registry into ${dir}`);
     await mkdir(dir, { recursive: true });
-    await writeFile(path.join(dir, "package.json"), `${JSON.stringify({ name: "refeed-bench-node-red", private: true, dependencies: NODE_RED }, null, 2)}\n`);
+    await writeFile(
+      path.join(dir, "package.json"),
+      `${JSON.stringify({ name: "refeed-bench-node-red", private: true, dependencies: NODE_RED }, null, 2)}\n`,
+    );
     const npm = process.platform === "win32" ? "npm.cmd" : "npm";
-    await promisify(execFile)(npm, ["install", "--no-fund", "--no-audit", "--omit=dev", "--loglevel=error"], { cwd: dir, maxBuffer: 64 * 1024 * 1024 });
+    await promisify(execFile)(npm, ["install", "--no-fund", "--no-audit", "--omit=dev", "--loglevel=error"], {
+      cwd: dir,
+      maxBuffer: 64 * 1024 * 1024,
+    });
   }
   return dir;
 }
@@ -88,8 +97,30 @@ const mqttIn = (wires: string): FlowNode => ({
   inputs: 0,
   wires: [[wires]],
 });
-const json = (wires: string): FlowNode => ({ id: "json", type: "json", z: tab.id, name: "", property: "payload", action: "obj", pretty: false, wires: [[wires]] });
-const fn = (id: string, func: string, wires: string[]): FlowNode => ({ id, type: "function", z: tab.id, name: id, func, outputs: 1, timeout: 0, noerr: 0, initialize: "", finalize: "", libs: [], wires: [wires] });
+const json = (wires: string): FlowNode => ({
+  id: "json",
+  type: "json",
+  z: tab.id,
+  name: "",
+  property: "payload",
+  action: "obj",
+  pretty: false,
+  wires: [[wires]],
+});
+const fn = (id: string, func: string, wires: string[]): FlowNode => ({
+  id,
+  type: "function",
+  z: tab.id,
+  name: id,
+  func,
+  outputs: 1,
+  timeout: 0,
+  noerr: 0,
+  initialize: "",
+  finalize: "",
+  libs: [],
+  wires: [wires],
+});
 
 /**
  * A record's point with a unique microsecond timestamp, as Refeed stamps
@@ -119,18 +150,72 @@ return msg;`;
  * join node first (5,000 points or 200 ms, Refeed's batch settings), since a
  * write per message would measure InfluxDB's request overhead.
  */
-export function ingestFlow(mqtt: MqttBrokerSettings, influx: { port: number; db: string }, options: { join: boolean }): FlowNode[] {
+export function ingestFlow(
+  mqtt: MqttBrokerSettings,
+  influx: { port: number; db: string },
+  options: { join: boolean },
+): FlowNode[] {
   const nodes: FlowNode[] = [
     tab as FlowNode,
     brokerNode(mqtt),
-    { id: "influx", type: "influxdb", hostname: "127.0.0.1", port: String(influx.port), protocol: "http", database: influx.db, name: "influxdb", usetls: false, tls: "", influxdbVersion: "1.x", url: "", timeout: "", rejectUnauthorized: true },
+    {
+      id: "influx",
+      type: "influxdb",
+      hostname: "127.0.0.1",
+      port: String(influx.port),
+      protocol: "http",
+      database: influx.db,
+      name: "influxdb",
+      usetls: false,
+      tls: "",
+      influxdbVersion: "1.x",
+      url: "",
+      timeout: "",
+      rejectUnauthorized: true,
+    },
     mqttIn("json"),
     json("points"),
     fn("points", TO_POINTS.replace("ONE", String(options.join)), [options.join ? "join" : "write"]),
-    { id: "write", type: "influxdb batch", z: tab.id, influxdb: "influx", precision: "u", retentionPolicy: "", name: "write", database: "", precisionV18FluxV20: "us", retentionPolicyV18Flux: "", org: "", bucket: "", wires: [] },
+    {
+      id: "write",
+      type: "influxdb batch",
+      z: tab.id,
+      influxdb: "influx",
+      precision: "u",
+      retentionPolicy: "",
+      name: "write",
+      database: "",
+      precisionV18FluxV20: "us",
+      retentionPolicyV18Flux: "",
+      org: "",
+      bucket: "",
+      wires: [],
+    },
   ];
   if (options.join) {
-    nodes.push({ id: "join", type: "join", z: tab.id, name: "batch", mode: "custom", build: "array", property: "payload", propertyType: "msg", key: "topic", joiner: "\\n", joinerType: "str", useparts: false, accumulate: false, timeout: "0.2", count: "5000", reduceRight: false, reduceExp: "", reduceInit: "", reduceInitType: "", reduceFixup: "", wires: [["write"]] });
+    nodes.push({
+      id: "join",
+      type: "join",
+      z: tab.id,
+      name: "batch",
+      mode: "custom",
+      build: "array",
+      property: "payload",
+      propertyType: "msg",
+      key: "topic",
+      joiner: "\\n",
+      joinerType: "str",
+      useparts: false,
+      accumulate: false,
+      timeout: "0.2",
+      count: "5000",
+      reduceRight: false,
+      reduceExp: "",
+      reduceInit: "",
+      reduceInitType: "",
+      reduceFixup: "",
+      wires: [["write"]],
+    });
   }
   return placed(nodes);
 }
@@ -146,7 +231,19 @@ export function thresholdFlow(mqtt: MqttBrokerSettings): FlowNode[] {
     brokerNode(mqtt),
     mqttIn("json"),
     json("hot"),
-    { id: "hot", type: "switch", z: tab.id, name: "temp > 30", property: "payload.metrics.temp", propertyType: "msg", rules: [{ t: "gt", v: "30", vt: "num" }], checkall: "true", repair: false, outputs: 1, wires: [["action"]] },
+    {
+      id: "hot",
+      type: "switch",
+      z: tab.id,
+      name: "temp > 30",
+      property: "payload.metrics.temp",
+      propertyType: "msg",
+      rules: [{ t: "gt", v: "30", vt: "num" }],
+      checkall: "true",
+      repair: false,
+      outputs: 1,
+      wires: [["action"]],
+    },
     fn(
       "action",
       `const device = msg.topic.split("/")[1];
@@ -158,7 +255,22 @@ msg.payload = JSON.stringify({ id: "act_" + n, rule: "bench-threshold", kind: "s
 return msg;`,
       ["out"],
     ),
-    { id: "out", type: "mqtt out", z: tab.id, name: "actions", topic: "", qos: "1", retain: "false", respTopic: "", contentType: "", userProps: "", correl: "", expiry: "", broker: "broker", wires: [] },
+    {
+      id: "out",
+      type: "mqtt out",
+      z: tab.id,
+      name: "actions",
+      topic: "",
+      qos: "1",
+      retain: "false",
+      respTopic: "",
+      contentType: "",
+      userProps: "",
+      correl: "",
+      expiry: "",
+      broker: "broker",
+      wires: [],
+    },
   ]);
 }
 
@@ -175,14 +287,23 @@ export interface RunningNodeRed {
  * telemetry) and the given flow; resolves once the flows started and the MQTT
  * node is connected to the broker.
  */
-export async function startNodeRed(options: { install: string; dir: string; flow: FlowNode[]; mqtt: MqttBrokerSettings }): Promise<RunningNodeRed> {
+export async function startNodeRed(options: {
+  install: string;
+  dir: string;
+  flow: FlowNode[];
+  mqtt: MqttBrokerSettings;
+}): Promise<RunningNodeRed> {
   await mkdir(options.dir, { recursive: true });
   const name = `bench-${process.pid}-${(runs += 1)}`;
   const flowFile = path.join(options.dir, `${name}.json`);
   await writeFile(flowFile, JSON.stringify(options.flow, null, 2));
   // Node-RED reads credentials from <userDir>/<flow file name>_cred.json; credentialSecret: false keeps it plain JSON.
   const credentials = path.join(options.install, `${name}_cred.json`);
-  await writeFile(credentials, JSON.stringify({ broker: { user: options.mqtt.username, password: options.mqtt.password } }), { mode: 0o600 });
+  await writeFile(
+    credentials,
+    JSON.stringify({ broker: { user: options.mqtt.username, password: options.mqtt.password } }),
+    { mode: 0o600 },
+  );
   const settings = path.join(options.dir, "settings.js");
   const port = await freePort();
   await writeFile(
@@ -210,15 +331,25 @@ export async function startNodeRed(options: { install: string; dir: string; flow
     )};\n`,
   );
   const red = path.join(options.install, "node_modules", "node-red", "red.js");
-  const version = (JSON.parse(await readFile(path.join(options.install, "node_modules", "node-red", "package.json"), "utf8")) as { version: string }).version;
-  const child = spawn(process.execPath, [red, "--settings", settings, "--no-telemetry"], { cwd: options.dir, stdio: ["ignore", "pipe", "pipe"] });
+  const version = (
+    JSON.parse(await readFile(path.join(options.install, "node_modules", "node-red", "package.json"), "utf8")) as {
+      version: string;
+    }
+  ).version;
+  const child = spawn(process.execPath, [red, "--settings", settings, "--no-telemetry"], {
+    cwd: options.dir,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   track(child);
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   let output = "";
   let started = false;
   let connected = false;
   const ready = new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`Node-RED did not start within 60 s:\n${output.slice(-3000)}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`Node-RED did not start within 60 s:\n${output.slice(-3000)}`)),
+      60_000,
+    );
     const scan = (chunk: Buffer) => {
       // Once running, the output is only drained.
       if (started && connected) return;

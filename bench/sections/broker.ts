@@ -21,7 +21,13 @@ export interface BrokerRun {
    * the first 1,000, and after 1,000 more idle ones: the second difference is
    * the marginal cost, without one-off costs (code, caches, heap growth).
    */
-  memory: { rss: [number, number, number]; heap: [number, number, number] | undefined; firstMiB: number; marginalMiB: number; heapMarginalMiB: number | undefined };
+  memory: {
+    rss: [number, number, number];
+    heap: [number, number, number] | undefined;
+    firstMiB: number;
+    marginalMiB: number;
+    heapMarginalMiB: number | undefined;
+  };
   fanInQos0: Search<StepRow>;
   fanInQos1: Search<StepRow>;
   fanOut: Search<StepRow>;
@@ -75,7 +81,15 @@ interface Target {
 }
 
 /** Memory, then the three searches, the same for both brokers. */
-async function measure(ctx: BenchContext, name: string, version: string, connect: (idle: boolean) => Promise<{ connected: number }>, target: Target, heap?: () => Promise<number>, fanOutReceivers = PUBLISHERS): Promise<BrokerRun> {
+async function measure(
+  ctx: BenchContext,
+  name: string,
+  version: string,
+  connect: (idle: boolean) => Promise<{ connected: number }>,
+  target: Target,
+  heap?: () => Promise<number>,
+  fanOutReceivers = PUBLISHERS,
+): Promise<BrokerRun> {
   const { say } = ctx;
   const reading = async () => {
     await sleep(2000);
@@ -97,15 +111,32 @@ async function measure(ctx: BenchContext, name: string, version: string, connect
     marginalMiB: mib(r2.rss - r1.rss),
     heapMarginalMiB: r0.heap === undefined ? undefined : mib(r2.heap! - r1.heap!),
   };
-  say(`${name}: ${connected} connections in ${connectSeconds.toFixed(1)} s; resident set +${memory.firstMiB.toFixed(1)} MiB for the first 1,000, +${memory.marginalMiB.toFixed(1)} MiB for 1,000 more`);
+  say(
+    `${name}: ${connected} connections in ${connectSeconds.toFixed(1)} s; resident set +${memory.firstMiB.toFixed(1)} MiB for the first 1,000, +${memory.marginalMiB.toFixed(1)} MiB for 1,000 more`,
+  );
   const search = (what: string, start: number, max: number, run: (rate: number) => Promise<StepRow>) => {
     say(`${name}: ${what}`);
     return stepUp({ start, max, refine: ctx.refine, run, judge: (row) => row.verdict, say });
   };
   const fanInQos0 = await search("fan-in, QoS 0", ctx.quick ? 4000 : 2000, 128_000, (rate) => target.fanIn(0, rate));
   const fanInQos1 = await search("fan-in, QoS 1", ctx.quick ? 4000 : 2000, 128_000, (rate) => target.fanIn(1, rate));
-  const fanOut = await search(`fan-out, one message to ${fanOutReceivers.toLocaleString("en-US")} subscribers`, ctx.quick ? 4 : 2, 256, (rate) => target.fanOut(rate));
-  return { name, version, connections: connected, connectSeconds, memory, fanInQos0, fanInQos1, fanOut, fanOutReceivers };
+  const fanOut = await search(
+    `fan-out, one message to ${fanOutReceivers.toLocaleString("en-US")} subscribers`,
+    ctx.quick ? 4 : 2,
+    256,
+    (rate) => target.fanOut(rate),
+  );
+  return {
+    name,
+    version,
+    connections: connected,
+    connectSeconds,
+    memory,
+    fanInQos0,
+    fanInQos1,
+    fanOut,
+    fanOutReceivers,
+  };
 }
 
 const step = (ctx: BenchContext, plan: Omit<RunPlan, "durationMs" | "drainTimeoutMs">): RunPlan => ({
@@ -118,7 +149,11 @@ async function refeedBroker(ctx: BenchContext): Promise<BrokerRun> {
   const db = "bench_broker";
   const influx = ctx.influxd();
   await createDatabase(influx.url, db);
-  const seeded = await seedDevices(influx.url, db, [...ids.map((id) => ({ id, subject: "fan" })), ...idleIds.map((id) => ({ id })), { id: "hub", subject: "fan" }]);
+  const seeded = await seedDevices(influx.url, db, [
+    ...ids.map((id) => ({ id, subject: "fan" })),
+    ...idleIds.map((id) => ({ id })),
+    { id: "hub", subject: "fan" },
+  ]);
   const devices = seeded.filter((d) => ids.includes(d.id));
   const idle = seeded.filter((d) => idleIds.includes(d.id));
   const hub = seeded.find((d) => d.id === "hub")!;
@@ -139,7 +174,9 @@ async function refeedBroker(ctx: BenchContext): Promise<BrokerRun> {
     const processes = { refeed: () => refeed.pid, influxd: () => influx.pid };
     const perDevice = async (r: RunResult, since: number, qos: 0 | 1) => {
       await refeedWritten(refeed);
-      const expected = Object.fromEntries(Object.entries(r.perClient).map(([d, c]) => [d, qos === 1 ? c.acked : c.sent]));
+      const expected = Object.fromEntries(
+        Object.entries(r.perClient).map(([d, c]) => [d, qos === 1 ? c.acked : c.sent]),
+      );
       const stored = await storedPerDevice(influx.url, db, since);
       const { lost, duplicated } = compareStored(expected, stored);
       return { lost, duplicated };
@@ -156,19 +193,40 @@ async function refeedBroker(ctx: BenchContext): Promise<BrokerRun> {
           latency: "ack",
           settle,
           // Delivered means in InfluxDB at either QoS (a PUBACK from the spool while InfluxDB falls behind is no sustained rate).
-          plan: step(ctx, { rate, qos, stamps: "seq", perClient: true, delivered: (t) => (qos === 1 ? Math.min(t.acked, t.stored) : t.stored), stored: await pointsSince(influx.url, db) }),
+          plan: step(ctx, {
+            rate,
+            qos,
+            stamps: "seq",
+            perClient: true,
+            delivered: (t) => (qos === 1 ? Math.min(t.acked, t.stored) : t.stored),
+            stored: await pointsSince(influx.url, db),
+          }),
           check: (r, since) => perDevice(r, since, qos),
         });
       },
       async fanOut(rate) {
-        return runStep({ gen, processes, latency: "receive", settle, plan: step(ctx, { rate, qos: 1, group: "hub", subject: "fan", expected: (sent) => sent * (PUBLISHERS + 1), delivered: (t) => t.received }) });
+        return runStep({
+          gen,
+          processes,
+          latency: "receive",
+          settle,
+          plan: step(ctx, {
+            rate,
+            qos: 1,
+            group: "hub",
+            subject: "fan",
+            expected: (sent) => sent * (PUBLISHERS + 1),
+            delivered: (t) => t.received,
+          }),
+        });
       },
     };
     const connect = async (extra: boolean) => {
       const these = extra ? idle.map((d) => deviceClient(d, { group: "idle" })) : devices.map((d) => deviceClient(d));
       const answer = await gen.connect(refeed.mqtt, these, { worker: (i) => i % 2 });
       if (!extra) await gen.connect(refeed.mqtt, [deviceClient(hub, { group: "hub" })], { worker: () => 2 });
-      if (answer.failed > 0) throw new Error(`Refeed: ${answer.failed} of ${these.length} connections failed: ${answer.firstError}`);
+      if (answer.failed > 0)
+        throw new Error(`Refeed: ${answer.failed} of ${these.length} connections failed: ${answer.firstError}`);
       return answer;
     };
     const heap = () => refeed.metric("nodejs_heap_size_used_bytes");
@@ -185,7 +243,12 @@ async function mosquittoBroker(ctx: BenchContext): Promise<BrokerRun> {
   const mosquitto = await startMosquitto({
     binary: ctx.mosquitto,
     dir: ctx.dir,
-    users: [...users, ...idleUsers, { username: "consumer", password: "consumer-pw" }, { username: "hub", password: "hub-pw" }],
+    users: [
+      ...users,
+      ...idleUsers,
+      { username: "consumer", password: "consumer-pw" },
+      { username: "hub", password: "hub-pw" },
+    ],
     acl: "user consumer\ntopic read devices/#\nuser hub\ntopic write fanout/#\n\npattern read fanout/#",
   });
   const gen = await LoadGenerator.start(3);
@@ -195,15 +258,49 @@ async function mosquittoBroker(ctx: BenchContext): Promise<BrokerRun> {
       gen,
       pid: mosquitto.pid,
       processes,
-      fanIn: (qos, rate) => runStep({ gen, processes, latency: "receive", plan: step(ctx, { rate, qos, stamps: "full", delivered: (t) => t.received }) }),
-      fanOut: (rate) => runStep({ gen, processes, latency: "receive", plan: step(ctx, { rate, qos: 1, group: "hub", expected: (sent) => sent * PUBLISHERS, delivered: (t) => t.received }) }),
+      fanIn: (qos, rate) =>
+        runStep({
+          gen,
+          processes,
+          latency: "receive",
+          plan: step(ctx, { rate, qos, stamps: "full", delivered: (t) => t.received }),
+        }),
+      fanOut: (rate) =>
+        runStep({
+          gen,
+          processes,
+          latency: "receive",
+          plan: step(ctx, {
+            rate,
+            qos: 1,
+            group: "hub",
+            expected: (sent) => sent * PUBLISHERS,
+            delivered: (t) => t.received,
+          }),
+        }),
     };
     const connect = async (extra: boolean) => {
       const clients: ClientSpec[] = extra
-        ? idleUsers.map((u) => ({ clientId: u.username, username: u.username, password: u.password, topic: `devices/${u.username}/telemetry`, group: "idle", subscribe: [`devices/${u.username}/actions`] }))
-        : users.map((u) => ({ clientId: u.username, username: u.username, password: u.password, topic: `devices/${u.username}/telemetry`, subscribe: [`devices/${u.username}/actions`, "fanout/all"] }));
+        ? idleUsers.map((u) => ({
+            clientId: u.username,
+            username: u.username,
+            password: u.password,
+            topic: `devices/${u.username}/telemetry`,
+            group: "idle",
+            subscribe: [`devices/${u.username}/actions`],
+          }))
+        : users.map((u) => ({
+            clientId: u.username,
+            username: u.username,
+            password: u.password,
+            topic: `devices/${u.username}/telemetry`,
+            subscribe: [`devices/${u.username}/actions`, "fanout/all"],
+          }));
       const answer = await gen.connect(mosquitto.url, clients, { worker: (i) => i % 2 });
-      if (answer.failed > 0) throw new Error(`Mosquitto: ${answer.failed} of ${clients.length} connections failed: ${answer.firstError}\n${mosquitto.log}`);
+      if (answer.failed > 0)
+        throw new Error(
+          `Mosquitto: ${answer.failed} of ${clients.length} connections failed: ${answer.firstError}\n${mosquitto.log}`,
+        );
       if (extra) return answer;
       const consumers: ClientSpec[] = [
         { clientId: "consumer", username: "consumer", password: "consumer-pw", subscribe: ["devices/+/telemetry"] },
@@ -218,4 +315,3 @@ async function mosquittoBroker(ctx: BenchContext): Promise<BrokerRun> {
     await mosquitto.stop();
   }
 }
-

@@ -24,8 +24,26 @@ export interface IngestSection {
   devices: number;
   ceiling: PeerResult & { batchSize: number; inFlight: number };
   pipelines: Pipeline[];
-  http: { records: number; seconds: number; perSecond: number; latency: LatencySummary; lost: number; duplicated: number; devices: number; batch: number };
-  outage: { rate: number; downSeconds: number; ackedWhileDown: number; spooledPoints: number; replaySeconds: number; total: number; lost: number; duplicated: number };
+  http: {
+    records: number;
+    seconds: number;
+    perSecond: number;
+    latency: LatencySummary;
+    lost: number;
+    duplicated: number;
+    devices: number;
+    batch: number;
+  };
+  outage: {
+    rate: number;
+    downSeconds: number;
+    ackedWhileDown: number;
+    spooledPoints: number;
+    replaySeconds: number;
+    total: number;
+    lost: number;
+    duplicated: number;
+  };
   versions: { nodeRed: string; mosquitto: string };
 }
 
@@ -44,23 +62,49 @@ export async function benchIngest(ctx: BenchContext): Promise<IngestSection> {
   const batchSize = 5000;
   const inFlight = 4;
   say(`InfluxDB-only ceiling: pre-built line protocol, ${batchSize}-point batches, ${inFlight} in flight`);
-  const ceiling = await influxCeiling({ url: influx.url, db: "bench_ceiling", batchSize, inFlight, durationMs: (ctx.quick ? 4 : 20) * 1000, devices: DEVICES });
+  const ceiling = await influxCeiling({
+    url: influx.url,
+    db: "bench_ceiling",
+    batchSize,
+    inFlight,
+    durationMs: (ctx.quick ? 4 : 20) * 1000,
+    devices: DEVICES,
+  });
   say(`  ${Math.round(ceiling.pointsPerSecond).toLocaleString("en-US")} points/s`);
 
   const refeed = await refeedPipelines(ctx);
   const peers = await nodeRedPipelines(ctx);
-  return { devices: DEVICES, ceiling: { ...ceiling, batchSize, inFlight }, pipelines: [...refeed.pipelines, ...peers.pipelines], http: refeed.http, outage: refeed.outage, versions: peers.versions };
+  return {
+    devices: DEVICES,
+    ceiling: { ...ceiling, batchSize, inFlight },
+    pipelines: [...refeed.pipelines, ...peers.pipelines],
+    http: refeed.http,
+    outage: refeed.outage,
+    versions: peers.versions,
+  };
 }
 
-const ids = (prefix: string) => Array.from({ length: DEVICES }, (_, i) => ({ id: `${prefix}-${String(i).padStart(2, "0")}` }));
+const ids = (prefix: string) =>
+  Array.from({ length: DEVICES }, (_, i) => ({ id: `${prefix}-${String(i).padStart(2, "0")}` }));
 
 /** Sustained points/s for both shapes of load; starting rates are publishes/s. */
-async function searchBoth(ctx: BenchContext, name: string, run: (records: number, rate: number) => Promise<StepRow>): Promise<Pipeline[]> {
+async function searchBoth(
+  ctx: BenchContext,
+  name: string,
+  run: (records: number, rate: number) => Promise<StepRow>,
+): Promise<Pipeline[]> {
   const out: Pipeline[] = [];
   for (const records of [1, BATCH]) {
     ctx.say(`${name}: ${records === 1 ? "one record" : `${records} records`} per publish, QoS 1`);
     const start = records === 1 ? (ctx.quick ? 8000 : 2000) : ctx.quick ? 400 : 100;
-    const search = await stepUp({ start, max: records === 1 ? 128_000 : 4000, refine: ctx.refine, run: (rate) => run(records, rate), judge: (row) => row.verdict, say: ctx.say });
+    const search = await stepUp({
+      start,
+      max: records === 1 ? 128_000 : 4000,
+      refine: ctx.refine,
+      run: (rate) => run(records, rate),
+      judge: (row) => row.verdict,
+      say: ctx.say,
+    });
     out.push({ name, records, search });
   }
   return out;
@@ -82,8 +126,14 @@ async function refeedPipelines(ctx: BenchContext) {
   const gen = await LoadGenerator.start(2);
   try {
     const r = refeed;
-    await gen.connect(r.mqtt, group("mqtt").map((d) => deviceClient(d, { subscribe: [] })));
-    await gen.connect(r.mqtt, group("outage").map((d) => deviceClient(d, { subscribe: [], group: "outage" })));
+    await gen.connect(
+      r.mqtt,
+      group("mqtt").map((d) => deviceClient(d, { subscribe: [] })),
+    );
+    await gen.connect(
+      r.mqtt,
+      group("outage").map((d) => deviceClient(d, { subscribe: [], group: "outage" })),
+    );
     const processes = { refeed: () => r.pid, influxd: () => ctx.influxd().pid };
     const settle = () => quiet(() => pointsWritten(ctx.influxd().url, db));
     // Delivered means in InfluxDB, as for Node-RED: when InfluxDB falls behind, Refeed acknowledges from its
@@ -94,7 +144,17 @@ async function refeedPipelines(ctx: BenchContext) {
         processes,
         latency: "ack",
         settle,
-        plan: { rate, records, qos: 1, stamps: "seq", perClient: true, durationMs: ctx.stepSeconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => Math.min(t.acked, t.stored), stored: await pointsSince(ctx.influxd().url, db) },
+        plan: {
+          rate,
+          records,
+          qos: 1,
+          stamps: "seq",
+          perClient: true,
+          durationMs: ctx.stepSeconds * 1000,
+          drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+          delivered: (t) => Math.min(t.acked, t.stored),
+          stored: await pointsSince(ctx.influxd().url, db),
+        },
         // A PUBACK may mean "in the spool" (InfluxDB slower than the load): count once it is replayed.
         check: async (run, since) => {
           await refeedWritten(r);
@@ -104,14 +164,24 @@ async function refeedPipelines(ctx: BenchContext) {
     );
 
     ctx.say(`Refeed: HTTP ingest, ${DEVICES} devices posting ${BATCH}-record batches`);
-    const httpRun = await httpLoad({ http: r.http, devices: group("http"), batch: BATCH, warmupMs: 1000, durationMs: (ctx.quick ? 3 : 15) * 1000 });
+    const httpRun = await httpLoad({
+      http: r.http,
+      devices: group("http"),
+      batch: BATCH,
+      warmupMs: 1000,
+      durationMs: (ctx.quick ? 3 : 15) * 1000,
+    });
     // An answer means durable in the commit log: count once InfluxDB has everything.
     await refeedWritten(r);
     const httpStored = await storedPerDevice(ctx.influxd().url, db, 0);
     const httpCheck = compareStored(new Map([...httpRun.acked].filter(([d]) => d.startsWith("http-"))), httpStored);
 
     const outage = await outageRun(ctx, gen, r, db, pipelines);
-    return { pipelines, http: { ...httpRun, lost: httpCheck.lost, duplicated: httpCheck.duplicated, devices: DEVICES, batch: BATCH }, outage };
+    return {
+      pipelines,
+      http: { ...httpRun, lost: httpCheck.lost, duplicated: httpCheck.duplicated, devices: DEVICES, batch: BATCH },
+      outage,
+    };
   } finally {
     await gen.close();
     await refeed?.stop();
@@ -122,7 +192,10 @@ async function refeedPipelines(ctx: BenchContext) {
 /** Waits until Refeed has nothing in its spool or its write queue: what it acknowledged is all in InfluxDB. */
 export async function refeedWritten(refeed: RunningRefeed, timeoutMs = 600_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while ((await refeed.metric("refeed_ingest_spooling")) !== 0 || (await refeed.metric("refeed_ingest_pending_points")) !== 0) {
+  while (
+    (await refeed.metric("refeed_ingest_spooling")) !== 0 ||
+    (await refeed.metric("refeed_ingest_pending_points")) !== 0
+  ) {
     if (Date.now() > deadline) throw new Error(`Refeed did not finish writing its spool within ${timeoutMs / 1000} s`);
     await sleep(100);
   }
@@ -140,12 +213,20 @@ async function checkAcked(url: string, db: string, run: RunResult, since: number
  * single-record rate: PUBACKs go on from the fsync'd spool, and once InfluxDB
  * is back the spool is replayed; every acknowledged record is then stored once.
  */
-async function outageRun(ctx: BenchContext, gen: LoadGenerator, refeed: RunningRefeed, db: string, pipelines: Pipeline[]) {
+async function outageRun(
+  ctx: BenchContext,
+  gen: LoadGenerator,
+  refeed: RunningRefeed,
+  db: string,
+  pipelines: Pipeline[],
+) {
   const sustained = pipelines.find((p) => p.records === 1)?.search.sustained?.rate ?? 2000;
   const rate = Math.max(500, Math.round(sustained / 2));
   const downSeconds = ctx.quick ? 3 : 15;
   const seconds = downSeconds + (ctx.quick ? 2 : 10);
-  ctx.say(`Refeed: InfluxDB stopped for ${downSeconds} s under ${rate.toLocaleString("en-US")} publishes/s at QoS 1, then restarted`);
+  ctx.say(
+    `Refeed: InfluxDB stopped for ${downSeconds} s under ${rate.toLocaleString("en-US")} publishes/s at QoS 1, then restarted`,
+  );
   await quiet(() => pointsWritten(ctx.influxd().url, db));
   const since = Date.now();
   let ackedWhileDown = 0;
@@ -185,21 +266,36 @@ async function nodeRedPipelines(ctx: BenchContext) {
   const mosquitto = await startMosquitto({
     binary: ctx.mosquitto,
     dir: ctx.dir,
-    users: [...devices.map((d) => ({ username: d.id, password: d.token })), { username: "node-red", password: "node-red-pw" }],
+    users: [
+      ...devices.map((d) => ({ username: d.id, password: d.token })),
+      { username: "node-red", password: "node-red-pw" },
+    ],
     acl: "user node-red\ntopic read devices/+/telemetry\ntopic write devices/+/actions\n",
   });
   const gen = await LoadGenerator.start(2);
   let nodeRedVersion = "unknown";
   try {
-    await gen.connect(mosquitto.url, devices.map((d) => deviceClient(d, { subscribe: [] })));
+    await gen.connect(
+      mosquitto.url,
+      devices.map((d) => deviceClient(d, { subscribe: [] })),
+    );
     const mqtt = { port: Number(new URL(mosquitto.url).port), username: "node-red", password: "node-red-pw" };
     const pipelines: Pipeline[] = [];
     for (const records of [1, BATCH]) {
       // A flow per shape of load: single records go through a join node (see ingestFlow).
-      const nodeRed = await startNodeRed({ install: ctx.nodeRed, dir: path.join(ctx.dir, `node-red-${records}`), flow: ingestFlow(mqtt, { port: Number(new URL(influx.url).port), db }, { join: records === 1 }), mqtt });
+      const nodeRed = await startNodeRed({
+        install: ctx.nodeRed,
+        dir: path.join(ctx.dir, `node-red-${records}`),
+        flow: ingestFlow(mqtt, { port: Number(new URL(influx.url).port), db }, { join: records === 1 }),
+        mqtt,
+      });
       nodeRedVersion = nodeRed.version;
       try {
-        const processes = { "node-red": () => nodeRed.pid, mosquitto: () => mosquitto.pid, influxd: () => ctx.influxd().pid };
+        const processes = {
+          "node-red": () => nodeRed.pid,
+          mosquitto: () => mosquitto.pid,
+          influxd: () => ctx.influxd().pid,
+        };
         const settle = () => quiet(() => pointsWritten(ctx.influxd().url, db));
         ctx.say(`Mosquitto + Node-RED: ${records === 1 ? "one record" : `${records} records`} per publish, QoS 1`);
         const start = records === 1 ? (ctx.quick ? 2000 : 1000) : ctx.quick ? 400 : 25;
@@ -215,7 +311,17 @@ async function nodeRedPipelines(ctx: BenchContext) {
               processes,
               latency: "ack",
               settle,
-              plan: { rate, records, qos: 1, stamps: "seq", perClient: true, durationMs: ctx.stepSeconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.stored, stored: await pointsSince(ctx.influxd().url, db) },
+              plan: {
+                rate,
+                records,
+                qos: 1,
+                stamps: "seq",
+                perClient: true,
+                durationMs: ctx.stepSeconds * 1000,
+                drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+                delivered: (t) => t.stored,
+                stored: await pointsSince(ctx.influxd().url, db),
+              },
               check: async (run, since) => {
                 const sent = Object.fromEntries(Object.entries(run.perClient).map(([d, c]) => [d, c.sent]));
                 return compareStored(sent, await storedPerDevice(ctx.influxd().url, db, since));

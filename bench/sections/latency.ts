@@ -60,7 +60,14 @@ async function measure(ctx: BenchContext, name: string, system: () => Promise<Sy
   let current = await system();
   let search: Search<StepRow>;
   try {
-    search = await stepUp({ start: ctx.quick ? 2000 : 500, max: 64_000, refine: ctx.refine, run: (rate) => current.run(rate, ctx.stepSeconds), judge: (row) => row.verdict, say: ctx.say });
+    search = await stepUp({
+      start: ctx.quick ? 2000 : 500,
+      max: 64_000,
+      refine: ctx.refine,
+      run: (rate) => current.run(rate, ctx.stepSeconds),
+      judge: (row) => row.verdict,
+      say: ctx.say,
+    });
   } finally {
     await current.stop();
   }
@@ -69,14 +76,21 @@ async function measure(ctx: BenchContext, name: string, system: () => Promise<Sy
   const points: LatencyPoint[] = [];
   const at = [
     { label: "idle (20 msgs/s)", rate: 20 },
-    ...(sustained > 0 ? [{ label: "50% of sustained", rate: Math.round(sustained * 0.5) }, { label: "80% of sustained", rate: Math.round(sustained * 0.8) }] : []),
+    ...(sustained > 0
+      ? [
+          { label: "50% of sustained", rate: Math.round(sustained * 0.5) },
+          { label: "80% of sustained", rate: Math.round(sustained * 0.8) },
+        ]
+      : []),
     { label: "1,000 msgs/s", rate: 1000 },
   ];
   current = await system();
   try {
     for (const { label, rate } of at) {
       const row = await current.run(rate, seconds);
-      ctx.say(`  ${label}, ${rate.toLocaleString("en-US")}/s: p50 ${row.latency.p50} ms, p99 ${row.latency.p99} ms, p99.9 ${row.latency.p999} ms${row.verdict.ok ? "" : ` (${row.verdict.why})`}`);
+      ctx.say(
+        `  ${label}, ${rate.toLocaleString("en-US")}/s: p50 ${row.latency.p50} ms, p99 ${row.latency.p99} ms, p99.9 ${row.latency.p999} ms${row.verdict.ok ? "" : ` (${row.verdict.why})`}`,
+      );
       points.push({ label, row });
     }
   } finally {
@@ -107,10 +121,26 @@ async function refeedLatency(ctx: BenchContext): Promise<LatencyRun> {
       nodeArgs: profileArgs(ctx, "latency"),
     });
     const gen = await LoadGenerator.start(2);
-    await gen.connect(refeed.mqtt, devices.map((d) => deviceClient(d)));
+    await gen.connect(
+      refeed.mqtt,
+      devices.map((d) => deviceClient(d)),
+    );
     const processes = { refeed: () => refeed.pid, influxd: () => ctx.influxd().pid };
     return {
-      run: (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }),
+      run: (rate, seconds) =>
+        runStep({
+          gen,
+          processes,
+          latency: "receive",
+          plan: {
+            rate,
+            qos: 1,
+            hot: true,
+            durationMs: seconds * 1000,
+            drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+            delivered: (t) => t.received,
+          },
+        }),
       async stop() {
         await gen.close();
         await refeed.stop();
@@ -125,16 +155,40 @@ async function nodeRedLatency(ctx: BenchContext): Promise<LatencyRun> {
     const mosquitto = await startMosquitto({
       binary: ctx.mosquitto,
       dir: ctx.dir,
-      users: [...devices.map((d) => ({ username: d.id, password: d.token })), { username: "node-red", password: "node-red-pw" }],
+      users: [
+        ...devices.map((d) => ({ username: d.id, password: d.token })),
+        { username: "node-red", password: "node-red-pw" },
+      ],
       acl: "user node-red\ntopic read devices/+/telemetry\ntopic write devices/+/actions\n",
     });
     const mqtt = { port: Number(new URL(mosquitto.url).port), username: "node-red", password: "node-red-pw" };
-    const nodeRed = await startNodeRed({ install: ctx.nodeRed, dir: path.join(ctx.dir, `node-red-latency-${(systems += 1)}`), flow: thresholdFlow(mqtt), mqtt });
+    const nodeRed = await startNodeRed({
+      install: ctx.nodeRed,
+      dir: path.join(ctx.dir, `node-red-latency-${(systems += 1)}`),
+      flow: thresholdFlow(mqtt),
+      mqtt,
+    });
     const gen = await LoadGenerator.start(2);
-    await gen.connect(mosquitto.url, devices.map((d) => deviceClient(d)));
+    await gen.connect(
+      mosquitto.url,
+      devices.map((d) => deviceClient(d)),
+    );
     const processes = { "node-red": () => nodeRed.pid, mosquitto: () => mosquitto.pid };
     return {
-      run: (rate, seconds) => runStep({ gen, processes, latency: "receive", plan: { rate, qos: 1, hot: true, durationMs: seconds * 1000, drainTimeoutMs: ctx.quick ? 5000 : 15_000, delivered: (t) => t.received } }),
+      run: (rate, seconds) =>
+        runStep({
+          gen,
+          processes,
+          latency: "receive",
+          plan: {
+            rate,
+            qos: 1,
+            hot: true,
+            durationMs: seconds * 1000,
+            drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+            delivered: (t) => t.received,
+          },
+        }),
       async stop() {
         await gen.close();
         await nodeRed.stop();

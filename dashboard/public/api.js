@@ -30,7 +30,11 @@ export const onUnauthorized = (listener) => unauthorized.add(listener);
 const url = (path) => new URL(`../${path}`, document.baseURI);
 
 export async function api(path, { method = "GET", key = session.key, signal } = {}) {
-  const res = await fetch(url(path), { method, signal, headers: { authorization: `Bearer ${key}`, accept: "application/json" } });
+  const res = await fetch(url(path), {
+    method,
+    signal,
+    headers: { authorization: `Bearer ${key}`, accept: "application/json" },
+  });
   const text = await res.text();
   let body;
   try {
@@ -48,7 +52,8 @@ export async function api(path, { method = "GET", key = session.key, signal } = 
 
 export const query = (params) => {
   const search = new URLSearchParams();
-  for (const [name, value] of Object.entries(params)) if (value !== undefined && value !== null && value !== "") search.set(name, String(value));
+  for (const [name, value] of Object.entries(params))
+    if (value !== undefined && value !== null && value !== "") search.set(name, String(value));
   const text = search.toString();
   return text ? `?${text}` : "";
 };

@@ -40,7 +40,15 @@ function route() {
 
 function showSignIn() {
   signOut.hidden = true;
-  const input = h("input", { id: "key", name: "key", type: "password", autocomplete: "off", spellcheck: "false", required: true, "aria-describedby": "key-help" });
+  const input = h("input", {
+    id: "key",
+    name: "key",
+    type: "password",
+    autocomplete: "off",
+    spellcheck: "false",
+    required: true,
+    "aria-describedby": "key-help",
+  });
   const error = h("p", { id: "sign-in-error", class: "error", role: "alert" }, notice);
   notice = "";
   const button = h("button", { type: "submit" }, "Sign in");
@@ -71,7 +79,11 @@ function showSignIn() {
       },
     },
     h("h1", { tabindex: "-1" }, "Sign in"),
-    h("p", { id: "key-help" }, "Paste the support key your administrator gave you (it starts with rfk.). It is kept in this tab only, until you sign out or close it."),
+    h(
+      "p",
+      { id: "key-help" },
+      "Paste the support key your administrator gave you (it starts with rfk.). It is kept in this tab only, until you sign out or close it.",
+    ),
     h("label", { for: "key" }, "Support key"),
     input,
     button,

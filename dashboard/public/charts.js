@@ -5,7 +5,10 @@ const LINE = "#1f5fbf";
 const BAND = "rgba(31, 95, 191, 0.14)";
 const NEGATIVE = "#9b2c2c";
 const HEIGHT = 170;
-const AXES = [{ stroke: "#444", grid: { stroke: "#eee" } }, { stroke: "#444", grid: { stroke: "#eee" }, size: 56 }];
+const AXES = [
+  { stroke: "#444", grid: { stroke: "#eee" } },
+  { stroke: "#444", grid: { stroke: "#eee" }, size: 56 },
+];
 
 /**
  * A captioned figure with one uPlot chart that follows its container's width
@@ -18,7 +21,16 @@ function chart(container, { metric, caption, label, scales = {}, series, bands }
   figure.append(plot);
   container.append(figure);
   const width = () => Math.max(240, plot.clientWidth);
-  const options = { width: width(), height: HEIGHT, legend: { show: false }, cursor: { drag: { x: false, y: false } }, scales: { x: { time: true }, ...scales }, axes: AXES, series, ...(bands ? { bands } : {}) };
+  const options = {
+    width: width(),
+    height: HEIGHT,
+    legend: { show: false },
+    cursor: { drag: { x: false, y: false } },
+    scales: { x: { time: true }, ...scales },
+    axes: AXES,
+    series,
+    ...(bands ? { bands } : {}),
+  };
   const u = new uPlot(options, data, plot);
   const observer = new ResizeObserver(() => u.setSize({ width: width(), height: HEIGHT }));
   observer.observe(plot);
@@ -34,9 +46,19 @@ export function metricChart(container, name, times, series) {
     container,
     {
       metric: name,
-      caption: [h("strong", {}, name), latest === undefined ? "" : ` latest mean ${format(latest)}; range ${format(min(series.min))} to ${format(max(series.max))}`],
+      caption: [
+        h("strong", {}, name),
+        latest === undefined
+          ? ""
+          : ` latest mean ${format(latest)}; range ${format(min(series.min))} to ${format(max(series.max))}`,
+      ],
       label: `${name} over time: mean per interval with its minimum and maximum`,
-      series: [{}, { label: "min", stroke: "transparent", points: { show: false } }, { label: "max", stroke: "transparent", points: { show: false } }, { label: "mean", stroke: LINE, width: 2, points: { show: times.length < 30 } }],
+      series: [
+        {},
+        { label: "min", stroke: "transparent", points: { show: false } },
+        { label: "max", stroke: "transparent", points: { show: false } },
+        { label: "mean", stroke: LINE, width: 2, points: { show: times.length < 30 } },
+      ],
       bands: [{ series: [2, 1], fill: BAND }],
     },
     [seconds(times), series.min, series.max, series.mean],
@@ -54,7 +76,10 @@ export function sentimentChart(container, feedback) {
       caption: [h("strong", {}, "feedback sentiment"), ` ${scored.length} texts, ${negative} negative`],
       label: `Sentiment of each feedback text over time: ${negative} of ${scored.length} negative`,
       scales: { y: { range: (_u, lo, hi) => [Math.min(-1, lo), Math.max(1, hi)] } },
-      series: [{}, { label: "sentiment", stroke: NEGATIVE, paths: () => null, points: { show: true, size: 8, fill: NEGATIVE } }],
+      series: [
+        {},
+        { label: "sentiment", stroke: NEGATIVE, paths: () => null, points: { show: true, size: 8, fill: NEGATIVE } },
+      ],
     },
     [scored.map((f) => Date.parse(f.at) / 1000), scored.map((f) => f.sentiment)],
   );

@@ -30,7 +30,9 @@ export function deviceView(main, id, params, { setLive, focus }) {
   const state = {
     range: params.get("range") ?? "24h",
     window: params.get("window") ?? "",
-    types: new Set((params.get("types") ?? TYPES.map(([t]) => t).join(",")).split(",").filter((t) => TYPES.some(([k]) => k === t))),
+    types: new Set(
+      (params.get("types") ?? TYPES.map(([t]) => t).join(",")).split(",").filter((t) => TYPES.some(([k]) => k === t)),
+    ),
   };
   const entries = new Map(); // key -> entry
   let next = null;
@@ -48,12 +50,20 @@ export function deviceView(main, id, params, { setLive, focus }) {
   const breakdown = h("ul", { class: "components" });
   const charts = h("div", { class: "charts" });
   const list = h("ol", { class: "timeline", "aria-live": "off" });
-  const more = h("button", { type: "button", class: "quiet", hidden: true, onclick: () => loadEntries(true) }, "Load older entries");
+  const more = h(
+    "button",
+    { type: "button", class: "quiet", hidden: true, onclick: () => loadEntries(true) },
+    "Load older entries",
+  );
   const notice = h("p", { class: "notice", hidden: true });
   const error = h("p", { class: "error", role: "alert" });
 
   const remember = () =>
-    history.replaceState(null, "", `#/device/${encodeURIComponent(id)}${query({ range: state.range === "24h" ? "" : state.range, window: state.window, types: state.types.size === TYPES.length ? "" : [...state.types].join(",") })}`);
+    history.replaceState(
+      null,
+      "",
+      `#/device/${encodeURIComponent(id)}${query({ range: state.range === "24h" ? "" : state.range, window: state.window, types: state.types.size === TYPES.length ? "" : [...state.types].join(",") })}`,
+    );
 
   const rangeSelect = h(
     "select",
@@ -110,16 +120,29 @@ export function deviceView(main, id, params, { setLive, focus }) {
     title.textContent = health.device;
     replace(
       headMeta,
-      [health.kind, health.subjects.length ? `customer${health.subjects.length > 1 ? "s" : ""} ${health.subjects.slice(0, 5).join(", ")}${health.subjects.length > 5 ? ` and ${health.subjects.length - 5} more` : ""}` : "no customer linked"]
+      [
+        health.kind,
+        health.subjects.length
+          ? `customer${health.subjects.length > 1 ? "s" : ""} ${health.subjects.slice(0, 5).join(", ")}${health.subjects.length > 5 ? ` and ${health.subjects.length - 5} more` : ""}`
+          : "no customer linked",
+      ]
         .filter(Boolean)
         .join(" \u00b7 "),
       " \u00b7 ",
-      h("span", { class: `dot ${health.online ? "on" : "off"}` }, health.online ? `online (${health.connections} connection${health.connections === 1 ? "" : "s"})` : "offline"),
+      h(
+        "span",
+        { class: `dot ${health.online ? "on" : "off"}` },
+        health.online ? `online (${health.connections} connection${health.connections === 1 ? "" : "s"})` : "offline",
+      ),
       ", last seen ",
       time(health.lastSeen),
       health.revoked ? " \u00b7 revoked" : "",
     );
-    replace(headScore, scoreBadge(health.score, health.status, true), h("span", { class: "meta" }, `experience health, ${health.window}`));
+    replace(
+      headScore,
+      scoreBadge(health.score, health.status, true),
+      h("span", { class: "meta" }, `experience health, ${health.window}`),
+    );
     replace(
       breakdown,
       COMPONENTS.map(([name, label]) => {
@@ -130,14 +153,31 @@ export function deviceView(main, id, params, { setLive, focus }) {
           "li",
           { class: `component ${status}`, "data-component": name },
           h("h3", {}, label, " ", scoreBadge(c.score, status)),
-          c.score === null ? null : h("meter", { min: 0, max: 100, low: 50, high: 80, optimum: 100, value: c.score, "aria-label": `${label} ${Math.round(c.score)} of 100` }),
+          c.score === null
+            ? null
+            : h("meter", {
+                min: 0,
+                max: 100,
+                low: 50,
+                high: 80,
+                optimum: 100,
+                value: c.score,
+                "aria-label": `${label} ${Math.round(c.score)} of 100`,
+              }),
           h("p", {}, c.explanation),
           negative
             ? h(
                 "figure",
                 { class: "quote" },
                 h("blockquote", {}, negative.text),
-                h("figcaption", {}, `latest negative: sentiment ${signed(negative.sentiment)}`, negative.rating !== null ? `, rating ${negative.rating}/5` : "", ", ", time(negative.at)),
+                h(
+                  "figcaption",
+                  {},
+                  `latest negative: sentiment ${signed(negative.sentiment)}`,
+                  negative.rating !== null ? `, rating ${negative.rating}/5` : "",
+                  ", ",
+                  time(negative.at),
+                ),
               )
             : null,
           h("p", { class: "meta" }, c.weight === 0 ? "not counted for this kind of device" : `weight ${c.weight}`),
@@ -152,7 +192,16 @@ export function deviceView(main, id, params, { setLive, focus }) {
     } catch (err) {
       if (err.name === "AbortError") return;
       if (err instanceof ApiError && err.status === 404) {
-        replace(main, h("section", {}, h("h1", { tabindex: "-1" }, "No such device"), h("p", {}, `The platform knows no device \u201c${id}\u201d.`), h("a", { href: "#/" }, "Back to the fleet")));
+        replace(
+          main,
+          h(
+            "section",
+            {},
+            h("h1", { tabindex: "-1" }, "No such device"),
+            h("p", {}, `The platform knows no device \u201c${id}\u201d.`),
+            h("a", { href: "#/" }, "Back to the fleet"),
+          ),
+        );
         stop();
         return;
       }
@@ -170,9 +219,18 @@ export function deviceView(main, id, params, { setLive, focus }) {
       chartsHandles = [];
       charts.replaceChildren();
       const metrics = Object.entries(summary.telemetry?.metrics ?? {});
-      if (feedback.entries.some((e) => e.sentiment !== null)) chartsHandles.push(sentimentChart(charts, feedback.entries));
-      for (const [name, series] of metrics) chartsHandles.push(metricChart(charts, name, summary.telemetry.time, series));
-      if (chartsHandles.length === 0) charts.append(h("p", { class: "meta" }, `No telemetry or feedback in the ${RANGES.find(([r]) => r === state.range)?.[1] ?? state.range}.`));
+      if (feedback.entries.some((e) => e.sentiment !== null))
+        chartsHandles.push(sentimentChart(charts, feedback.entries));
+      for (const [name, series] of metrics)
+        chartsHandles.push(metricChart(charts, name, summary.telemetry.time, series));
+      if (chartsHandles.length === 0)
+        charts.append(
+          h(
+            "p",
+            { class: "meta" },
+            `No telemetry or feedback in the ${RANGES.find(([r]) => r === state.range)?.[1] ?? state.range}.`,
+          ),
+        );
     } catch (err) {
       if (err.name !== "AbortError") error.textContent = `Could not load the charts: ${err.message}`;
     }
@@ -190,7 +248,11 @@ export function deviceView(main, id, params, { setLive, focus }) {
       return;
     }
     try {
-      const page = await get(path(`timeline${query({ last: state.range, cursor: older ? next : undefined, types: types.join(","), limit: PAGE })}`));
+      const page = await get(
+        path(
+          `timeline${query({ last: state.range, cursor: older ? next : undefined, types: types.join(","), limit: PAGE })}`,
+        ),
+      );
       for (const e of page.entries) entries.set(e.key, e);
       next = page.next;
       if (!older) after = Math.max(after, page.after);
@@ -202,7 +264,9 @@ export function deviceView(main, id, params, { setLive, focus }) {
   }
 
   function renderEntries(fresh = new Set()) {
-    const shown = [...entries.values()].filter((e) => state.types.has(e.type)).sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
+    const shown = [...entries.values()]
+      .filter((e) => state.types.has(e.type))
+      .sort((a, b) => Date.parse(b.at) - Date.parse(a.at));
     if (shown.length === 0) return replace(list, h("li", { class: "empty" }, "Nothing in this range."));
     replace(
       list,
@@ -264,18 +328,33 @@ export function deviceView(main, id, params, { setLive, focus }) {
       "article",
       { class: "device", "aria-labelledby": "device-title" },
       h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: "#/" }, "\u2190 Fleet")),
-      h("header", { class: "device-head" }, h("div", {}, Object.assign(title, { id: "device-title" }), headMeta), headScore),
+      h(
+        "header",
+        { class: "device-head" },
+        h("div", {}, Object.assign(title, { id: "device-title" }), headMeta),
+        headScore,
+      ),
       error,
       h(
         "section",
         { "aria-labelledby": "breakdown-title" },
-        h("div", { class: "section-head" }, h("h2", { id: "breakdown-title" }, "Health breakdown"), h("div", { class: "field" }, h("label", { for: "device-window" }, "Window"), windowSelect)),
+        h(
+          "div",
+          { class: "section-head" },
+          h("h2", { id: "breakdown-title" }, "Health breakdown"),
+          h("div", { class: "field" }, h("label", { for: "device-window" }, "Window"), windowSelect),
+        ),
         breakdown,
       ),
       h(
         "section",
         { "aria-labelledby": "charts-title" },
-        h("div", { class: "section-head" }, h("h2", { id: "charts-title" }, "Metrics"), h("div", { class: "field" }, h("label", { for: "device-range" }, "Range"), rangeSelect)),
+        h(
+          "div",
+          { class: "section-head" },
+          h("h2", { id: "charts-title" }, "Metrics"),
+          h("div", { class: "field" }, h("label", { for: "device-range" }, "Range"), rangeSelect),
+        ),
         charts,
       ),
       h(
@@ -301,7 +380,12 @@ const quoteValue = (v) => (typeof v === "string" ? `\u201c${v}\u201d` : JSON.str
 /** One timeline entry, in words a support agent reads at a glance. */
 function entryView(e) {
   const base = (label, ...content) =>
-    h("li", { class: `entry ${e.type}`, "data-type": e.type, "data-key": e.key }, h("div", { class: "when" }, h("span", { class: "badge" }, label), time(e.at)), h("div", { class: "what" }, ...content));
+    h(
+      "li",
+      { class: `entry ${e.type}`, "data-type": e.type, "data-key": e.key },
+      h("div", { class: "when" }, h("span", { class: "badge" }, label), time(e.at)),
+      h("div", { class: "what" }, ...content),
+    );
   switch (e.type) {
     case "feedback": {
       const negative = (e.sentiment !== null && e.sentiment < 0) || (e.rating !== null && e.rating <= 2);
@@ -311,7 +395,13 @@ function entryView(e) {
         h(
           "p",
           { class: "meta" },
-          [e.rating !== null ? `rating ${e.rating}/5` : null, e.sentiment !== null ? `sentiment ${signed(e.sentiment)}` : null, e.subject ? `customer ${e.subject}` : "no customer"].filter(Boolean).join(" \u00b7 "),
+          [
+            e.rating !== null ? `rating ${e.rating}/5` : null,
+            e.sentiment !== null ? `sentiment ${signed(e.sentiment)}` : null,
+            e.subject ? `customer ${e.subject}` : "no customer",
+          ]
+            .filter(Boolean)
+            .join(" \u00b7 "),
         ),
       );
       if (negative) li.classList.add("negative");
@@ -320,7 +410,12 @@ function entryView(e) {
     case "action": {
       const what =
         e.kind === "suggest"
-          ? ["suggested ", h("code", {}, e.target), e.value !== null ? [" = ", quoteValue(e.value)] : "", e.prompt ? [": ", h("q", {}, e.prompt)] : ""]
+          ? [
+              "suggested ",
+              h("code", {}, e.target),
+              e.value !== null ? [" = ", quoteValue(e.value)] : "",
+              e.prompt ? [": ", h("q", {}, e.prompt)] : "",
+            ]
           : e.kind === "notify"
             ? ["notified a webhook"]
             : e.kind === "clear"
@@ -333,7 +428,17 @@ function entryView(e) {
         h(
           "ol",
           { class: "lifecycle", "aria-label": "lifecycle" },
-          e.lifecycle.map((step) => h("li", { class: step.status }, step.status, " ", time(step.at), step.by ? ` by ${step.by}` : "", step.reason ? ` (${step.reason})` : "")),
+          e.lifecycle.map((step) =>
+            h(
+              "li",
+              { class: step.status },
+              step.status,
+              " ",
+              time(step.at),
+              step.by ? ` by ${step.by}` : "",
+              step.reason ? ` (${step.reason})` : "",
+            ),
+          ),
         ),
       );
     }
@@ -341,7 +446,15 @@ function entryView(e) {
       return base(
         "Event",
         h("p", {}, h("strong", {}, e.name), e.subject ? ` \u00b7 customer ${e.subject}` : ""),
-        Object.keys(e.props ?? {}).length ? h("p", { class: "meta" }, Object.entries(e.props).map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`).join(" \u00b7 ")) : null,
+        Object.keys(e.props ?? {}).length
+          ? h(
+              "p",
+              { class: "meta" },
+              Object.entries(e.props)
+                .map(([k, v]) => `${k}: ${typeof v === "string" ? v : JSON.stringify(v)}`)
+                .join(" \u00b7 "),
+            )
+          : null,
       );
     case "presence":
       return base(
@@ -349,14 +462,31 @@ function entryView(e) {
         h(
           "p",
           {},
-          e.event === "connect" ? `connected over ${e.transport ?? "MQTT"}` : e.event === "will" ? "last will published" : `disconnected: ${(e.reason ?? "unknown").replaceAll("_", " ")}`,
+          e.event === "connect"
+            ? `connected over ${e.transport ?? "MQTT"}`
+            : e.event === "will"
+              ? "last will published"
+              : `disconnected: ${(e.reason ?? "unknown").replaceAll("_", " ")}`,
           e.client ? h("span", { class: "meta" }, ` client ${e.client}`) : null,
         ),
       );
     case "consent":
-      return base("Consent", h("p", {}, `customer ${e.subject} ${e.granted ? "opted in to" : "opted out of"} `, h("strong", {}, e.purpose), ` (recorded by ${e.by})`));
+      return base(
+        "Consent",
+        h(
+          "p",
+          {},
+          `customer ${e.subject} ${e.granted ? "opted in to" : "opted out of"} `,
+          h("strong", {}, e.purpose),
+          ` (recorded by ${e.by})`,
+        ),
+      );
     case "dead_letter":
-      return base("Refused", h("p", {}, `a ${e.channel} message: `, h("strong", {}, e.reason.replaceAll("_", " "))), e.detail ? h("p", { class: "meta" }, e.detail) : null);
+      return base(
+        "Refused",
+        h("p", {}, `a ${e.channel} message: `, h("strong", {}, e.reason.replaceAll("_", " "))),
+        e.detail ? h("p", { class: "meta" }, e.detail) : null,
+      );
     default:
       return base(e.type, h("p", {}, JSON.stringify(e)));
   }

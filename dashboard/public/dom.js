@@ -61,7 +61,10 @@ export function scoreBadge(score, status, big = false) {
   const label = score === null ? "no data" : `${Math.round(score)}`;
   return h(
     "span",
-    { class: `score ${status}${big ? " big" : ""}`, title: `health ${label}${score === null ? "" : ` of 100, ${statusText[status]}`}` },
+    {
+      class: `score ${status}${big ? " big" : ""}`,
+      title: `health ${label}${score === null ? "" : ` of 100, ${statusText[status]}`}`,
+    },
     h("span", { class: "value" }, label),
     score === null ? null : h("span", { class: "band" }, statusText[status]),
   );

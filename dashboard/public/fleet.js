@@ -21,12 +21,20 @@ export function fleetView(main, params, { setLive, focus }) {
   let controller;
   let searchTimer;
 
-  const search = h("input", { id: "fleet-q", type: "search", value: state.q, autocomplete: "off", placeholder: "device, kind or customer id" });
+  const search = h("input", {
+    id: "fleet-q",
+    type: "search",
+    value: state.q,
+    autocomplete: "off",
+    placeholder: "device, kind or customer id",
+  });
   const status = h(
     "select",
     { id: "fleet-status" },
     h("option", { value: "" }, "All"),
-    ["poor", "fair", "good", "unknown"].map((s) => h("option", { value: s, selected: state.status === s }, statusText[s])),
+    ["poor", "fair", "good", "unknown"].map((s) =>
+      h("option", { value: s, selected: state.status === s }, statusText[s]),
+    ),
   );
   const windowSelect = h(
     "select",
@@ -74,7 +82,18 @@ export function fleetView(main, params, { setLive, focus }) {
       ".",
     );
     if (page.devices.length === 0) {
-      replace(body, h("tr", {}, h("td", { colspan: 6, class: "empty" }, state.q ? `No device matches \u201c${state.q}\u201d.` : "No devices.")));
+      replace(
+        body,
+        h(
+          "tr",
+          {},
+          h(
+            "td",
+            { colspan: 6, class: "empty" },
+            state.q ? `No device matches \u201c${state.q}\u201d.` : "No devices.",
+          ),
+        ),
+      );
     } else {
       replace(body, page.devices.map(row));
     }
@@ -82,7 +101,11 @@ export function fleetView(main, params, { setLive, focus }) {
     const last = page.offset + page.devices.length;
     replace(
       pager,
-      h("button", { type: "button", class: "quiet", disabled: page.offset === 0, onclick: () => move(-PAGE) }, "Previous"),
+      h(
+        "button",
+        { type: "button", class: "quiet", disabled: page.offset === 0, onclick: () => move(-PAGE) },
+        "Previous",
+      ),
       h("span", { "aria-live": "polite" }, `${first}\u2013${last} of ${page.total}`),
       h("button", { type: "button", class: "quiet", disabled: last >= page.total, onclick: () => move(PAGE) }, "Next"),
     );
@@ -100,7 +123,12 @@ export function fleetView(main, params, { setLive, focus }) {
         h("a", { href: `#/device/${encodeURIComponent(d.device)}` }, d.device),
         h("span", { class: "meta" }, [d.kind, d.subject].filter(Boolean).join(" \u00b7 ")),
       ),
-      h("td", { class: "presence" }, h("span", { class: `dot ${d.online ? "on" : "off"}` }, d.online ? "online" : "offline"), h("span", { class: "meta" }, "seen ", time(d.lastSeen))),
+      h(
+        "td",
+        { class: "presence" },
+        h("span", { class: `dot ${d.online ? "on" : "off"}` }, d.online ? "online" : "offline"),
+        h("span", { class: "meta" }, "seen ", time(d.lastSeen)),
+      ),
       h(
         "td",
         { class: "parts" },
@@ -108,7 +136,12 @@ export function fleetView(main, params, { setLive, focus }) {
           "ul",
           { class: "mini" },
           COMPONENTS.map(([c, short]) =>
-            h("li", {}, h("abbr", { class: "name", title: c }, short), h("span", { class: "num" }, d.components[c] === null ? "\u2013" : Math.round(d.components[c]))),
+            h(
+              "li",
+              {},
+              h("abbr", { class: "name", title: c }, short),
+              h("span", { class: "num" }, d.components[c] === null ? "\u2013" : Math.round(d.components[c])),
+            ),
           ),
         ),
       ),

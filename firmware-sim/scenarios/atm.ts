@@ -27,7 +27,9 @@ export const atm: Scenario = {
   plan(count, ctx) {
     const devices = range(count).map((i) => ({ id: `${ctx.prefix}-atm-${pad(i + 1)}`, kind: "atm", scenario: "atm" }));
     const habitual = (i: number) => hasTrait(ctx.seed, "pattern", i, HABITUAL_SHARE);
-    const customers = range(Math.max(3, count * CUSTOMERS_PER_ATM)).map((i) => customerAt(ctx, "atm", "atm", i, habitual(i) ? ATM_PATTERN : undefined));
+    const customers = range(Math.max(3, count * CUSTOMERS_PER_ATM)).map((i) =>
+      customerAt(ctx, "atm", "atm", i, habitual(i) ? ATM_PATTERN : undefined),
+    );
     const habits = new Map<string, Habit>(
       customers.map((c, i) => {
         const r = randomFor(ctx.seed, `habit:${c.id}`);
@@ -52,7 +54,9 @@ export const atm: Scenario = {
             const habit = habits.get(customer)!;
             current = customer;
             mood.session();
-            const amount = random.chance(habit.share) ? habit.usual : random.pick(AMOUNTS.filter((a) => a !== habit.usual));
+            const amount = random.chance(habit.share)
+              ? habit.usual
+              : random.pick(AMOUNTS.filter((a) => a !== habit.usual));
             cash = cash < 10 ? 100 : cash - amount / 100;
             screen = { amount, offered_first: null };
             return [
@@ -63,13 +67,19 @@ export const atm: Scenario = {
               event(customer, "session_end", { seconds: random.int(25, 120) }),
             ];
           },
-          telemetry: () => telemetry({ cash_level: round1(cash), temp: round1(hot ? random.between(30.5, 34) : random.between(18, 26)), errors: random.chance(0.03) ? 1 : 0 }),
+          telemetry: () =>
+            telemetry({
+              cash_level: round1(cash),
+              temp: round1(hot ? random.between(30.5, 34) : random.between(18, 26)),
+              errors: random.chance(0.03) ? 1 : 0,
+            }),
         });
         return {
           next,
           actionArrived(action) {
             const value = action.value;
-            if (action.key === "atm.first_amount" && (typeof value === "number" || typeof value === "string")) screen.offered_first = value;
+            if (action.key === "atm.first_amount" && (typeof value === "number" || typeof value === "string"))
+              screen.offered_first = value;
           },
           accepted: (action) => (action.key === RATING_REQUEST ? [mood.rating(current, "atm")] : []),
           // The amount offered first is a convenience of one card session, nothing to undo.

@@ -16,7 +16,13 @@ export const bankingApp: Scenario = {
   summary: "a banking app per customer; some open the share-price page in most sessions (story 2)",
   minDevices: 1,
   plan(count, ctx) {
-    const apps = appPerCustomer(count, ctx, { scenario: "banking-app", code: "bank", kind: "banking-app", pattern: SHARE_PRICE_PATTERN, share: FAN_SHARE });
+    const apps = appPerCustomer(count, ctx, {
+      scenario: "banking-app",
+      code: "bank",
+      kind: "banking-app",
+      pattern: SHARE_PRICE_PATTERN,
+      share: FAN_SHARE,
+    });
     return {
       devices: apps.devices,
       customers: apps.customers,
@@ -28,18 +34,27 @@ export const bankingApp: Scenario = {
             mood.session();
             const sharePrice = random.chance(fan ? (onHome ? 0.3 : 0.8) : 0.1);
             const pages: Publish[] = [];
-            for (let n = random.int(1, 3); n > 0; n -= 1) pages.push(event(subject, "page_view", { page: random.pick(PAGES) }));
-            if (sharePrice) pages.splice(random.int(0, pages.length), 0, event(subject, "page_view", { page: "share_price" }));
+            for (let n = random.int(1, 3); n > 0; n -= 1)
+              pages.push(event(subject, "page_view", { page: random.pick(PAGES) }));
+            if (sharePrice)
+              pages.splice(random.int(0, pages.length), 0, event(subject, "page_view", { page: "share_price" }));
             return [
               event(subject, "session_start", { platform: random.pick(["ios", "android"]) }),
               event(subject, "page_view", { page: "home", share_price_widget: onHome }),
               ...pages,
-              ...(random.chance(0.15) ? [event(subject, "bill_paid", { bill: `bill-${random.int(1000, 9999)}`, amount: random.int(20, 400) })] : []),
+              ...(random.chance(0.15)
+                ? [event(subject, "bill_paid", { bill: `bill-${random.int(1000, 9999)}`, amount: random.int(20, 400) })]
+                : []),
               ...(random.chance(0.12) ? [mood.feedback(subject, "app")] : []),
               event(subject, "session_end", { seconds: random.int(20, 300) }),
             ];
           },
-          telemetry: () => telemetry({ battery: random.int(5, 100), latency_ms: random.int(40, mood.negative ? 2500 : 400), app_version: "5.3.0" }),
+          telemetry: () =>
+            telemetry({
+              battery: random.int(5, 100),
+              latency_ms: random.int(40, mood.negative ? 2500 : 400),
+              app_version: "5.3.0",
+            }),
         });
         return {
           next,

@@ -5,16 +5,49 @@ export type Topic = "atm" | "app" | "tv";
 
 // Worded so that a lexicon-based scorer (AFINN, as the `sentiment` package uses) reads them the way a person would.
 const POSITIVE: Record<Topic | "any", readonly string[]> = {
-  any: ["Quick and easy, thank you!", "Works great, I love it.", "Excellent service as always.", "Very helpful and simple, good job."],
-  atm: ["Fast cash and no queue, great!", "Love that it remembers my usual amount.", "Clean machine, easy and quick. Thanks!"],
-  app: ["Love the new layout, everything is easy to find.", "Great app, payments are fast and simple.", "Really happy with the home screen now."],
-  tv: ["Picture is great and the menus are clear.", "The bigger text is perfect, thank you!", "Love the recommendations, very good."],
+  any: [
+    "Quick and easy, thank you!",
+    "Works great, I love it.",
+    "Excellent service as always.",
+    "Very helpful and simple, good job.",
+  ],
+  atm: [
+    "Fast cash and no queue, great!",
+    "Love that it remembers my usual amount.",
+    "Clean machine, easy and quick. Thanks!",
+  ],
+  app: [
+    "Love the new layout, everything is easy to find.",
+    "Great app, payments are fast and simple.",
+    "Really happy with the home screen now.",
+  ],
+  tv: [
+    "Picture is great and the menus are clear.",
+    "The bigger text is perfect, thank you!",
+    "Love the recommendations, very good.",
+  ],
 };
 const NEGATIVE: Record<Topic | "any", readonly string[]> = {
-  any: ["This is frustrating, it keeps failing.", "Terrible experience, very slow today.", "Bad service, I am disappointed."],
-  atm: ["The machine froze and kept my card. Awful.", "Took forever to dispense cash, really annoying.", "Screen was broken, terrible."],
-  app: ["The app crashed twice, very frustrating.", "Too slow, I hate waiting for the login.", "Payment failed again, this is bad."],
-  tv: ["The screen keeps freezing, terrible.", "Text is too small to read, annoying.", "Sound drops all the time, awful."],
+  any: [
+    "This is frustrating, it keeps failing.",
+    "Terrible experience, very slow today.",
+    "Bad service, I am disappointed.",
+  ],
+  atm: [
+    "The machine froze and kept my card. Awful.",
+    "Took forever to dispense cash, really annoying.",
+    "Screen was broken, terrible.",
+  ],
+  app: [
+    "The app crashed twice, very frustrating.",
+    "Too slow, I hate waiting for the login.",
+    "Payment failed again, this is bad.",
+  ],
+  tv: [
+    "The screen keeps freezing, terrible.",
+    "Text is too small to read, annoying.",
+    "Sound drops all the time, awful.",
+  ],
 };
 
 /**
@@ -57,7 +90,10 @@ export class Mood {
   /** The answer to an accepted rating request: always a rating, often a sentence too. */
   rating(subject: string | undefined, topic: Topic): Publish {
     const unhappy = this.negative ? this.random.chance(0.85) : this.random.chance(0.1);
-    const record: Record<string, unknown> = { ...(subject ? { subject } : {}), rating: unhappy ? this.random.int(1, 2) : this.random.int(4, 5) };
+    const record: Record<string, unknown> = {
+      ...(subject ? { subject } : {}),
+      rating: unhappy ? this.random.int(1, 2) : this.random.int(4, 5),
+    };
     if (this.random.chance(0.5)) record.text = this.random.pick([...(unhappy ? NEGATIVE : POSITIVE)[topic]]);
     return { channel: "feedback", record };
   }

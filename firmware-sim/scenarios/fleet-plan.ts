@@ -10,7 +10,13 @@ export function range(n: number): number[] {
 }
 
 /** The `index`-th customer of a scenario, opted in or not as the fleet's share says. */
-export function customerAt(ctx: PlanContext, scenario: string, code: string, index: number, pattern: string | undefined): SimCustomer {
+export function customerAt(
+  ctx: PlanContext,
+  scenario: string,
+  code: string,
+  index: number,
+  pattern: string | undefined,
+): SimCustomer {
   return {
     id: `${ctx.prefix}-cust-${code}-${pad(index + 1)}`,
     scenario,
@@ -36,10 +42,21 @@ export function appPerCustomer(
   count: number,
   ctx: PlanContext,
   app: { scenario: string; code: string; kind: string; pattern: string; share: number },
-): { devices: SimDeviceSpec[]; customers: SimCustomer[]; customerOf(device: SimDeviceSpec, random: Random): AppCustomer } {
+): {
+  devices: SimDeviceSpec[];
+  customers: SimCustomer[];
+  customerOf(device: SimDeviceSpec, random: Random): AppCustomer;
+} {
   const hasPattern = (i: number) => hasTrait(ctx.seed, "pattern", i, app.share);
-  const customers = range(count).map((i) => customerAt(ctx, app.scenario, app.code, i, hasPattern(i) ? app.pattern : undefined));
-  const devices = range(count).map((i) => ({ id: `${ctx.prefix}-${app.code}-${pad(i + 1)}`, kind: app.kind, subject: customers[i]!.id, scenario: app.scenario }));
+  const customers = range(count).map((i) =>
+    customerAt(ctx, app.scenario, app.code, i, hasPattern(i) ? app.pattern : undefined),
+  );
+  const devices = range(count).map((i) => ({
+    id: `${ctx.prefix}-${app.code}-${pad(i + 1)}`,
+    kind: app.kind,
+    subject: customers[i]!.id,
+    scenario: app.scenario,
+  }));
   const indexOf = new Map(devices.map((d, i) => [d.id, i]));
   return {
     devices,
@@ -48,7 +65,12 @@ export function appPerCustomer(
       const index = indexOf.get(device.id)!;
       const subject = device.subject!;
       const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
-      return { subject, hasPattern: hasPattern(index), mood, accepted: (action) => (action.key === RATING_REQUEST ? [mood.rating(subject, "app")] : []) };
+      return {
+        subject,
+        hasPattern: hasPattern(index),
+        mood,
+        accepted: (action) => (action.key === RATING_REQUEST ? [mood.rating(subject, "app")] : []),
+      };
     },
   };
 }

@@ -9,7 +9,12 @@ export function mixedShares(count: number): { atm: number; bankingApp: number; r
   const tvDevices = 3 * Math.max(1, Math.floor((count * 0.3) / 3));
   const atmDevices = Math.max(1, Math.round(count * 0.2));
   const rideDevices = Math.max(1, Math.round(count * 0.25));
-  return { atm: atmDevices, bankingApp: count - tvDevices - atmDevices - rideDevices, rideApp: rideDevices, tv: tvDevices };
+  return {
+    atm: atmDevices,
+    bankingApp: count - tvDevices - atmDevices - rideDevices,
+    rideApp: rideDevices,
+    tv: tvDevices,
+  };
 }
 
 /** Every other scenario in one fleet, so that every story's pattern occurs at once. */

@@ -15,7 +15,13 @@ export const rideApp: Scenario = {
   summary: "a ride-hailing app per rider; many never pick delivery (story 3, 30 sessions)",
   minDevices: 1,
   plan(count, ctx) {
-    const apps = appPerCustomer(count, ctx, { scenario: "ride-app", code: "ride", kind: "ride-app", pattern: NO_DELIVERY_PATTERN, share: NEVER_DELIVERY_SHARE });
+    const apps = appPerCustomer(count, ctx, {
+      scenario: "ride-app",
+      code: "ride",
+      kind: "ride-app",
+      pattern: NO_DELIVERY_PATTERN,
+      share: NEVER_DELIVERY_SHARE,
+    });
     return {
       devices: apps.devices,
       customers: apps.customers,
@@ -38,7 +44,12 @@ export const rideApp: Scenario = {
               event(subject, "session_end", { seconds: random.int(30, 240) }),
             ];
           },
-          telemetry: () => telemetry({ battery: random.int(5, 100), gps_accuracy_m: round1(random.between(3, 40)), latency_ms: random.int(40, mood.negative ? 2500 : 400) }),
+          telemetry: () =>
+            telemetry({
+              battery: random.int(5, 100),
+              gps_accuracy_m: round1(random.between(3, 40)),
+              latency_ms: random.int(40, mood.negative ? 2500 : 400),
+            }),
         });
         return {
           next,

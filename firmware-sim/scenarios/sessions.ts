@@ -22,7 +22,11 @@ export function sessionLoop(random: Random, telemetryShare: number, source: Sess
   };
 }
 
-export function event(subject: string | undefined, name: string, props?: Record<string, string | number | boolean | null>): Publish {
+export function event(
+  subject: string | undefined,
+  name: string,
+  props?: Record<string, string | number | boolean | null>,
+): Publish {
   return { channel: "events", record: { ...(subject ? { subject } : {}), name, ...(props ? { props } : {}) } };
 }
 

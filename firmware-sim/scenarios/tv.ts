@@ -28,17 +28,33 @@ export const tv: Scenario = {
   plan(count, ctx) {
     const households = Math.floor(count / 3);
     const zoomer = (h: number) => hasTrait(ctx.seed, "pattern", h, ZOOMER_SHARE);
-    const customers = range(households).map((h) => customerAt(ctx, "tv", "home", h, zoomer(h) ? ZOOM_PATTERN : undefined));
+    const customers = range(households).map((h) =>
+      customerAt(ctx, "tv", "home", h, zoomer(h) ? ZOOM_PATTERN : undefined),
+    );
     const devices: Array<SimDeviceSpec & { household: number; touchpoint: Touchpoint }> = [];
     for (const h of range(households)) {
       const home = `${ctx.prefix}-home-${pad(h + 1)}`;
       for (const touchpoint of ["tv", "phone", "kiosk"] as const) {
-        devices.push({ id: `${home}-${touchpoint}`, kind: TOUCHPOINTS[touchpoint].kind, subject: customers[h]!.id, scenario: "tv", household: h, touchpoint });
+        devices.push({
+          id: `${home}-${touchpoint}`,
+          kind: TOUCHPOINTS[touchpoint].kind,
+          subject: customers[h]!.id,
+          scenario: "tv",
+          household: h,
+          touchpoint,
+        });
       }
     }
     // What does not make a whole household is a second TV in the first homes.
     for (const h of range(count - households * 3)) {
-      devices.push({ id: `${ctx.prefix}-home-${pad(h + 1)}-tv2`, kind: "tv", subject: customers[h]!.id, scenario: "tv", household: h, touchpoint: "tv" });
+      devices.push({
+        id: `${ctx.prefix}-home-${pad(h + 1)}-tv2`,
+        kind: "tv",
+        subject: customers[h]!.id,
+        scenario: "tv",
+        household: h,
+        touchpoint: "tv",
+      });
     }
     const byId = new Map(devices.map((d, i) => [d.id, { ...d, index: i }]));
     return {
@@ -51,17 +67,21 @@ export const tv: Scenario = {
         const hot = hasTrait(ctx.seed, "hot", device.index, 0.25);
         const mood = new Mood(random, hasTrait(ctx.seed, "troubled", device.index, 0.1));
         let largeText = false;
-        const zoom = () => (zoomer(device.household) && !largeText ? round1(random.between(1.4, 1.8)) : random.chance(0.1) ? 1.3 : 1);
+        const zoom = () =>
+          zoomer(device.household) && !largeText ? round1(random.between(1.4, 1.8)) : random.chance(0.1) ? 1.3 : 1;
         const measure = (): Publish => {
           const temp = round1(hot ? random.between(30.5, 33) : random.between(19, 25));
-          if (device.touchpoint === "tv") return telemetry({ temp, brightness: random.int(40, 100), volume: random.int(0, 60) });
+          if (device.touchpoint === "tv")
+            return telemetry({ temp, brightness: random.int(40, 100), volume: random.int(0, 60) });
           if (device.touchpoint === "kiosk") return telemetry({ temp, paper_level: random.int(0, 100) });
           return telemetry({ battery: random.int(5, 100), latency_ms: random.int(40, mood.negative ? 2500 : 400) });
         };
         const next = sessionLoop(random, 0.2, {
           session() {
             mood.session();
-            const views = range(random.int(2, 4)).map(() => event(subject, "screen_view", { screen: random.pick(screens), zoom: zoom() }));
+            const views = range(random.int(2, 4)).map(() =>
+              event(subject, "screen_view", { screen: random.pick(screens), zoom: zoom() }),
+            );
             return [
               event(subject, "session_start"),
               ...views,

@@ -36,7 +36,10 @@ describe("reliable action delivery", () => {
     await sensor.endAsync();
   };
   const pending = async (id: string) => (await api(t, "GET", `/api/devices/${id}`)).body.pendingActions as number;
-  const log = (id: string) => influxQuery(t.db, `SELECT action, status FROM action_log WHERE device = '${id}'`) as Promise<unknown> as Promise<Array<{ action: string; status: string }>>;
+  const log = (id: string) =>
+    influxQuery(t.db, `SELECT action, status FROM action_log WHERE device = '${id}'`) as Promise<unknown> as Promise<
+      Array<{ action: string; status: string }>
+    >;
 
   /** Subscribes to actions and state; the retained state arrives after any resent action, so it is the barrier. */
   const subscribeAndSettle = async (client: MqttClient, device: string) => {
@@ -49,7 +52,10 @@ describe("reliable action delivery", () => {
   it("delivers an action produced while the device was offline when it subscribes, and records the PUBACK", async () => {
     const thermo = await provision(t, { id: "thermo" });
     await heatUp(thermo);
-    const proposed = await waitFor(async () => (await log("thermo")).find((r) => r.status === "proposed" && r.action), "the proposed action");
+    const proposed = await waitFor(
+      async () => (await log("thermo")).find((r) => r.status === "proposed" && r.action),
+      "the proposed action",
+    );
     await waitFor(async () => (await pending("thermo")) === 1, "one pending action");
 
     const client = await connectDevice(t.mqttUrl, thermo.id, thermo.token);
@@ -57,7 +63,10 @@ describe("reliable action delivery", () => {
     await client.subscribeAsync(`devices/${thermo.id}/actions`, { qos: 1 });
     const received = await waitFor(() => seen.get(`devices/${thermo.id}/actions`), "the action");
     expect(received.map((p) => (JSON.parse(p) as Action).id)).toEqual([proposed.action]);
-    await waitFor(async () => (await log("thermo")).some((r) => r.action === proposed.action && r.status === "delivered"), "the delivered record");
+    await waitFor(
+      async () => (await log("thermo")).some((r) => r.action === proposed.action && r.status === "delivered"),
+      "the delivered record",
+    );
     expect(await pending("thermo")).toBe(0);
     await client.endAsync();
 
@@ -117,16 +126,36 @@ describe("reliable action delivery", () => {
     const other = await provision(t, { id: "radio" });
     await heatUp(tv);
     await heatUp(other);
-    const proposed = await waitFor(async () => (await log("tv")).find((r) => r.status === "proposed" && r.action), "the proposed action");
+    const proposed = await waitFor(
+      async () => (await log("tv")).find((r) => r.status === "proposed" && r.action),
+      "the proposed action",
+    );
     await t.restart();
     expect(await pending("tv")).toBe(1);
 
     const port = new URL(t.mqttUrl).port;
-    const sub = spawn("mosquitto_sub", ["-p", port, "-i", "tv", "-u", "tv", "-P", tv.token, "-q", "1", "-t", "devices/tv/actions", "-C", "1", "-W", "20"]);
+    const sub = spawn("mosquitto_sub", [
+      "-p",
+      port,
+      "-i",
+      "tv",
+      "-u",
+      "tv",
+      "-P",
+      tv.token,
+      "-q",
+      "1",
+      "-t",
+      "devices/tv/actions",
+      "-C",
+      "1",
+      "-W",
+      "20",
+    ]);
     let out = "";
     sub.stdout.on("data", (chunk: Buffer) => (out += chunk));
     expect(await new Promise((resolve) => sub.once("exit", resolve))).toBe(0);
-    expect((JSON.parse(out) as Action)).toMatchObject({ id: proposed.action, rule: "hot", value: "cool" });
+    expect(JSON.parse(out) as Action).toMatchObject({ id: proposed.action, rule: "hot", value: "cool" });
     await waitFor(async () => (await log("tv")).some((r) => r.status === "delivered"), "the delivered record");
 
     // Delivered survives the next restart too; the other device still waits for its own.
@@ -147,11 +176,19 @@ describe("reliable action delivery", () => {
     await heatUp(lamp);
     await heatUp(bulb);
     // The bulb's customer undoes the change, so its profile is empty again.
-    const action = await waitFor(async () => (await log("bulb")).find((r) => r.status === "proposed" && r.action), "the bulb's action");
+    const action = await waitFor(
+      async () => (await log("bulb")).find((r) => r.status === "proposed" && r.action),
+      "the bulb's action",
+    );
     const acker = await connectDevice(t.mqttUrl, bulb.id, bulb.token, { clientId: "bulb:ack" });
-    await acker.publishAsync("devices/bulb/acks", JSON.stringify({ action: action.action, status: "undone" }), { qos: 1 });
+    await acker.publishAsync("devices/bulb/acks", JSON.stringify({ action: action.action, status: "undone" }), {
+      qos: 1,
+    });
     await acker.endAsync();
-    await waitFor(async () => JSON.stringify((await api(t, "GET", "/api/devices/bulb")).body.profile) === "{}", "the undo");
+    await waitFor(
+      async () => JSON.stringify((await api(t, "GET", "/api/devices/bulb")).body.profile) === "{}",
+      "the undo",
+    );
     await t.restart();
 
     const state = async (device: { id: string; token: string }) => {

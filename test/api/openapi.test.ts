@@ -17,7 +17,11 @@ describe("the OpenAPI document at /docs", () => {
     t = await startTestPlatform();
     const res = await fetch(`${t.http}/docs/json`);
     expect(res.status).toBe(200);
-    const spec = (await res.json()) as { openapi: string; paths: typeof paths; components: { securitySchemes: Record<string, unknown> } };
+    const spec = (await res.json()) as {
+      openapi: string;
+      paths: typeof paths;
+      components: { securitySchemes: Record<string, unknown> };
+    };
     expect(spec.openapi).toBe("3.0.3");
     expect(spec.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
     paths = spec.paths;
@@ -46,7 +50,9 @@ describe("the OpenAPI document at /docs", () => {
     }
     expect(paths["/healthz"]!.get!.security).toEqual([]);
     expect(paths["/api/devices"]!.post!.security).toEqual([{ bearer: [] }]);
-    expect(Object.keys(paths["/api/devices"]!.post!.responses)).toEqual(expect.arrayContaining(["201", "400", "401", "403"]));
+    expect(Object.keys(paths["/api/devices"]!.post!.responses)).toEqual(
+      expect.arrayContaining(["201", "400", "401", "403"]),
+    );
   });
 
   it("shows the request bodies from the same zod schemas the handlers parse with", () => {
@@ -54,7 +60,9 @@ describe("the OpenAPI document at /docs", () => {
     expect(Object.keys(provision.properties ?? {}).sort()).toEqual(["id", "kind", "subject"]);
     const rule = paths["/api/rules"]!.post!.requestBody!.content;
     expect(Object.keys(rule)).toEqual(expect.arrayContaining(["application/json", "application/yaml"]));
-    expect(Object.keys(rule["application/json"]!.schema.properties ?? {})).toEqual(expect.arrayContaining(["id", "on", "when", "then"]));
+    expect(Object.keys(rule["application/json"]!.schema.properties ?? {})).toEqual(
+      expect.arrayContaining(["id", "on", "when", "then"]),
+    );
   });
 
   it("serves a browsable page", async () => {

@@ -3,14 +3,23 @@ import path from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery } from "../support/influx.ts";
-import { api, collect, connectDevice, logLine, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import {
+  api,
+  collect,
+  connectDevice,
+  logLine,
+  provision,
+  startTestPlatform,
+  type TestPlatform,
+} from "../support/platform.ts";
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 
 const rule = "id: hot\non: telemetry\nwhen: msg.metrics.temp > 30\nthen:\n  - set: ui.theme\n    value: cool\n";
 
 /** Resolves when the broker closes the connection (MQTT 3.1.1's only answer to a refused publish). */
-const closed = (client: MqttClient) => new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
+const closed = (client: MqttClient) =>
+  new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
 
 /** SUBACK return codes for one filter, whether mqtt.js resolves or rejects. */
 async function granted(client: MqttClient, topic: string): Promise<number[]> {
@@ -50,8 +59,13 @@ describe("ACL matrix: device A cannot reach device B", () => {
     await t?.close();
   });
 
-  const mosquitto = (tool: "mosquitto_pub" | "mosquitto_sub", clientId: string, user: string, token: string, args: string[]) =>
-    run(tool, ["-p", port, "-i", clientId, "-u", user, "-P", token, "-q", "1", ...args]);
+  const mosquitto = (
+    tool: "mosquitto_pub" | "mosquitto_sub",
+    clientId: string,
+    user: string,
+    token: string,
+    args: string[],
+  ) => run(tool, ["-p", port, "-i", clientId, "-u", user, "-P", token, "-q", "1", ...args]);
 
   it("mqtt.js: publishing into B's topics closes A's connection and stores nothing for B", async () => {
     for (const channel of ["telemetry", "events", "feedback", "acks"]) {
@@ -61,14 +75,23 @@ describe("ACL matrix: device A cannot reach device B", () => {
       await gone;
       client.end(true);
     }
-    const line = await logLine(t, (l) => l.msg === "publish refused" && l.device === a.id && l.topic === `devices/${b.id}/acks`, "the refusal in the log");
+    const line = await logLine(
+      t,
+      (l) => l.msg === "publish refused" && l.device === a.id && l.topic === `devices/${b.id}/acks`,
+      "the refusal in the log",
+    );
     expect(line).toMatchObject({ reason: "acl_denied", clientId: a.id });
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE device = '${b.id}'`)).toEqual([]);
     expect(bClient.connected).toBe(true);
   });
 
   it("mosquitto_pub: publishing into B's topics loses the connection and stores nothing for B", async () => {
-    const pub = await mosquitto("mosquitto_pub", a.id, a.id, a.token, ["-t", `devices/${b.id}/telemetry`, "-m", '{"metrics":{"temp":99}}']);
+    const pub = await mosquitto("mosquitto_pub", a.id, a.id, a.token, [
+      "-t",
+      `devices/${b.id}/telemetry`,
+      "-m",
+      '{"metrics":{"temp":99}}',
+    ]);
     expect(pub.code).not.toBe(0);
     expect(pub.stderr).toMatch(/connection was lost/i);
     // Publishing into the platform's own topics or $SYS is refused the same way.
@@ -83,7 +106,15 @@ describe("ACL matrix: device A cannot reach device B", () => {
     for (const url of [t.mqttUrl, t.wsUrl]) {
       const client = await connectDevice(url, a.id, a.token);
       const seen = collect(client);
-      for (const topic of [`devices/${b.id}/actions`, `devices/${b.id}/state`, "devices/#", "#", "devices/+/actions", "+/+/state", "$SYS/#"]) {
+      for (const topic of [
+        `devices/${b.id}/actions`,
+        `devices/${b.id}/state`,
+        "devices/#",
+        "#",
+        "devices/+/actions",
+        "+/+/state",
+        "$SYS/#",
+      ]) {
         expect([topic, await granted(client, topic)]).toEqual([topic, [128]]);
       }
       // A's own subscription works, and serves as the barrier: B's action goes out first.
@@ -115,7 +146,12 @@ describe("ACL matrix: device A cannot reach device B", () => {
     // Even with B's own token A's username decides the identity: wrong pairings are refused.
     await expect(connectDevice(t.mqttUrl, a.id, b.token)).rejects.toThrow(/Bad username or password/i);
     expect(bClient.connected).toBe(true);
-    await logLine(t, (l) => l.msg === "connection refused" && l.reason === "client_id_mismatch" && l.clientId === b.id && l.device === a.id, "the client id refusal");
+    await logLine(
+      t,
+      (l) =>
+        l.msg === "connection refused" && l.reason === "client_id_mismatch" && l.clientId === b.id && l.device === a.id,
+      "the client id refusal",
+    );
   });
 
   it("a rotated token is refused at once and the new one works; a revoked token is refused", async () => {
@@ -127,12 +163,22 @@ describe("ACL matrix: device A cannot reach device B", () => {
     await expect(connectDevice(t.mqttUrl, c.id, c.token)).rejects.toThrow(/Bad username or password/i);
     const old = await mosquitto("mosquitto_pub", c.id, c.id, c.token, ["-t", `devices/${c.id}/telemetry`, "-m", "{}"]);
     expect(old.stderr).toMatch(/bad user name or password/i);
-    const ok = await mosquitto("mosquitto_pub", c.id, c.id, fresh, ["-t", `devices/${c.id}/telemetry`, "-m", '{"metrics":{"x":1}}']);
+    const ok = await mosquitto("mosquitto_pub", c.id, c.id, fresh, [
+      "-t",
+      `devices/${c.id}/telemetry`,
+      "-m",
+      '{"metrics":{"x":1}}',
+    ]);
     expect(ok).toMatchObject({ code: 0, stderr: "" });
 
     expect((await api(t, "POST", `/api/devices/${c.id}/revoke`)).status).toBe(200);
     await expect(connectDevice(t.mqttUrl, c.id, fresh)).rejects.toThrow(/Not authorized/i);
-    const revoked = await mosquitto("mosquitto_pub", c.id, c.id, fresh, ["-t", `devices/${c.id}/telemetry`, "-m", "{}"]);
+    const revoked = await mosquitto("mosquitto_pub", c.id, c.id, fresh, [
+      "-t",
+      `devices/${c.id}/telemetry`,
+      "-m",
+      "{}",
+    ]);
     expect(revoked.stderr).toMatch(/not authorised/i);
   });
 });

@@ -56,7 +56,18 @@ describe("client id policy", () => {
   });
 
   it("never lets one device name another device's session", () => {
-    for (const clientId of ["tv-2", "tv-10", "tv-1x", "tv", "tv-1.", "tv-2:tv-1", "tv-1:", "tv-1:a/b", "tv-1:a:b", ` tv-1`]) {
+    for (const clientId of [
+      "tv-2",
+      "tv-10",
+      "tv-1x",
+      "tv",
+      "tv-1.",
+      "tv-2:tv-1",
+      "tv-1:",
+      "tv-1:a/b",
+      "tv-1:a:b",
+      ` tv-1`,
+    ]) {
       expect(authorizeClientId("tv-1", clientId, true, fresh)).toMatchObject({ allow: false, code: "foreign" });
     }
     // And no suffixed session of one device is a session of another, whatever the ids.
@@ -66,6 +77,10 @@ describe("client id policy", () => {
 
   it("names an empty client id after the device for a clean session, and refuses it for a persistent one", () => {
     expect(authorizeClientId("tv-1", "", true, fresh)).toEqual({ allow: true, clientId: "tv-1:generated" });
-    expect(authorizeClientId("tv-1", "", false, fresh)).toMatchObject({ allow: false, code: "empty_persistent", reason: /MQTT-3\.1\.3-8/ });
+    expect(authorizeClientId("tv-1", "", false, fresh)).toMatchObject({
+      allow: false,
+      code: "empty_persistent",
+      reason: /MQTT-3\.1\.3-8/,
+    });
   });
 });

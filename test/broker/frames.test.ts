@@ -3,7 +3,15 @@ import { describe, expect, it } from "vitest";
 import { FrameReader, decodePublish } from "../../broker/frames.ts";
 
 const publish = (topic: string, payload: string, qos: 0 | 1, messageId?: number) =>
-  mqttPacket.generate({ cmd: "publish", topic, payload: Buffer.from(payload), qos, retain: false, dup: false, ...(messageId ? { messageId } : {}) });
+  mqttPacket.generate({
+    cmd: "publish",
+    topic,
+    payload: Buffer.from(payload),
+    qos,
+    retain: false,
+    dup: false,
+    ...(messageId ? { messageId } : {}),
+  });
 
 function read(bytes: Buffer[], capture: (type: number, flags: number, length: number) => number | false = () => 0) {
   const headers: Array<[number, number]> = [];
@@ -54,7 +62,14 @@ describe("MQTT frame reader", () => {
   it("reports the end of each packet, including empty ones and bodies split across chunks", () => {
     const ends: number[] = [];
     const reader = new FrameReader({ header: () => 0, end: (type) => ends.push(type) });
-    const connect = mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "a", clean: true, keepalive: 30 });
+    const connect = mqttPacket.generate({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clientId: "a",
+      clean: true,
+      keepalive: 30,
+    });
     const bytes = Buffer.concat([connect, mqttPacket.generate({ cmd: "pingreq" })]);
     reader.push(bytes.subarray(0, 5));
     expect(ends).toEqual([]); // the CONNECT is not complete yet: a slow client is still connecting

@@ -20,7 +20,11 @@ const MiB = 1024 * 1024;
 
 /** Starts the hostile fleet in its own process; resolves its progress lines. */
 function flood(port: number, count: number, announce: number, extra: number) {
-  const child = spawn(process.execPath, [path.join(ROOT, "test/support/announce-flood.mjs"), String(port), String(count), String(announce), String(extra)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(
+    process.execPath,
+    [path.join(ROOT, "test/support/announce-flood.mjs"), String(port), String(count), String(announce), String(extra)],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const lines: Array<Record<string, number>> = [];
   let rest = "";
   child.stdout.on("data", (chunk: Buffer) => {
@@ -32,7 +36,11 @@ function flood(port: number, count: number, announce: number, extra: number) {
     lines,
     /** The fleet's report once the broker closed every connection; kills it if that does not happen in time. */
     closedByBroker(timeoutMs: number) {
-      return waitFor(() => lines.find((l) => l.closed !== undefined), "the broker to close every hostile connection", timeoutMs).finally(() => child.kill());
+      return waitFor(
+        () => lines.find((l) => l.closed !== undefined),
+        "the broker to close every hostile connection",
+        timeoutMs,
+      ).finally(() => child.kill());
     },
   };
 }
@@ -70,8 +78,14 @@ describe("clients announcing 256 MiB packets", () => {
     const grown = held() - before;
     expect(grown).toBeLessThan(8 * MiB);
     const line = await logLine(t, (l) => l.reason === "packet_too_large", "a refusal in the log");
-    expect(line).toMatchObject({ msg: "connection closed: packet refused before buffering", announced: 268_435_455, transport: "tcp" });
-    console.info(`real device connected in ${connectMs.toFixed(0)} ms after 500 connections announced 256 MiB; all closed by the broker within ${report.ms} ms; broker memory grew ${(grown / MiB).toFixed(1)} MiB`);
+    expect(line).toMatchObject({
+      msg: "connection closed: packet refused before buffering",
+      announced: 268_435_455,
+      transport: "tcp",
+    });
+    console.info(
+      `real device connected in ${connectMs.toFixed(0)} ms after 500 connections announced 256 MiB; all closed by the broker within ${report.ms} ms; broker memory grew ${(grown / MiB).toFixed(1)} MiB`,
+    );
   });
 
   it("500 that keep sending after the header are cut before their bytes are buffered", async () => {

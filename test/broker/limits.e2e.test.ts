@@ -9,7 +9,8 @@ import { connectDevice, logLine, provision, startTestPlatform, type TestPlatform
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 
-const closed = (client: MqttClient) => new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
+const closed = (client: MqttClient) =>
+  new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
 
 function rawSocket(port: number): Promise<Socket & { closedByServer: boolean; received: Buffer[] }> {
   return new Promise((resolve, reject) => {
@@ -46,12 +47,25 @@ describe("broker limits", () => {
   };
 
   beforeAll(async () => {
-    t = await startTestPlatform({}, {
-      logs: true,
-      limits: { maxPayloadBytes: 1024, publishRate: 5, publishBurst: 20, connectTimeoutMs: 400, maxKeepaliveSeconds: 120, maxSubscriptions: 1 },
-    });
+    t = await startTestPlatform(
+      {},
+      {
+        logs: true,
+        limits: {
+          maxPayloadBytes: 1024,
+          publishRate: 5,
+          publishBurst: 20,
+          connectTimeoutMs: 400,
+          maxKeepaliveSeconds: 120,
+          maxSubscriptions: 1,
+        },
+      },
+    );
     port = Number(new URL(t.mqttUrl).port);
-    await writeFile(path.join(t.rulesDir, "hot.yaml"), "id: hot\non: telemetry\nwhen: msg.metrics.temp > 30\nthen:\n  - set: ui.theme\n    value: cool\n");
+    await writeFile(
+      path.join(t.rulesDir, "hot.yaml"),
+      "id: hot\non: telemetry\nwhen: msg.metrics.temp > 30\nthen:\n  - set: ui.theme\n    value: cool\n",
+    );
     await t.restart();
     port = Number(new URL(t.mqttUrl).port);
     good = await provision(t, { id: "good" });
@@ -72,7 +86,22 @@ describe("broker limits", () => {
     expect(line).toMatchObject({ reason: "payload_too_large", limit: 1024 });
     expect(line.bytes).toBeGreaterThan(1024);
 
-    const pub = await run("mosquitto_pub", ["-p", String(port), "-i", big.id, "-u", big.id, "-P", big.token, "-q", "1", "-t", `devices/${big.id}/telemetry`, "-m", JSON.stringify({ metrics: { blob: "y".repeat(1500) } })]);
+    const pub = await run("mosquitto_pub", [
+      "-p",
+      String(port),
+      "-i",
+      big.id,
+      "-u",
+      big.id,
+      "-P",
+      big.token,
+      "-q",
+      "1",
+      "-t",
+      `devices/${big.id}/telemetry`,
+      "-m",
+      JSON.stringify({ metrics: { blob: "y".repeat(1500) } }),
+    ]);
     expect(pub.stderr).toMatch(/connection was lost/i);
     // Good's point in InfluxDB first: then nothing of big's is on its way there.
     await goodStillWorks(1);
@@ -81,12 +110,22 @@ describe("broker limits", () => {
 
   it("cuts a connection whose packet announces more than the limit before buffering it, over TCP and WebSocket", async () => {
     const huge = await provision(t, { id: "huge" });
-    for (const [url, transport] of [[t.mqttUrl, "tcp"], [t.wsUrl, "ws"]] as const) {
+    for (const [url, transport] of [
+      [t.mqttUrl, "tcp"],
+      [t.wsUrl, "ws"],
+    ] as const) {
       const client = await connectDevice(url, huge.id, huge.token);
       const gone = closed(client);
       client.publish(`devices/${huge.id}/telemetry`, "z".repeat(64 * 1024), { qos: 0 });
       await gone;
-      const line = await logLine(t, (l) => l.msg === "connection closed: packet refused before buffering" && l.device === huge.id && l.transport === transport, `the packet refusal over ${transport}`);
+      const line = await logLine(
+        t,
+        (l) =>
+          l.msg === "connection closed: packet refused before buffering" &&
+          l.device === huge.id &&
+          l.transport === transport,
+        `the packet refusal over ${transport}`,
+      );
       expect(line).toMatchObject({ reason: "packet_too_large", limit: 1024 + 4096 });
     }
     await goodStillWorks(2);
@@ -96,15 +135,35 @@ describe("broker limits", () => {
     const noisy = await provision(t, { id: "noisy" });
     const client = await connectDevice(t.mqttUrl, noisy.id, noisy.token);
     const gone = closed(client);
-    for (let i = 0; i < 200 && client.connected; i += 1) client.publish(`devices/${noisy.id}/telemetry`, JSON.stringify({ metrics: { i } }), { qos: 0 });
+    for (let i = 0; i < 200 && client.connected; i += 1)
+      client.publish(`devices/${noisy.id}/telemetry`, JSON.stringify({ metrics: { i } }), { qos: 0 });
     await gone;
     const line = await logLine(t, (l) => l.msg === "publish refused" && l.device === noisy.id, "the rate refusal");
     expect(line).toMatchObject({ reason: "rate_limited", rate: 5, burst: 20 });
     // The burst was accepted; what came after was not (the bucket refills by 5 a second meanwhile).
-    const stored = async () => ((await influxQuery(t.db, `SELECT count(i) FROM telemetry WHERE device = '${noisy.id}'`))[0]?.count as number | undefined) ?? 0;
+    const stored = async () =>
+      ((await influxQuery(t.db, `SELECT count(i) FROM telemetry WHERE device = '${noisy.id}'`))[0]?.count as
+        number | undefined) ?? 0;
     await waitFor(async () => (await stored()) >= 20, "the burst in InfluxDB");
 
-    const flood = await run("mosquitto_pub", ["-p", String(port), "-i", noisy.id, "-u", noisy.id, "-P", noisy.token, "-q", "1", "-t", `devices/${noisy.id}/telemetry`, "-m", '{"metrics":{"j":1}}', "--repeat", "200"]);
+    const flood = await run("mosquitto_pub", [
+      "-p",
+      String(port),
+      "-i",
+      noisy.id,
+      "-u",
+      noisy.id,
+      "-P",
+      noisy.token,
+      "-q",
+      "1",
+      "-t",
+      `devices/${noisy.id}/telemetry`,
+      "-m",
+      '{"metrics":{"j":1}}',
+      "--repeat",
+      "200",
+    ]);
     expect(flood.code).not.toBe(0);
     expect(flood.stderr).toMatch(/connection was lost/i);
     await goodStillWorks(3);
@@ -112,7 +171,16 @@ describe("broker limits", () => {
   });
 
   it("drops a slow-loris connection that does not finish CONNECT in time, while a device connects and works", async () => {
-    const connectPacket = mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "good", clean: true, keepalive: 60, username: good.id, password: Buffer.from(good.token) });
+    const connectPacket = mqttPacket.generate({
+      cmd: "connect",
+      protocolId: "MQTT",
+      protocolVersion: 4,
+      clientId: "good",
+      clean: true,
+      keepalive: 60,
+      username: good.id,
+      password: Buffer.from(good.token),
+    });
     const opened = Date.now();
     const slow = await rawSocket(port);
     slow.write(connectPacket.subarray(0, 3)); // a header and one byte, then nothing
@@ -123,7 +191,11 @@ describe("broker limits", () => {
     // Dropped by the connect timeout (400 ms here), not at once.
     expect(Date.now() - opened).toBeGreaterThanOrEqual(390);
     expect(slow.received).toEqual([]); // never a CONNACK
-    await logLine(t, (l) => l.msg === "connection refused" && l.reason === "connect_timeout", "the connect timeout in the log");
+    await logLine(
+      t,
+      (l) => l.msg === "connection refused" && l.reason === "connect_timeout",
+      "the connect timeout in the log",
+    );
     await other.endAsync();
     await goodStillWorks(5);
   });
@@ -133,15 +205,42 @@ describe("broker limits", () => {
     socket.write(mqttPacket.generate({ cmd: "pingreq" }));
     await waitFor(() => socket.closedByServer, "the broker to close it");
     expect(socket.received).toEqual([]);
-    await logLine(t, (l) => l.reason === "not_connect" && l.msg === "connection closed: packet refused before buffering", "the refusal");
+    await logLine(
+      t,
+      (l) => l.reason === "not_connect" && l.msg === "connection closed: packet refused before buffering",
+      "the refusal",
+    );
   });
 
   it("refuses keepalive 0 and keepalive over the maximum (mqtt.js and mosquitto_sub)", async () => {
-    await expect(connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k0`, keepalive: 0 })).rejects.toThrow(/Not authorized/i);
-    await expect(connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k1`, keepalive: 121 })).rejects.toThrow(/Not authorized/i);
-    const sub = await run("mosquitto_sub", ["-p", String(port), "-i", `${good.id}:k2`, "-u", good.id, "-P", good.token, "-k", "600", "-t", `devices/${good.id}/actions`, "-W", "5"]);
+    await expect(
+      connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k0`, keepalive: 0 }),
+    ).rejects.toThrow(/Not authorized/i);
+    await expect(
+      connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k1`, keepalive: 121 }),
+    ).rejects.toThrow(/Not authorized/i);
+    const sub = await run("mosquitto_sub", [
+      "-p",
+      String(port),
+      "-i",
+      `${good.id}:k2`,
+      "-u",
+      good.id,
+      "-P",
+      good.token,
+      "-k",
+      "600",
+      "-t",
+      `devices/${good.id}/actions`,
+      "-W",
+      "5",
+    ]);
     expect(sub.stderr).toMatch(/not authorised/i);
-    const line = await logLine(t, (l) => l.reason === "keepalive_out_of_range" && l.keepalive === 600, "the keepalive refusal");
+    const line = await logLine(
+      t,
+      (l) => l.reason === "keepalive_out_of_range" && l.keepalive === 600,
+      "the keepalive refusal",
+    );
     expect(line).toMatchObject({ device: good.id, clientId: `${good.id}:k2` });
     const ok = await connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:k3`, keepalive: 120 });
     await ok.endAsync();
@@ -150,9 +249,16 @@ describe("broker limits", () => {
   it("refuses subscriptions beyond the per-connection maximum", async () => {
     const client = await connectDevice(t.mqttUrl, good.id, good.token, { clientId: `${good.id}:subs` });
     expect((await client.subscribeAsync(`devices/${good.id}/actions`, { qos: 1 })).map((g) => g.qos)).toEqual([1]);
-    const refused = await client.subscribeAsync(`devices/${good.id}/state`, { qos: 1 }).catch((err: { packet?: { granted?: number[] } }) => err);
+    const refused = await client
+      .subscribeAsync(`devices/${good.id}/state`, { qos: 1 })
+      .catch((err: { packet?: { granted?: number[] } }) => err);
     expect(refused).toMatchObject({ packet: { granted: [128] } });
-    await logLine(t, (l) => l.msg === "subscription refused" && l.reason === "too_many_subscriptions" && l.clientId === `${good.id}:subs`, "the subscription refusal");
+    await logLine(
+      t,
+      (l) =>
+        l.msg === "subscription refused" && l.reason === "too_many_subscriptions" && l.clientId === `${good.id}:subs`,
+      "the subscription refusal",
+    );
     // Unsubscribing frees the slot.
     await client.unsubscribeAsync(`devices/${good.id}/actions`);
     expect((await client.subscribeAsync(`devices/${good.id}/state`, { qos: 1 })).map((g) => g.qos)).toEqual([1]);
@@ -164,24 +270,42 @@ describe("broker limits", () => {
     const qos: number[] = [];
     client.on("message", (_topic, _payload, packet) => qos.push(packet.qos));
     await client.subscribeAsync(`devices/${good.id}/actions`, { qos: 2 });
-    await goodClient.publishAsync(`devices/${good.id}/telemetry`, JSON.stringify({ metrics: { temp: 31 } }), { qos: 1 });
+    await goodClient.publishAsync(`devices/${good.id}/telemetry`, JSON.stringify({ metrics: { temp: 31 } }), {
+      qos: 1,
+    });
     await waitFor(() => qos.length > 0, "the action");
     expect(qos).toEqual([1]);
     const gone = closed(client);
     client.publish(`devices/${good.id}/telemetry`, JSON.stringify({ metrics: { q: 2 } }), { qos: 2 });
     await gone;
-    await logLine(t, (l) => l.msg === "publish refused" && l.reason === "qos2_refused" && l.clientId === `${good.id}:q2`, "the QoS 2 refusal");
+    await logLine(
+      t,
+      (l) => l.msg === "publish refused" && l.reason === "qos2_refused" && l.clientId === `${good.id}:q2`,
+      "the QoS 2 refusal",
+    );
   });
 
   it("refuses an empty client id with clean session off (MQTT-3.1.3-8) and names one after the device otherwise", async () => {
     const connackOf = async (clean: boolean) => {
       const socket = await rawSocket(port);
-      const connect = mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "", clean: true, keepalive: 30, username: good.id, password: Buffer.from(good.token) });
+      const connect = mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId: "",
+        clean: true,
+        keepalive: 30,
+        username: good.id,
+        password: Buffer.from(good.token),
+      });
       // mqtt-packet will not build this invalid packet, so clear the clean-session flag by hand:
       // fixed header (2) + protocol name (6) + level (1), then the connect flags.
       if (!clean) connect[9] = connect[9]! & ~0x02;
       socket.write(connect);
-      const bytes = await waitFor(() => (socket.received.length > 0 ? Buffer.concat(socket.received) : undefined), "a CONNACK");
+      const bytes = await waitFor(
+        () => (socket.received.length > 0 ? Buffer.concat(socket.received) : undefined),
+        "a CONNACK",
+      );
       socket.destroy();
       return bytes;
     };
@@ -189,7 +313,11 @@ describe("broker limits", () => {
     expect([...(await connackOf(false))]).toEqual([0x20, 2, 0, 2]);
     expect([...(await connackOf(true))]).toEqual([0x20, 2, 0, 0]);
     await logLine(t, (l) => l.reason === "empty_client_id" && l.device === good.id, "the refusal");
-    const named = await logLine(t, (l) => l.msg === "device connected" && typeof l.clientId === "string" && /^good:[0-9a-f-]{36}$/.test(l.clientId), "the named session");
+    const named = await logLine(
+      t,
+      (l) => l.msg === "device connected" && typeof l.clientId === "string" && /^good:[0-9a-f-]{36}$/.test(l.clientId),
+      "the named session",
+    );
     expect(named.device).toBe(good.id);
   });
 });
@@ -204,10 +332,17 @@ describe("maximum connections", () => {
       const extra = await rawSocket(port);
       await waitFor(() => extra.closedByServer, "the sixth connection to be refused");
       expect(sockets.some((s) => s.closedByServer)).toBe(false);
-      await logLine(t, (l) => l.msg === "connection refused" && l.reason === "max_connections" && l.limit === 5, "the refusal in the log");
+      await logLine(
+        t,
+        (l) => l.msg === "connection refused" && l.reason === "max_connections" && l.limit === 5,
+        "the refusal in the log",
+      );
       await expect(connectDevice(t.mqttUrl, device.id, device.token, { connectTimeout: 2000 })).rejects.toThrow();
       sockets[0]!.destroy();
-      const client = await waitFor(() => connectDevice(t.mqttUrl, device.id, device.token).catch(() => undefined), "a free slot");
+      const client = await waitFor(
+        () => connectDevice(t.mqttUrl, device.id, device.token).catch(() => undefined),
+        "a free slot",
+      );
       await client.endAsync();
       for (const s of sockets) s.destroy();
     } finally {

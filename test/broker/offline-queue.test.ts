@@ -19,7 +19,9 @@ describe("offline queue cap", () => {
   it("keeps only the newest messages for an offline persistent session, and reports the oldest it drops", async () => {
     const drops: Array<{ clientId: string; topics: string[] }> = [];
     broker = await Aedes.createBroker({
-      persistence: cappedMemoryPersistence(3, (clientId, dropped) => drops.push({ clientId, topics: dropped.map((d) => d.topic) })),
+      persistence: cappedMemoryPersistence(3, (clientId, dropped) =>
+        drops.push({ clientId, topics: dropped.map((d) => d.topic) }),
+      ),
     });
     const aedes = broker;
     server = createServer((socket) => aedes.handle(socket));
@@ -29,14 +31,21 @@ describe("offline queue cap", () => {
     const connect = (wait: boolean) => {
       const client = mqtt.connect(url, { clientId: "dev-1", clean: false, reconnectPeriod: 0 });
       clients.push(client);
-      return wait ? new Promise<MqttClient>((resolve) => client.once("connect", () => resolve(client))) : Promise.resolve(client);
+      return wait
+        ? new Promise<MqttClient>((resolve) => client.once("connect", () => resolve(client)))
+        : Promise.resolve(client);
     };
     const first = await connect(true);
     await first.subscribeAsync("q/#", { qos: 1 });
     await first.endAsync();
 
     const publish = (n: number) =>
-      new Promise<void>((resolve, reject) => aedes.publish({ cmd: "publish", topic: `q/${n}`, payload: Buffer.from(String(n)), qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve())));
+      new Promise<void>((resolve, reject) =>
+        aedes.publish(
+          { cmd: "publish", topic: `q/${n}`, payload: Buffer.from(String(n)), qos: 1, retain: false, dup: false },
+          (err) => (err ? reject(err) : resolve()),
+        ),
+      );
     for (let n = 1; n <= 5; n += 1) await publish(n);
     expect(drops).toEqual([
       { clientId: "dev-1", topics: ["q/1"] },
@@ -78,7 +87,12 @@ describe("offline queue cap", () => {
 
     // Published together, so both are in the session's queue, neither with a packet identifier yet.
     const publish = (topic: string) =>
-      new Promise<void>((resolve, reject) => aedes.publish({ cmd: "publish", topic, payload: Buffer.from(topic), qos: 1, retain: false, dup: false }, (err) => (err ? reject(err) : resolve())));
+      new Promise<void>((resolve, reject) =>
+        aedes.publish(
+          { cmd: "publish", topic, payload: Buffer.from(topic), qos: 1, retain: false, dup: false },
+          (err) => (err ? reject(err) : resolve()),
+        ),
+      );
     await Promise.all(["a/1/skip", "a/2", "a/3/skip", "a/4"].map(publish));
     await waitFor(() => received.length >= 2 || closed, "the forwarded messages");
     expect(closed).toBe(false);

@@ -6,7 +6,15 @@ import type { MqttClient } from "mqtt";
 import type { Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { launchBrowser, type Browser } from "../support/browser.ts";
-import { api, collect, connectDevice, ingestCaughtUp, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import {
+  api,
+  collect,
+  connectDevice,
+  ingestCaughtUp,
+  provision,
+  startTestPlatform,
+  type TestPlatform,
+} from "../support/platform.ts";
 import { ROOT, run } from "../support/process.ts";
 import { optIn, useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
@@ -27,11 +35,54 @@ interface Profile {
 }
 
 const FLEET: Profile[] = [
-  { id: "atm-lobby-01", kind: "atm", subject: "cust-amir", latency: [80, 300], errors: 0, temp: [18, 24], feedback: [{ hoursAgo: 20, rating: 5, text: "Fast cash and no queue, great!" }, { hoursAgo: 3, rating: 4 }] },
-  { id: "tv-livingroom", kind: "tv", subject: "cust-ines", latency: [60, 250], errors: 0, temp: [20, 23], feedback: [{ hoursAgo: 10, rating: 5, text: "Picture is great and the menus are clear." }] },
-  { id: "banking-app-ana", kind: "banking-app", subject: "cust-ana", latency: [90, 450], errors: 0, temp: [21, 26], feedback: [{ hoursAgo: 6, rating: 5, text: "Love the new layout, everything is easy to find." }] },
-  { id: "ride-app-li", kind: "ride-app", subject: "cust-li", latency: [200, 1400], errors: 0.1, temp: [15, 25], feedback: [{ hoursAgo: 8, rating: 3, text: "Okay, but the map is slow sometimes." }] },
-  { id: "kiosk-station-4", kind: "kiosk", subject: "cust-noor", latency: [150, 900], errors: 0.05, temp: [19, 25], feedback: [{ hoursAgo: 12, rating: 4, text: "Quick and easy, thank you!" }] },
+  {
+    id: "atm-lobby-01",
+    kind: "atm",
+    subject: "cust-amir",
+    latency: [80, 300],
+    errors: 0,
+    temp: [18, 24],
+    feedback: [
+      { hoursAgo: 20, rating: 5, text: "Fast cash and no queue, great!" },
+      { hoursAgo: 3, rating: 4 },
+    ],
+  },
+  {
+    id: "tv-livingroom",
+    kind: "tv",
+    subject: "cust-ines",
+    latency: [60, 250],
+    errors: 0,
+    temp: [20, 23],
+    feedback: [{ hoursAgo: 10, rating: 5, text: "Picture is great and the menus are clear." }],
+  },
+  {
+    id: "banking-app-ana",
+    kind: "banking-app",
+    subject: "cust-ana",
+    latency: [90, 450],
+    errors: 0,
+    temp: [21, 26],
+    feedback: [{ hoursAgo: 6, rating: 5, text: "Love the new layout, everything is easy to find." }],
+  },
+  {
+    id: "ride-app-li",
+    kind: "ride-app",
+    subject: "cust-li",
+    latency: [200, 1400],
+    errors: 0.1,
+    temp: [15, 25],
+    feedback: [{ hoursAgo: 8, rating: 3, text: "Okay, but the map is slow sometimes." }],
+  },
+  {
+    id: "kiosk-station-4",
+    kind: "kiosk",
+    subject: "cust-noor",
+    latency: [150, 900],
+    errors: 0.05,
+    temp: [19, 25],
+    feedback: [{ hoursAgo: 12, rating: 4, text: "Quick and easy, thank you!" }],
+  },
   {
     id: TROUBLED,
     kind: "kiosk",
@@ -52,7 +103,7 @@ const FLEET: Profile[] = [
 /** A repeatable sequence, so the screenshots show the same fleet every time. */
 function seeded(seed: number) {
   let x = seed;
-  return () => ((x = (x * 1103515245 + 12345) % 2147483648) / 2147483648);
+  return () => (x = (x * 1103515245 + 12345) % 2147483648) / 2147483648;
 }
 
 /**
@@ -71,7 +122,10 @@ describe("story 6: voice of the customer on the support dashboard", () => {
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    shots = process.env.REFEED_WRITE_SCREENSHOTS === "1" ? path.join(ROOT, "docs") : await mkdtemp(path.join(os.tmpdir(), "refeed-shots-"));
+    shots =
+      process.env.REFEED_WRITE_SCREENSHOTS === "1"
+        ? path.join(ROOT, "docs")
+        : await mkdtemp(path.join(os.tmpdir(), "refeed-shots-"));
     t = await startTestPlatform();
     await useExampleRules(t, "cool-theme", "ask-for-rating");
     await t.restart();
@@ -79,7 +133,10 @@ describe("story 6: voice of the customer on the support dashboard", () => {
 
     const now = Date.now();
     for (const p of FLEET) {
-      tokens.set(p.id, (await provision(t, { id: p.id, kind: p.kind, ...(p.subject ? { subject: p.subject } : {}) })).token);
+      tokens.set(
+        p.id,
+        (await provision(t, { id: p.id, kind: p.kind, ...(p.subject ? { subject: p.subject } : {}) })).token,
+      );
       if (p.subject) await optIn(t, p.subject);
     }
     await Promise.all(
@@ -92,7 +149,10 @@ describe("story 6: voice of the customer on the support dashboard", () => {
         const between = ([lo, hi]: [number, number]) => Math.round(lo + random() * (hi - lo));
         const subject = p.subject ? { subject: p.subject } : {};
         // A day of telemetry every 20 minutes, with the device's own timestamps.
-        const telemetry = Array.from({ length: 72 }, (_, i) => ({ ts: now - 24 * HOUR + i * 20 * 60_000, metrics: { latency_ms: between(p.latency), temp: Math.round(between(p.temp) * 10) / 10 } }));
+        const telemetry = Array.from({ length: 72 }, (_, i) => ({
+          ts: now - 24 * HOUR + i * 20 * 60_000,
+          metrics: { latency_ms: between(p.latency), temp: Math.round(between(p.temp) * 10) / 10 },
+        }));
         await client.publishAsync(`devices/${p.id}/telemetry`, JSON.stringify(telemetry), { qos: 1 });
         // A session every two hours.
         const events = Array.from({ length: 12 }, (_, i) => {
@@ -100,12 +160,20 @@ describe("story 6: voice of the customer on the support dashboard", () => {
           return [
             { ts: at, ...subject, name: "session_start" },
             { ts: at + 20_000, ...subject, name: "screen_view", props: { screen: "home" } },
-            ...(random() < p.errors ? [{ ts: at + 30_000, ...subject, name: "error", props: { code: "E_TIMEOUT" } }] : []),
+            ...(random() < p.errors
+              ? [{ ts: at + 30_000, ...subject, name: "error", props: { code: "E_TIMEOUT" } }]
+              : []),
             { ts: at + 90_000, ...subject, name: "session_end", props: { seconds: 90 } },
           ];
         }).flat();
         await client.publishAsync(`devices/${p.id}/events`, JSON.stringify(events), { qos: 1 });
-        await client.publishAsync(`devices/${p.id}/feedback`, JSON.stringify(p.feedback.map((f) => ({ ts: now - f.hoursAgo * HOUR, ...subject, ...f, hoursAgo: undefined }))), { qos: 1 });
+        await client.publishAsync(
+          `devices/${p.id}/feedback`,
+          JSON.stringify(
+            p.feedback.map((f) => ({ ts: now - f.hoursAgo * HOUR, ...subject, ...f, hoursAgo: undefined })),
+          ),
+          { qos: 1 },
+        );
         // The devices answer what the platform sends them: the hot kiosk applies the cool theme,
         // its unhappy customer declines the rating request, the others accept it.
         const answered = new Set<string>();
@@ -125,10 +193,16 @@ describe("story 6: voice of the customer on the support dashboard", () => {
       }),
     );
     // The fleet view is computed from InfluxDB: wait until the kiosk's answers are in it.
-    await waitFor(async () => {
-      const h = (await api(t, "GET", `/api/devices/${TROUBLED}/health`, undefined, supportKey)).body as { components?: { participation: { inputs: { declined: number } } } };
-      return h.components?.participation.inputs.declined === 1;
-    }, "the declined rating request in the kiosk's health", 30_000);
+    await waitFor(
+      async () => {
+        const h = (await api(t, "GET", `/api/devices/${TROUBLED}/health`, undefined, supportKey)).body as {
+          components?: { participation: { inputs: { declined: number } } };
+        };
+        return h.components?.participation.inputs.declined === 1;
+      },
+      "the declined rating request in the kiosk's health",
+      30_000,
+    );
     // The PUBACKs mean durable on disk: the health and timelines the pages read come from InfluxDB, which has every record moments later.
     await ingestCaughtUp(t);
     browser = await launchBrowser();
@@ -162,10 +236,15 @@ describe("story 6: voice of the customer on the support dashboard", () => {
 
     // The kiosk whose customer turned negative is at the top, with what they said beside it.
     const first = page.locator("tbody tr").first();
-    await page.waitForFunction((id) => document.querySelector<HTMLElement>("tbody tr")?.dataset.device === id, TROUBLED);
+    await page.waitForFunction(
+      (id) => document.querySelector<HTMLElement>("tbody tr")?.dataset.device === id,
+      TROUBLED,
+    );
     // The fleet view catches up with news within a refresh or two; the page follows it live.
     await expect.poll(() => first.locator("q").textContent(), { timeout: 30_000 }).toBe(COMPLAINT);
-    await expect.poll(() => first.locator(".said .meta").textContent(), { timeout: 30_000 }).toMatch(/sentiment \u22120\.60 · rating 1\/5 · 4 negative/);
+    await expect
+      .poll(() => first.locator(".said .meta").textContent(), { timeout: 30_000 })
+      .toMatch(/sentiment \u22120\.60 · rating 1\/5 · 4 negative/);
     expect(await first.locator(".score .band").textContent()).toBe("poor");
     expect(await page.locator("tbody tr").count()).toBe(FLEET.length);
     await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
@@ -186,17 +265,27 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     // What the customer said, with its score.
     const complaint = page.locator("li.entry.feedback", { hasText: COMPLAINT });
     await complaint.waitFor();
-    expect(await complaint.locator(".meta").textContent()).toBe("rating 1/5 · sentiment \u22120.60 · customer cust-maya");
+    expect(await complaint.locator(".meta").textContent()).toBe(
+      "rating 1/5 · sentiment \u22120.60 · customer cust-maya",
+    );
     expect(await complaint.getAttribute("class")).toContain("negative");
     const sentiment = page.locator('[data-component="sentiment"]');
     expect(await sentiment.locator("blockquote").textContent()).toBe(COMPLAINT);
-    expect(await sentiment.textContent()).toMatch(/5 ratings averaging 1.8 of 5 and 5 texts averaging -0\.\d+ sentiment \(4 negative\)/);
+    expect(await sentiment.textContent()).toMatch(
+      /5 ratings averaging 1.8 of 5 and 5 texts averaging -0\.\d+ sentiment \(4 negative\)/,
+    );
 
     // What the platform changed on the device, why, and what became of it.
     const theme = page.locator("li.entry.action", { hasText: "cool-theme" });
     await theme.waitFor();
     expect(await theme.locator(".why").textContent()).toMatch(/^Why: rule cool-theme .*msg\.metrics\.temp > 30/);
-    await expect.poll(() => theme.locator(".lifecycle li").allTextContents()).toEqual([expect.stringMatching(/^proposed /), expect.stringMatching(/^delivered /), expect.stringMatching(/^applied /)]);
+    await expect
+      .poll(() => theme.locator(".lifecycle li").allTextContents())
+      .toEqual([
+        expect.stringMatching(/^proposed /),
+        expect.stringMatching(/^delivered /),
+        expect.stringMatching(/^applied /),
+      ]);
     const prompt = page.locator("li.entry.action", { hasText: "ask-for-rating" });
     expect(await prompt.locator(".lifecycle li").last().textContent()).toMatch(/^declined /);
 
@@ -206,13 +295,32 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
     // Sessions are many: leave them out of the timeline, as an agent after the story would.
     await page.getByRole("checkbox", { name: "Events" }).uncheck();
-    await page.waitForFunction(() => document.querySelector("li.entry.event") === null && document.querySelector("li.entry.feedback") !== null);
+    await page.waitForFunction(
+      () => document.querySelector("li.entry.event") === null && document.querySelector("li.entry.feedback") !== null,
+    );
     expect(await page.locator("li.entry.action").count()).toBe(2);
     await page.screenshot({ path: path.join(shots, "dashboard-device.png"), fullPage: true });
 
     // Live: the customer writes again (an independent MQTT client) and the page shows it without a reload.
     const again = "Still freezing, awful. I want a refund.";
-    const pub = await run("mosquitto_pub", ["-h", "127.0.0.1", "-p", new URL(t.mqttUrl).port, "-i", `${TROUBLED}:pub`, "-u", TROUBLED, "-P", tokens.get(TROUBLED)!, "-q", "1", "-t", `devices/${TROUBLED}/feedback`, "-m", JSON.stringify({ subject: "cust-maya", rating: 1, text: again })]);
+    const pub = await run("mosquitto_pub", [
+      "-h",
+      "127.0.0.1",
+      "-p",
+      new URL(t.mqttUrl).port,
+      "-i",
+      `${TROUBLED}:pub`,
+      "-u",
+      TROUBLED,
+      "-P",
+      tokens.get(TROUBLED)!,
+      "-q",
+      "1",
+      "-t",
+      `devices/${TROUBLED}/feedback`,
+      "-m",
+      JSON.stringify({ subject: "cust-maya", rating: 1, text: again }),
+    ]);
     expect(pub.code).toBe(0);
     await page.locator("li.entry.feedback", { hasText: again }).waitFor({ timeout: 45_000 });
     await expect.poll(() => sentiment.locator("blockquote").textContent(), { timeout: 45_000 }).toBe(again);
@@ -228,7 +336,10 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     await page.goto(`${t.http}/dashboard/`);
     await page.evaluate((key) => sessionStorage.setItem("refeed.supportKey", key), supportKey);
     await page.reload();
-    await page.waitForFunction((id) => document.querySelector<HTMLElement>("tbody tr")?.dataset.device === id, TROUBLED);
+    await page.waitForFunction(
+      (id) => document.querySelector<HTMLElement>("tbody tr")?.dataset.device === id,
+      TROUBLED,
+    );
     const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(await overflow()).toBeLessThanOrEqual(0);
 
@@ -266,7 +377,18 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     expect(res.headers.get("content-security-policy")).toContain("frame-ancestors 'none'");
     expect((await fetch(`${t.http}/dashboard`, { redirect: "manual" })).headers.get("location")).toBe("dashboard/");
     let bytes = 0;
-    for (const file of ["", "app.js", "api.js", "dom.js", "fleet.js", "device.js", "charts.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css"]) {
+    for (const file of [
+      "",
+      "app.js",
+      "api.js",
+      "dom.js",
+      "fleet.js",
+      "device.js",
+      "charts.js",
+      "app.css",
+      "vendor/uPlot.iife.min.js",
+      "vendor/uPlot.min.css",
+    ]) {
       const r = await fetch(`${t.http}/dashboard/${file}`);
       expect(r.status, file).toBe(200);
       bytes += (await r.arrayBuffer()).byteLength;
@@ -276,7 +398,11 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     // Revalidated with its ETag: an unchanged file costs a 304. (node:http, since fetch adds no-cache to a conditional request.)
     const etag = (await fetch(`${t.http}/dashboard/app.js`)).headers.get("etag")!;
     const status = await new Promise<number | undefined>((resolve, reject) =>
-      get(`${t.http}/dashboard/app.js`, { headers: { "if-none-match": etag } }, (r) => (r.resume(), resolve(r.statusCode))).on("error", reject),
+      get(
+        `${t.http}/dashboard/app.js`,
+        { headers: { "if-none-match": etag } },
+        (r) => (r.resume(), resolve(r.statusCode)),
+      ).on("error", reject),
     );
     expect(status).toBe(304);
   });

@@ -23,13 +23,23 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  const env = () => ({ REFEED_DATA_DIR: path.join(dir, "data"), REFEED_RULES_DIR: path.join(dir, "rules"), REFEED_MQTT_PORT: "0", REFEED_HTTP_PORT: "0" });
+  const env = () => ({
+    REFEED_DATA_DIR: path.join(dir, "data"),
+    REFEED_RULES_DIR: path.join(dir, "rules"),
+    REFEED_MQTT_PORT: "0",
+    REFEED_HTTP_PORT: "0",
+  });
 
   it("runs, is driven by mosquitto_pub/sub, stops cleanly, and keeps its state for the next start", async () => {
     const first = runCli(["start"], env());
     const started = await first.logLine((l) => l.msg === "refeed listening", "the listening line", 60_000);
     // One line lists every address.
-    expect(started).toMatchObject({ mqtt: expect.stringMatching(/^mqtt:\/\//), http: expect.stringMatching(/^http:\/\//), ws: expect.stringMatching(/\/mqtt$/), influx: expect.stringMatching(/^http:\/\/127\.0\.0\.1:/) });
+    expect(started).toMatchObject({
+      mqtt: expect.stringMatching(/^mqtt:\/\//),
+      http: expect.stringMatching(/^http:\/\//),
+      ws: expect.stringMatching(/\/mqtt$/),
+      influx: expect.stringMatching(/^http:\/\/127\.0\.0\.1:/),
+    });
     const influxPid = (await first.logLine((l) => l.msg === "managed influxd started", "influxd")).pid as number;
     const adminToken = /rfa_[A-Za-z0-9_-]+/.exec(first.stderr.join("\n"))?.[0];
     expect(adminToken).toBeDefined();
@@ -49,21 +59,71 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
     const { token } = (await created.json()) as { token: string };
     expect(first.stdout.join("\n")).not.toContain(token);
 
-    const sub = spawn("mosquitto_sub", ["-p", mqttPort, "-i", "tv-livingroom", "-u", "tv-livingroom", "-P", token, "-q", "1", "-v", "-t", "devices/tv-livingroom/actions", "-C", "1", "-W", "20"]);
+    const sub = spawn("mosquitto_sub", [
+      "-p",
+      mqttPort,
+      "-i",
+      "tv-livingroom",
+      "-u",
+      "tv-livingroom",
+      "-P",
+      token,
+      "-q",
+      "1",
+      "-v",
+      "-t",
+      "devices/tv-livingroom/actions",
+      "-C",
+      "1",
+      "-W",
+      "20",
+    ]);
     let received = "";
     sub.stdout.on("data", (c: Buffer) => (received += c));
     const subDone = new Promise((resolve) => sub.once("exit", resolve));
 
     // Publish until the subscriber is in place and the action arrives.
-    await waitFor(async () => {
-      const pub = await run("mosquitto_pub", ["-p", mqttPort, "-i", "tv-livingroom:pub", "-u", "tv-livingroom", "-P", token, "-q", "1", "-t", "devices/tv-livingroom/telemetry", "-m", '{"metrics":{"temp":31}}']);
-      expect(pub.code).toBe(0);
-      return received.length > 0;
-    }, "the action at mosquitto_sub", 20_000);
+    await waitFor(
+      async () => {
+        const pub = await run("mosquitto_pub", [
+          "-p",
+          mqttPort,
+          "-i",
+          "tv-livingroom:pub",
+          "-u",
+          "tv-livingroom",
+          "-P",
+          token,
+          "-q",
+          "1",
+          "-t",
+          "devices/tv-livingroom/telemetry",
+          "-m",
+          '{"metrics":{"temp":31}}',
+        ]);
+        expect(pub.code).toBe(0);
+        return received.length > 0;
+      },
+      "the action at mosquitto_sub",
+      20_000,
+    );
     await subDone;
     expect(received).toMatch(/^devices\/tv-livingroom\/actions \{.*"rule":"cool-theme".*"value":"cool"/);
 
-    const denied = await run("mosquitto_pub", ["-p", mqttPort, "-i", "tv-livingroom", "-u", "tv-livingroom", "-P", "wrong", "-t", "devices/tv-livingroom/telemetry", "-m", "{}"]);
+    const denied = await run("mosquitto_pub", [
+      "-p",
+      mqttPort,
+      "-i",
+      "tv-livingroom",
+      "-u",
+      "tv-livingroom",
+      "-P",
+      "wrong",
+      "-t",
+      "devices/tv-livingroom/telemetry",
+      "-m",
+      "{}",
+    ]);
     expect(denied.code).not.toBe(0);
     expect(denied.stderr).toMatch(/not authori[sz]ed|bad user name or password/i);
 
@@ -78,7 +138,22 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
     expect(second.stderr.join("\n")).not.toMatch(/rfa_/);
     const list = await fetch(`${again.http}/api/devices`, { headers: { authorization: `Bearer ${adminToken}` } });
     expect(((await list.json()) as Array<{ id: string }>).map((d) => d.id)).toEqual(["tv-livingroom"]);
-    const pub = await run("mosquitto_pub", ["-p", new URL(again.mqtt as string).port, "-i", "tv-livingroom", "-u", "tv-livingroom", "-P", token, "-q", "1", "-t", "devices/tv-livingroom/telemetry", "-m", '{"metrics":{"temp":20}}']);
+    const pub = await run("mosquitto_pub", [
+      "-p",
+      new URL(again.mqtt as string).port,
+      "-i",
+      "tv-livingroom",
+      "-u",
+      "tv-livingroom",
+      "-P",
+      token,
+      "-q",
+      "1",
+      "-t",
+      "devices/tv-livingroom/telemetry",
+      "-m",
+      '{"metrics":{"temp":20}}',
+    ]);
     expect(pub.code).toBe(0);
     second.child.kill("SIGINT");
     expect(await second.exited).toBe(0);
@@ -87,7 +162,9 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
   it("stops with a message naming the variable for a bad configuration value", async () => {
     const bad = runCli(["start"], { ...env(), REFEED_MQTT_PORT: "mqtt" });
     expect(await bad.exited).toBe(2);
-    expect(bad.stderr.join("\n")).toContain('REFEED_MQTT_PORT: expected a port number from 0 to 65535 (0 picks a free port) (got "mqtt")');
+    expect(bad.stderr.join("\n")).toContain(
+      'REFEED_MQTT_PORT: expected a port number from 0 to 65535 (0 picks a free port) (got "mqtt")',
+    );
   });
 
   it("says in one line how to install influxd when it is missing", async () => {
@@ -95,11 +172,17 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
     expect(await missing.exited).toBe(3);
     const lines = missing.stderr.filter((l) => l.trim() !== "");
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(/^refeed: influxd \(InfluxDB 1\.x\) not found .*apt-get install influxdb.*docker compose up -d influxdb/);
+    expect(lines[0]).toMatch(
+      /^refeed: influxd \(InfluxDB 1\.x\) not found .*apt-get install influxdb.*docker compose up -d influxdb/,
+    );
   });
 
   it("says clearly when a configured InfluxDB cannot be reached", async () => {
-    const down = runCli(["start"], { ...env(), REFEED_INFLUX_URL: "http://127.0.0.1:9", REFEED_INFLUX_CONNECT_TIMEOUT_MS: "500" });
+    const down = runCli(["start"], {
+      ...env(),
+      REFEED_INFLUX_URL: "http://127.0.0.1:9",
+      REFEED_INFLUX_CONNECT_TIMEOUT_MS: "500",
+    });
     expect(await down.exited).toBe(1);
     expect(down.stdout.join("\n")).toMatch(/InfluxDB at http:\/\/127\.0\.0\.1:9 is not reachable.*REFEED_INFLUX_URL/);
   });

@@ -29,8 +29,16 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     n += 1;
     const s = subject ? { subject } : {};
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ ...s, metrics: { n } }), { qos: 1 });
-    await client.publishAsync(`devices/${device.id}/events`, JSON.stringify({ ...s, name: "withdrawal", props: { n } }), { qos: 1 });
-    await client.publishAsync(`devices/${device.id}/feedback`, JSON.stringify({ ...s, rating: 4, text: `visit ${n}, great` }), { qos: 1 });
+    await client.publishAsync(
+      `devices/${device.id}/events`,
+      JSON.stringify({ ...s, name: "withdrawal", props: { n } }),
+      { qos: 1 },
+    );
+    await client.publishAsync(
+      `devices/${device.id}/feedback`,
+      JSON.stringify({ ...s, rating: 4, text: `visit ${n}, great` }),
+      { qos: 1 },
+    );
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { marker: n } }), { qos: 1 });
     return n;
   };
@@ -44,9 +52,17 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
   const storedFor = async (k: number) => {
     await settled(k);
     const kinds: string[] = [];
-    if ((await influxQuery(t.db, `SELECT n FROM telemetry WHERE subject = '${SUBJECT}' AND n = ${k}`)).length) kinds.push("telemetry");
-    if ((await influxQuery(t.db, `SELECT props FROM events WHERE subject = '${SUBJECT}' AND props = '{"n":${k}}'`)).length) kinds.push("events");
-    if ((await influxQuery(t.db, `SELECT text FROM feedback WHERE subject = '${SUBJECT}' AND text = 'visit ${k}, great'`)).length) kinds.push("feedback");
+    if ((await influxQuery(t.db, `SELECT n FROM telemetry WHERE subject = '${SUBJECT}' AND n = ${k}`)).length)
+      kinds.push("telemetry");
+    if (
+      (await influxQuery(t.db, `SELECT props FROM events WHERE subject = '${SUBJECT}' AND props = '{"n":${k}}'`)).length
+    )
+      kinds.push("events");
+    if (
+      (await influxQuery(t.db, `SELECT text FROM feedback WHERE subject = '${SUBJECT}' AND text = 'visit ${k}, great'`))
+        .length
+    )
+      kinds.push("feedback");
     return kinds;
   };
   const anyPointOf = async (k: number) =>
@@ -61,7 +77,8 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     expect(await anyPointOf(k)).toBe(0); // not even unlinked
     expect(client.connected).toBe(true);
     const text = await (await fetch(`${t.http}/metrics`)).text();
-    for (const kind of ["telemetry", "event", "feedback"]) expect(text).toContain(`refeed_ingest_no_consent_total{kind="${kind}"} 1`);
+    for (const kind of ["telemetry", "event", "feedback"])
+      expect(text).toContain(`refeed_ingest_no_consent_total{kind="${kind}"} 1`);
     // A device-only message (no subject) is operational data and is stored.
     const own = await publishAll("");
     await expect.poll(() => anyPointOf(own), polling).toBe(3);
@@ -85,7 +102,10 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     await consent({ personalization: true, feedback: true });
     const second = await publishAll();
     await expect.poll(() => storedFor(second), polling).toEqual(["telemetry", "events", "feedback"]);
-    const [feedback] = await influxQuery(t.db, `SELECT rating, text, sentiment FROM feedback WHERE subject = '${SUBJECT}'`);
+    const [feedback] = await influxQuery(
+      t.db,
+      `SELECT rating, text, sentiment FROM feedback WHERE subject = '${SUBJECT}'`,
+    );
     expect(feedback).toMatchObject({ rating: 4, sentiment: expect.any(Number) });
     expect(Number(feedback!.sentiment)).toBeGreaterThan(0);
 
@@ -105,7 +125,12 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
       ["analytics", false, "admin"],
     ]);
     const rows = await influxQuery(t.db, `SELECT purpose, granted FROM consent WHERE subject = '${SUBJECT}'`);
-    expect(rows.map((r) => [r.purpose, r.granted])).toEqual([["analytics", true], ["personalization", true], ["feedback", true], ["analytics", false]]);
+    expect(rows.map((r) => [r.purpose, r.granted])).toEqual([
+      ["analytics", true],
+      ["personalization", true],
+      ["feedback", true],
+      ["analytics", false],
+    ]);
 
     await client.endAsync();
     await t.restart();
@@ -116,14 +141,37 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
   });
 
   it("refuses unknown purposes, non-boolean values, bad subject ids and callers without the admin token", async () => {
-    expect(await consent({ marketing: true })).toMatchObject({ status: 400, body: { error: "invalid_body", message: expect.stringMatching(/^marketing: unknown purpose; known purposes: analytics, personalization, feedback$/) } });
-    expect(await consent({ analytics: "yes" })).toMatchObject({ status: 400, body: { message: "analytics: expected true (opt in) or false (opt out)" } });
-    expect(await consent({})).toMatchObject({ status: 400, body: { message: expect.stringMatching(/at least one purpose/) } });
+    expect(await consent({ marketing: true })).toMatchObject({
+      status: 400,
+      body: {
+        error: "invalid_body",
+        message: expect.stringMatching(
+          /^marketing: unknown purpose; known purposes: analytics, personalization, feedback$/,
+        ),
+      },
+    });
+    expect(await consent({ analytics: "yes" })).toMatchObject({
+      status: 400,
+      body: { message: "analytics: expected true (opt in) or false (opt out)" },
+    });
+    expect(await consent({})).toMatchObject({
+      status: 400,
+      body: { message: expect.stringMatching(/at least one purpose/) },
+    });
     expect(await consent([true])).toMatchObject({ status: 400 });
-    expect(await consent({ analytics: true }, "bad,subject")).toMatchObject({ status: 400, body: { error: "invalid_subject" } });
+    expect(await consent({ analytics: true }, "bad,subject")).toMatchObject({
+      status: 400,
+      body: { error: "invalid_subject" },
+    });
     expect((await api(t, "PUT", `/api/subjects/${SUBJECT}/consent`, { analytics: true }, null)).status).toBe(401);
-    expect((await api(t, "PUT", `/api/subjects/${SUBJECT}/consent`, { analytics: true }, device.token)).status).toBe(401);
+    expect((await api(t, "PUT", `/api/subjects/${SUBJECT}/consent`, { analytics: true }, device.token)).status).toBe(
+      401,
+    );
     // Nothing changed.
-    expect((await api(t, "GET", `/api/subjects/${SUBJECT}/consent`)).body.consent).toEqual({ analytics: false, personalization: true, feedback: true });
+    expect((await api(t, "GET", `/api/subjects/${SUBJECT}/consent`)).body.consent).toEqual({
+      analytics: false,
+      personalization: true,
+      feedback: true,
+    });
   });
 });

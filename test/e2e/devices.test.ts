@@ -4,12 +4,20 @@ import mqttPacket from "mqtt-packet";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery } from "../support/influx.ts";
-import { ADMIN_TOKEN, api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import {
+  ADMIN_TOKEN,
+  api,
+  connectDevice,
+  provision,
+  startTestPlatform,
+  type TestPlatform,
+} from "../support/platform.ts";
 import { devices } from "../../cli/devices.ts";
 import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 
-const closed = (client: MqttClient) => new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
+const closed = (client: MqttClient) =>
+  new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
 
 interface PresenceRow {
   time: string;
@@ -21,11 +29,15 @@ interface PresenceRow {
 }
 
 /** `refeed devices ...` against the test platform's API. */
-const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) => inProcess(devices, t.http, args, env);
+const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) =>
+  inProcess(devices, t.http, args, env);
 
 describe("device lifecycle and presence", () => {
   let t: TestPlatform;
-  const presence = (device: string) => influxQuery(t.db, `SELECT * FROM presence WHERE device = '${device}'`) as Promise<unknown> as Promise<PresenceRow[]>;
+  const presence = (device: string) =>
+    influxQuery(t.db, `SELECT * FROM presence WHERE device = '${device}'`) as Promise<unknown> as Promise<
+      PresenceRow[]
+    >;
   const device = async (id: string) => (await api(t, "GET", `/api/devices/${id}`)).body;
 
   beforeAll(async () => {
@@ -38,7 +50,20 @@ describe("device lifecycle and presence", () => {
     expect(await device("tv")).toMatchObject({ online: false, connections: 0, lastSeen: null, revoked: false });
     const first = await connectDevice(t.mqttUrl, tv.id, tv.token);
     const port = new URL(t.mqttUrl).port;
-    const sub = spawn("mosquitto_sub", ["-p", port, "-i", "tv:sub", "-u", "tv", "-P", tv.token, "-q", "1", "-t", "devices/tv/actions"]);
+    const sub = spawn("mosquitto_sub", [
+      "-p",
+      port,
+      "-i",
+      "tv:sub",
+      "-u",
+      "tv",
+      "-P",
+      tv.token,
+      "-q",
+      "1",
+      "-t",
+      "devices/tv/actions",
+    ]);
     const subExited = new Promise<number | null>((resolve) => sub.once("exit", resolve));
     const listed = await waitFor(async () => {
       const all = (await api(t, "GET", "/api/devices")).body as unknown as Array<Record<string, unknown>>;
@@ -57,8 +82,16 @@ describe("device lifecycle and presence", () => {
     const again = await connectDevice(t.mqttUrl, tv.id, rotated.body.token as string);
     await waitFor(async () => {
       const rows = await presence("tv");
-      expect(rows.filter((r) => r.event === "disconnect").map((r) => r.reason)).toEqual(["token_rotated", "token_rotated"]);
-      expect(rows.filter((r) => r.event === "connect").map((r) => r.client).sort()).toEqual(["tv", "tv", "tv:sub"]);
+      expect(rows.filter((r) => r.event === "disconnect").map((r) => r.reason)).toEqual([
+        "token_rotated",
+        "token_rotated",
+      ]);
+      expect(
+        rows
+          .filter((r) => r.event === "connect")
+          .map((r) => r.client)
+          .sort(),
+      ).toEqual(["tv", "tv", "tv:sub"]);
       return true;
     }, "the presence events");
     await again.endAsync();
@@ -72,7 +105,13 @@ describe("device lifecycle and presence", () => {
     const answer = await api(t, "DELETE", "/api/devices/kiosk");
     expect(answer).toMatchObject({ status: 200, body: { id: "kiosk", revoked: true, revokedAt: expect.any(String) } });
     await gone;
-    await waitFor(async () => (await presence("kiosk")).some((r) => r.event === "disconnect" && r.reason === "revoked" && r.transport === "ws"), "the revoked disconnect");
+    await waitFor(
+      async () =>
+        (await presence("kiosk")).some(
+          (r) => r.event === "disconnect" && r.reason === "revoked" && r.transport === "ws",
+        ),
+      "the revoked disconnect",
+    );
     await waitFor(async () => (await device("kiosk")).online === false, "offline");
     expect((await api(t, "POST", "/api/devices/kiosk/rotate")).status).toBe(409);
     // Idempotent, and the id is never handed out again.
@@ -90,7 +129,18 @@ describe("device lifecycle and presence", () => {
     const socket = tcpConnect(port, "127.0.0.1");
     socket.on("error", () => undefined);
     socket.resume(); // read the CONNACK, or 'close' never comes
-    socket.write(mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: "app:silent", clean: true, keepalive: 1, username: app.id, password: Buffer.from(app.token) }));
+    socket.write(
+      mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId: "app:silent",
+        clean: true,
+        keepalive: 1,
+        username: app.id,
+        password: Buffer.from(app.token),
+      }),
+    );
     await new Promise((resolve) => socket.once("close", resolve));
 
     const one = await connectDevice(t.mqttUrl, app.id, app.token, { clientId: "app:x" });
@@ -99,27 +149,39 @@ describe("device lifecycle and presence", () => {
     await tookOver;
     await two.endAsync();
 
-    const mortal = await connectDevice(t.mqttUrl, app.id, app.token, { clientId: "app:will", will: { topic: "devices/app/events", payload: Buffer.from('{"name":"went_offline"}'), qos: 1, retain: false } });
+    const mortal = await connectDevice(t.mqttUrl, app.id, app.token, {
+      clientId: "app:will",
+      will: { topic: "devices/app/events", payload: Buffer.from('{"name":"went_offline"}'), qos: 1, retain: false },
+    });
     mortal.stream.destroy(); // the link dies without DISCONNECT
 
     // InfluxDB 1.x makes a point's fields visible one at a time, so wait for the whole picture.
     await waitFor(async () => {
       const rows = await presence("app");
-      const byClient = (client: string) => rows.filter((r) => r.client === client && r.event === "disconnect").map((r) => r.reason);
+      const byClient = (client: string) =>
+        rows.filter((r) => r.client === client && r.event === "disconnect").map((r) => r.reason);
       expect(byClient("app")).toEqual(["clean"]);
       expect(byClient("app:silent")).toEqual(["keepalive_timeout"]);
       expect(byClient("app:x")).toEqual(["taken_over", "clean"]);
       expect(byClient("app:will")).toEqual(["connection_lost"]);
-      expect(rows.filter((r) => r.event === "will").map((r) => [r.client, r.topic])).toEqual([["app:will", "devices/app/events"]]);
+      expect(rows.filter((r) => r.event === "will").map((r) => [r.client, r.topic])).toEqual([
+        ["app:will", "devices/app/events"],
+      ]);
       return true;
     }, "the presence events");
     // The will went through ingest like any event of the device.
-    await waitFor(async () => (await influxQuery(t.db, `SELECT * FROM events WHERE device = 'app' AND event = 'went_offline'`)).length === 1, "the will as an event");
+    await waitFor(
+      async () =>
+        (await influxQuery(t.db, `SELECT * FROM events WHERE device = 'app' AND event = 'went_offline'`)).length === 1,
+      "the will as an event",
+    );
   });
 
   it("refeed devices add, list, rotate and revoke", async () => {
     // The real binary, with the admin token from the environment as an operator would set it.
-    const child = runCli(["devices", "add", "--id", "atm-9", "--kind", "atm", "--subject", "cust-1", "--url", t.http], { REFEED_ADMIN_TOKEN: ADMIN_TOKEN });
+    const child = runCli(["devices", "add", "--id", "atm-9", "--kind", "atm", "--subject", "cust-1", "--url", t.http], {
+      REFEED_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
     expect(await child.exited).toBe(0);
     const added = { stdout: child.stdout.join("\n"), stderr: child.stderr.join("\n") };
     const token = /^token: (rfd\.\S+)$/m.exec(added.stdout)?.[1];
@@ -149,14 +211,36 @@ describe("device lifecycle and presence", () => {
   });
 
   it("refeed devices explains what is wrong", async () => {
-    expect(await cli(t, ["rotate", "ghost"])).toMatchObject({ code: 1, stderr: "refeed devices: no device 'ghost' (HTTP 404)" });
-    expect(await cli(t, ["list"], { REFEED_ADMIN_TOKEN: "not-the-admin-token" })).toMatchObject({ code: 1, stderr: expect.stringContaining("unknown or invalid token (HTTP 401)") });
-    expect(await cli(t, ["add", "--id", "has space"])).toMatchObject({ code: 1, stderr: expect.stringMatching(/^refeed devices: id: 1-64 characters/) });
-    expect(await cli(t, ["rotate"])).toMatchObject({ code: 2, stderr: expect.stringContaining("'rotate' takes one device id") });
-    expect(await cli(t, ["list", "--colour"])).toMatchObject({ code: 2, stderr: expect.stringContaining("Unknown option '--colour'") });
-    expect(await cli(t, ["list"], {})).toMatchObject({ code: 2, stderr: "refeed devices: an admin token is needed: pass --token or set REFEED_ADMIN_TOKEN" });
+    expect(await cli(t, ["rotate", "ghost"])).toMatchObject({
+      code: 1,
+      stderr: "refeed devices: no device 'ghost' (HTTP 404)",
+    });
+    expect(await cli(t, ["list"], { REFEED_ADMIN_TOKEN: "not-the-admin-token" })).toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining("unknown or invalid token (HTTP 401)"),
+    });
+    expect(await cli(t, ["add", "--id", "has space"])).toMatchObject({
+      code: 1,
+      stderr: expect.stringMatching(/^refeed devices: id: 1-64 characters/),
+    });
+    expect(await cli(t, ["rotate"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("'rotate' takes one device id"),
+    });
+    expect(await cli(t, ["list", "--colour"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("Unknown option '--colour'"),
+    });
+    expect(await cli(t, ["list"], {})).toMatchObject({
+      code: 2,
+      stderr: "refeed devices: an admin token is needed: pass --token or set REFEED_ADMIN_TOKEN",
+    });
     let stderr = "";
-    const down = await devices(["list", "--url", "http://127.0.0.1:9", "--token", "x"], {}, { out: () => undefined, err: (s) => (stderr += s) });
+    const down = await devices(
+      ["list", "--url", "http://127.0.0.1:9", "--token", "x"],
+      {},
+      { out: () => undefined, err: (s) => (stderr += s) },
+    );
     expect(down).toBe(1);
     expect(stderr).toMatch(/^refeed devices: cannot reach Refeed at http:\/\/127\.0\.0\.1:9 \(/);
   });

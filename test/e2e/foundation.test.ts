@@ -34,7 +34,11 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const seen = collect(client);
     await client.subscribeAsync([`devices/${device.id}/actions`, `devices/${device.id}/state`], { qos: 1 });
 
-    await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { temp: 31.5, door: false } }), { qos: 1 });
+    await client.publishAsync(
+      `devices/${device.id}/telemetry`,
+      JSON.stringify({ metrics: { temp: 31.5, door: false } }),
+      { qos: 1 },
+    );
 
     // The PUBACK came back, so the point is durable on disk; InfluxDB has it moments later.
     const rows = await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`);
@@ -84,9 +88,13 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
 
   it("refuses a wrong password, an unknown device and another device's client id", async () => {
     const device = await provision(t, { id: "door-1" });
-    await expect(connectDevice(t.mqttUrl, device.id, "rfd.ZG9vci0x.not-the-token")).rejects.toThrow(/Bad username or password/i);
+    await expect(connectDevice(t.mqttUrl, device.id, "rfd.ZG9vci0x.not-the-token")).rejects.toThrow(
+      /Bad username or password/i,
+    );
     await expect(connectDevice(t.mqttUrl, "ghost", device.token)).rejects.toThrow(/Bad username or password/i);
-    await expect(connectDevice(t.mqttUrl, device.id, device.token, { clientId: "thermo-1" })).rejects.toThrow(/Identifier rejected/i);
+    await expect(connectDevice(t.mqttUrl, device.id, device.token, { clientId: "thermo-1" })).rejects.toThrow(
+      /Identifier rejected/i,
+    );
   });
 
   it("provisions only with the admin token and a valid body, and returns the token once", async () => {
@@ -114,7 +122,9 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const granted = await client.subscribeAsync(`devices/${device.id}/state`, { qos: 1 });
     expect(granted.map((g) => g.qos)).toEqual([1]);
     // Another device's state is refused with SUBACK 0x80.
-    const refused = await client.subscribeAsync(`devices/thermo-1/state`, { qos: 1 }).catch((err: { packet?: { granted?: number[] } }) => err);
+    const refused = await client
+      .subscribeAsync(`devices/thermo-1/state`, { qos: 1 })
+      .catch((err: { packet?: { granted?: number[] } }) => err);
     expect(refused).toMatchObject({ packet: { granted: [128] } });
     await client.endAsync();
     const thermo = (await api(t, "GET", "/api/devices/thermo-1")).body;
@@ -122,14 +132,21 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
   });
 
   it("reloads a rule file edited while running", async () => {
-    await writeFile(path.join(t.rulesDir, "door.yaml"), `id: door-open\non: event:door_opened\nthen:\n  - set: ui.banner\n    expr: "'door ' + msg.props.which"\n`);
+    await writeFile(
+      path.join(t.rulesDir, "door.yaml"),
+      `id: door-open\non: event:door_opened\nthen:\n  - set: ui.banner\n    expr: "'door ' + msg.props.which"\n`,
+    );
     const device = await provision(t, { id: "fridge-1" });
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
     const seen = collect(client);
     await client.subscribeAsync(`devices/${device.id}/actions`, { qos: 1 });
     // The watcher picks the file up asynchronously; publish until the rule has fired.
     const actions = await waitFor(async () => {
-      await client.publishAsync(`devices/${device.id}/events`, JSON.stringify({ name: "door_opened", props: { which: "left" } }), { qos: 1 });
+      await client.publishAsync(
+        `devices/${device.id}/events`,
+        JSON.stringify({ name: "door_opened", props: { which: "left" } }),
+        { qos: 1 },
+      );
       return seen.get(`devices/${device.id}/actions`);
     }, "the new rule to fire");
     expect(JSON.parse(actions[0]!)).toMatchObject({ rule: "door-open", key: "ui.banner", value: "door left" });

@@ -38,8 +38,19 @@ const corpus: Array<[string, Channel, string | Buffer, string, string?]> = [
   ["null", "telemetry", "null", "invalid_shape"],
   ["empty batch", "telemetry", "[]", "invalid_shape"],
   ["batch of a non-object", "telemetry", "[1]", "invalid_shape", "1"],
-  ["arrays nested 8,000 deep", "telemetry", `[${"[".repeat(8000)}${"]".repeat(8000)}]`, "invalid_shape", "(nested too deeply to copy)"],
-  ["a metric nested 2,000 objects deep", "telemetry", `{"metrics":{"a":${'{"b":'.repeat(2000)}1${"}".repeat(2000)}}}`, "invalid_shape"],
+  [
+    "arrays nested 8,000 deep",
+    "telemetry",
+    `[${"[".repeat(8000)}${"]".repeat(8000)}]`,
+    "invalid_shape",
+    "(nested too deeply to copy)",
+  ],
+  [
+    "a metric nested 2,000 objects deep",
+    "telemetry",
+    `{"metrics":{"a":${'{"b":'.repeat(2000)}1${"}".repeat(2000)}}}`,
+    "invalid_shape",
+  ],
   ["event without a name", "events", json({ props: {} }), "invalid_shape"],
   ["event name as a number", "events", json({ name: 42 }), "invalid_shape"],
   ["rating 6", "feedback", json({ rating: 6 }), "invalid_shape"],
@@ -52,9 +63,14 @@ const corpus: Array<[string, Channel, string | Buffer, string, string?]> = [
   // names: injection attempts and unsafe characters
   ["metric name with ',' and '='", "telemetry", metrics({ "temp,device=evil": 1 }), "invalid_name"],
   ["metric name with a space", "telemetry", metrics({ "temp value": 1 }), "invalid_name"],
-  ["metric name with a newline and a second point", "telemetry", metrics({ "temp\nevil,device=x v=1": 1 }), "invalid_name"],
+  [
+    "metric name with a newline and a second point",
+    "telemetry",
+    metrics({ "temp\nevil,device=x v=1": 1 }),
+    "invalid_name",
+  ],
   ["metric name with '='", "telemetry", metrics({ "a=b": 1 }), "invalid_name"],
-  ["metric name with an accent", "telemetry", metrics({ "tempé": 1 }), "invalid_name"],
+  ["metric name with an accent", "telemetry", metrics({ tempé: 1 }), "invalid_name"],
   ["metric name with a zero-width space", "telemetry", metrics({ "te\u200bmp": 1 }), "invalid_name"],
   ["metric name 'time'", "telemetry", metrics({ time: 1 }), "invalid_name"],
   ["metric name 'device' (a tag key)", "telemetry", metrics({ device: 1 }), "invalid_name"],
@@ -79,22 +95,42 @@ const corpus: Array<[string, Channel, string | Buffer, string, string?]> = [
   // bounded strings
   ["a metric string of 257 characters", "telemetry", metrics({ mode: "x".repeat(257) }), "value_too_long"],
   ["feedback text of 4001 characters", "feedback", json({ text: "ok ".repeat(1334).slice(0, 4001) }), "value_too_long"],
-  ["a prop string of 300 characters", "events", json({ name: "w", props: { note: "n".repeat(300) } }), "value_too_long"],
+  [
+    "a prop string of 300 characters",
+    "events",
+    json({ name: "w", props: { note: "n".repeat(300) } }),
+    "value_too_long",
+  ],
   // timestamps
   ["ts 'yesterday'", "telemetry", json({ ts: "yesterday", metrics: { a: 1 } }), "invalid_timestamp"],
   ["ts in seconds", "telemetry", json({ ts: 1_767_225_600, metrics: { a: 1 } }), "invalid_timestamp"],
   ["negative ts", "telemetry", json({ ts: -1, metrics: { a: 1 } }), "invalid_timestamp"],
   ["fractional ts", "telemetry", json({ ts: 1_767_225_600_000.5, metrics: { a: 1 } }), "invalid_timestamp"],
-  ["ISO ts without an offset", "telemetry", json({ ts: "2026-01-01T00:00:00", metrics: { a: 1 } }), "invalid_timestamp"],
+  [
+    "ISO ts without an offset",
+    "telemetry",
+    json({ ts: "2026-01-01T00:00:00", metrics: { a: 1 } }),
+    "invalid_timestamp",
+  ],
   ["ts 1e20", "telemetry", json({ ts: 1e20, metrics: { a: 1 } }), "invalid_timestamp"],
   ["ts true", "telemetry", json({ ts: true, metrics: { a: 1 } }), "invalid_timestamp"],
   ["ts an hour ahead", "telemetry", json({ ts: Date.now() + hour, metrics: { a: 1 } }), "future_timestamp"],
-  ["ISO ts a day ahead", "events", json({ ts: new Date(Date.now() + 24 * hour).toISOString(), name: "w" }), "future_timestamp"],
+  [
+    "ISO ts a day ahead",
+    "events",
+    json({ ts: new Date(Date.now() + 24 * hour).toISOString(), name: "w" }),
+    "future_timestamp",
+  ],
   // subjects (tag values): injection attempts and unsafe characters
   ["subject with a comma", "telemetry", json({ subject: "cust,1", metrics: { a: 1 } }), "invalid_subject"],
   ["subject with a space", "telemetry", json({ subject: "cust 1", metrics: { a: 1 } }), "invalid_subject"],
   ["subject with '='", "telemetry", json({ subject: "cust=1", metrics: { a: 1 } }), "invalid_subject"],
-  ["subject with a newline", "feedback", json({ subject: "cust\nfeedback,device=x rating=1", rating: 1 }), "invalid_subject"],
+  [
+    "subject with a newline",
+    "feedback",
+    json({ subject: "cust\nfeedback,device=x rating=1", rating: 1 }),
+    "invalid_subject",
+  ],
   ["subject with unicode", "telemetry", json({ subject: "çustomer", metrics: { a: 1 } }), "invalid_subject"],
   ["subject of 129 characters", "telemetry", json({ subject: "s".repeat(129), metrics: { a: 1 } }), "invalid_subject"],
   ["subject as a number", "telemetry", json({ subject: 12345, metrics: { a: 1 } }), "invalid_subject"],
@@ -103,10 +139,20 @@ const corpus: Array<[string, Channel, string | Buffer, string, string?]> = [
   ["another device's id", "telemetry", json({ device: "thermo-1", metrics: { a: 1 } }), "device_mismatch"],
   ["another device's id in an event", "events", json({ device: "atm-2", name: "withdrawal" }), "device_mismatch"],
   ["a device id that is a number", "telemetry", json({ device: 123, metrics: { a: 1 } }), "device_mismatch"],
-  ["another device's id in an ack", "acks", json({ device: "x", action: "act_x", status: "applied" }), "device_mismatch"],
+  [
+    "another device's id in an ack",
+    "acks",
+    json({ device: "x", action: "act_x", status: "applied" }),
+    "device_mismatch",
+  ],
   // size
   ["a payload over the byte limit", "telemetry", metrics({ blob: "b".repeat(MAX_PAYLOAD) }), "too_large"],
-  ["a batch of 501 records", "telemetry", json(Array.from({ length: 501 }, () => ({ metrics: { a: 1 } }))), "too_many_records"],
+  [
+    "a batch of 501 records",
+    "telemetry",
+    json(Array.from({ length: 501 }, () => ({ metrics: { a: 1 } }))),
+    "too_many_records",
+  ],
 ];
 
 /** Values that must be stored verbatim, not interpreted: line protocol cannot be injected through a field. */
@@ -117,7 +163,7 @@ const tricky = [
   "trailing backslash \\",
   "ünïcödé 🎉 中文",
   "tab\tand\r\ncrlf",
-  "\" injected=1,device=evil",
+  '" injected=1,device=evil',
 ];
 
 describe("ingest contract: a corpus of bad messages through a real MQTT client", () => {
@@ -126,7 +172,10 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
   let token: string;
   beforeAll(async () => {
     // The whole corpus goes out at once: above the broker's per-device publish rate, which is not under test here.
-    t = await startTestPlatform({ ingest: { batchSize: 1000, flushMs: 20, maxPayloadBytes: MAX_PAYLOAD, maxFutureSkewMs: 60_000 } } as never, { limits: { publishRate: 100_000, publishBurst: 100_000 } });
+    t = await startTestPlatform(
+      { ingest: { batchSize: 1000, flushMs: 20, maxPayloadBytes: MAX_PAYLOAD, maxFutureSkewMs: 60_000 } } as never,
+      { limits: { publishRate: 100_000, publishBurst: 100_000 } },
+    );
     ({ token } = await provision(t, { id: DEVICE }));
     client = await connectDevice(t.mqttUrl, DEVICE, token);
   });
@@ -156,7 +205,11 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     await Promise.all(publishes);
     expect(client.connected).toBe(true);
 
-    const letters = await rowsOnce(t.db, `SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = '${DEVICE}'`, atLeast(corpus.length));
+    const letters = await rowsOnce(
+      t.db,
+      `SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = '${DEVICE}'`,
+      atLeast(corpus.length),
+    );
     expect(letters.map((l) => [l.channel, l.reason])).toEqual(corpus.map(([, channel, , reason]) => [channel, reason]));
     for (const [i, [what, channel, payload, , copy]] of corpus.entries()) {
       const letter = letters[i]!;
@@ -183,7 +236,8 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     const text = await (await fetch(`${t.http}/metrics`)).text();
     const expected = new Map<string, number>();
     for (const [, , , reason] of corpus) expected.set(reason, (expected.get(reason) ?? 0) + 1);
-    for (const [reason, n] of expected) expect(text, reason).toContain(`refeed_ingest_dead_letters_total{reason="${reason}"} ${n}`);
+    for (const [reason, n] of expected)
+      expect(text, reason).toContain(`refeed_ingest_dead_letters_total{reason="${reason}"} ${n}`);
     expect(text).toContain(`refeed_ingest_messages_total{kind="telemetry",transport="mqtt"} ${seq}`);
   });
 
@@ -200,7 +254,11 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       expect(body.message.length, what).toBeGreaterThan(0);
     }
     // Each answer came once its dead letter was durable on disk; InfluxDB has them moments later.
-    const letters = await rowsOnce(t.db, `SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`, atLeast(corpus.length));
+    const letters = await rowsOnce(
+      t.db,
+      `SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`,
+      atLeast(corpus.length),
+    );
     expect(letters.map((l) => l.reason)).toEqual(corpus.map(([, , , reason]) => reason));
     expect(letters[0]).toMatchObject({ topic: "POST /api/ingest/telemetry" });
   });
@@ -211,11 +269,23 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       json([{ name: "batch_ok", props: { n: 1 } }, { name: "bad name" }, { name: "batch_ok", props: { n: 2 } }]),
       { qos: 1 },
     );
-    const rows = await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`, atLeast(2));
+    const rows = await rowsOnce(
+      t.db,
+      `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`,
+      atLeast(2),
+    );
     expect(rows.map((r) => JSON.parse(String(r.props)))).toEqual([{ n: 1 }, { n: 2 }]);
     // This batch's dead letter is the one with a record index (the corpus' events are single records).
-    const letters = await rowsOnce(t.db, `SELECT reason, detail, "index" FROM dead_letters WHERE device = '${DEVICE}' AND channel = 'events'`, (rows) => rows.some((r) => r.index === 1));
-    expect(letters.at(-1)).toMatchObject({ reason: "invalid_name", index: 1, detail: expect.stringMatching(/^\[1\]\.name: /) });
+    const letters = await rowsOnce(
+      t.db,
+      `SELECT reason, detail, "index" FROM dead_letters WHERE device = '${DEVICE}' AND channel = 'events'`,
+      (rows) => rows.some((r) => r.index === 1),
+    );
+    expect(letters.at(-1)).toMatchObject({
+      reason: "invalid_name",
+      index: 1,
+      detail: expect.stringMatching(/^\[1\]\.name: /),
+    });
   });
 
   it("turns a field type conflict into a dead letter with InfluxDB's message, and goes on", async () => {
@@ -223,9 +293,23 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     await client.publishAsync(`devices/${DEVICE}/telemetry`, metrics({ level: "high" }), { qos: 1 });
     await client.publishAsync(`devices/${DEVICE}/telemetry`, metrics({ level: 2.5 }), { qos: 1 });
     // The PUBACKs mean durable on disk: InfluxDB refuses "high" only when the point reaches it, and then the dead letter follows.
-    const letters = await rowsOnce(t.db, `SELECT detail, payload FROM dead_letters WHERE device = '${DEVICE}' AND reason = 'write_rejected'`);
-    expect(letters).toEqual([expect.objectContaining({ detail: expect.stringMatching(/field type conflict: input field "level" on measurement "telemetry" is type string, already exists as type float/), payload: expect.stringContaining('level="high"') })]);
-    const rows = await rowsOnce(t.db, `SELECT level FROM telemetry WHERE device = '${DEVICE}' AND level > 0`, atLeast(2));
+    const letters = await rowsOnce(
+      t.db,
+      `SELECT detail, payload FROM dead_letters WHERE device = '${DEVICE}' AND reason = 'write_rejected'`,
+    );
+    expect(letters).toEqual([
+      expect.objectContaining({
+        detail: expect.stringMatching(
+          /field type conflict: input field "level" on measurement "telemetry" is type string, already exists as type float/,
+        ),
+        payload: expect.stringContaining('level="high"'),
+      }),
+    ]);
+    const rows = await rowsOnce(
+      t.db,
+      `SELECT level FROM telemetry WHERE device = '${DEVICE}' AND level > 0`,
+      atLeast(2),
+    );
     expect(rows.map((r) => r.level)).toEqual([1.5, 2.5]);
     const text = await (await fetch(`${t.http}/metrics`)).text();
     expect(text).toContain('refeed_ingest_dead_letters_total{reason="write_rejected"} 1');

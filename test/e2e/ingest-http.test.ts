@@ -22,35 +22,85 @@ describe("POST /api/ingest/{channel} with a device token", () => {
   };
 
   it("stores telemetry, events and feedback (with its sentiment score) once they are durable", async () => {
-    expect(await post("telemetry", JSON.stringify({ metrics: { temp: 22.5, door: "closed" } }))).toEqual({ status: 200, body: { accepted: 1, withheld: 0, refused: [] } });
-    expect(await post("events", JSON.stringify([{ name: "page_view", props: { page: "home" } }, { name: "page_view", props: { page: "shares" } }]))).toMatchObject({ status: 200, body: { accepted: 2 } });
-    expect(await post("feedback", JSON.stringify({ rating: 1, text: "awful, the screen is broken and slow" }))).toMatchObject({ status: 200, body: { accepted: 1 } });
+    expect(await post("telemetry", JSON.stringify({ metrics: { temp: 22.5, door: "closed" } }))).toEqual({
+      status: 200,
+      body: { accepted: 1, withheld: 0, refused: [] },
+    });
+    expect(
+      await post(
+        "events",
+        JSON.stringify([
+          { name: "page_view", props: { page: "home" } },
+          { name: "page_view", props: { page: "shares" } },
+        ]),
+      ),
+    ).toMatchObject({ status: 200, body: { accepted: 2 } });
+    expect(
+      await post("feedback", JSON.stringify({ rating: 1, text: "awful, the screen is broken and slow" })),
+    ).toMatchObject({ status: 200, body: { accepted: 1 } });
     // The answer came once the points were durable on disk; InfluxDB has them moments later.
-    expect(await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`)).toEqual([expect.objectContaining({ temp: 22.5, door: "closed" })]);
-    expect((await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${device.id}' AND event = 'page_view'`, atLeast(2))).length).toBe(2);
-    const [feedback] = await rowsOnce(t.db, `SELECT rating, text, sentiment FROM feedback WHERE device = '${device.id}'`);
+    expect(await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`)).toEqual([
+      expect.objectContaining({ temp: 22.5, door: "closed" }),
+    ]);
+    expect(
+      (
+        await rowsOnce(
+          t.db,
+          `SELECT props FROM events WHERE device = '${device.id}' AND event = 'page_view'`,
+          atLeast(2),
+        )
+      ).length,
+    ).toBe(2);
+    const [feedback] = await rowsOnce(
+      t.db,
+      `SELECT rating, text, sentiment FROM feedback WHERE device = '${device.id}'`,
+    );
     expect(feedback).toMatchObject({ rating: 1, text: "awful, the screen is broken and slow" });
     expect(Number(feedback!.sentiment)).toBeLessThan(0);
   });
 
   it("answers which records of a batch were refused and stores the rest", async () => {
-    const res = await post("telemetry", JSON.stringify([{ metrics: { temp: 1 } }, { metrics: { "bad name": 2 } }, { metrics: { temp: 3 } }]));
+    const res = await post(
+      "telemetry",
+      JSON.stringify([{ metrics: { temp: 1 } }, { metrics: { "bad name": 2 } }, { metrics: { temp: 3 } }]),
+    );
     expect(res).toEqual({
       status: 200,
-      body: { accepted: 2, withheld: 0, refused: [{ index: 1, reason: "invalid_name", message: expect.stringMatching(/^\[1\]\.metrics\.bad name: names are/) }] },
+      body: {
+        accepted: 2,
+        withheld: 0,
+        refused: [
+          { index: 1, reason: "invalid_name", message: expect.stringMatching(/^\[1\]\.metrics\.bad name: names are/) },
+        ],
+      },
     });
   });
 
   it("takes acks for the actions topic's counterpart", async () => {
-    expect(await post("acks", JSON.stringify({ action: "act_unknown", status: "declined" }))).toMatchObject({ status: 200, body: { accepted: 1 } });
+    expect(await post("acks", JSON.stringify({ action: "act_unknown", status: "declined" }))).toMatchObject({
+      status: 200,
+      body: { accepted: 1 },
+    });
   });
 
   it("refuses callers without a device token and unknown channels", async () => {
-    expect(await post("telemetry", "{}", null)).toMatchObject({ status: 401, body: { error: "unauthorized", message: expect.stringMatching(/device token/) } });
-    expect(await post("telemetry", "{}", ADMIN_TOKEN)).toMatchObject({ status: 401, body: { message: "unknown or invalid device token" } });
+    expect(await post("telemetry", "{}", null)).toMatchObject({
+      status: 401,
+      body: { error: "unauthorized", message: expect.stringMatching(/device token/) },
+    });
+    expect(await post("telemetry", "{}", ADMIN_TOKEN)).toMatchObject({
+      status: 401,
+      body: { message: "unknown or invalid device token" },
+    });
     expect(await post("telemetry", "{}", `${device.token}x`)).toMatchObject({ status: 401 });
-    expect(await post("state", "{}")).toMatchObject({ status: 404, body: { message: "no ingest channel 'state'; use telemetry, events, feedback, acks" } });
-    expect(await post("telemetry", JSON.stringify({ metrics: { blob: "x".repeat(1_100_000) } }))).toMatchObject({ status: 413, body: { error: "body_too_large" } });
+    expect(await post("state", "{}")).toMatchObject({
+      status: 404,
+      body: { message: "no ingest channel 'state'; use telemetry, events, feedback, acks" },
+    });
+    expect(await post("telemetry", JSON.stringify({ metrics: { blob: "x".repeat(1_100_000) } }))).toMatchObject({
+      status: 413,
+      body: { error: "body_too_large" },
+    });
   });
 });
 
@@ -64,10 +114,20 @@ describe("GET /metrics", () => {
   it("serves Prometheus text: messages by kind, batch sizes, write latency, spool depth and connected clients", async () => {
     const device = await provision(t, { id: "metered" });
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
-    await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify([{ metrics: { a: 1 } }, { metrics: { a: 2 } }]), { qos: 1 });
+    await client.publishAsync(
+      `devices/${device.id}/telemetry`,
+      JSON.stringify([{ metrics: { a: 1 } }, { metrics: { a: 2 } }]),
+      { qos: 1 },
+    );
     await client.publishAsync(`devices/${device.id}/events`, JSON.stringify({ name: "tap" }), { qos: 1 });
     // The PUBACKs mean durable on disk; the write metrics count once InfluxDB has taken the points, moments later.
-    await waitFor(async () => /^refeed_ingest_write_seconds_bucket\{le="\+Inf",from="direct"\} [1-9]/m.test(await (await fetch(`${t.http}/metrics`)).text()), "a direct write to InfluxDB in the metrics");
+    await waitFor(
+      async () =>
+        /^refeed_ingest_write_seconds_bucket\{le="\+Inf",from="direct"\} [1-9]/m.test(
+          await (await fetch(`${t.http}/metrics`)).text(),
+        ),
+      "a direct write to InfluxDB in the metrics",
+    );
     const res = await fetch(`${t.http}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);

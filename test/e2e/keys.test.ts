@@ -10,7 +10,8 @@ import { waitFor } from "../support/wait.ts";
 type Json = Record<string, any>;
 
 /** `refeed keys ...` against the test platform's API. */
-const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) => inProcess(keysCli, t.http, args, env);
+const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) =>
+  inProcess(keysCli, t.http, args, env);
 
 describe("staff API keys", () => {
   let t: TestPlatform;
@@ -25,13 +26,24 @@ describe("staff API keys", () => {
   afterAll(() => t?.close());
 
   it("are created by the admin, answered once, and listed without their tokens", async () => {
-    expect(support).toMatchObject({ name: "support desk", role: "support", state: "active", createdBy: "admin", expiresAt: null, revokedAt: null });
+    expect(support).toMatchObject({
+      name: "support desk",
+      role: "support",
+      state: "active",
+      createdBy: "admin",
+      expiresAt: null,
+      revokedAt: null,
+    });
     expect(support.id).toMatch(/^k-[0-9a-f]{10}$/);
     // The token names its key, so one scrypt check decides.
-    expect(support.token).toMatch(new RegExp(`^rfk\\.${Buffer.from(support.id).toString("base64url")}\\.[A-Za-z0-9_-]{43}$`));
+    expect(support.token).toMatch(
+      new RegExp(`^rfk\\.${Buffer.from(support.id).toString("base64url")}\\.[A-Za-z0-9_-]{43}$`),
+    );
     const listed = await api(t, "GET", "/api/keys");
     expect(listed.status).toBe(200);
-    expect((listed.body as unknown as Json[]).map((k) => k.id)).toEqual(expect.arrayContaining([support.id, product.id]));
+    expect((listed.body as unknown as Json[]).map((k) => k.id)).toEqual(
+      expect.arrayContaining([support.id, product.id]),
+    );
     const text = JSON.stringify(listed.body);
     expect(text).not.toContain(support.token);
     expect(text).not.toMatch(/token|scrypt/);
@@ -78,7 +90,11 @@ describe("staff API keys", () => {
     expect((await api(t, "GET", "/api/rules")).body).toEqual([]);
     expect((await api(t, "GET", "/api/keys")).body).toHaveLength(2);
     // A staff key is not a device token.
-    const ingest = await fetch(`${t.http}/api/ingest/telemetry`, { method: "POST", headers: { authorization: `Bearer ${support.token}` }, body: '{"metrics":{"x":1}}' });
+    const ingest = await fetch(`${t.http}/api/ingest/telemetry`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${support.token}` },
+      body: '{"metrics":{"x":1}}',
+    });
     expect(ingest.status).toBe(401);
   });
 
@@ -92,14 +108,24 @@ describe("staff API keys", () => {
     await new Promise<void>((resolve) => hook.listen(0, "127.0.0.1", resolve));
     const url = `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hooks/T0123?token=s3cret-webhook-token`;
     try {
-      const rule = await api(t, "POST", "/api/rules", { id: "page-support", on: "telemetry", when: "msg.metrics.temp > 40", then: [{ notify: url, message: "overheating" }] });
+      const rule = await api(t, "POST", "/api/rules", {
+        id: "page-support",
+        on: "telemetry",
+        when: "msg.metrics.temp > 40",
+        then: [{ notify: url, message: "overheating" }],
+      });
       expect(rule.status, JSON.stringify(rule.body)).toBe(201);
       const device = await provision(t, { id: "kiosk-hot" });
-      const res = await fetch(`${t.http}/api/ingest/telemetry`, { method: "POST", headers: { authorization: `Bearer ${device.token}` }, body: '{"metrics":{"temp":45}}' });
+      const res = await fetch(`${t.http}/api/ingest/telemetry`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${device.token}` },
+        body: '{"metrics":{"temp":45}}',
+      });
       expect(res.status).toBe(200);
       await waitFor(() => received.length > 0, "the webhook call");
       const action = await waitFor(async () => {
-        const entries = (await api(t, "GET", "/api/devices/kiosk-hot/timeline?types=action", undefined, support.token)).body.entries as Json[];
+        const entries = (await api(t, "GET", "/api/devices/kiosk-hot/timeline?types=action", undefined, support.token))
+          .body.entries as Json[];
         return entries.find((e) => e.rule === "page-support");
       }, "the notification in the timeline");
       expect(action.target).toBeNull();
@@ -115,7 +141,12 @@ describe("staff API keys", () => {
 
   it("a product key manages rules and sees no support views", async () => {
     const as = (method: string, url: string, body?: unknown) => api(t, method, url, body, product.token);
-    const rule = await as("POST", "/api/rules", { id: "hot", on: "telemetry", when: "msg.metrics.temp > 30", then: [{ set: "ui.theme", value: "cool" }] });
+    const rule = await as("POST", "/api/rules", {
+      id: "hot",
+      on: "telemetry",
+      when: "msg.metrics.temp > 30",
+      then: [{ set: "ui.theme", value: "cool" }],
+    });
     expect(rule.status).toBe(201);
     expect(rule.body.updatedBy).toBe(`growth team (key ${product.id})`);
     expect((await as("GET", "/api/fleet/health")).status).toBe(403);
@@ -129,7 +160,10 @@ describe("staff API keys", () => {
     const made = await api(t, "POST", "/api/keys", { name: "night shift", role: "support" }, admin.token);
     expect(made.status).toBe(201);
     expect(made.body.createdBy).toBe(`ops (key ${admin.id})`);
-    expect((await api(t, "DELETE", `/api/keys/${made.body.id}`, undefined, admin.token)).body).toMatchObject({ state: "revoked", revokedBy: `ops (key ${admin.id})` });
+    expect((await api(t, "DELETE", `/api/keys/${made.body.id}`, undefined, admin.token)).body).toMatchObject({
+      state: "revoked",
+      revokedBy: `ops (key ${admin.id})`,
+    });
   });
 
   it("refuses bad input with the field named", async () => {
@@ -151,11 +185,17 @@ describe("staff API keys", () => {
   it("a revoked or expired key stops working at once, and all of it survives a restart", async () => {
     const gone = (await api(t, "POST", "/api/keys", { name: "temp", role: "support" })).body as Json;
     expect((await api(t, "GET", "/api/fleet/health", undefined, gone.token)).status).toBe(200);
-    expect((await api(t, "DELETE", `/api/keys/${gone.id}`)).body).toMatchObject({ state: "revoked", revokedBy: "admin" });
+    expect((await api(t, "DELETE", `/api/keys/${gone.id}`)).body).toMatchObject({
+      state: "revoked",
+      revokedBy: "admin",
+    });
     expect((await api(t, "GET", "/api/fleet/health", undefined, gone.token)).status).toBe(401);
     const brief = (await api(t, "POST", "/api/keys", { name: "brief", role: "support", expiresIn: "2s" })).body as Json;
     expect((await api(t, "GET", "/api/fleet/health", undefined, brief.token)).status).toBe(200);
-    await waitFor(async () => (await api(t, "GET", "/api/fleet/health", undefined, brief.token)).status === 401, "the key to expire");
+    await waitFor(
+      async () => (await api(t, "GET", "/api/fleet/health", undefined, brief.token)).status === 401,
+      "the key to expire",
+    );
     expect((await api(t, "GET", `/api/keys/${brief.id}`)).body.state).toBe("expired");
 
     await t.restart();
@@ -166,7 +206,9 @@ describe("staff API keys", () => {
   });
 
   it("refeed keys add, list and revoke", async () => {
-    const child = runCli(["keys", "add", "--role", "support", "--name", "desk 2", "--url", t.http], { REFEED_ADMIN_TOKEN: ADMIN_TOKEN });
+    const child = runCli(["keys", "add", "--role", "support", "--name", "desk 2", "--url", t.http], {
+      REFEED_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
     expect(await child.exited).toBe(0);
     const out = child.stdout.join("\n");
     const id = /^id: (k-[0-9a-f]{10})$/m.exec(out)?.[1];
@@ -182,9 +224,21 @@ describe("staff API keys", () => {
     expect(await cli(t, ["revoke", id!])).toMatchObject({ code: 0, stdout: `revoked ${id} (desk 2)` });
     expect((await api(t, "GET", "/api/fleet/health", undefined, token!)).status).toBe(401);
 
-    expect(await cli(t, ["add", "--role", "support"])).toMatchObject({ code: 2, stderr: expect.stringContaining("'add' needs --role (admin, product or support) and --name") });
-    expect(await cli(t, ["add", "--role", "boss", "--name", "x"])).toMatchObject({ code: 1, stderr: "refeed keys: role: one of admin, product, support (HTTP 400)" });
-    expect(await cli(t, ["revoke"])).toMatchObject({ code: 2, stderr: expect.stringContaining("'revoke' takes one key id") });
-    expect(await cli(t, ["list"], { REFEED_ADMIN_TOKEN: support.token })).toMatchObject({ code: 1, stderr: "refeed keys: this call needs the admin role (HTTP 403)" });
+    expect(await cli(t, ["add", "--role", "support"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("'add' needs --role (admin, product or support) and --name"),
+    });
+    expect(await cli(t, ["add", "--role", "boss", "--name", "x"])).toMatchObject({
+      code: 1,
+      stderr: "refeed keys: role: one of admin, product, support (HTTP 400)",
+    });
+    expect(await cli(t, ["revoke"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("'revoke' takes one key id"),
+    });
+    expect(await cli(t, ["list"], { REFEED_ADMIN_TOKEN: support.token })).toMatchObject({
+      code: 1,
+      stderr: "refeed keys: this call needs the admin role (HTTP 403)",
+    });
   });
 });

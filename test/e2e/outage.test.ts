@@ -54,7 +54,13 @@ const metric = async (t: TestPlatform, name: string): Promise<number> => {
 
 const connect = (t: TestPlatform, id: string, token: string, reconnectPeriod = 0) =>
   new Promise<MqttClient>((resolve, reject) => {
-    const client = mqtt.connect(t.mqttUrl, { clientId: id, username: id, password: token, reconnectPeriod, connectTimeout: 5000 });
+    const client = mqtt.connect(t.mqttUrl, {
+      clientId: id,
+      username: id,
+      password: token,
+      reconnectPeriod,
+      connectTimeout: 5000,
+    });
     client.on("error", () => undefined); // refusals show up as closes; the client reconnects by itself
     client.once("connect", () => resolve(client));
     client.once("close", () => !client.connected && reject(new Error("could not connect")));
@@ -71,13 +77,20 @@ async function storedSeqs(db: string, url: string, device: string): Promise<numb
  * InfluxDB has the message moments later, also once the spool is replayed.
  */
 function storedOnce(db: string, url: string, device: string, acked: Set<number>): Promise<number[]> {
-  return waitFor(async () => {
-    const stored = await storedSeqs(db, url, device);
-    const have = new Set(stored);
-    const missing = [...acked].filter((seq) => !have.has(seq));
-    if (missing.length > 0) throw new Error(`${missing.length} acknowledged messages not in InfluxDB yet, e.g. ${missing.slice(0, 10).join(", ")}`);
-    return stored;
-  }, `every acknowledged message of ${device} in InfluxDB`, 15_000);
+  return waitFor(
+    async () => {
+      const stored = await storedSeqs(db, url, device);
+      const have = new Set(stored);
+      const missing = [...acked].filter((seq) => !have.has(seq));
+      if (missing.length > 0)
+        throw new Error(
+          `${missing.length} acknowledged messages not in InfluxDB yet, e.g. ${missing.slice(0, 10).join(", ")}`,
+        );
+      return stored;
+    },
+    `every acknowledged message of ${device} in InfluxDB`,
+    15_000,
+  );
 }
 
 function expectEachOnce(stored: number[], acked: Set<number>) {
@@ -105,9 +118,15 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
   });
 
   const start = (ingest: Record<string, number>) =>
-    startTestPlatform({ influx: { url: influxd.url, db: freshDb("outage") }, ingest: { batchSize: 100, flushMs: 20, writeTimeoutMs: 2000, ...ingest } } as never, {
-      limits: { publishRate: 100_000, publishBurst: 100_000 },
-    });
+    startTestPlatform(
+      {
+        influx: { url: influxd.url, db: freshDb("outage") },
+        ingest: { batchSize: 100, flushMs: 20, writeTimeoutMs: 2000, ...ingest },
+      } as never,
+      {
+        limits: { publishRate: 100_000, publishBurst: 100_000 },
+      },
+    );
 
   it("keeps acknowledging from the disk spool, then replays it: every acknowledged message is stored exactly once", async () => {
     t = await start({});
@@ -135,7 +154,8 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     expect(await metric(t, "refeed_ingest_spool_points")).toBe(0);
     expect(await metric(t, "refeed_ingest_spooled_points_total")).toBeGreaterThan(0);
 
-    for (const [i, d] of devices.entries()) expectEachOnce(await storedOnce(t.db, influxd.url, d.id, pubs[i]!.acked), pubs[i]!.acked);
+    for (const [i, d] of devices.entries())
+      expectEachOnce(await storedOnce(t.db, influxd.url, d.id, pubs[i]!.acked), pubs[i]!.acked);
     expect(clients.every((c) => c.connected)).toBe(true);
     await Promise.all(clients.map((c) => c.endAsync()));
   }, 60_000);
@@ -145,13 +165,18 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     const device = await provision(t, { id: "restarted" });
     const client = await connect(t, device.id, device.token);
     await influxd.close();
-    for (let seq = 0; seq < 20; seq += 1) await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { seq } }), { qos: 1 });
+    for (let seq = 0; seq < 20; seq += 1)
+      await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { seq } }), { qos: 1 });
     await client.endAsync();
     await t.platform.close(); // InfluxDB is still down: the acknowledged messages exist only in the spool
 
     influxd = await startInfluxd({ dataDir: dir, log, port });
     await t.restart();
-    await waitFor(async () => (await storedSeqs(t.db, influxd.url, device.id)).length === 20, "the spool of the last run to be replayed", 15_000);
+    await waitFor(
+      async () => (await storedSeqs(t.db, influxd.url, device.id)).length === 20,
+      "the spool of the last run to be replayed",
+      15_000,
+    );
     expectEachOnce(await storedSeqs(t.db, influxd.url, device.id), new Set(Array.from({ length: 20 }, (_, i) => i)));
   }, 60_000);
 
@@ -168,7 +193,11 @@ describe("acknowledged means durable: InfluxDB stops while devices publish at Qo
     await waitFor(() => pub.acked.size >= 50, "acknowledged messages before the outage");
     await influxd.close();
     // The spool fills; then publishes are refused and the connection is closed instead of acknowledged.
-    await waitFor(async () => (await metric(t, "refeed_ingest_refused_points_total")) > 0 && closes > 0, "the full spool to refuse a publish", 15_000);
+    await waitFor(
+      async () => (await metric(t, "refeed_ingest_refused_points_total")) > 0 && closes > 0,
+      "the full spool to refuse a publish",
+      15_000,
+    );
     const stalled = pub.acked.size;
     expect(pub.published).toBeGreaterThan(stalled);
 

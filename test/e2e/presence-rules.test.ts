@@ -42,9 +42,11 @@ describe("rules on presence, and notify to a support webhook", () => {
     const seen = collect(client);
     // The action was proposed at connect; delivery sends what is pending when the device subscribes.
     await client.subscribeAsync(`devices/${kiosk.id}/actions`, { qos: 1 });
-    const [action] = (await waitFor(() => seen.get(`devices/${kiosk.id}/actions`), "the welcome action")).map((a) => JSON.parse(a));
+    const [action] = (await waitFor(() => seen.get(`devices/${kiosk.id}/actions`), "the welcome action")).map((a) =>
+      JSON.parse(a),
+    );
     expect(action).toMatchObject({ rule: "welcome-back", kind: "set", key: "ui.greeting", value: "welcome back" });
-    expect(action.why).toContain("msg.online = true, msg.transport = \"tcp\"");
+    expect(action.why).toContain('msg.online = true, msg.transport = "tcp"');
 
     await client.endAsync();
     const note = await waitFor(() => received.find((r) => r.device === kiosk.id), "the support webhook");

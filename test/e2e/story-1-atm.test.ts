@@ -53,7 +53,11 @@ describe("story 1: the ATM that knows you", () => {
     const c = await connectDevice(t.mqttUrl, atm.id, atm.token);
     const seen = collect(c);
     await c.subscribeAsync(`devices/${atm.id}/actions`, { qos: 1 });
-    const history = Array.from({ length: 6 }, () => ({ name: "withdrawal", subject: "cust-no", props: { amount: 20 } }));
+    const history = Array.from({ length: 6 }, () => ({
+      name: "withdrawal",
+      subject: "cust-no",
+      props: { amount: 20 },
+    }));
     await publishEvents(c, atm.id, [...history, { name: "session_start", subject: "cust-no" }]);
     // A marker rule firing proves the platform processed everything before it.
     await optIn(t, "cust-1");
@@ -69,7 +73,11 @@ describe("story 1: the ATM that knows you", () => {
     const atm = await provision(t, { id: "atm-history", kind: "atm" });
     const c = await connectDevice(t.mqttUrl, atm.id, atm.token);
     let published = 0;
-    for (const [subject, amounts] of [["cust-a", [40, 40, 40, 40, 40, 40]], ["cust-b", [10, 20, 30, 40, 50, 60]], ["cust-c", [200, 200, 200, 200, 200]]] as const) {
+    for (const [subject, amounts] of [
+      ["cust-a", [40, 40, 40, 40, 40, 40]],
+      ["cust-b", [10, 20, 30, 40, 50, 60]],
+      ["cust-c", [200, 200, 200, 200, 200]],
+    ] as const) {
       await optIn(t, subject);
       const records = amounts.flatMap((amount, i) => [
         { name: "session_start", subject, ts: now - (20 - i * 2) * DAY },
@@ -85,7 +93,9 @@ describe("story 1: the ATM that knows you", () => {
     // The publishes above fire the rule live too; those rows carry the time of their evaluation, which
     // precedes each PUBACK, so rows newer than this are the backtest's (there must be none).
     const backtestStarted = Date.now();
-    const logged = async () => (await influxQuery(t.db, `SELECT count(status) FROM action_log WHERE time >= ${backtestStarted}ms`))[0]?.count ?? 0;
+    const logged = async () =>
+      (await influxQuery(t.db, `SELECT count(status) FROM action_log WHERE time >= ${backtestStarted}ms`))[0]?.count ??
+      0;
     const res = await api(t, "POST", "/api/rules/atm-usual-amount/backtest", { since: "30d" });
     expect(res.status).toBe(200);
     const targets = (res.body.targets as Array<{ target: string; fires: number }>).map((x) => x.target);
@@ -98,7 +108,20 @@ describe("story 1: the ATM that knows you", () => {
     expect(await logged()).toBe(0);
 
     // The same through the CLI, as a product team runs it.
-    const cli = runCli(["rules", "backtest", `${t.rulesDir}/atm-usual-amount.yaml`, "--since", "30d", "--url", t.http, "--token", "test-admin-token-0123456789"], {});
+    const cli = runCli(
+      [
+        "rules",
+        "backtest",
+        `${t.rulesDir}/atm-usual-amount.yaml`,
+        "--since",
+        "30d",
+        "--url",
+        t.http,
+        "--token",
+        "test-admin-token-0123456789",
+      ],
+      {},
+    );
     expect(await cli.exited).toBe(0);
     expect(cli.stdout.join("\n")).toMatch(/would have fired \d+ times for \d+ targets/);
     expect(cli.stdout.join("\n")).toContain("subject:cust-a");

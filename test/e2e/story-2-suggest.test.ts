@@ -15,11 +15,33 @@ describe("story 2: move it to my home screen?", () => {
     await client.subscribeAsync([`devices/${app.id}/actions`, `devices/${app.id}/state`], { qos: 1 });
     const states = () => (seen.get(`devices/${app.id}/state`) ?? []).map((s) => JSON.parse(s).profile);
 
-    const pages = [["share_price", "accounts"], ["accounts"], ["share_price"], ["share_price", "cards"], ["share_price"]];
-    for (const visited of pages) await publishEvents(client, app.id, session("cust-2", visited.map((page) => ({ name: "page_view", props: { page } }))));
+    const pages = [
+      ["share_price", "accounts"],
+      ["accounts"],
+      ["share_price"],
+      ["share_price", "cards"],
+      ["share_price"],
+    ];
+    for (const visited of pages)
+      await publishEvents(
+        client,
+        app.id,
+        session(
+          "cust-2",
+          visited.map((page) => ({ name: "page_view", props: { page } })),
+        ),
+      );
 
-    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) => JSON.parse(a));
-    expect(suggestion).toMatchObject({ rule: "share-price-home", kind: "suggest", key: "home.widgets.share_price", value: true, prompt: "Move share price to your home screen?" });
+    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) =>
+      JSON.parse(a),
+    );
+    expect(suggestion).toMatchObject({
+      rule: "share-price-home",
+      kind: "suggest",
+      key: "home.widgets.share_price",
+      value: true,
+      prompt: "Move share price to your home screen?",
+    });
     expect(suggestion.why).toContain("agg.sessions = 5, agg.with_share_price = 4");
     // A suggestion alone changes no profile.
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
@@ -29,11 +51,20 @@ describe("story 2: move it to my home screen?", () => {
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({ "home.widgets.share_price": true });
 
     await ack(client, app.id, suggestion.id, "undone");
-    await waitFor(() => states().at(-1)?.["home.widgets.share_price"] === undefined && states().length >= 2, "the undo in state");
+    await waitFor(
+      () => states().at(-1)?.["home.widgets.share_price"] === undefined && states().length >= 2,
+      "the undo in state",
+    );
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
 
     const lifecycle = await api(t, "GET", `/api/actions/${suggestion.id}`);
-    expect((lifecycle.body.transitions as Array<{ status: string }>).map((x) => x.status)).toEqual(["proposed", "delivered", "accepted", "applied", "undone"]);
+    expect((lifecycle.body.transitions as Array<{ status: string }>).map((x) => x.status)).toEqual([
+      "proposed",
+      "delivered",
+      "accepted",
+      "applied",
+      "undone",
+    ]);
     expect(lifecycle.body.status).toBe("undone");
     await client.endAsync();
   });
@@ -45,14 +76,23 @@ describe("story 2: move it to my home screen?", () => {
     const client = await connectDevice(t.mqttUrl, app.id, app.token);
     const seen = collect(client);
     await client.subscribeAsync(`devices/${app.id}/actions`, { qos: 1 });
-    for (let i = 0; i < 5; i += 1) await publishEvents(client, app.id, session("cust-2b", [{ name: "page_view", props: { page: "share_price" } }]));
-    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) => JSON.parse(a));
+    for (let i = 0; i < 5; i += 1)
+      await publishEvents(client, app.id, session("cust-2b", [{ name: "page_view", props: { page: "share_price" } }]));
+    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) =>
+      JSON.parse(a),
+    );
     await ack(client, app.id, suggestion.id, "declined");
-    await waitFor(async () => (await api(t, "GET", `/api/actions/${suggestion.id}`)).body.status === "declined", "the decline recorded");
+    await waitFor(
+      async () => (await api(t, "GET", `/api/actions/${suggestion.id}`)).body.status === "declined",
+      "the decline recorded",
+    );
     // Ten more sessions lift the prompt cap, but the decline back-off still holds.
-    for (let i = 0; i < 11; i += 1) await publishEvents(client, app.id, session("cust-2b", [{ name: "page_view", props: { page: "share_price" } }]));
+    for (let i = 0; i < 11; i += 1)
+      await publishEvents(client, app.id, session("cust-2b", [{ name: "page_view", props: { page: "share_price" } }]));
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
-    expect(await api(t, "GET", "/api/subjects/cust-2b/participation")).toMatchObject({ body: { asks: 1, answers: 1, declined: 1 } });
+    expect(await api(t, "GET", "/api/subjects/cust-2b/participation")).toMatchObject({
+      body: { asks: 1, answers: 1, declined: 1 },
+    });
     expect(seen.get(`devices/${app.id}/actions`)).toHaveLength(1);
     await client.endAsync();
   });

@@ -16,14 +16,22 @@ describe("story 3: unused menu items leave the main menu", () => {
 
     // A delivery in the first session, then 29 sessions of rides: 30 sessions, one with delivery.
     await publishEvents(client, app.id, session("rider-1", [{ name: "menu_select", props: { item: "delivery" } }]));
-    for (let i = 0; i < 29; i += 1) await publishEvents(client, app.id, session("rider-1", [{ name: "menu_select", props: { item: "ride" } }]));
+    for (let i = 0; i < 29; i += 1)
+      await publishEvents(client, app.id, session("rider-1", [{ name: "menu_select", props: { item: "ride" } }]));
     const profile = async () => (await api(t, "GET", `/api/devices/${app.id}`)).body.profile as Record<string, unknown>;
     expect(await profile()).toEqual({});
     // The 31st session pushes the delivery session out of the last 30.
     await publishEvents(client, app.id, session("rider-1", [{ name: "menu_select", props: { item: "ride" } }]));
 
-    const [action] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the menu change")).map((a) => JSON.parse(a));
-    expect(action).toMatchObject({ rule: "hide-unused-delivery", kind: "set", key: "menu.main.delivery", value: "hidden" });
+    const [action] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the menu change")).map((a) =>
+      JSON.parse(a),
+    );
+    expect(action).toMatchObject({
+      rule: "hide-unused-delivery",
+      kind: "set",
+      key: "menu.main.delivery",
+      value: "hidden",
+    });
     expect(action.why).toContain("agg.sessions = 30, agg.menu_sessions = 30, agg.delivery_unused = true");
     await waitFor(async () => (await profile())["menu.main.delivery"] === "hidden", "the hidden item in the profile");
 
@@ -33,7 +41,11 @@ describe("story 3: unused menu items leave the main menu", () => {
     expect(await profile()).toEqual({});
     await waitFor(() => {
       const last = seen.get(`devices/${app.id}/state`)?.at(-1);
-      return last !== undefined && JSON.parse(last).profile["menu.main.delivery"] === undefined && seen.get(`devices/${app.id}/state`)!.length >= 2;
+      return (
+        last !== undefined &&
+        JSON.parse(last).profile["menu.main.delivery"] === undefined &&
+        seen.get(`devices/${app.id}/state`)!.length >= 2
+      );
     }, "the restored state");
     expect((await api(t, "POST", `/api/actions/${action.id}/undo`, {})).status).toBe(409);
     await client.endAsync();

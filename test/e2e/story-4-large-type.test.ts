@@ -24,26 +24,46 @@ describe("story 4: large type reaches every device of the customer", () => {
     await kioskFirst.subscribeAsync(`devices/${kiosk.id}/actions`, { qos: 1 });
     await kioskFirst.endAsync();
 
-    const screens = Array.from({ length: 10 }, (_, i) => ({ name: "screen_view", subject: "cust-4", props: { screen: `s${i}`, zoom: 1.5 } }));
+    const screens = Array.from({ length: 10 }, (_, i) => ({
+      name: "screen_view",
+      subject: "cust-4",
+      props: { screen: `s${i}`, zoom: 1.5 },
+    }));
     await publishEvents(phoneClient, phone.id, screens);
-    const [suggestion] = (await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the suggestion on the phone")).map((a) => JSON.parse(a));
-    expect(suggestion).toMatchObject({ kind: "suggest", key: "ui.font_size", value: "large", prompt: "Use large text on all your devices?" });
+    const [suggestion] = (
+      await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the suggestion on the phone")
+    ).map((a) => JSON.parse(a));
+    expect(suggestion).toMatchObject({
+      kind: "suggest",
+      key: "ui.font_size",
+      value: "large",
+      prompt: "Use large text on all your devices?",
+    });
     // Asked once, on the phone only.
     expect(tvSeen.get(`devices/${tv.id}/actions`)).toBeUndefined();
 
     await ack(phoneClient, phone.id, suggestion.id, "accepted");
-    const tvAction = JSON.parse((await waitFor(() => tvSeen.get(`devices/${tv.id}/actions`), "the change on the TV"))[0]!);
+    const tvAction = JSON.parse(
+      (await waitFor(() => tvSeen.get(`devices/${tv.id}/actions`), "the change on the TV"))[0]!,
+    );
     expect(tvAction).toMatchObject({ rule: "large-type", kind: "set", key: "ui.font_size", value: "large" });
     expect(tvAction.id).not.toBe(suggestion.id); // an action of its own, caused by the accepted suggestion
     expect(tvAction.why).toMatch(/^accepted on phone-4: rule large-type/);
-    await waitFor(() => tvSeen.get(`devices/${tv.id}/state`)?.some((s) => JSON.parse(s).profile["ui.font_size"] === "large"), "the TV's state");
+    await waitFor(
+      () => tvSeen.get(`devices/${tv.id}/state`)?.some((s) => JSON.parse(s).profile["ui.font_size"] === "large"),
+      "the TV's state",
+    );
 
     const kioskAgain = await connectDevice(t.mqttUrl, kiosk.id, kiosk.token, { clean: false });
     const kioskSeen = collect(kioskAgain);
     await kioskAgain.subscribeAsync(`devices/${kiosk.id}/state`, { qos: 1 });
-    const kioskAction = JSON.parse((await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/actions`), "the queued change on the kiosk"))[0]!);
+    const kioskAction = JSON.parse(
+      (await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/actions`), "the queued change on the kiosk"))[0]!,
+    );
     expect(kioskAction).toMatchObject({ key: "ui.font_size", value: "large" });
-    const kioskState = JSON.parse((await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/state`), "the kiosk's retained state"))[0]!);
+    const kioskState = JSON.parse(
+      (await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/state`), "the kiosk's retained state"))[0]!,
+    );
     expect(kioskState).toMatchObject({ device: kiosk.id, subject: "cust-4", profile: { "ui.font_size": "large" } });
 
     await Promise.all([phoneClient.endAsync(), tvClient.endAsync(), kioskAgain.endAsync()]);

@@ -8,7 +8,11 @@ const PAID = { bill: "bill-2024-07", status: "paid" };
 
 /** A device's message over HTTP, as an app that cannot keep an MQTT connection sends it. */
 async function post(http: string, token: string, channel: string, body: unknown) {
-  const res = await fetch(`${http}/api/ingest/${channel}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+  const res = await fetch(`${http}/api/ingest/${channel}`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
@@ -34,30 +38,63 @@ describe("story 5: concurrent everywhere", () => {
     expect(webStream.status).toBe(200);
     await waitFor(() => webStream.events.find((e) => e.event === "state"), "the web app's first state");
 
-    const paid = await post(t.http, web.token, "events", { subject: "cust-5", name: "bill_paid", props: { bill: PAID.bill, amount: 120 } });
+    const paid = await post(t.http, web.token, "events", {
+      subject: "cust-5",
+      name: "bill_paid",
+      props: { bill: PAID.bill, amount: 120 },
+    });
     expect(paid).toEqual({ status: 200, body: { accepted: 1, withheld: 0, refused: [] } });
 
     // The web app itself: the action and its new state, over SSE.
-    const webAction = await waitFor(() => webStream.events.find((e) => e.event === "action"), "the action on the web app's stream");
+    const webAction = await waitFor(
+      () => webStream.events.find((e) => e.event === "action"),
+      "the action on the web app's stream",
+    );
     const action = JSON.parse(webAction.data);
     expect(action).toMatchObject({ rule: "bill-paid", kind: "set", key: "billing.last_paid", value: PAID });
     expect(webAction.id).toBe(action.id);
-    await waitFor(() => webStream.events.some((e) => e.event === "state" && JSON.parse(e.data).profile["billing.last_paid"]?.status === "paid"), "the web app's new state");
+    await waitFor(
+      () =>
+        webStream.events.some(
+          (e) => e.event === "state" && JSON.parse(e.data).profile["billing.last_paid"]?.status === "paid",
+        ),
+      "the web app's new state",
+    );
     // The tablet, online now: the same action, and its retained state.
-    const tabletAction = JSON.parse((await waitFor(() => tabletSeen.get(`devices/${tablet.id}/actions`), "the action on the tablet"))[0]!);
+    const tabletAction = JSON.parse(
+      (await waitFor(() => tabletSeen.get(`devices/${tablet.id}/actions`), "the action on the tablet"))[0]!,
+    );
     expect(tabletAction).toMatchObject({ id: action.id, key: "billing.last_paid", value: PAID });
-    await waitFor(() => tabletSeen.get(`devices/${tablet.id}/state`)?.some((s) => JSON.parse(s).profile["billing.last_paid"]?.status === "paid"), "the tablet's state");
+    await waitFor(
+      () =>
+        tabletSeen
+          .get(`devices/${tablet.id}/state`)
+          ?.some((s) => JSON.parse(s).profile["billing.last_paid"]?.status === "paid"),
+      "the tablet's state",
+    );
 
     // The phone comes back: the action waited for it, and so did its state.
     expect((await api(t, "GET", `/api/devices/${phone.id}`)).body.pendingActions).toBe(1);
     const phoneAgain = await connectDevice(t.mqttUrl, phone.id, phone.token);
     const phoneSeen = collect(phoneAgain);
     await phoneAgain.subscribeAsync([`devices/${phone.id}/actions`, `devices/${phone.id}/state`], { qos: 1 });
-    const phoneAction = JSON.parse((await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the action on the phone after it reconnected"))[0]!);
+    const phoneAction = JSON.parse(
+      (
+        await waitFor(
+          () => phoneSeen.get(`devices/${phone.id}/actions`),
+          "the action on the phone after it reconnected",
+        )
+      )[0]!,
+    );
     expect(phoneAction).toMatchObject({ id: action.id, value: PAID });
-    const phoneState = JSON.parse((await waitFor(() => phoneSeen.get(`devices/${phone.id}/state`), "the phone's retained state"))[0]!);
+    const phoneState = JSON.parse(
+      (await waitFor(() => phoneSeen.get(`devices/${phone.id}/state`), "the phone's retained state"))[0]!,
+    );
     expect(phoneState).toMatchObject({ device: phone.id, subject: "cust-5", profile: { "billing.last_paid": PAID } });
-    await waitFor(async () => (await api(t, "GET", `/api/devices/${phone.id}`)).body.pendingActions === 0, "the phone's PUBACK to settle its delivery");
+    await waitFor(
+      async () => (await api(t, "GET", `/api/devices/${phone.id}`)).body.pendingActions === 0,
+      "the phone's PUBACK to settle its delivery",
+    );
 
     webStream.close();
     await Promise.all([tabletClient.endAsync(), phoneAgain.endAsync()]);
@@ -76,10 +113,19 @@ describe("story 5: concurrent everywhere", () => {
     expect((await api(t, "GET", `/api/devices/${web.id}`)).body.pendingActions).toBe(1);
 
     const second = await openStream(`${t.http}/api/devices/${web.id}/stream`, web.token);
-    const again = await waitFor(() => second.events.find((e) => e.event === "action"), "the pending action on a new stream");
+    const again = await waitFor(
+      () => second.events.find((e) => e.event === "action"),
+      "the pending action on a new stream",
+    );
     expect(again.id).toBe(sent.id);
-    expect(await post(t.http, web.token, "acks", { action: sent.id, status: "applied" })).toMatchObject({ status: 200, body: { accepted: 1 } });
-    await waitFor(async () => (await api(t, "GET", `/api/devices/${web.id}`)).body.pendingActions === 0, "the ack to settle the delivery");
+    expect(await post(t.http, web.token, "acks", { action: sent.id, status: "applied" })).toMatchObject({
+      status: 200,
+      body: { accepted: 1 },
+    });
+    await waitFor(
+      async () => (await api(t, "GET", `/api/devices/${web.id}`)).body.pendingActions === 0,
+      "the ack to settle the delivery",
+    );
     second.close();
 
     const third = await openStream(`${t.http}/api/devices/${web.id}/stream`, web.token);
@@ -89,7 +135,10 @@ describe("story 5: concurrent everywhere", () => {
     await post(t.http, web.token, "events", { subject: "cust-5b", name: "bill_paid", props: { bill: "b-2" } });
     await waitFor(() => third.events.find((e) => e.event === "action"), "the next action");
     expect(third.events.filter((e) => e.event === "action").map((e) => e.id)).not.toContain(sent.id);
-    const lifecycle = (await api(t, "GET", `/api/actions/${sent.id}`)).body.transitions as Array<{ status: string; device: string }>;
+    const lifecycle = (await api(t, "GET", `/api/actions/${sent.id}`)).body.transitions as Array<{
+      status: string;
+      device: string;
+    }>;
     expect(lifecycle.map((x) => x.status)).toEqual(["proposed", "applied"]);
     third.close();
   });
@@ -111,7 +160,10 @@ describe("story 5: concurrent everywhere", () => {
     const phone = await provision(t, { id: "phone-5k", subject: "cust-5k" });
     const kiosk = await provision(t, { id: "kiosk-5k", kind: "kiosk" });
     await post(t.http, phone.token, "events", { subject: "cust-5k", name: "bill_paid", props: { bill: "b-9" } });
-    await waitFor(async () => (await api(t, "GET", `/api/subjects/cust-5k/profile`)).body.profile, "the customer's profile");
+    await waitFor(
+      async () => (await api(t, "GET", `/api/subjects/cust-5k/profile`)).body.profile,
+      "the customer's profile",
+    );
 
     const kioskClient = await connectDevice(t.mqttUrl, kiosk.id, kiosk.token);
     const seen = collect(kioskClient);
@@ -123,7 +175,9 @@ describe("story 5: concurrent everywhere", () => {
     await publishEvents(kioskClient, kiosk.id, [{ name: "session_start", subject: "cust-5k" }]);
     await waitFor(() => states().at(-1)?.subject === "cust-5k", "the kiosk serving the customer");
     expect(states().at(-1)!.profile).toEqual({ "billing.last_paid": { bill: "b-9", status: "paid" } });
-    expect((await api(t, "GET", `/api/subjects/cust-5k/devices`)).body.sessions).toEqual([{ device: kiosk.id, since: expect.any(String) }]);
+    expect((await api(t, "GET", `/api/subjects/cust-5k/devices`)).body.sessions).toEqual([
+      { device: kiosk.id, since: expect.any(String) },
+    ]);
 
     await publishEvents(kioskClient, kiosk.id, [{ name: "session_end", subject: "cust-5k" }]);
     await waitFor(() => states().at(-1)?.subject === null, "the kiosk after the session");

@@ -23,7 +23,11 @@ describe("story 7: don't over-ask", () => {
       if ((await asks()) > askedAt.length) {
         askedAt.push(n);
         const prompt = await waitFor(() => prompts()[askedAt.length - 1], `prompt ${askedAt.length}`);
-        expect(prompt).toMatchObject({ rule: "ask-for-rating", kind: "suggest", prompt: "How was your experience? Rate us from 1 to 5." });
+        expect(prompt).toMatchObject({
+          rule: "ask-for-rating",
+          kind: "suggest",
+          prompt: "How was your experience? Rate us from 1 to 5.",
+        });
         // The customer answers the first two and ignores the third.
         if (askedAt.length <= 2) await ack(client, app.id, prompt.id, "accepted");
       }
@@ -31,7 +35,10 @@ describe("story 7: don't over-ask", () => {
     // First after 3 sessions, then no sooner than 10 sessions after the previous prompt.
     expect(askedAt).toEqual([3, 13, 23]);
     expect(prompts()).toHaveLength(3);
-    await waitFor(async () => (await api(t, "GET", "/api/subjects/cust-7/participation")).body.answers === 2, "two answers recorded");
+    await waitFor(
+      async () => (await api(t, "GET", "/api/subjects/cust-7/participation")).body.answers === 2,
+      "two answers recorded",
+    );
     const participation = (await api(t, "GET", "/api/subjects/cust-7/participation")).body;
     expect(participation).toMatchObject({ asks: 3, answers: 2, accepted: 2, declined: 0 });
     expect(participation.rate).toBeCloseTo(2 / 3);

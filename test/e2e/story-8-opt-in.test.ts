@@ -17,13 +17,17 @@ async function tokenFor(t: TestPlatform, subject: string): Promise<string> {
 }
 
 async function exportJson(t: TestPlatform, subject: string, token: string) {
-  const res = await fetch(`${t.http}/api/subjects/${subject}/export`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${t.http}/api/subjects/${subject}/export`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
 }
 
 /** The CSV files of a zip export, by name. */
 async function exportCsv(t: TestPlatform, subject: string, token: string): Promise<Map<string, string>> {
-  const res = await fetch(`${t.http}/api/subjects/${subject}/export?format=csv`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${t.http}/api/subjects/${subject}/export?format=csv`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   expect(res.status).toBe(200);
   expect(res.headers.get("content-type")).toBe("application/zip");
   const buffer = Buffer.from(await res.arrayBuffer());
@@ -61,20 +65,34 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const seen = collect(client);
     await client.subscribeAsync(`devices/${phone.id}/actions`, { qos: 1 });
     await publishEvents(client, phone.id, [{ name: "bill_paid", subject: "cust-8a", props: { bill: "b-1" } }]);
-    await client.publishAsync(`devices/${phone.id}/telemetry`, JSON.stringify({ subject: "cust-8a", metrics: { battery: 40 } }), { qos: 1 });
+    await client.publishAsync(
+      `devices/${phone.id}/telemetry`,
+      JSON.stringify({ subject: "cust-8a", metrics: { battery: 40 } }),
+      { qos: 1 },
+    );
     // Whatever ingest acknowledged is in InfluxDB by now (a PUBACK means durable on disk): none of it is the customer's.
     await ingestCaughtUp(t);
     expect(await influxQuery(t.db, `SELECT * FROM events WHERE subject = 'cust-8a'`)).toEqual([]);
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = 'cust-8a'`)).toEqual([]);
 
     const token = await tokenFor(t, "cust-8a");
-    expect(await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).toMatchObject({ status: 200, body: { consent: { analytics: false, personalization: false, feedback: false } } });
-    expect(await api(t, "PUT", "/api/subjects/cust-8a/consent", { personalization: true }, token)).toMatchObject({ status: 200, body: { consent: { personalization: true } } });
+    expect(await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).toMatchObject({
+      status: 200,
+      body: { consent: { analytics: false, personalization: false, feedback: false } },
+    });
+    expect(await api(t, "PUT", "/api/subjects/cust-8a/consent", { personalization: true }, token)).toMatchObject({
+      status: 200,
+      body: { consent: { personalization: true } },
+    });
     await publishEvents(client, phone.id, [{ name: "bill_paid", subject: "cust-8a", props: { bill: "b-2" } }]);
-    const [action] = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the action once opted in")).map((a) => JSON.parse(a));
+    const [action] = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the action once opted in")).map(
+      (a) => JSON.parse(a),
+    );
     // Only the bill paid after the opt-in was used.
     expect(action.value).toEqual({ bill: "b-2", status: "paid" });
-    expect((await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).body.history).toEqual([{ purpose: "personalization", granted: true, by: "customer", at: expect.any(String) }]);
+    expect((await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).body.history).toEqual([
+      { purpose: "personalization", granted: true, by: "customer", at: expect.any(String) },
+    ]);
     await client.endAsync();
   });
 
@@ -86,11 +104,25 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const mine = await tokenFor(t, "cust-8b");
     const theirs = await tokenFor(t, "cust-8c");
     // The other customer has a profile, an action and a suggestion waiting.
-    const ingest = (body: unknown) => fetch(`${t.http}/api/ingest/events`, { method: "POST", headers: { authorization: `Bearer ${phoneC.token}` }, body: JSON.stringify(body) });
+    const ingest = (body: unknown) =>
+      fetch(`${t.http}/api/ingest/events`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${phoneC.token}` },
+        body: JSON.stringify(body),
+      });
     await ingest({ subject: "cust-8c", name: "bill_paid", props: { bill: "b-c" } });
-    await ingest(Array.from({ length: 10 }, (_, i) => ({ subject: "cust-8c", name: "screen_view", props: { screen: `s${i}`, zoom: 1.5 } })));
+    await ingest(
+      Array.from({ length: 10 }, (_, i) => ({
+        subject: "cust-8c",
+        name: "screen_view",
+        props: { screen: `s${i}`, zoom: 1.5 },
+      })),
+    );
     const actions = await waitFor(async () => {
-      const list = (await api(t, "GET", "/api/subjects/cust-8c/actions", undefined, theirs)).body as unknown as Array<{ id: string; kind: string }>;
+      const list = (await api(t, "GET", "/api/subjects/cust-8c/actions", undefined, theirs)).body as unknown as Array<{
+        id: string;
+        kind: string;
+      }>;
       return list.length === 2 ? list : undefined;
     }, "the other customer's two actions");
     const suggestion = actions.find((a) => a.kind === "suggest")!;
@@ -122,14 +154,27 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
       expect([method, url, (await api(t, method, url, body, mine)).status]).toEqual([method, url, 403]);
     }
     // Another customer's actions do not exist for this token.
-    for (const [method, url] of [["GET", `/api/actions/${set.id}`], ["POST", `/api/actions/${set.id}/undo`], ["POST", `/api/actions/${suggestion.id}/accept`], ["POST", `/api/actions/${suggestion.id}/decline`]] as const) {
+    for (const [method, url] of [
+      ["GET", `/api/actions/${set.id}`],
+      ["POST", `/api/actions/${set.id}/undo`],
+      ["POST", `/api/actions/${suggestion.id}/accept`],
+      ["POST", `/api/actions/${suggestion.id}/decline`],
+    ] as const) {
       expect([method, url, (await api(t, method, url, undefined, mine)).status]).toEqual([method, url, 404]);
     }
     // Staff calls are not a customer's.
-    for (const [method, url, body] of [["POST", "/api/subjects/cust-8b/tokens", {}], ["PUT", `/api/subjects/cust-8b/devices/${phoneC.id}`, undefined], ["GET", "/api/devices", undefined], ["GET", "/api/rules", undefined]] as const) {
+    for (const [method, url, body] of [
+      ["POST", "/api/subjects/cust-8b/tokens", {}],
+      ["PUT", `/api/subjects/cust-8b/devices/${phoneC.id}`, undefined],
+      ["GET", "/api/devices", undefined],
+      ["GET", "/api/rules", undefined],
+    ] as const) {
       expect([method, url, (await api(t, method, url, body, mine)).status]).toEqual([method, url, 403]);
     }
-    expect((await fetch(`${t.http}/api/devices/${phoneC.id}/stream`, { headers: { authorization: `Bearer ${mine}` } })).status).toBe(401);
+    expect(
+      (await fetch(`${t.http}/api/devices/${phoneC.id}/stream`, { headers: { authorization: `Bearer ${mine}` } }))
+        .status,
+    ).toBe(401);
 
     // Nothing of the other customer changed, and their own token still reads it all.
     const after = await exportJson(t, "cust-8c", theirs);
@@ -140,12 +185,26 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
 
     // Its own subject: all of it.
     expect((await api(t, "GET", "/api/subjects/cust-8b/profile", undefined, mine)).status).toBe(200);
-    expect(await api(t, "PUT", "/api/subjects/cust-8b/profile", { "ui.theme": "dark" }, mine)).toMatchObject({ status: 200, body: { profile: { "ui.theme": "dark" } } });
+    expect(await api(t, "PUT", "/api/subjects/cust-8b/profile", { "ui.theme": "dark" }, mine)).toMatchObject({
+      status: 200,
+      body: { profile: { "ui.theme": "dark" } },
+    });
     // The owner answers their suggestion from the app, and can undo the change that followed.
-    expect(await api(t, "POST", `/api/actions/${suggestion.id}/accept`, undefined, theirs)).toMatchObject({ status: 200, body: { status: "applied" } });
-    expect((await api(t, "GET", "/api/subjects/cust-8c/profile", undefined, theirs)).body.profile).toMatchObject({ "ui.font_size": "large" });
-    expect(await api(t, "POST", `/api/actions/${suggestion.id}/undo`, undefined, theirs)).toMatchObject({ status: 200, body: { status: "undone" } });
-    expect(await api(t, "POST", `/api/actions/${suggestion.id}/decline`, undefined, theirs)).toMatchObject({ status: 409, body: { error: "action_not_answerable" } });
+    expect(await api(t, "POST", `/api/actions/${suggestion.id}/accept`, undefined, theirs)).toMatchObject({
+      status: 200,
+      body: { status: "applied" },
+    });
+    expect((await api(t, "GET", "/api/subjects/cust-8c/profile", undefined, theirs)).body.profile).toMatchObject({
+      "ui.font_size": "large",
+    });
+    expect(await api(t, "POST", `/api/actions/${suggestion.id}/undo`, undefined, theirs)).toMatchObject({
+      status: 200,
+      body: { status: "undone" },
+    });
+    expect(await api(t, "POST", `/api/actions/${suggestion.id}/decline`, undefined, theirs)).toMatchObject({
+      status: 409,
+      body: { error: "action_not_answerable" },
+    });
   });
 
   it("exports everything held about the customer, as JSON and as CSV in a zip", async () => {
@@ -160,11 +219,23 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const phoneSeen = collect(phoneClient);
     await phoneClient.subscribeAsync(`devices/${phone.id}/actions`, { qos: 1 });
 
-    await phoneClient.publishAsync(`devices/${phone.id}/telemetry`, JSON.stringify({ subject: ME, metrics: { battery: 77, network: "wifi" } }), { qos: 1 });
+    await phoneClient.publishAsync(
+      `devices/${phone.id}/telemetry`,
+      JSON.stringify({ subject: ME, metrics: { battery: 77, network: "wifi" } }),
+      { qos: 1 },
+    );
     await publishEvents(phoneClient, phone.id, [{ name: "bill_paid", subject: ME, props: { bill: "b-8" } }]);
-    await phoneClient.publishAsync(`devices/${phone.id}/feedback`, JSON.stringify({ subject: ME, rating: 2, text: "=HYPERLINK(\"http://x\") terrible, slow app" }), { qos: 1 });
+    await phoneClient.publishAsync(
+      `devices/${phone.id}/feedback`,
+      JSON.stringify({ subject: ME, rating: 2, text: '=HYPERLINK("http://x") terrible, slow app' }),
+      { qos: 1 },
+    );
     // Refused copies that name the customer: a bad metric name, and text that is not even JSON.
-    await phoneClient.publishAsync(`devices/${phone.id}/telemetry`, JSON.stringify({ subject: ME, metrics: { "bad name": 1 } }), { qos: 1 });
+    await phoneClient.publishAsync(
+      `devices/${phone.id}/telemetry`,
+      JSON.stringify({ subject: ME, metrics: { "bad name": 1 } }),
+      { qos: 1 },
+    );
     await phoneClient.publishAsync(`devices/${phone.id}/events`, `{subject: ${ME}, name: oops`, { qos: 1 });
     // A card session on a shared ATM, and another customer's visit there.
     await publishEvents(atmClient, atm.id, [
@@ -174,10 +245,19 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
       { name: "session_start", subject: OTHER },
       { name: "withdrawal", subject: OTHER, props: { amount: 20 } },
     ]);
-    const [action] = (await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the bill-paid action")).map((a) => JSON.parse(a));
-    await phoneClient.publishAsync(`devices/${phone.id}/acks`, JSON.stringify({ action: action.id, status: "applied" }), { qos: 1 });
+    const [action] = (await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the bill-paid action")).map(
+      (a) => JSON.parse(a),
+    );
+    await phoneClient.publishAsync(
+      `devices/${phone.id}/acks`,
+      JSON.stringify({ action: action.id, status: "applied" }),
+      { qos: 1 },
+    );
     await api(t, "PUT", `/api/subjects/${ME}/profile`, { "ui.font_size": "large" }, token);
-    await waitFor(async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status === "applied", "the ack in the lifecycle");
+    await waitFor(
+      async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status === "applied",
+      "the ack in the lifecycle",
+    );
     // The PUBACKs mean durable on disk; the export reads InfluxDB, which has the records moments later.
     const held: Array<[string, number]> = [
       [`SELECT * FROM telemetry WHERE subject = '${ME}'`, 1],
@@ -205,15 +285,32 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const bill = body.actions.find((a: { rule: string }) => a.rule === "bill-paid");
     expect(bill.why).toMatch(/^rule bill-paid/);
     expect(bill.transitions.map((x: { status: string }) => x.status)).toEqual(["proposed", "delivered", "applied"]);
-    expect(body.actions.find((a: { rule: string }) => a.rule === "@customer")).toMatchObject({ key: "ui.font_size", value: "large", why: "the customer set ui.font_size to \"large\" in their profile" });
-    const records = body.records as Record<string, Array<Record<string, unknown>>> & Record<"telemetry" | "events" | "feedback" | "dead_letters" | "profile_changes" | "action_log", Array<Record<string, unknown>>>;
-    expect(records.telemetry).toEqual([{ time: expect.any(String), device: phone.id, subject: ME, battery: 77, network: "wifi" }]);
-    expect(records.events.map((e) => [e.device, e.event]).sort()).toEqual([[atm.id, "session_end"], [atm.id, "session_start"], [atm.id, "withdrawal"], [phone.id, "bill_paid"]]);
+    expect(body.actions.find((a: { rule: string }) => a.rule === "@customer")).toMatchObject({
+      key: "ui.font_size",
+      value: "large",
+      why: 'the customer set ui.font_size to "large" in their profile',
+    });
+    const records = body.records as Record<string, Array<Record<string, unknown>>> &
+      Record<
+        "telemetry" | "events" | "feedback" | "dead_letters" | "profile_changes" | "action_log",
+        Array<Record<string, unknown>>
+      >;
+    expect(records.telemetry).toEqual([
+      { time: expect.any(String), device: phone.id, subject: ME, battery: 77, network: "wifi" },
+    ]);
+    expect(records.events.map((e) => [e.device, e.event]).sort()).toEqual([
+      [atm.id, "session_end"],
+      [atm.id, "session_start"],
+      [atm.id, "withdrawal"],
+      [phone.id, "bill_paid"],
+    ]);
     expect(records.feedback).toEqual([expect.objectContaining({ rating: 2, sentiment: expect.any(Number) })]);
     expect(records.dead_letters.map((d) => d.reason).sort()).toEqual(["invalid_name", "malformed_json"]);
     expect(records.consent).toHaveLength(3);
     expect(records.profile_changes.map((p) => p.key).sort()).toEqual(["billing.last_paid", "ui.font_size"]);
-    expect(records.action_log.map((r) => r.status)).toEqual(expect.arrayContaining(["proposed", "delivered", "applied"]));
+    expect(records.action_log.map((r) => r.status)).toEqual(
+      expect.arrayContaining(["proposed", "delivered", "applied"]),
+    );
     expect(records.subject_links).toEqual([expect.objectContaining({ device: phone.id, subject: ME, op: "linked" })]);
     expect(records.subject_tokens).toEqual([expect.objectContaining({ op: "issued", label: "phone app" })]);
     expect(JSON.stringify(body)).not.toContain("scrypt$");
@@ -222,7 +319,19 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     expect(body.erasures).toEqual([]);
 
     const files = await exportCsv(t, ME, token);
-    for (const name of ["README.txt", "consent.csv", "profile.csv", "touchpoints.csv", "actions.csv", "scores.csv", "records/telemetry.csv", "records/events.csv", "records/feedback.csv", "records/dead_letters.csv", "erasures.csv"]) {
+    for (const name of [
+      "README.txt",
+      "consent.csv",
+      "profile.csv",
+      "touchpoints.csv",
+      "actions.csv",
+      "scores.csv",
+      "records/telemetry.csv",
+      "records/events.csv",
+      "records/feedback.csv",
+      "records/dead_letters.csv",
+      "erasures.csv",
+    ]) {
       expect([...files.keys()]).toContain(name);
     }
     expect(files.get("records/telemetry.csv")!.split("\n")[0]).toBe("time,device,subject,battery,network");
@@ -280,7 +389,9 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     const csv = await exportCsv(t, ME, "test-admin-token-0123456789");
     expect(csv.get("erasures.csv")!.trim().split("\n")).toHaveLength(2);
     // Every other file holds its header only.
-    for (const [name, text] of csv) if (name.endsWith(".csv") && name !== "erasures.csv" && name !== "scores.csv") expect([name, text.trim().split("\n").length]).toEqual([name, 1]);
+    for (const [name, text] of csv)
+      if (name.endsWith(".csv") && name !== "erasures.csv" && name !== "scores.csv")
+        expect([name, text.trim().split("\n").length]).toEqual([name, 1]);
 
     // After a restart nothing comes back from the views' rebuild either.
     await t.restart();
@@ -288,12 +399,20 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     await onlyErasure();
     const phoneAgain = await api(t, "GET", "/api/devices/phone-8");
     expect(phoneAgain.body).toMatchObject({ subject: null, profile: {} });
-    const client = await connectDevice(t.mqttUrl, "phone-8", String((await api(t, "POST", "/api/devices/phone-8/rotate")).body.token));
+    const client = await connectDevice(
+      t.mqttUrl,
+      "phone-8",
+      String((await api(t, "POST", "/api/devices/phone-8/rotate")).body.token),
+    );
     const seen = collect(client);
     await client.subscribeAsync("devices/phone-8/state", { qos: 1 });
-    const state = JSON.parse((await waitFor(() => seen.get("devices/phone-8/state"), "the phone's retained state"))[0]!);
+    const state = JSON.parse(
+      (await waitFor(() => seen.get("devices/phone-8/state"), "the phone's retained state"))[0]!,
+    );
     expect(state).toMatchObject({ subject: null, profile: {} });
-    await client.publishAsync("devices/phone-8/telemetry", JSON.stringify({ subject: ME, metrics: { battery: 1 } }), { qos: 1 });
+    await client.publishAsync("devices/phone-8/telemetry", JSON.stringify({ subject: ME, metrics: { battery: 1 } }), {
+      qos: 1,
+    });
     await ingestCaughtUp(t);
     expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = '${ME}'`)).toEqual([]);
     await client.endAsync();

@@ -16,7 +16,7 @@ function drive(scenario: string, devices: number, sessions: number) {
   for (const device of plan.devices) {
     const behaviour = plan.behaviour(device, randomFor(1, `behaviour:${device.id}`));
     const records: Publish[] = [];
-    for (let ended = 0; ended < sessions; ) {
+    for (let ended = 0; ended < sessions;) {
       const p = behaviour.next();
       records.push(p);
       if (p.channel === "events" && p.record.name === "session_end") ended += 1;
@@ -26,7 +26,10 @@ function drive(scenario: string, devices: number, sessions: number) {
   return { plan, out };
 }
 
-const events = (records: Publish[], name: string) => records.filter((p) => p.channel === "events" && p.record.name === name).map((p) => p.record as { subject?: string; props?: Record<string, unknown> });
+const events = (records: Publish[], name: string) =>
+  records
+    .filter((p) => p.channel === "events" && p.record.name === name)
+    .map((p) => p.record as { subject?: string; props?: Record<string, unknown> });
 
 /** Records between one session_start and the next, per subject. */
 function sessionsOf(records: Publish[]): Publish[][] {
@@ -45,7 +48,10 @@ describe("fleet scenarios", () => {
       const { out } = drive(name, 12, 40);
       for (const records of out.values()) {
         for (const p of records) {
-          const result = parse(p.channel, JSON.stringify({ ts: Date.now(), ...p.record }), { device: "sim-device", now: Date.now() });
+          const result = parse(p.channel, JSON.stringify({ ts: Date.now(), ...p.record }), {
+            device: "sim-device",
+            now: Date.now(),
+          });
           expect(result.refused, `${name} ${p.channel} ${JSON.stringify(p.record)}`).toEqual([]);
           if (p.channel === "feedback" && typeof p.record.text === "string") texts.push(p.record.text);
         }
@@ -82,7 +88,11 @@ describe("fleet scenarios", () => {
     const { plan, out } = drive("banking-app", 10, 30);
     const share = (d: SimDeviceSpec) => {
       const sessions = sessionsOf(out.get(d.id)!);
-      return sessions.filter((s) => s.some((p) => p.record.name === "page_view" && (p.record.props as { page: string }).page === "share_price")).length / sessions.length;
+      return (
+        sessions.filter((s) =>
+          s.some((p) => p.record.name === "page_view" && (p.record.props as { page: string }).page === "share_price"),
+        ).length / sessions.length
+      );
     };
     const fans = new Set(plan.customers.filter((c) => c.pattern).map((c) => c.id));
     expect(fans.size).toBeGreaterThan(0);
@@ -118,8 +128,16 @@ describe("fleet scenarios", () => {
     expect(zoomers.size).toBeGreaterThan(0);
     for (const d of plan.devices) {
       const zooms = events(out.get(d.id)!, "screen_view").map((e) => e.props!.zoom as number);
-      if (zoomers.has(d.subject!)) expect(zooms.every((z) => z > 1.2), d.id).toBe(true);
-      else expect(zooms.every((z) => z > 1.2), d.id).toBe(false);
+      if (zoomers.has(d.subject!))
+        expect(
+          zooms.every((z) => z > 1.2),
+          d.id,
+        ).toBe(true);
+      else
+        expect(
+          zooms.every((z) => z > 1.2),
+          d.id,
+        ).toBe(false);
     }
   });
 
@@ -127,7 +145,10 @@ describe("fleet scenarios", () => {
     const tv = scenarios.get("tv")!.plan(12, ctx);
     const zoomer = tv.devices.find((d) => tv.customers.find((c) => c.id === d.subject)!.pattern)!;
     const behaviour = tv.behaviour(zoomer, randomFor(1, "zoomer"));
-    const views = (n: number) => Array.from({ length: n }, () => behaviour.next()).filter((p) => p.record.name === "screen_view").map((p) => (p.record.props as { zoom: number }).zoom);
+    const views = (n: number) =>
+      Array.from({ length: n }, () => behaviour.next())
+        .filter((p) => p.record.name === "screen_view")
+        .map((p) => (p.record.props as { zoom: number }).zoom);
     expect(views(40).every((z) => z > 1.2)).toBe(true);
     behaviour.profileChanged!({ "ui.font_size": "large" });
     expect(views(80).filter((z) => z <= 1.2).length).toBeGreaterThan(10);
@@ -135,7 +156,9 @@ describe("fleet scenarios", () => {
     const bank = scenarios.get("banking-app")!.plan(6, ctx);
     const app = bank.behaviour(bank.devices[0]!, randomFor(1, "bank"));
     app.profileChanged!({ "home.widgets.share_price": true });
-    const home = Array.from({ length: 40 }, () => app.next()).filter((p) => (p.record.props as { page?: string } | undefined)?.page === "home");
+    const home = Array.from({ length: 40 }, () => app.next()).filter(
+      (p) => (p.record.props as { page?: string } | undefined)?.page === "home",
+    );
     expect(home.slice(-1)[0]!.record.props).toMatchObject({ share_price_widget: true });
   });
 

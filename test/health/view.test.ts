@@ -29,7 +29,14 @@ function fakeFleet(initial: Record<string, number>) {
   return { scores, calls, scoreDevices, registry: () => [...scores.keys()] };
 }
 
-const options = { windowMs: 86_400_000, refreshMs: 10, fullRefreshMs: 60_000, idleMs: 60_000, settleMs: 0, log: pino({ level: "silent" }) };
+const options = {
+  windowMs: 86_400_000,
+  refreshMs: 10,
+  fullRefreshMs: 60_000,
+  idleMs: 60_000,
+  settleMs: 0,
+  log: pino({ level: "silent" }),
+};
 
 describe("the fleet health view", () => {
   it("scores the whole fleet once, then only the devices with news", async () => {
@@ -53,7 +60,10 @@ describe("the fleet health view", () => {
       // A device provisioned since is scored without news; one gone from the registry leaves.
       fleet.scores.set("d", 55);
       fleet.scores.delete("b");
-      await waitFor(async () => (await view.snapshot()).rows.map((r) => r.device).join() === "a,c,d", "the registry reconciled");
+      await waitFor(
+        async () => (await view.snapshot()).rows.map((r) => r.device).join() === "a,c,d",
+        "the registry reconciled",
+      );
     } finally {
       view.close();
     }

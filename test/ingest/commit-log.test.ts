@@ -7,12 +7,14 @@ import { openCommitLog } from "../../ingest/commit-log.ts";
 import { encodeFrame } from "../../ingest/frame.ts";
 
 const log = pino({ level: "silent" });
-const batch = (from: number, n = 3) => Array.from({ length: n }, (_, i) => `m,device=d v=${from + i} ${1_700_000_000_000_000 + from + i}`);
+const batch = (from: number, n = 3) =>
+  Array.from({ length: n }, (_, i) => `m,device=d v=${from + i} ${1_700_000_000_000_000 + from + i}`);
 const segments = async (dir: string) => (await readdir(dir)).filter((f) => f.endsWith(".log")).sort();
 /** Segments holding frames (the next one is allocated, all zeros, before it is needed). */
 const written = async (dir: string) => {
   const out: string[] = [];
-  for (const f of await segments(dir)) if ((await readFile(path.join(dir, f))).subarray(0, 12).some((b) => b !== 0)) out.push(f);
+  for (const f of await segments(dir))
+    if ((await readFile(path.join(dir, f))).subarray(0, 12).some((b) => b !== 0)) out.push(f);
   return out;
 };
 

@@ -13,7 +13,8 @@ import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 
 const log = pino({ level: "silent" });
-const line = (i: number, v: number | string = i): Line => `m,device=d v=${typeof v === "string" ? `"${v}"` : v} ${1_700_000_000_000_000 + i}`;
+const line = (i: number, v: number | string = i): Line =>
+  `m,device=d v=${typeof v === "string" ? `"${v}"` : v} ${1_700_000_000_000_000 + i}`;
 const lines = (from: number, n: number) => Array.from({ length: n }, (_, i) => line(from + i));
 
 async function store(url = influxUrl(), db = freshDb()): Promise<Store> {
@@ -40,8 +41,20 @@ describe("durable ingest writer against a real InfluxDB", () => {
     await rm(dir, { recursive: true, force: true });
   });
   const writer = (s: Pick<Store, "writeLines">, overrides: Partial<DurableWriterOptions> = {}) =>
-    createDurableWriter({ store: s, spool, log, batchSize: 1000, flushMs: 20, maxInFlight: 4, maxQueuedBatches: 8, writeTimeoutMs: 2000, onRejected: () => {}, ...overrides });
-  const count = async (s: Store, url?: string) => (await influxQuery(s.db, "SELECT count(v) FROM m", url))[0]?.count ?? 0;
+    createDurableWriter({
+      store: s,
+      spool,
+      log,
+      batchSize: 1000,
+      flushMs: 20,
+      maxInFlight: 4,
+      maxQueuedBatches: 8,
+      writeTimeoutMs: 2000,
+      onRejected: () => {},
+      ...overrides,
+    });
+  const count = async (s: Store, url?: string) =>
+    (await influxQuery(s.db, "SELECT count(v) FROM m", url))[0]?.count ?? 0;
 
   it("cuts a batch when it is full without waiting for its age", async () => {
     const s = await store();
@@ -63,12 +76,16 @@ describe("durable ingest writer against a real InfluxDB", () => {
   it("isolates a point InfluxDB refuses (field type conflict) with its message, stores the rest, and never retries the 400", async () => {
     const s = await store();
     const requests: number[] = [];
-    const counting = { writeLines: (body: string, t: number) => (requests.push(body.split("\n").length), s.writeLines(body, t)) };
+    const counting = {
+      writeLines: (body: string, t: number) => (requests.push(body.split("\n").length), s.writeLines(body, t)),
+    };
     const rejected: Array<[Line, string]> = [];
     const w = writer(counting, { onRejected: (l, m) => rejected.push([l, m]) });
     await w.write([line(0, 1.5)]);
     await w.write([line(1), line(2, "text"), line(3), line(4)]);
-    expect(rejected).toEqual([[line(2, "text"), expect.stringMatching(/field type conflict.*already exists as type float/)]]);
+    expect(rejected).toEqual([
+      [line(2, "text"), expect.stringMatching(/field type conflict.*already exists as type float/)],
+    ]);
     expect(await count(s)).toBe(4);
     // 1 + the batch of 4 split down to the bad point: 4 -> 2+2 -> 1+1; a finite number of requests, no retry loop.
     expect(requests).toEqual([1, 4, 2, 1, 1, 2]);
@@ -122,7 +139,13 @@ describe("durable ingest writer against a real InfluxDB", () => {
       return {
         requests,
         open,
-        store: { writeLines: async (body: string, t: number) => (requests.push(body.split("\n").length), await opened, s.writeLines(body, t)) },
+        store: {
+          writeLines: async (body: string, t: number) => (
+            requests.push(body.split("\n").length),
+            await opened,
+            s.writeLines(body, t)
+          ),
+        },
       };
     };
 
@@ -160,8 +183,20 @@ describe("durable ingest writer against a real InfluxDB", () => {
 
       // Refused: InfluxDB down, the spool full, no commit log to take it.
       const small = await openSpool({ dir: path.join(dir, "small"), maxBytes: 200, segmentBytes: 1 << 16, log });
-      const down = { writeLines: () => Promise.reject(Object.assign(new Error("connection refused"), { status: undefined })) };
-      const refusing = createDurableWriter({ store: down, spool: small, log, batchSize: 5, flushMs: 10, maxInFlight: 1, maxQueuedBatches: 1, writeTimeoutMs: 1000, onRejected: () => {} });
+      const down = {
+        writeLines: () => Promise.reject(Object.assign(new Error("connection refused"), { status: undefined })),
+      };
+      const refusing = createDurableWriter({
+        store: down,
+        spool: small,
+        log,
+        batchSize: 5,
+        flushMs: 10,
+        maxInFlight: 1,
+        maxQueuedBatches: 1,
+        writeTimeoutMs: 1000,
+        onRejected: () => {},
+      });
       await refusing.write(lines(0, 5)).catch(() => undefined);
       let logged = false;
       await expect(refusing.write(lines(5, 5), () => (logged = true))).rejects.toBeInstanceOf(SpoolFullError);
@@ -202,7 +237,18 @@ describe("durable ingest writer against a real InfluxDB", () => {
       const next = await openSpool({ dir: path.join(dir, "spool-2"), maxBytes: 1 << 20, segmentBytes: 1 << 16, log });
       for (const b of second.recovered) await next.append(b);
       await second.forgetRecovered();
-      const w2 = createDurableWriter({ store: s, spool: next, commitLog: second.log, log, batchSize: 1000, flushMs: 20, maxInFlight: 4, maxQueuedBatches: 8, writeTimeoutMs: 2000, onRejected: () => {} });
+      const w2 = createDurableWriter({
+        store: s,
+        spool: next,
+        commitLog: second.log,
+        log,
+        batchSize: 1000,
+        flushMs: 20,
+        maxInFlight: 4,
+        maxQueuedBatches: 8,
+        writeTimeoutMs: 2000,
+        onRejected: () => {},
+      });
       await waitFor(() => w2.mode === "direct", "the spool to be replayed");
       const rows = await influxQuery(s.db, "SELECT v FROM m");
       expect(rows.map((r) => r.v)).toEqual([0, 1, 2, 3, 4]);
@@ -271,8 +317,21 @@ describe("durable ingest writer against a real InfluxDB", () => {
     it("refuses (rather than drops) what the full spool cannot take", async () => {
       const small = await openSpool({ dir: path.join(dir, "small"), maxBytes: 400, segmentBytes: 1 << 16, log });
       const unreachable = await store();
-      const down = { writeLines: (body: string) => fetch("http://127.0.0.1:9/write", { method: "POST", body }).then(() => unreachable.writeLines(body, 10)) };
-      const w = createDurableWriter({ store: down, spool: small, log, batchSize: 5, flushMs: 10, maxInFlight: 1, maxQueuedBatches: 1, writeTimeoutMs: 1000, onRejected: () => {} });
+      const down = {
+        writeLines: (body: string) =>
+          fetch("http://127.0.0.1:9/write", { method: "POST", body }).then(() => unreachable.writeLines(body, 10)),
+      };
+      const w = createDurableWriter({
+        store: down,
+        spool: small,
+        log,
+        batchSize: 5,
+        flushMs: 10,
+        maxInFlight: 1,
+        maxQueuedBatches: 1,
+        writeTimeoutMs: 1000,
+        onRejected: () => {},
+      });
       await w.write(lines(0, 5));
       await w.write(lines(5, 5));
       await expect(w.write(lines(10, 5))).rejects.toBeInstanceOf(SpoolFullError);

@@ -4,18 +4,45 @@ import { createParser } from "../../ingest/parse.ts";
 const now = Date.parse("2026-01-01T00:00:00Z");
 const parser = createParser({ maxFutureSkewMs: 60_000, maxRecords: 10, maxFields: 4, maxPayloadBytes: 8192 });
 type Ch = "telemetry" | "events" | "feedback" | "acks";
-const parse = (channel: Ch, body: unknown) => parser(channel, typeof body === "string" ? body : JSON.stringify(body), { device: "d1", now });
+const parse = (channel: Ch, body: unknown) =>
+  parser(channel, typeof body === "string" ? body : JSON.stringify(body), { device: "d1", now });
 
 describe("message contract", () => {
   it("accepts the DESIGN.md payloads and normalises ts", () => {
     expect(parse("telemetry", { metrics: { temp: 21.5, on: true, mode: "eco" } })).toMatchObject({
       refused: [],
-      messages: [{ kind: "telemetry", device: "d1", ts: now, tsFromDevice: false, metrics: { temp: 21.5, on: true, mode: "eco" } }],
+      messages: [
+        {
+          kind: "telemetry",
+          device: "d1",
+          ts: now,
+          tsFromDevice: false,
+          metrics: { temp: 21.5, on: true, mode: "eco" },
+        },
+      ],
     });
-    expect(parse("events", { ts: "2025-12-31T23:00:00Z", subject: "cust-1", name: "withdrawal", props: { amount: 100, note: null } })).toMatchObject({
-      messages: [{ kind: "event", ts: Date.parse("2025-12-31T23:00:00Z"), tsFromDevice: true, subject: "cust-1", name: "withdrawal", props: { amount: 100, note: null } }],
+    expect(
+      parse("events", {
+        ts: "2025-12-31T23:00:00Z",
+        subject: "cust-1",
+        name: "withdrawal",
+        props: { amount: 100, note: null },
+      }),
+    ).toMatchObject({
+      messages: [
+        {
+          kind: "event",
+          ts: Date.parse("2025-12-31T23:00:00Z"),
+          tsFromDevice: true,
+          subject: "cust-1",
+          name: "withdrawal",
+          props: { amount: 100, note: null },
+        },
+      ],
     });
-    expect(parse("acks", { action: "act_1", status: "accepted" })).toMatchObject({ acks: [{ device: "d1", action: "act_1", status: "accepted" }] });
+    expect(parse("acks", { action: "act_1", status: "accepted" })).toMatchObject({
+      acks: [{ device: "d1", action: "act_1", status: "accepted" }],
+    });
     // A device may name itself.
     expect(parse("telemetry", { device: "d1", ts: now - 5, metrics: { a: 1 } }).messages).toHaveLength(1);
   });
@@ -31,9 +58,20 @@ describe("message contract", () => {
   });
 
   it("judges the records of a batch one by one", () => {
-    const result = parse("telemetry", [{ metrics: { a: 1 } }, { metrics: { a: "x".repeat(300) } }, { ts: now - 1000, metrics: { a: 2 } }]);
+    const result = parse("telemetry", [
+      { metrics: { a: 1 } },
+      { metrics: { a: "x".repeat(300) } },
+      { ts: now - 1000, metrics: { a: 2 } },
+    ]);
     expect(result.messages.map((m) => m.kind === "telemetry" && m.metrics.a)).toEqual([1, 2]);
-    expect(result.refused).toEqual([{ index: 1, reason: "value_too_long", detail: expect.stringMatching(/^\[1\]\.metrics\.a: /), payload: expect.stringContaining('"metrics"') }]);
+    expect(result.refused).toEqual([
+      {
+        index: 1,
+        reason: "value_too_long",
+        detail: expect.stringMatching(/^\[1\]\.metrics\.a: /),
+        payload: expect.stringContaining('"metrics"'),
+      },
+    ]);
   });
 
   const bad: Array<[string, Ch, unknown, string]> = [

@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { openSpool, SpoolFullError, type Spool } from "../../ingest/spool.ts";
 
 const log = pino({ level: "silent" });
-const batch = (from: number, n = 3) => Array.from({ length: n }, (_, i) => `m,device=d v=${from + i} ${1_700_000_000_000_000 + from + i}`);
+const batch = (from: number, n = 3) =>
+  Array.from({ length: n }, (_, i) => `m,device=d v=${from + i} ${1_700_000_000_000_000 + from + i}`);
 
 async function drain(spool: Spool): Promise<string[][]> {
   const out: string[][] = [];

@@ -10,7 +10,12 @@ import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 
 const log = pino({ level: "silent" });
-const point = (i: number, v: number | string = i): Point => ({ measurement: "m", tags: { device: "d" }, fields: { v }, timestamp: String(1_700_000_000_000_000 + i) });
+const point = (i: number, v: number | string = i): Point => ({
+  measurement: "m",
+  tags: { device: "d" },
+  fields: { v },
+  timestamp: String(1_700_000_000_000_000 + i),
+});
 
 async function store(url = influxUrl(), db = freshDb()): Promise<Store> {
   return openStore({ url, db, influxdPath: "influxd", connectTimeoutMs: 5000, dataDir: "unused", log });
@@ -37,7 +42,13 @@ describe("batching writer against a real InfluxDB", () => {
   it("isolates a point InfluxDB refuses (field type conflict) and stores the rest", async () => {
     const s = await store();
     const rejected: Array<[Point, string]> = [];
-    const writer = createBatchWriter({ store: s, log, batchSize: 100, flushMs: 10, onRejected: (p, m) => rejected.push([p, m]) });
+    const writer = createBatchWriter({
+      store: s,
+      log,
+      batchSize: 100,
+      flushMs: 10,
+      onRejected: (p, m) => rejected.push([p, m]),
+    });
     await writer.write([point(0, 1.5)]);
     await writer.write([point(1), point(2, "text"), point(3), point(4)]);
     expect(rejected).toHaveLength(1);
@@ -66,7 +77,9 @@ describe("batching writer against a real InfluxDB", () => {
 
     influxd = await startInfluxd({ dataDir: dir, log, port });
     await pending;
-    expect(await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url)).toEqual([expect.objectContaining({ count: 2 })]);
+    expect(await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url)).toEqual([
+      expect.objectContaining({ count: 2 }),
+    ]);
     await writer.close();
     await influxd.close();
     await rm(dir, { recursive: true, force: true });
@@ -79,7 +92,14 @@ describe("batching writer against a real InfluxDB", () => {
     await influxd.close();
     const lines: string[] = [];
     const watched = pino({ level: "warn" }, { write: (line: string) => lines.push(line) });
-    const writer = createBatchWriter({ store: s, log: watched, batchSize: 100, flushMs: 10, onRejected: () => {}, closeTimeoutMs: 300 });
+    const writer = createBatchWriter({
+      store: s,
+      log: watched,
+      batchSize: 100,
+      flushMs: 10,
+      onRejected: () => {},
+      closeTimeoutMs: 300,
+    });
     const pending = writer.write([point(1)]);
     await writer.close();
     await expect(pending).rejects.toThrow();

@@ -42,12 +42,23 @@ describe("erasure: every place a subject can be named, and the views built from 
 
     const res = await api(t, "DELETE", `/api/subjects/${ME}`);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
-    expect(res.body).toMatchObject({ deleted: { telemetry: 1 }, redacted: { action_log: 1, device_registry: 1 }, remaining: { rule_versions: 1 } });
+    expect(res.body).toMatchObject({
+      deleted: { telemetry: 1 },
+      redacted: { action_log: 1, device_registry: 1 },
+      remaining: { rule_versions: 1 },
+    });
 
     expect(await whereSubjectIs(t.db, ME)).toEqual(["rule_versions: field text (1)"]);
-    expect(await influxQuery(t.db, "SELECT \"user\", temp FROM telemetry")).toEqual([expect.objectContaining({ user: "somebody", temp: 22 })]);
+    expect(await influxQuery(t.db, 'SELECT "user", temp FROM telemetry')).toEqual([
+      expect.objectContaining({ user: "somebody", temp: 22 }),
+    ]);
     const [other] = await influxQuery(t.db, "SELECT * FROM action_log WHERE action = 'act_other'");
-    expect(other).toMatchObject({ owner: `subject:${OTHER}`, subject: OTHER, why: 'rule r: msg.props.friend == "[erased]" held', device: "kiosk-e" });
+    expect(other).toMatchObject({
+      owner: `subject:${OTHER}`,
+      subject: OTHER,
+      why: 'rule r: msg.props.friend == "[erased]" held',
+      device: "kiosk-e",
+    });
     const [registry] = await influxQuery(t.db, "SELECT * FROM device_registry WHERE device = 'old-phone'");
     expect(registry).toMatchObject({ op: "provisioned", token_hash: "scrypt$x", kind: "app", subject: "" });
 
@@ -62,7 +73,12 @@ describe("erasure: every place a subject can be named, and the views built from 
     const client = await connectDevice(t.mqttUrl, phone.id, phone.token);
     const seen = collect(client);
     await client.subscribeAsync(`devices/${phone.id}/actions`, { qos: 1 });
-    const screens = (n: number) => Array.from({ length: n }, (_, i) => ({ name: "screen_view", subject: SUBJECT, props: { screen: `s${i}`, zoom: 1.5 } }));
+    const screens = (n: number) =>
+      Array.from({ length: n }, (_, i) => ({
+        name: "screen_view",
+        subject: SUBJECT,
+        props: { screen: `s${i}`, zoom: 1.5 },
+      }));
     await publishEvents(client, phone.id, screens(9));
     expect((await api(t, "DELETE", `/api/subjects/${SUBJECT}`)).status).toBe(200);
 
@@ -74,7 +90,9 @@ describe("erasure: every place a subject can be named, and the views built from 
     await publishEvents(client, phone.id, screens(8));
     expect(seen.get(`devices/${phone.id}/actions`)).toBeUndefined();
     await publishEvents(client, phone.id, screens(1));
-    const [suggestion] = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the suggestion at the tenth new screen")).map((a) => JSON.parse(a));
+    const [suggestion] = (
+      await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the suggestion at the tenth new screen")
+    ).map((a) => JSON.parse(a));
     expect(suggestion.why).toContain("agg.screens = 10");
     await client.endAsync();
   });
@@ -96,14 +114,19 @@ describe("erasure: every place a subject can be named, and the views built from 
     // A change for the phone's next owner comes after whatever the queue still held.
     await api(t, "PUT", `/api/subjects/cust-e6/devices/${phone.id}`);
     await api(t, "PUT", "/api/subjects/cust-e6/profile", { "ui.theme": "light" });
-    const actions = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the next owner's change")).map((a) => JSON.parse(a));
+    const actions = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the next owner's change")).map((a) =>
+      JSON.parse(a),
+    );
     expect(actions.map((a) => a.value)).toEqual(["light"]);
     expect(actions.map((a) => a.id)).not.toContain((queued.body.actions as string[])[0]);
     await again.endAsync();
   });
 
   it("refuses a bad subject id and a caller without a token", async () => {
-    expect(await api(t, "DELETE", "/api/subjects/bad,id")).toMatchObject({ status: 400, body: { error: "invalid_subject" } });
+    expect(await api(t, "DELETE", "/api/subjects/bad,id")).toMatchObject({
+      status: 400,
+      body: { error: "invalid_subject" },
+    });
     expect((await api(t, "DELETE", "/api/subjects/cust-e4", undefined, null)).status).toBe(401);
   });
 });

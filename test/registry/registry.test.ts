@@ -14,7 +14,14 @@ describe("device registry lifecycle", () => {
   const log = pino({ level: "silent" });
   beforeAll(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), "refeed-registry-"));
-    store = await openStore({ url: influxUrl(), db: freshDb("reg"), influxdPath: "influxd", connectTimeoutMs: 5000, dataDir: dir, log });
+    store = await openStore({
+      url: influxUrl(),
+      db: freshDb("reg"),
+      influxdPath: "influxd",
+      connectTimeoutMs: 5000,
+      dataDir: dir,
+      log,
+    });
   });
   afterAll(async () => {
     await store?.close();

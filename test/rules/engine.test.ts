@@ -5,12 +5,42 @@ import type { DeviceMessage } from "../../ingest/messages.ts";
 
 const DAY = 86_400_000;
 const guardConfig = { promptEverySessions: 10, declineBackoffMs: 30 * DAY };
-const open: Guards = { lastFired: () => undefined, lastPrompt: () => undefined, declinedAt: () => undefined, consent: () => true };
+const open: Guards = {
+  lastFired: () => undefined,
+  lastPrompt: () => undefined,
+  declinedAt: () => undefined,
+  consent: () => true,
+};
 
-const telemetry = (metrics: Record<string, number | boolean | string>, extra: Partial<DeviceMessage> = {}): DeviceMessage =>
-  ({ kind: "telemetry", device: "d1", subject: undefined, ts: 1_000_000, tsFromDevice: false, metrics, ...extra }) as DeviceMessage;
-const event = (name: string, props: Record<string, number | string | boolean | null>, ts: number, extra: Partial<DeviceMessage> = {}): DeviceMessage =>
-  ({ kind: "event", device: "atm-1", subject: "cust-1", ts, tsFromDevice: true, name, props, ...extra }) as DeviceMessage;
+const telemetry = (
+  metrics: Record<string, number | boolean | string>,
+  extra: Partial<DeviceMessage> = {},
+): DeviceMessage =>
+  ({
+    kind: "telemetry",
+    device: "d1",
+    subject: undefined,
+    ts: 1_000_000,
+    tsFromDevice: false,
+    metrics,
+    ...extra,
+  }) as DeviceMessage;
+const event = (
+  name: string,
+  props: Record<string, number | string | boolean | null>,
+  ts: number,
+  extra: Partial<DeviceMessage> = {},
+): DeviceMessage =>
+  ({
+    kind: "event",
+    device: "atm-1",
+    subject: "cust-1",
+    ts,
+    tsFromDevice: true,
+    name,
+    props,
+    ...extra,
+  }) as DeviceMessage;
 
 function engineWith(...texts: string[]): RuleEngine {
   const engine = new RuleEngine(guardConfig);
@@ -33,8 +63,12 @@ describe("rule evaluation", () => {
 
   it("does not fire when the condition is false or cannot be evaluated", () => {
     const engine = engineWith(hot);
-    expect(engine.handle(telemetry({ temp: 20 }), 0, open)).toEqual([{ rule: "hot", fired: false, reason: "condition_false" }]);
-    expect(engine.handle(telemetry({ humidity: 50 }), 0, open)).toEqual([expect.objectContaining({ fired: false, reason: "error", detail: expect.stringMatching(/temp/) })]);
+    expect(engine.handle(telemetry({ temp: 20 }), 0, open)).toEqual([
+      { rule: "hot", fired: false, reason: "condition_false" },
+    ]);
+    expect(engine.handle(telemetry({ humidity: 50 }), 0, open)).toEqual([
+      expect.objectContaining({ fired: false, reason: "error", detail: expect.stringMatching(/temp/) }),
+    ]);
   });
 
   it("only evaluates the rules of the message's trigger", () => {
@@ -44,18 +78,29 @@ describe("rule evaluation", () => {
 
   it("holds back within the cooldown of the same target only", () => {
     const engine = engineWith(hot);
-    const guards = { ...open, lastFired: (r: string, target: string) => (r === "hot" && target === "device:d1" ? 1_000 : undefined) };
-    expect(engine.handle(telemetry({ temp: 36 }), 1_000 + 5 * 60_000, guards)).toEqual([{ rule: "hot", fired: false, reason: "cooldown" }]);
+    const guards = {
+      ...open,
+      lastFired: (r: string, target: string) => (r === "hot" && target === "device:d1" ? 1_000 : undefined),
+    };
+    expect(engine.handle(telemetry({ temp: 36 }), 1_000 + 5 * 60_000, guards)).toEqual([
+      { rule: "hot", fired: false, reason: "cooldown" },
+    ]);
     expect(fired(engine.handle(telemetry({ temp: 36 }), 1_000 + 11 * 60_000, guards))).toHaveLength(1);
     expect(fired(engine.handle(telemetry({ temp: 36 }, { device: "d2" }), 1_000 + 5 * 60_000, guards))).toHaveLength(1);
   });
 
   it("needs a subject, and the subject's personalization consent, for a subject-scoped rule", () => {
-    const engine = engineWith(`id: big\non: telemetry\nscope: subject\nwhen: msg.metrics.zoom >= 1.5\nthen:\n  - set: ui.font\n    value: large\n`);
-    expect(engine.handle(telemetry({ zoom: 2 }), 0, open)).toEqual([{ rule: "big", fired: false, reason: "no_subject" }]);
+    const engine = engineWith(
+      `id: big\non: telemetry\nscope: subject\nwhen: msg.metrics.zoom >= 1.5\nthen:\n  - set: ui.font\n    value: large\n`,
+    );
+    expect(engine.handle(telemetry({ zoom: 2 }), 0, open)).toEqual([
+      { rule: "big", fired: false, reason: "no_subject" },
+    ]);
     const asked: string[] = [];
     const noConsent = { ...open, consent: (s: string, p: string) => (asked.push(`${s}:${p}`), false) };
-    expect(engine.handle(telemetry({ zoom: 2 }, { subject: "cust-1" }), 0, noConsent)).toEqual([{ rule: "big", fired: false, reason: "no_consent" }]);
+    expect(engine.handle(telemetry({ zoom: 2 }, { subject: "cust-1" }), 0, noConsent)).toEqual([
+      { rule: "big", fired: false, reason: "no_consent" },
+    ]);
     expect(asked).toEqual(["cust-1:personalization"]);
     const [outcome] = fired(engine.handle(telemetry({ zoom: 2 }, { subject: "cust-1" }), 0, open));
     expect(outcome!.actions[0]).toMatchObject({ scope: "subject", subject: "cust-1", value: "large" });
@@ -80,10 +125,19 @@ then:
     const engine = engineWith(usual);
     const start = 100 * DAY;
     [100, 100, 50, 100].forEach((amount, i) => engine.observe(event("withdrawal", { amount }, start + i * DAY)));
-    expect(engine.handle(event("session_start", {}, start + 5 * DAY), start + 5 * DAY, open)).toEqual([{ rule: "atm-usual", fired: false, reason: "condition_false" }]);
+    expect(engine.handle(event("session_start", {}, start + 5 * DAY), start + 5 * DAY, open)).toEqual([
+      { rule: "atm-usual", fired: false, reason: "condition_false" },
+    ]);
     engine.observe(event("withdrawal", { amount: 100 }, start + 6 * DAY));
-    const [outcome] = fired(engine.handle(event("session_start", {}, start + 7 * DAY, { device: "atm-99" }), start + 7 * DAY, open));
-    expect(outcome!.actions[0]).toMatchObject({ key: "atm.first_amount", value: 100, device: "atm-99", subject: "cust-1" });
+    const [outcome] = fired(
+      engine.handle(event("session_start", {}, start + 7 * DAY, { device: "atm-99" }), start + 7 * DAY, open),
+    );
+    expect(outcome!.actions[0]).toMatchObject({
+      key: "atm.first_amount",
+      value: 100,
+      device: "atm-99",
+      subject: "cust-1",
+    });
     expect(outcome!.actions[0]!.why).toContain("agg.n = 5, agg.share = 0.8");
   });
 
@@ -97,7 +151,10 @@ then:
   it("counts per customer, not per device", () => {
     const engine = engineWith(usual);
     for (let i = 0; i < 6; i += 1) engine.observe(event("withdrawal", { amount: 20 }, i * DAY, { subject: "cust-2" }));
-    expect(engine.handle(event("session_start", {}, 7 * DAY), 7 * DAY, open)[0]).toMatchObject({ fired: false, reason: "condition_false" });
+    expect(engine.handle(event("session_start", {}, 7 * DAY), 7 * DAY, open)[0]).toMatchObject({
+      fired: false,
+      reason: "condition_false",
+    });
   });
 
   it("tells absence over the last N sessions (unused menu item)", () => {
@@ -149,20 +206,32 @@ then:
   });
 
   it("caps prompts relative to sessions and respects a recent decline", () => {
-    const engine = engineWith(`id: ask\non: event:session_end\nscope: subject\nthen:\n  - suggest: ui.x\n    value: 1\n    prompt: Try x?\n`);
+    const engine = engineWith(
+      `id: ask\non: event:session_end\nscope: subject\nthen:\n  - suggest: ui.x\n    value: 1\n    prompt: Try x?\n`,
+    );
     for (let i = 0; i < 3; i += 1) engine.observe(event("session_start", {}, 1000 + i));
     const guards = { ...open, lastPrompt: () => 500 };
-    expect(engine.handle(event("session_end", {}, 2000), 2000, guards)[0]).toMatchObject({ fired: false, reason: "prompt_cap", detail: "3 of 10 sessions since the last prompt" });
+    expect(engine.handle(event("session_end", {}, 2000), 2000, guards)[0]).toMatchObject({
+      fired: false,
+      reason: "prompt_cap",
+      detail: "3 of 10 sessions since the last prompt",
+    });
     for (let i = 0; i < 7; i += 1) engine.observe(event("session_start", {}, 3000 + i));
     expect(fired(engine.handle(event("session_end", {}, 4000), 4000, guards))).toHaveLength(1);
     const declined = { ...open, declinedAt: () => 4000 - DAY };
-    expect(engine.handle(event("session_end", {}, 4000), 4000, declined)[0]).toMatchObject({ fired: false, reason: "declined_recently" });
+    expect(engine.handle(event("session_end", {}, 4000), 4000, declined)[0]).toMatchObject({
+      fired: false,
+      reason: "declined_recently",
+    });
   });
 
   it("keeps windows of unchanged sources when the rule set changes, and forgets an erased subject", () => {
     const engine = engineWith(usual);
     for (let i = 0; i < 6; i += 1) engine.observe(event("withdrawal", { amount: 100 }, i * DAY));
-    const fresh = engine.setRules([loadRule(usual, "again.yaml"), loadRule(`id: x\non: event:a\nthen:\n  - set: a\n    value: 1\n`, "x.yaml")]);
+    const fresh = engine.setRules([
+      loadRule(usual, "again.yaml"),
+      loadRule(`id: x\non: event:a\nthen:\n  - set: a\n    value: 1\n`, "x.yaml"),
+    ]);
     expect(fresh).toEqual([]);
     expect(fired(engine.handle(event("session_start", {}, 7 * DAY), 7 * DAY, open))).toHaveLength(1);
     engine.forgetSubject("cust-1");
@@ -173,13 +242,24 @@ then:
 describe("prompt cap across rules", () => {
   it("lets only one of two suggestion rules on the same message ask", () => {
     const engine = new RuleEngine({ promptEverySessions: 10, declineBackoffMs: 0 });
-    engine.setRules(["a", "b"].map((id) => loadRule(`id: ask-${id}\non: event:session_end\nscope: subject\nthen:\n  - suggest: ui.${id}\n    value: 1\n    prompt: Try ${id}?\n`, `${id}.yaml`)));
-    const outcomes = engine.handle({ kind: "event", device: "app", subject: "c1", ts: 1, tsFromDevice: true, name: "session_end", props: {} }, 1, {
-      lastFired: () => undefined,
-      lastPrompt: () => undefined,
-      declinedAt: () => undefined,
-      consent: () => true,
-    });
+    engine.setRules(
+      ["a", "b"].map((id) =>
+        loadRule(
+          `id: ask-${id}\non: event:session_end\nscope: subject\nthen:\n  - suggest: ui.${id}\n    value: 1\n    prompt: Try ${id}?\n`,
+          `${id}.yaml`,
+        ),
+      ),
+    );
+    const outcomes = engine.handle(
+      { kind: "event", device: "app", subject: "c1", ts: 1, tsFromDevice: true, name: "session_end", props: {} },
+      1,
+      {
+        lastFired: () => undefined,
+        lastPrompt: () => undefined,
+        declinedAt: () => undefined,
+        consent: () => true,
+      },
+    );
     expect(outcomes.map((o) => (o.fired ? "fired" : o.reason))).toEqual(["fired", "prompt_cap"]);
   });
 });

@@ -26,7 +26,13 @@ function refusal(text: string): RuleError {
 describe("rule files", () => {
   it("loads the DESIGN.md example", () => {
     const rule = loadRule(valid, "rules/cool.yaml");
-    expect(rule.spec).toMatchObject({ id: "cool-theme", on: "telemetry", scope: "device", cooldown: 3_600_000, enabled: true });
+    expect(rule.spec).toMatchObject({
+      id: "cool-theme",
+      on: "telemetry",
+      scope: "device",
+      cooldown: 3_600_000,
+      enabled: true,
+    });
     expect(rule.actions).toEqual([expect.objectContaining({ kind: "set", key: "ui.theme" })]);
   });
 
@@ -74,17 +80,34 @@ describe("rule files with aggregates", () => {
 
   it("loads aggregates and their windows", () => {
     const rule = loadRule(base, "agg.yaml");
-    expect(rule.aggregates[0]!.spec).toMatchObject({ fn: "count", of: "event:withdrawal", window: { kind: "time", ms: 90 * 86_400_000 } });
+    expect(rule.aggregates[0]!.spec).toMatchObject({
+      fn: "count",
+      of: "event:withdrawal",
+      window: { kind: "time", ms: 90 * 86_400_000 },
+    });
     expect(rule.purpose).toBe("personalization");
-    expect(loadRule(base.replace("90d", "last 20 sessions"), "a.yaml").aggregates[0]!.spec.window).toEqual({ kind: "sessions", n: 20 });
+    expect(loadRule(base.replace("90d", "last 20 sessions"), "a.yaml").aggregates[0]!.spec.window).toEqual({
+      kind: "sessions",
+      n: 20,
+    });
   });
 
   it("refuses an undeclared aggregate, an unknown variable, and a bad window at their lines", () => {
-    expect(() => loadRule(base.replace("agg.n > 3", "agg.m > 3"), "a.yaml")).toThrow(/a\.yaml:6: when: CEL: agg\.m is not declared/);
-    expect(() => loadRule(base.replace("agg.n > 3", "mgs.n > 3"), "a.yaml")).toThrow(/a\.yaml:6: when: CEL: unknown variable mgs/);
-    expect(() => loadRule(base.replace("90d", "forever"), "a.yaml")).toThrow(/a\.yaml:5: aggregates\.n\.window: a duration up to 400d/);
-    expect(() => loadRule(base.replace("fn: count", "fn: avg"), "a.yaml")).toThrow(/aggregates\.n\.value: this function needs `value`/);
-    expect(() => loadRule(base.replace('fn: count, of: "event:withdrawal"', "fn: sessions"), "a.yaml")).toThrow(/aggregates\.n\.window: `sessions` counts within/);
+    expect(() => loadRule(base.replace("agg.n > 3", "agg.m > 3"), "a.yaml")).toThrow(
+      /a\.yaml:6: when: CEL: agg\.m is not declared/,
+    );
+    expect(() => loadRule(base.replace("agg.n > 3", "mgs.n > 3"), "a.yaml")).toThrow(
+      /a\.yaml:6: when: CEL: unknown variable mgs/,
+    );
+    expect(() => loadRule(base.replace("90d", "forever"), "a.yaml")).toThrow(
+      /a\.yaml:5: aggregates\.n\.window: a duration up to 400d/,
+    );
+    expect(() => loadRule(base.replace("fn: count", "fn: avg"), "a.yaml")).toThrow(
+      /aggregates\.n\.value: this function needs `value`/,
+    );
+    expect(() => loadRule(base.replace('fn: count, of: "event:withdrawal"', "fn: sessions"), "a.yaml")).toThrow(
+      /aggregates\.n\.window: `sessions` counts within/,
+    );
   });
 
   it("refuses an expression above the cost limit", () => {
@@ -94,8 +117,16 @@ describe("rule files with aggregates", () => {
   });
 
   it("loads a notify action with a webhook URL", () => {
-    const rule = loadRule(base.replace("  - set: a\n    value: 1\n", "  - notify: http://127.0.0.1:9/hook\n    message: customer unhappy\n"), "n.yaml");
+    const rule = loadRule(
+      base.replace(
+        "  - set: a\n    value: 1\n",
+        "  - notify: http://127.0.0.1:9/hook\n    message: customer unhappy\n",
+      ),
+      "n.yaml",
+    );
     expect(rule.actions[0]).toMatchObject({ kind: "notify", key: "http://127.0.0.1:9/hook" });
-    expect(() => loadRule(base.replace("  - set: a\n    value: 1\n", "  - notify: not-a-url\n    message: x\n"), "n.yaml")).toThrow(/then\.0/);
+    expect(() =>
+      loadRule(base.replace("  - set: a\n    value: 1\n", "  - notify: not-a-url\n    message: x\n"), "n.yaml"),
+    ).toThrow(/then\.0/);
   });
 });

@@ -28,7 +28,10 @@ describe("managed influxd", () => {
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
       if (influxd.pid !== first) {
-        const ok = await fetch(`${influxd.url}/ping`).then((r) => r.status === 204, () => false);
+        const ok = await fetch(`${influxd.url}/ping`).then(
+          (r) => r.status === 204,
+          () => false,
+        );
         if (ok) break;
       }
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -40,6 +43,8 @@ describe("managed influxd", () => {
   });
 
   it("says how to install influxd when it is not there", async () => {
-    await expect(startInfluxd({ dataDir: os.tmpdir(), log, binary: "/nonexistent/influxd" })).rejects.toBeInstanceOf(InfluxdMissingError);
+    await expect(startInfluxd({ dataDir: os.tmpdir(), log, binary: "/nonexistent/influxd" })).rejects.toBeInstanceOf(
+      InfluxdMissingError,
+    );
   });
 });

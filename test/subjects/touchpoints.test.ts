@@ -6,14 +6,29 @@ import type { DeviceMessage } from "../../ingest/index.ts";
 import { freshDb, influxUrl } from "../support/influx.ts";
 
 const log = pino({ level: "silent" });
-const event = (device: string, name: string, subject: string | undefined, ts = Date.now()): DeviceMessage => ({ kind: "event", device, name, subject, ts, tsFromDevice: true, props: {} });
+const event = (device: string, name: string, subject: string | undefined, ts = Date.now()): DeviceMessage => ({
+  kind: "event",
+  device,
+  name,
+  subject,
+  ts,
+  tsFromDevice: true,
+  props: {},
+});
 
 describe("touchpoints: links and shared-device sessions", () => {
   let store: Store;
   let tp: Touchpoints;
   const changes: TouchpointChange[] = [];
   beforeAll(async () => {
-    store = await openStore({ url: influxUrl(), db: freshDb(), influxdPath: "influxd", connectTimeoutMs: 5000, dataDir: "/nonexistent", log });
+    store = await openStore({
+      url: influxUrl(),
+      db: freshDb(),
+      influxdPath: "influxd",
+      connectTimeoutMs: 5000,
+      dataDir: "/nonexistent",
+      log,
+    });
     tp = await startTouchpoints({ sessionTtlMs: 60_000 }, { store, log });
     tp.onChange((c) => changes.push(c));
   });
@@ -32,7 +47,12 @@ describe("touchpoints: links and shared-device sessions", () => {
     expect(tp.subjectOf("phone")).toBe("a");
     await tp.link("phone", "c", "admin");
     expect([tp.linkedSubject("phone"), tp.devicesOf("a")]).toEqual(["c", []]);
-    expect(changes.map((c) => [c.before, c.after])).toEqual([[undefined, "a"], ["a", "b"], ["b", "a"], ["a", "c"]]);
+    expect(changes.map((c) => [c.before, c.after])).toEqual([
+      [undefined, "a"],
+      ["a", "b"],
+      ["b", "a"],
+      ["a", "c"],
+    ]);
 
     const rebuilt = await startTouchpoints({ sessionTtlMs: 60_000 }, { store, log });
     expect(rebuilt.linkedSubject("phone")).toBe("c");
@@ -50,7 +70,14 @@ describe("touchpoints: links and shared-device sessions", () => {
     tp.observe(event("atm", "session_start", undefined, now + 2)); // an anonymous session replaces it
     expect(tp.subjectOf("atm")).toBeUndefined();
 
-    await store.write([{ measurement: "events", tags: { device: "tv", event: "session_start", subject: "z" }, fields: { props: "{}" }, timestamp: String(Date.now() * 1000) }]);
+    await store.write([
+      {
+        measurement: "events",
+        tags: { device: "tv", event: "session_start", subject: "z" },
+        fields: { props: "{}" },
+        timestamp: String(Date.now() * 1000),
+      },
+    ]);
     const rebuilt = await startTouchpoints({ sessionTtlMs: 60_000 }, { store, log });
     expect(rebuilt.subjectOf("tv")).toBe("z");
     expect(rebuilt.forgetSubject("z")).toEqual(["tv"]);

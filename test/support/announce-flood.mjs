@@ -7,7 +7,7 @@ import { connect } from "node:net";
 
 const [port, count, length, extra] = process.argv.slice(2).map(Number);
 const header = [0x10]; // CONNECT, so the announcement comes before any authentication
-for (let rest = length; ; ) {
+for (let rest = length; ;) {
   const byte = rest % 128;
   rest = Math.floor(rest / 128);
   header.push(rest > 0 ? byte | 0x80 : byte);

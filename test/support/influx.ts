@@ -14,11 +14,15 @@ export function freshDb(prefix = "t"): string {
 /** Runs InfluxQL over the plain HTTP API, independent of the platform's own client. */
 export async function influxQuery(db: string, q: string, url = influxUrl()): Promise<Array<Record<string, unknown>>> {
   const res = await fetch(`${url}/query?${new URLSearchParams({ db, q })}`);
-  const body = (await res.json()) as { results: Array<{ error?: string; series?: Array<{ columns: string[]; values: unknown[][] }> }> };
+  const body = (await res.json()) as {
+    results: Array<{ error?: string; series?: Array<{ columns: string[]; values: unknown[][] }> }>;
+  };
   const result = body.results[0];
   if (!result) throw new Error(`no result for ${q}`);
   if (result.error) throw new Error(result.error);
-  return (result.series ?? []).flatMap((s) => s.values.map((row) => Object.fromEntries(s.columns.map((c, i) => [c, row[i]]))));
+  return (result.series ?? []).flatMap((s) =>
+    s.values.map((row) => Object.fromEntries(s.columns.map((c, i) => [c, row[i]]))),
+  );
 }
 
 type Rows = Array<Record<string, unknown>>;
@@ -30,12 +34,21 @@ type Rows = Array<Record<string, unknown>>;
  * that reads back what a device sent waits for it, then asserts on the rows.
  * Fails with the last rows seen.
  */
-export function rowsOnce(db: string, q: string, ready: (rows: Rows) => boolean = (rows) => rows.length > 0, timeoutMs?: number): Promise<Rows> {
-  return waitFor(async () => {
-    const rows = await influxQuery(db, q);
-    if (ready(rows)) return rows;
-    throw new Error(`${rows.length} rows so far: ${JSON.stringify(rows).slice(0, 2000)}`);
-  }, `the rows of ${q}`, timeoutMs);
+export function rowsOnce(
+  db: string,
+  q: string,
+  ready: (rows: Rows) => boolean = (rows) => rows.length > 0,
+  timeoutMs?: number,
+): Promise<Rows> {
+  return waitFor(
+    async () => {
+      const rows = await influxQuery(db, q);
+      if (ready(rows)) return rows;
+      throw new Error(`${rows.length} rows so far: ${JSON.stringify(rows).slice(0, 2000)}`);
+    },
+    `the rows of ${q}`,
+    timeoutMs,
+  );
 }
 
 /** `ready` for rowsOnce: at least n rows. */

@@ -35,7 +35,10 @@ export interface TestPlatformOptions {
 }
 
 /** Runs the whole platform in-process, on free ports and its own database, as a user would configure it. */
-export async function startTestPlatform(overrides: Partial<Config> = {}, options: TestPlatformOptions = {}): Promise<TestPlatform> {
+export async function startTestPlatform(
+  overrides: Partial<Config> = {},
+  options: TestPlatformOptions = {},
+): Promise<TestPlatform> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), "refeed-test-"));
   const rulesDir = path.join(dataDir, "rules");
   await mkdir(rulesDir);
@@ -66,7 +69,12 @@ export async function startTestPlatform(overrides: Partial<Config> = {}, options
     async restart() {
       await platform.close();
       platform = await startPlatform(config, { log });
-      Object.assign(handle, { platform, http: platform.addresses.http, mqttUrl: platform.addresses.mqtt, wsUrl: platform.addresses.ws });
+      Object.assign(handle, {
+        platform,
+        http: platform.addresses.http,
+        mqttUrl: platform.addresses.mqtt,
+        wsUrl: platform.addresses.ws,
+      });
     },
     async close() {
       await platform.close();
@@ -76,26 +84,50 @@ export async function startTestPlatform(overrides: Partial<Config> = {}, options
   return handle;
 }
 
-export async function api(t: TestPlatform, method: string, url: string, body?: unknown, token: string | null = ADMIN_TOKEN) {
+export async function api(
+  t: TestPlatform,
+  method: string,
+  url: string,
+  body?: unknown,
+  token: string | null = ADMIN_TOKEN,
+) {
   const res = await fetch(`${t.http}${url}`, {
     method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { "content-type": "application/json" } : {}),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
 }
 
-export async function provision(t: TestPlatform, input: { id?: string; subject?: string; kind?: string } = {}): Promise<{ id: string; token: string }> {
+export async function provision(
+  t: TestPlatform,
+  input: { id?: string; subject?: string; kind?: string } = {},
+): Promise<{ id: string; token: string }> {
   const res = await api(t, "POST", "/api/devices", input);
   if (res.status !== 201) throw new Error(`provision failed: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body as { id: string; token: string };
 }
 
 /** Connects as a device; rejects with the broker's refusal. */
-export function connectDevice(url: string, id: string, token: string, options: IClientOptions = {}): Promise<MqttClient> {
+export function connectDevice(
+  url: string,
+  id: string,
+  token: string,
+  options: IClientOptions = {},
+): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { clientId: id, username: id, password: token, reconnectPeriod: 0, connectTimeout: 5000, ...options });
+    const client = mqtt.connect(url, {
+      clientId: id,
+      username: id,
+      password: token,
+      reconnectPeriod: 0,
+      connectTimeout: 5000,
+      ...options,
+    });
     client.once("connect", () => resolve(client));
     client.once("error", (err) => {
       client.end(true);
@@ -136,7 +168,11 @@ function capturingLogger(level: Config["logLevel"], sink: Array<Record<string, u
 }
 
 /** Waits for a log line that matches, and returns it. */
-export function logLine(t: TestPlatform, match: (line: Record<string, unknown>) => boolean, what: string): Promise<Record<string, unknown>> {
+export function logLine(
+  t: TestPlatform,
+  match: (line: Record<string, unknown>) => boolean,
+  what: string,
+): Promise<Record<string, unknown>> {
   return waitFor(() => t.logs.find(match), what);
 }
 
@@ -150,7 +186,11 @@ export async function ingestCaughtUp(t: TestPlatform): Promise<void> {
   await waitFor(async () => {
     const text = await (await fetch(`${t.http}/metrics`)).text();
     const value = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(text)?.[1]);
-    const state = { pending: value("refeed_ingest_pending_points"), spooled: value("refeed_ingest_spool_points"), spooling: value("refeed_ingest_spooling") };
+    const state = {
+      pending: value("refeed_ingest_pending_points"),
+      spooled: value("refeed_ingest_spool_points"),
+      spooling: value("refeed_ingest_spooling"),
+    };
     if (state.pending === 0 && state.spooled === 0 && state.spooling === 0) return true;
     throw new Error(JSON.stringify(state));
   }, "ingest to have written what it acknowledged to InfluxDB");

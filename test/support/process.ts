@@ -10,13 +10,20 @@ export interface Running {
   stderr: string[];
   exited: Promise<number | null>;
   /** Resolves with the first stdout JSON log line for which `match` is true. */
-  logLine(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  logLine(
+    match: (line: Record<string, unknown>) => boolean,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
 }
 
 /** Starts the `refeed` CLI as a user would, with only the given REFEED_* variables set. */
 export function runCli(args: string[], env: Record<string, string>): Running {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("REFEED_")));
-  const child = spawn(process.execPath, [path.join(ROOT, "bin/refeed.js"), ...args], { env: { ...clean, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [path.join(ROOT, "bin/refeed.js"), ...args], {
+    env: { ...clean, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   const stdout: string[] = [];
   const stderr: string[] = [];
   const waiters: Array<() => void> = [];
@@ -43,7 +50,7 @@ export function runCli(args: string[], env: Record<string, string>): Running {
           for (const line of stdout) {
             try {
               const parsed = JSON.parse(line) as Record<string, unknown>;
-              if (match(parsed)) return resolve(parsed), true;
+              if (match(parsed)) return (resolve(parsed), true);
             } catch {
               // not a log line
             }
@@ -51,16 +58,25 @@ export function runCli(args: string[], env: Record<string, string>): Running {
           return false;
         };
         if (check()) return;
-        const timer = setTimeout(() => reject(new Error(`no log line for ${what} within ${timeoutMs} ms; stderr: ${stderr.join("\n")}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`no log line for ${what} within ${timeoutMs} ms; stderr: ${stderr.join("\n")}`)),
+          timeoutMs,
+        );
         waiters.push(() => check() && clearTimeout(timer));
-        void exited.then((code) => reject(new Error(`refeed exited (${code}) before ${what}; stderr: ${stderr.join("\n")}`)));
+        void exited.then((code) =>
+          reject(new Error(`refeed exited (${code}) before ${what}; stderr: ${stderr.join("\n")}`)),
+        );
       });
     },
   };
 }
 
 /** Runs a command to completion and returns its output. */
-export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function run(
+  cmd: string,
+  args: string[],
+  timeoutMs = 15_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
@@ -76,7 +92,11 @@ export function run(cmd: string, args: string[], timeoutMs = 15_000): Promise<{ 
   });
 }
 
-type Command = (argv: string[], env: Record<string, string | undefined>, io: { out(s: string): void; err(s: string): void }) => Promise<number>;
+type Command = (
+  argv: string[],
+  env: Record<string, string | undefined>,
+  io: { out(s: string): void; err(s: string): void },
+) => Promise<number>;
 
 /**
  * An admin command (`refeed devices`, `refeed keys`) run in this process against

@@ -22,11 +22,16 @@ export function storyPlatform(...rules: string[]): () => TestPlatform {
 
 /** Puts example rule files into the platform's rules directory before it (re)starts. */
 export async function useExampleRules(t: TestPlatform, ...names: string[]): Promise<void> {
-  for (const name of names) await copyFile(path.join(ROOT, "examples/rules", `${name}.yaml`), path.join(t.rulesDir, `${name}.yaml`));
+  for (const name of names)
+    await copyFile(path.join(ROOT, "examples/rules", `${name}.yaml`), path.join(t.rulesDir, `${name}.yaml`));
 }
 
 /** The customer opts in, as the consent API records it. */
-export async function optIn(t: TestPlatform, subject: string, purposes: Record<string, boolean> = { analytics: true, personalization: true, feedback: true }): Promise<void> {
+export async function optIn(
+  t: TestPlatform,
+  subject: string,
+  purposes: Record<string, boolean> = { analytics: true, personalization: true, feedback: true },
+): Promise<void> {
   const res = await api(t, "PUT", `/api/subjects/${subject}/consent`, purposes);
   expect(res.status, JSON.stringify(res.body)).toBeLessThan(300);
 }
@@ -40,7 +45,11 @@ export async function publishEvents(client: MqttClient, device: string, events: 
 
 /** One app or device session of a customer: start, the events in it, end. */
 export function session(subject: string, events: Array<Omit<Event, "subject">>): Event[] {
-  return [{ name: "session_start", subject }, ...events.map((e) => ({ ...e, subject })), { name: "session_end", subject }];
+  return [
+    { name: "session_start", subject },
+    ...events.map((e) => ({ ...e, subject })),
+    { name: "session_end", subject },
+  ];
 }
 
 export async function ack(client: MqttClient, device: string, action: string, status: string): Promise<void> {

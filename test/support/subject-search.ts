@@ -15,14 +15,20 @@ export async function whereSubjectIs(db: string, subject: string): Promise<strin
     if (series.some((key) => key.includes(subject))) hits.push(`${m}: series key`);
     for (const { tagKey } of await influxQuery(db, `SHOW TAG KEYS FROM "${m}"`)) {
       // A WHERE makes InfluxDB 1.x answer from existing series; unfiltered, tsi1 still lists values of dropped series.
-      const values = await influxQuery(db, `SHOW TAG VALUES FROM "${m}" WITH KEY = "${tagKey}" WHERE "${tagKey}" =~ /./`);
+      const values = await influxQuery(
+        db,
+        `SHOW TAG VALUES FROM "${m}" WITH KEY = "${tagKey}" WHERE "${tagKey}" =~ /./`,
+      );
       if (values.some((v) => String(v.value).includes(subject))) hits.push(`${m}: tag ${tagKey}`);
       const points = await influxQuery(db, `SELECT * FROM "${m}" WHERE "${tagKey}" =~ /${pattern}/`);
       if (points.length > 0) hits.push(`${m}: points tagged ${tagKey} (${points.length})`);
     }
     for (const { fieldKey, fieldType } of await influxQuery(db, `SHOW FIELD KEYS FROM "${m}"`)) {
       if (fieldType !== "string") continue;
-      const [count] = await influxQuery(db, `SELECT count("${fieldKey}") FROM "${m}" WHERE "${fieldKey}" =~ /${pattern}/`);
+      const [count] = await influxQuery(
+        db,
+        `SELECT count("${fieldKey}") FROM "${m}" WHERE "${fieldKey}" =~ /${pattern}/`,
+      );
       if (count && Number(count.count) > 0) hits.push(`${m}: field ${fieldKey} (${count.count})`);
     }
   }
