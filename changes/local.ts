@@ -1,0 +1,38 @@
+import type { Logger } from "pino";
+import type { ChangeFeed, Topic } from "./index.ts";
+
+/**
+ * The in-process feed: `publish` applies the event to every subscriber before
+ * it resolves, so a change made here is visible in every view when the call
+ * that made it answers. A subscriber that throws is logged and does not stop
+ * the others.
+ */
+export function localChangeFeed(log: Logger): ChangeFeed {
+  const subscribers = new Map<string, Set<(event: unknown) => void>>();
+  return {
+    publish<E>(topic: Topic<E>, event: E) {
+      for (const apply of subscribers.get(topic.name) ?? []) {
+        try {
+          apply(event);
+        } catch (err) {
+          log.error(
+            { part: "changes", topic: topic.name, event: topic.identity(event), err: (err as Error).message },
+            "a view failed to apply a change",
+          );
+        }
+      }
+      return Promise.resolve();
+    },
+    subscribe<E>(topic: Topic<E>, apply: (event: E) => void) {
+      const set = subscribers.get(topic.name) ?? new Set();
+      subscribers.set(topic.name, set);
+      const listener = apply as (event: unknown) => void;
+      set.add(listener);
+      return () => set.delete(listener);
+    },
+    close() {
+      subscribers.clear();
+      return Promise.resolve();
+    },
+  };
+}
