@@ -237,16 +237,17 @@ export async function startRegistry(
       return view.list().map(publicView);
     },
 
-    async close() {
+    close() {
       following.stop();
       verified.clear();
       listeners.clear();
+      return Promise.resolve();
     },
   };
   return registry;
 }
 
-function publicView(entry: DeviceEntry): Device {
-  const { tokenHash: _hidden, ...device } = entry;
-  return device;
+/** What callers see of a device: everything but its token hash. */
+function publicView({ id, kind, createdAt, revoked, revokedAt, rotatedAt }: DeviceEntry): Device {
+  return { id, kind, createdAt, revoked, revokedAt, rotatedAt };
 }
