@@ -5,7 +5,8 @@ import { keyChanges } from "../../keys/index.ts";
 import { registryChanges } from "../../registry/index.ts";
 import { ruleChanges } from "../../rules/catalog.ts";
 import { nextMicros } from "../../store/clock.ts";
-import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { waitFor } from "../support/wait.ts";
 
 const closed = (client: MqttClient) =>
   new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
@@ -96,5 +97,32 @@ describe("changes from another node, through the change feed", () => {
       by: "admin",
     });
     expect((await api(t, "GET", "/api/rules/remote-rule")).status).toBe(404);
+  });
+
+  it("a rule put elsewhere runs here: the device gets its action", async () => {
+    const text = JSON.stringify({
+      id: "remote-hot",
+      on: "telemetry",
+      scope: "device",
+      when: "msg.metrics.temp > 30",
+      then: [{ set: "ui.theme", value: "cool" }],
+    });
+    await t.platform.changes.publish(ruleChanges, {
+      op: "version",
+      rule: "remote-hot",
+      micros: nextMicros(),
+      origin: "api",
+      by: "admin",
+      version: 1,
+      text,
+    });
+    const atm = await provision(t, { id: "atm-remote" });
+    const client = await connectDevice(t.mqttUrl, atm.id, atm.token);
+    const seen = collect(client);
+    await client.subscribeAsync(`devices/${atm.id}/actions`, { qos: 1 });
+    await client.publishAsync(`devices/${atm.id}/telemetry`, JSON.stringify({ metrics: { temp: 35 } }), { qos: 1 });
+    const actions = await waitFor(() => seen.get(`devices/${atm.id}/actions`), "the remote rule's action");
+    expect(JSON.parse(actions[0]!)).toMatchObject({ rule: "remote-hot", key: "ui.theme", value: "cool" });
+    await client.endAsync();
   });
 });
