@@ -61,6 +61,8 @@ export interface RegistryView {
 export function createRegistryView(): RegistryView {
   const facts = new Map<string, Facts>();
   const seen = new Set<string>();
+  // The fleet view lists every device on each refresh: sorted once per change, not per call.
+  let listed: DeviceEntry[] | undefined;
   const entry = (id: string, f: Facts): DeviceEntry | undefined => {
     if (!f.provisioned) return undefined;
     return {
@@ -78,6 +80,7 @@ export function createRegistryView(): RegistryView {
       const identity = registryChanges.identity(event);
       if (seen.has(identity)) return false;
       seen.add(identity);
+      listed = undefined;
       const f = facts.get(event.device) ?? {};
       facts.set(event.device, f);
       if (event.op === "provisioned") {
@@ -97,10 +100,11 @@ export function createRegistryView(): RegistryView {
     },
     list() {
       // Provisioning order, as the devices were listed before, whatever order their events came in.
-      return [...facts]
+      listed ??= [...facts]
         .filter(([, f]) => f.provisioned)
         .sort(([a, fa], [b, fb]) => fa.provisioned!.micros - fb.provisioned!.micros || a.localeCompare(b))
         .flatMap(([id, f]) => entry(id, f) ?? []);
+      return [...listed];
     },
   };
 }
