@@ -23,7 +23,13 @@ export interface View<E> {
 }
 
 export interface ChangeFeed {
-  /** Delivers the event to every subscriber of its topic (here and, in cluster mode, on other nodes). */
+  /**
+   * Delivers the event to every subscriber of its topic (here and, in cluster
+   * mode, on other nodes). Resolves once this node's subscribers have applied
+   * it: a command answers from its view right after publishing its change, so
+   * a Redis feed must deliver locally before it resolves too. Rejects an event
+   * the topic's schema does not take.
+   */
   publish<E>(topic: Topic<E>, event: E): Promise<void>;
   /** `apply` is called for every event published after this call; returns a function that stops it. */
   subscribe<E>(topic: Topic<E>, apply: (event: E) => void): () => void;

@@ -11,12 +11,16 @@ export function localChangeFeed(log: Logger): ChangeFeed {
   const subscribers = new Map<string, Set<(event: unknown) => void>>();
   return {
     publish<E>(topic: Topic<E>, event: E) {
+      // Parsed as a Redis feed would parse it, so an event that could not cross nodes fails here too.
+      const parsed = topic.schema.safeParse(event);
+      if (!parsed.success)
+        return Promise.reject(new TypeError(`not a '${topic.name}' change: ${parsed.error.message}`));
       for (const apply of subscribers.get(topic.name) ?? []) {
         try {
-          apply(event);
+          apply(parsed.data);
         } catch (err) {
           log.error(
-            { part: "changes", topic: topic.name, event: topic.identity(event), err: (err as Error).message },
+            { part: "changes", topic: topic.name, event: topic.identity(parsed.data), err: (err as Error).message },
             "a view failed to apply a change",
           );
         }

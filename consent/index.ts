@@ -1,27 +1,27 @@
 import type { Logger } from "pino";
 import { z } from "zod";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { rebuildAndFollow } from "../changes/rebuild.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import {
+  CONSENT_MEASUREMENT,
+  consentChanges,
+  consentRowToEvent,
+  createConsentView,
+  purposes,
+  type ConsentChange,
+  type ConsentEvent,
+  type Purpose,
+} from "./view.ts";
 
-/**
- * What a customer can opt in to, one purpose at a time. Each message kind needs
- * one (see ingest's `purposeOf`); the rules engine asks for `personalization`.
- */
-export const purposes = ["analytics", "personalization", "feedback"] as const;
-export type Purpose = (typeof purposes)[number];
+export { purposes, type Purpose, type ConsentChange, consentChanges, type ConsentEvent } from "./view.ts";
 
 /** Read side of consent, what the hot paths need: no record means no. */
 export interface ConsentView {
   allows(subject: string, purpose: Purpose): boolean;
-}
-
-export interface ConsentChange {
-  subject: string;
-  purpose: Purpose;
-  granted: boolean;
-  /** Who recorded it: `admin`, or `customer` (the subject's own token). */
-  by: string;
-  at: Date;
 }
 
 export type ConsentState = Record<Purpose, boolean>;
@@ -61,68 +61,64 @@ export const consentChangesSchema = z
   })
   .transform((body) => body as Partial<ConsentState>);
 
-const MEASUREMENT = "consent";
-
 /**
  * Consent per subject and purpose: an in-memory view rebuilt at start from the
- * `consent` change events in InfluxDB, which are also the full history.
+ * `consent` change events in InfluxDB, which are also the full history. A
+ * change is written, then published on the feed, and reaches the view through
+ * its `apply` like a change made on another node.
  */
-export async function startConsent(deps: { store: Store; log: Logger }): Promise<Consent> {
+export async function startConsent(deps: { store: Store; log: Logger; changes?: ChangeFeed }): Promise<Consent> {
   const log = deps.log.child({ part: "consent" });
-  const state = new Map<string, Map<Purpose, boolean>>();
-  const changes = new Map<string, ConsentChange[]>();
+  const changes = deps.changes ?? localChangeFeed(log);
+  const view = createConsentView();
+  // Opt-outs recorded here and not yet in the view: they hold from the moment they are asked
+  // for (fail safe), before InfluxDB and the feed have them, and stay if recording fails.
+  const withheld = new Map<string, Set<Purpose>>();
 
-  const apply = (change: ConsentChange) => {
-    let purposesOf = state.get(change.subject);
-    if (!purposesOf) state.set(change.subject, (purposesOf = new Map()));
-    purposesOf.set(change.purpose, change.granted);
-    const list = changes.get(change.subject) ?? [];
-    list.push(change);
-    changes.set(change.subject, list);
-  };
+  const following = await rebuildAndFollow({
+    feed: changes,
+    topic: consentChanges,
+    log,
+    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(CONSENT_MEASUREMENT)}`.text),
+    toEvent: consentRowToEvent,
+    apply: (event) => view.apply(event),
+  });
+  log.info({ subjects: view.subjects(), changes: following.events }, "consent rebuilt from InfluxDB");
 
-  const rows = await deps.store.query<{ time: Date; subject: string; purpose: string; granted: boolean; by?: string }>(
-    `SELECT * FROM ${MEASUREMENT}`,
-  );
-  for (const row of rows) {
-    if (!(purposes as readonly string[]).includes(row.purpose)) continue;
-    apply({
-      subject: row.subject,
-      purpose: row.purpose as Purpose,
-      granted: row.granted === true,
-      by: row.by ?? "unknown",
-      at: row.time,
-    });
-  }
-  log.info({ subjects: state.size, changes: rows.length }, "consent rebuilt from InfluxDB");
-
+  const allows = (subject: string, purpose: Purpose) =>
+    withheld.get(subject)?.has(purpose) !== true && view.granted(subject, purpose) === true;
   const current = (subject: string): ConsentState =>
-    Object.fromEntries(purposes.map((p) => [p, state.get(subject)?.get(p) === true])) as ConsentState;
+    Object.fromEntries(purposes.map((p) => [p, allows(subject, p)])) as ConsentState;
 
   return {
-    allows(subject, purpose) {
-      return state.get(subject)?.get(purpose) === true;
-    },
+    allows,
 
     async record(subject, requested, by) {
       const entries = purposes
         .filter((p) => requested[p] !== undefined)
         .map((p) => [p, requested[p] === true] as const);
-      const events = entries.map(([purpose, granted]) => {
-        const micros = nextMicros();
-        return { change: { subject, purpose, granted, by, at: new Date(Math.floor(micros / 1000)) }, micros };
-      });
-      // Fail safe: an opt-out stops linking now, even if recording it has to be retried.
-      for (const { change } of events) if (!change.granted) state.get(subject)?.set(change.purpose, false);
+      const events: ConsentEvent[] = entries.map(([purpose, granted]) => ({
+        op: granted ? "granted" : "withdrawn",
+        subject,
+        purpose,
+        by,
+        micros: nextMicros(),
+      }));
+      const held = withheld.get(subject) ?? new Set<Purpose>();
+      for (const [purpose, granted] of entries) if (!granted) held.add(purpose);
+      if (held.size > 0) withheld.set(subject, held);
       await deps.store.write(
-        events.map(({ change, micros }) => ({
-          measurement: MEASUREMENT,
-          tags: { subject, purpose: change.purpose },
-          fields: { granted: change.granted, by },
-          timestamp: String(micros),
+        events.map((event) => ({
+          measurement: CONSENT_MEASUREMENT,
+          tags: { subject, purpose: event.purpose },
+          fields: { granted: event.op === "granted", by },
+          timestamp: String(event.micros),
         })),
       );
-      for (const { change } of events) apply(change);
+      for (const event of events) await changes.publish(consentChanges, event);
+      // Recorded and in the view: this request's answers now speak for themselves.
+      for (const [purpose] of entries) held.delete(purpose);
+      if (held.size === 0 && withheld.get(subject) === held) withheld.delete(subject);
       log.info({ subject, by, changes: Object.fromEntries(entries) }, "consent recorded");
       return current(subject);
     },
@@ -130,17 +126,18 @@ export async function startConsent(deps: { store: Store; log: Logger }): Promise
     current,
 
     history(subject) {
-      return [...(changes.get(subject) ?? [])];
+      return view.history(subject);
     },
 
     forgetSubject(subject) {
-      state.delete(subject);
-      changes.delete(subject);
+      view.forget(subject);
+      withheld.delete(subject);
     },
 
-    async close() {
-      state.clear();
-      changes.clear();
+    close() {
+      following.stop();
+      withheld.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -3,13 +3,18 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { Authenticator, Principal, StaffRole } from "../api/auth.ts";
 import { parseDuration } from "../config/duration.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { rebuildAndFollow } from "../changes/rebuild.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import { createKeysView, keyChanges, KEYS_MEASUREMENT, keyRowToEvent, type KeyEntry } from "./view.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
 
 /** Staff API keys are bearer tokens `rfk.<base64url key id>.<secret>`: the token names the one hash to check. */
 export const KEY_PREFIX = "rfk";
-const MEASUREMENT = "api_keys";
+export { keyChanges, type KeyEvent } from "./view.ts";
 const KEY_ID = /^k-[0-9a-f]{10}$/;
 const MAX_LIFETIME_MS = 3 * 365 * 86_400_000;
 
@@ -63,79 +68,64 @@ export interface Keys {
   idOf(token: string): string | undefined;
   /** Whether the key can be used now (exists, not revoked, not expired). */
   active(id: string): boolean;
-  /** Called after a revocation is stored; returns a function that stops listening. */
+  /** Called once for each revocation that takes effect, made here or on another node; returns a function that stops listening. */
   onRevoke(listener: (id: string) => void): () => void;
   readonly authenticator: Authenticator;
   close(): Promise<void>;
 }
 
-interface Entry {
-  key: ApiKey;
-  tokenHash: string;
-}
-
-type Row = {
-  time: Date;
-  key: string;
-  op: string;
-  name?: string;
-  role?: string;
-  token_hash?: string;
-  by?: string;
-  expires_at?: number;
-};
-
 /**
  * Staff API keys (admin, product, support), managed by the admin. Change
  * events in InfluxDB (`api_keys`) are the state; the in-memory view is
- * rebuilt from them at start.
+ * rebuilt from them at start and follows the feed, where this process's own
+ * changes arrive too.
  */
-export async function startKeys(deps: { store: Store; log: Logger }): Promise<Keys> {
+export async function startKeys(deps: { store: Store; log: Logger; changes?: ChangeFeed }): Promise<Keys> {
   const log = deps.log.child({ part: "keys" });
-  const keys = new Map<string, Entry>();
+  const changes = deps.changes ?? localChangeFeed(log);
+  const view = createKeysView();
   // key id -> fingerprint of the last token that passed scrypt; memory only.
   const verified = new Map<string, string>();
   const listeners = new Set<(id: string) => void>();
 
-  for (const row of await deps.store.query<Row>(`SELECT * FROM ${MEASUREMENT}`)) {
-    const entry = keys.get(row.key);
-    if (row.op === "created" && row.token_hash && isRole(row.role)) {
-      keys.set(row.key, {
-        tokenHash: row.token_hash,
-        key: {
-          id: row.key,
-          name: row.name ?? row.key,
-          role: row.role,
-          createdAt: row.time,
-          createdBy: row.by ?? "unknown",
-          expiresAt: typeof row.expires_at === "number" ? new Date(row.expires_at) : undefined,
-          revokedAt: undefined,
-          revokedBy: undefined,
-        },
-      });
-    } else if (entry && row.op === "revoked" && !entry.key.revokedAt) {
-      entry.key = { ...entry.key, revokedAt: row.time, revokedBy: row.by ?? "unknown" };
-    }
-  }
-  log.info({ keys: keys.size }, "API keys rebuilt from InfluxDB");
+  const following = await rebuildAndFollow({
+    feed: changes,
+    topic: keyChanges,
+    log,
+    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(KEYS_MEASUREMENT)}`.text),
+    toEvent: keyRowToEvent,
+    apply: (event) => view.apply(event),
+    changed(event) {
+      if (event.op !== "revoked") return;
+      verified.delete(event.key);
+      for (const listener of listeners) {
+        try {
+          listener(event.key);
+        } catch (err) {
+          log.error({ key: event.key, err: (err as Error).message }, "key revocation listener failed");
+        }
+      }
+    },
+  });
+  log.info({ keys: view.list().length }, "API keys rebuilt from InfluxDB");
 
-  const usable = (entry: Entry | undefined, now = Date.now()): entry is Entry =>
-    entry !== undefined && !entry.key.revokedAt && (!entry.key.expiresAt || entry.key.expiresAt.getTime() > now);
+  const usable = (entry: KeyEntry | undefined, now = Date.now()): entry is KeyEntry =>
+    entry !== undefined && !entry.revokedAt && (!entry.expiresAt || entry.expiresAt.getTime() > now);
 
   const authenticator: Authenticator = {
     async principal(token): Promise<Principal | undefined> {
       const id = ownerOf(token, KEY_PREFIX);
       if (id === undefined) return undefined;
-      const entry = keys.get(id);
+      const entry = view.get(id);
       if (!usable(entry)) return undefined;
       const print = fingerprint(token);
       if (verified.get(id) !== print) {
         if (!(await verifyToken(token, entry.tokenHash))) return undefined;
         // A revocation during the check decides.
-        if (!usable(keys.get(id))) return undefined;
+        if (!usable(view.get(id))) return undefined;
         verified.set(id, print);
       }
-      return { role: entry.key.role, name: `${entry.key.name} (key ${id})` };
+      return { role: entry.role, name: `${entry.name} (key ${id})` };
     },
   };
 
@@ -143,16 +133,15 @@ export async function startKeys(deps: { store: Store; log: Logger }): Promise<Ke
     async create(input, by) {
       let id: string;
       do id = `k-${randomBytes(5).toString("hex")}`;
-      while (keys.has(id));
+      while (view.has(id));
       const token = generateOwnedToken(KEY_PREFIX, id);
       const tokenHash = await hashToken(token);
       const micros = nextMicros();
-      const createdAt = new Date(Math.floor(micros / 1000));
       const lifetime = input.expiresIn ? parseDuration(input.expiresIn) : undefined;
-      const expiresAt = lifetime ? new Date(createdAt.getTime() + lifetime) : undefined;
+      const expiresAt = lifetime ? Math.floor(micros / 1000) + lifetime : undefined;
       await deps.store.write([
         {
-          measurement: MEASUREMENT,
+          measurement: KEYS_MEASUREMENT,
           tags: { key: id },
           fields: {
             op: "created",
@@ -160,66 +149,63 @@ export async function startKeys(deps: { store: Store; log: Logger }): Promise<Ke
             role: input.role,
             token_hash: tokenHash,
             by,
-            ...(expiresAt ? { expires_at: expiresAt.getTime() } : {}),
+            ...(expiresAt !== undefined ? { expires_at: expiresAt } : {}),
           },
           timestamp: String(micros),
         },
       ]);
-      const key: ApiKey = {
-        id,
+      await changes.publish(keyChanges, {
+        op: "created",
+        key: id,
+        micros,
         name: input.name,
         role: input.role,
-        createdAt,
-        createdBy: by,
-        expiresAt,
-        revokedAt: undefined,
-        revokedBy: undefined,
-      };
-      keys.set(id, { key, tokenHash });
+        tokenHash,
+        by,
+        ...(expiresAt !== undefined ? { expiresAt } : {}),
+      });
       log.info({ key: id, role: input.role, by }, "API key created");
-      return { key, token };
+      return { key: publicKey(view.get(id)!), token };
     },
 
     async revoke(id, by) {
-      const entry = keys.get(id);
+      const entry = view.get(id);
       if (!entry) throw new KeyError("KEY_NOT_FOUND", `no API key '${id}'`);
-      if (entry.key.revokedAt) return entry.key;
+      if (entry.revokedAt) return publicKey(entry);
       const micros = nextMicros();
       await deps.store.write([
-        { measurement: MEASUREMENT, tags: { key: id }, fields: { op: "revoked", by }, timestamp: String(micros) },
+        { measurement: KEYS_MEASUREMENT, tags: { key: id }, fields: { op: "revoked", by }, timestamp: String(micros) },
       ]);
-      entry.key = { ...entry.key, revokedAt: new Date(Math.floor(micros / 1000)), revokedBy: by };
-      verified.delete(id);
+      await changes.publish(keyChanges, { op: "revoked", key: id, micros, by });
       log.info({ key: id, by }, "API key revoked");
-      for (const listener of listeners) {
-        try {
-          listener(id);
-        } catch (err) {
-          log.error({ key: id, err: (err as Error).message }, "key revocation listener failed");
-        }
-      }
-      return entry.key;
+      return publicKey(view.get(id)!);
     },
 
-    get: (id) => keys.get(id)?.key,
-    list: () => [...keys.values()].map((e) => e.key),
+    get(id) {
+      const entry = view.get(id);
+      return entry && publicKey(entry);
+    },
+    list: () => view.list().map(publicKey),
     idOf(token) {
       const id = ownerOf(token, KEY_PREFIX);
       return id !== undefined && KEY_ID.test(id) ? id : undefined;
     },
-    active: (id) => usable(keys.get(id)),
+    active: (id) => usable(view.get(id)),
     onRevoke(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
     authenticator,
-    async close() {
+    close() {
+      following.stop();
       verified.clear();
       listeners.clear();
+      return Promise.resolve();
     },
   };
 }
 
-function isRole(role: unknown): role is StaffRole {
-  return role === "admin" || role === "product" || role === "support";
+/** What callers see of a key: everything but its token hash. */
+function publicKey({ id, name, role, createdAt, createdBy, expiresAt, revokedAt, revokedBy }: KeyEntry): ApiKey {
+  return { id, name, role, createdAt, createdBy, expiresAt, revokedAt, revokedBy };
 }

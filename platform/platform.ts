@@ -3,7 +3,9 @@ import type { Logger } from "pino";
 import { Registry as MetricsRegistry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "../config/schema.ts";
 import { openStore, type Store } from "../store/index.ts";
-import { startRegistry, type Registry } from "../registry/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { registryChanges, startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
 import { startRules, type Rules } from "../rules/index.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
@@ -20,13 +22,15 @@ import { startHealth } from "../health/index.ts";
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
   readonly store: Store;
+  /** Where every view's changes travel (in process now; cluster mode puts Redis behind it). */
+  readonly changes: ChangeFeed;
   close(): Promise<void>;
 }
 
 export interface PlatformOptions {
   log: Logger;
   /** Where the generated admin token is shown once (stderr by default). */
-  announceAdminToken?(token: string): void;
+  announceAdminToken?: (token: string) => void;
 }
 
 /**
@@ -50,11 +54,14 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
   try {
     const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
     closers.push(() => store.close());
-    const registry: Registry = await startRegistry(store, log);
+    // One feed for every view; it closes after the parts, which stop following it as they close.
+    const changes = localChangeFeed(log);
+    closers.push(() => changes.close());
+    const registry: Registry = await startRegistry(store, log, changes);
     closers.push(() => registry.close());
 
     // The broker is created after the parts that feed it, so actions publish through a late-bound edge.
-    let broker: Broker | undefined;
+    let broker: Broker | undefined = undefined;
     const publisher: Publisher = {
       publish: (topic, payload, opts) =>
         broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started")),
@@ -69,7 +76,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
-    const consent: Consent = await startConsent({ store, log });
+    const consent: Consent = await startConsent({ store, log, changes });
     closers.push(() => consent.close());
     const rules: Rules = await startRules(
       {
@@ -79,7 +86,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         maxCost: config.rules.maxCost,
         warmupMaxAgeMs: config.rules.warmupMaxAge,
       },
-      { log, store, actions, consent },
+      { log, store, actions, consent, changes },
     );
     closers.push(() => rules.close());
     // Devices with news are scored again in the fleet's health view; health starts after the parts it reads.
@@ -128,9 +135,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       },
     });
     closers.push(() => presence.close());
-    registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
-    broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
-    closers.push(() => broker!.close());
+    // A device revoked here or on another node leaves nothing queued for it.
+    changes.subscribe(registryChanges, (event) => event.op === "revoked" && actions.delivery.forget(event.device));
+    const mqttBroker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
+    broker = mqttBroker;
+    closers.push(() => mqttBroker.close());
     await actions.publishAllState();
 
     const admin = await adminAuthenticator({
@@ -141,7 +150,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         ((token) => process.stderr.write(`\nRefeed admin token (shown once, keep it safe): ${token}\n\n`)),
     });
     // Staff API keys (admin, product, support), rebuilt from InfluxDB.
-    const keys = await startKeys({ store, log });
+    const keys = await startKeys({ store, log, changes });
     closers.push(() => keys.close());
     const health = await startHealth(config.health, {
       store,
@@ -193,7 +202,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       influx: store.url,
     };
     log.info({ ...addresses, db: store.db, rulesDir: config.rulesDir ?? null }, "refeed listening");
-    return { addresses, store, close: closeAll };
+    return { addresses, store, changes, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

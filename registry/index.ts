@@ -1,8 +1,20 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { z } from "zod";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { rebuildAndFollow } from "../changes/rebuild.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import {
+  createRegistryView,
+  REGISTRY_MEASUREMENT,
+  registryChanges,
+  registryRowToEvent,
+  type DeviceEntry,
+  type RegistryEvent,
+} from "./view.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -30,6 +42,8 @@ export interface Device {
   /** When the current token was issued by a rotation (undefined: the token from provisioning). */
   readonly rotatedAt: Date | undefined;
 }
+
+export { registryChanges, type RegistryEvent } from "./view.ts";
 
 /** What changed, for parts that must act at once (the broker closes a revoked device's sessions). */
 export interface RegistryChange {
@@ -60,33 +74,33 @@ export interface Registry {
   rotate(id: string): Promise<{ device: Device; token: string }>;
   /** Revokes a device for good (idempotent); its token stops working when this resolves. */
   revoke(id: string): Promise<Device>;
-  /** Called after each change is stored and in effect; returns a function that stops listening. */
+  /**
+   * Called once for each change that takes effect in this view, made here or
+   * on another node (it follows the feed); returns a function that stops listening.
+   */
   onChange(listener: (change: RegistryChange) => void): () => void;
   get(id: string): Device | undefined;
   list(): Device[];
   close(): Promise<void>;
 }
 
-interface Entry {
-  id: string;
-  kind: string | undefined;
-  createdAt: Date;
-  revoked: boolean;
-  revokedAt: Date | undefined;
-  rotatedAt: Date | undefined;
-  tokenHash: string;
-}
-
-const MEASUREMENT = "device_registry";
-
 /**
  * The device registry: an in-memory view rebuilt at start from change events
- * in InfluxDB (`device_registry`), so the database stays the only state.
+ * in InfluxDB (`device_registry`), so the database stays the only state. A
+ * change is written, then published on the feed, and reaches the view through
+ * the view's `apply` like a change made on another node.
  */
-export async function startRegistry(store: Store, log: Logger): Promise<Registry> {
-  const devices = new Map<string, Entry>();
-  // device id -> fingerprint of the last token that passed scrypt; memory only.
-  const verified = new Map<string, string>();
+export async function startRegistry(
+  store: Store,
+  log: Logger,
+  changes: ChangeFeed = localChangeFeed(log),
+): Promise<Registry> {
+  const view = createRegistryView();
+  // Ids being provisioned here, not yet in the view: reserved before the write so a
+  // concurrent provision of the same id loses, and released once the view has it.
+  const reserved = new Set<string>();
+  // device id -> fingerprint of the last token that passed scrypt, with the hash it passed; memory only.
+  const verified = new Map<string, { print: string; hash: string }>();
   const listeners = new Set<(change: RegistryChange) => void>();
   // Changes to one device run one at a time, so two rotations cannot interleave.
   const serial = new Map<string, Promise<unknown>>();
@@ -97,7 +111,8 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
     void tail.then(() => serial.get(id) === tail && serial.delete(id));
     return run;
   };
-  const announce = (change: RegistryChange) => {
+  const announce = (event: RegistryEvent) => {
+    const change: RegistryChange = { op: event.op, device: event.device };
     for (const listener of listeners) {
       try {
         listener(change);
@@ -109,76 +124,54 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       }
     }
   };
-  const existing = (id: string): Entry => {
-    const entry = devices.get(id);
+  const existing = (id: string): DeviceEntry => {
+    const entry = view.get(id);
     if (!entry) throw new RegistryError("NOT_FOUND", `no device '${id}'`);
     return entry;
   };
+  const record = async (event: RegistryEvent) => {
+    await store.write([
+      {
+        measurement: REGISTRY_MEASUREMENT,
+        tags: { device: event.device },
+        fields: {
+          op: event.op,
+          ...(event.op !== "revoked" ? { token_hash: event.tokenHash } : {}),
+          ...(event.op === "provisioned" && event.kind ? { kind: event.kind } : {}),
+        },
+        timestamp: String(event.micros),
+      },
+    ]);
+    await changes.publish(registryChanges, event);
+  };
 
-  const rows = await store.query<{ time: Date; device: string; op: string; token_hash?: string; kind?: string }>(
-    `SELECT * FROM ${MEASUREMENT}`,
-  );
-  for (const row of rows) {
-    const entry = devices.get(row.device);
-    if (row.op === "provisioned") {
-      devices.set(row.device, {
-        id: row.device,
-        kind: row.kind ?? undefined,
-        createdAt: row.time,
-        revoked: false,
-        revokedAt: undefined,
-        rotatedAt: undefined,
-        tokenHash: row.token_hash ?? "",
-      });
-    } else if (entry && row.op === "rotated" && row.token_hash) {
-      entry.tokenHash = row.token_hash;
-      entry.rotatedAt = row.time;
-    } else if (entry && row.op === "revoked") {
-      entry.revoked = true;
-      entry.revokedAt = row.time;
-    }
-  }
-  log.info({ part: "registry", devices: devices.size }, "device registry rebuilt from InfluxDB");
+  const following = await rebuildAndFollow({
+    feed: changes,
+    topic: registryChanges,
+    log,
+    rows: () => store.query(influxql`SELECT * FROM ${ident(REGISTRY_MEASUREMENT)}`.text),
+    toEvent: registryRowToEvent,
+    apply: (event) => view.apply(event),
+    changed: announce,
+  });
+  log.info({ part: "registry", devices: view.list().length }, "device registry rebuilt from InfluxDB");
 
   const registry: Registry = {
     async provision(input) {
       const id = input.id ?? `dev-${randomBytes(6).toString("hex")}`;
-      if (devices.has(id)) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
+      const taken = () => view.get(id) !== undefined || reserved.has(id);
+      if (taken()) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
       const token = generateOwnedToken("rfd", id);
       const tokenHash = await hashToken(token);
-      if (devices.has(id)) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
-      const micros = nextMicros();
-      const entry: Entry = {
-        id,
-        kind: input.kind,
-        createdAt: new Date(Math.floor(micros / 1000)),
-        revoked: false,
-        revokedAt: undefined,
-        rotatedAt: undefined,
-        tokenHash,
-      };
-      // Reserve the id before the write so a concurrent provision of the same id loses.
-      devices.set(id, entry);
+      if (taken()) throw new RegistryError("DEVICE_EXISTS", `device '${id}' already exists`);
+      reserved.add(id);
       try {
-        await store.write([
-          {
-            measurement: MEASUREMENT,
-            tags: { device: id },
-            fields: {
-              op: "provisioned",
-              token_hash: tokenHash,
-              ...(input.kind ? { kind: input.kind } : {}),
-            },
-            timestamp: String(micros),
-          },
-        ]);
-      } catch (err) {
-        devices.delete(id);
-        throw err;
+        await record({ op: "provisioned", device: id, micros: nextMicros(), kind: input.kind, tokenHash });
+      } finally {
+        reserved.delete(id);
       }
       log.info({ part: "registry", device: id, kind: input.kind }, "device provisioned");
-      announce({ op: "provisioned", device: id });
-      return { device: publicView(entry), token };
+      return { device: publicView(existing(id)), token };
     },
 
     rotate(id) {
@@ -187,24 +180,11 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
           throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
         const token = generateOwnedToken("rfd", id);
         const tokenHash = await hashToken(token);
-        const entry = existing(id);
-        if (entry.revoked)
+        if (existing(id).revoked)
           throw new RegistryError("REVOKED", `device '${id}' is revoked; provision a new device instead`);
-        const micros = nextMicros();
-        await store.write([
-          {
-            measurement: MEASUREMENT,
-            tags: { device: id },
-            fields: { op: "rotated", token_hash: tokenHash },
-            timestamp: String(micros),
-          },
-        ]);
-        entry.tokenHash = tokenHash;
-        entry.rotatedAt = new Date(Math.floor(micros / 1000));
-        verified.delete(id);
+        await record({ op: "rotated", device: id, micros: nextMicros(), tokenHash });
         log.info({ part: "registry", device: id }, "device token rotated");
-        announce({ op: "rotated", device: id });
-        return { device: publicView(entry), token };
+        return { device: publicView(existing(id)), token };
       });
     },
 
@@ -212,16 +192,9 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
       return oneAtATime(id, async () => {
         const entry = existing(id);
         if (entry.revoked) return publicView(entry);
-        const micros = nextMicros();
-        await store.write([
-          { measurement: MEASUREMENT, tags: { device: id }, fields: { op: "revoked" }, timestamp: String(micros) },
-        ]);
-        entry.revoked = true;
-        entry.revokedAt = new Date(Math.floor(micros / 1000));
-        verified.delete(id);
+        await record({ op: "revoked", device: id, micros: nextMicros() });
         log.info({ part: "registry", device: id }, "device revoked");
-        announce({ op: "revoked", device: id });
-        return publicView(entry);
+        return publicView(existing(id));
       });
     },
 
@@ -231,20 +204,23 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
     },
 
     async authenticate(id, token) {
-      const entry = devices.get(id);
+      const entry = view.get(id);
       if (!entry) return { ok: false, reason: "unknown_device" };
       if (entry.revoked) return { ok: false, reason: "revoked" };
       const print = fingerprint(token);
-      if (verified.get(id) !== print) {
+      const cached = verified.get(id);
+      // The cache holds for the hash it was checked against: a rotation (from any node) voids it.
+      if (cached?.print !== print || cached.hash !== entry.tokenHash) {
         const hash = entry.tokenHash;
         const valid = await verifyToken(token, hash);
         // A rotation or revocation during the check decides: the answer must hold for the current token.
-        if (entry.revoked) return { ok: false, reason: "revoked" };
-        if (entry.tokenHash !== hash) return registry.authenticate(id, token);
+        const now = view.get(id);
+        if (!now || now.revoked) return { ok: false, reason: "revoked" };
+        if (now.tokenHash !== hash) return registry.authenticate(id, token);
         if (!valid) return { ok: false, reason: "bad_token" };
-        verified.set(id, print);
+        verified.set(id, { print, hash });
       }
-      return { ok: true, device: publicView(entry) };
+      return { ok: true, device: publicView(view.get(id) ?? entry) };
     },
 
     authenticateBearer(token) {
@@ -253,23 +229,25 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
     },
 
     get(id) {
-      const entry = devices.get(id);
+      const entry = view.get(id);
       return entry && publicView(entry);
     },
 
     list() {
-      return [...devices.values()].map(publicView);
+      return view.list().map(publicView);
     },
 
-    async close() {
+    close() {
+      following.stop();
       verified.clear();
       listeners.clear();
+      return Promise.resolve();
     },
   };
   return registry;
 }
 
-function publicView(entry: Entry): Device {
-  const { tokenHash: _hidden, ...device } = entry;
-  return device;
+/** What callers see of a device: everything but its token hash. */
+function publicView({ id, kind, createdAt, revoked, revokedAt, rotatedAt }: DeviceEntry): Device {
+  return { id, kind, createdAt, revoked, revokedAt, rotatedAt };
 }

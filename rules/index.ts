@@ -4,6 +4,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import type { RuleMessage } from "./message.ts";
 import type { Store } from "../store/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
 import { backtest, type BacktestReport } from "./backtest.ts";
 import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
 import { RuleEngine, SESSION_START, type GuardConfig, type Guards, type ProposedAction } from "./engine.ts";
@@ -62,12 +63,14 @@ export interface RulesDeps {
   store: Store;
   actions: ActionSink;
   consent: { allows(subject: string, purpose: string): boolean };
+  /** Where rule changes travel; without one, a feed of this process alone. */
+  changes?: ChangeFeed;
 }
 
 export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<Rules> {
   const log = deps.log.child({ part: "rules" });
   const loadOptions = { maxCost: config.maxCost };
-  const catalog = await Catalog.open(deps.store, log, loadOptions);
+  const catalog = await Catalog.open(deps.store, log, loadOptions, deps.changes);
   const engine = new RuleEngine(config);
   /** file name -> last good rule from it; a broken edit keeps the previous version running. */
   const byFile = new Map<string, CompiledRule>();
@@ -167,6 +170,12 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     });
     watcher.on("error", (err) => log.error({ err: err.message }, "rules directory watch failed"));
   }
+  // A rule changed on another node runs here too; this process's own changes apply themselves below.
+  const stopFollowing = catalog.onChange(() => {
+    reloading = reloading
+      .then(() => apply(false))
+      .catch((err: Error) => log.error({ err: err.message }, "rules could not follow a change"));
+  });
   log.info({ dir: config.dir ?? null, rules: catalog.list().length }, "rules loaded");
 
   return {
@@ -223,7 +232,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
         now: Date.now(),
         guards: config,
         lookbackMs: lookback,
-        consent: deps.consent.allows,
+        consent: (subject: string, purpose: string) => deps.consent.allows(subject, purpose),
       });
     },
     reload: async () => {
@@ -253,6 +262,8 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     async close() {
       clearTimeout(debounce);
       watcher?.close();
+      stopFollowing();
+      catalog.close();
       await reloading;
     },
   };

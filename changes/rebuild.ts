@@ -1,0 +1,53 @@
+import type { Logger } from "pino";
+import type { ChangeFeed, Topic } from "./index.ts";
+
+/** InfluxDB's exact time of a row in µs: the `influx` client keeps nanoseconds beside the Date. */
+export function rowMicros(time: Date): number {
+  const nano = (time as Date & { getNanoTime?(): string }).getNanoTime?.();
+  return nano ? Number(BigInt(nano) / 1000n) : time.getTime() * 1000;
+}
+
+export interface Follow<E> {
+  feed: ChangeFeed;
+  topic: Topic<E>;
+  log: Logger;
+  /** The stored changes, oldest first (a part's own measurement). */
+  rows(): Promise<readonly Record<string, unknown>[]>;
+  /** A row as the event it recorded; the topic's schema decides whether it is one. */
+  toEvent(row: Record<string, unknown>): unknown;
+  /** The view's `apply`; it answers true when the event was new to it. */
+  apply(event: E): boolean;
+  /** Called after `apply` took in a new event from the feed (not during the rebuild), for parts that act on it. */
+  changed?(event: E): void;
+}
+
+/**
+ * Brings a view up to date and keeps it there: it subscribes first and then
+ * applies the stored changes, so a change that arrives during the rebuild is
+ * not lost (the view is idempotent and order-tolerant, so meeting it twice, or
+ * before older ones, is harmless). Returns a function that stops following.
+ */
+export async function rebuildAndFollow<E>(follow: Follow<E>): Promise<{ stop: () => void; events: number }> {
+  const stop = follow.feed.subscribe(follow.topic, (event) => {
+    if (follow.apply(event)) follow.changed?.(event);
+  });
+  let events = 0;
+  let skipped = 0;
+  try {
+    for (const row of await follow.rows()) {
+      const parsed = follow.topic.schema.safeParse(follow.toEvent(row));
+      if (!parsed.success) {
+        skipped++;
+        continue;
+      }
+      follow.apply(parsed.data);
+      events++;
+    }
+  } catch (err) {
+    stop();
+    throw err;
+  }
+  if (skipped > 0)
+    follow.log.warn({ topic: follow.topic.name, skipped }, "stored changes that are not valid events were skipped");
+  return { stop, events };
+}
