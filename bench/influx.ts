@@ -1,7 +1,12 @@
+import { TELEMETRY } from "../ingest/queries.ts";
+import { duration, ident, influxql } from "../store/influxql.ts";
+
 /** The benchmark's questions to InfluxDB (1.x HTTP API), about what the systems under test stored. */
 
 export async function createDatabase(url: string, db: string): Promise<void> {
-  const res = await fetch(`${url}/query?${new URLSearchParams({ q: `CREATE DATABASE "${db}"` })}`, { method: "POST" });
+  const res = await fetch(`${url}/query?${new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(db)}`.text })}`, {
+    method: "POST",
+  });
   if (res.status !== 200) throw new Error(`CREATE DATABASE ${db}: InfluxDB answered ${res.status}`);
 }
 
@@ -40,8 +45,8 @@ export async function storedPerDevice(
   db: string,
   sinceMs: number,
 ): Promise<Map<string, { count: number; distinct: number }>> {
-  const q = `SELECT count("seq"), count(distinct("seq")) FROM "telemetry" WHERE time >= ${Math.floor(sinceMs)}ms GROUP BY "device"`;
-  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q })}`);
+  const q = influxql`SELECT count("seq"), count(distinct("seq")) FROM ${ident(TELEMETRY)} WHERE time >= ${duration(Math.floor(sinceMs))} GROUP BY "device"`;
+  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q: q.text })}`);
   const body = (await res.json()) as {
     results: Array<{ error?: string; series?: Array<{ tags: { device: string }; values: number[][] }> }>;
   };

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 /**
  * What a customer can opt in to, one purpose at a time. Each message kind needs
@@ -82,7 +83,7 @@ export async function startConsent(deps: { store: Store; log: Logger }): Promise
   };
 
   const rows = await deps.store.query<{ time: Date; subject: string; purpose: string; granted: boolean; by?: string }>(
-    `SELECT * FROM ${MEASUREMENT}`,
+    influxql`SELECT * FROM ${ident(MEASUREMENT)}`,
   );
   for (const row of rows) {
     if (!(purposes as readonly string[]).includes(row.purpose)) continue;

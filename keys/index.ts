@@ -6,6 +6,7 @@ import { parseDuration } from "../config/duration.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 /** Staff API keys are bearer tokens `rfk.<base64url key id>.<secret>`: the token names the one hash to check. */
 export const KEY_PREFIX = "rfk";
@@ -97,7 +98,7 @@ export async function startKeys(deps: { store: Store; log: Logger }): Promise<Ke
   const verified = new Map<string, string>();
   const listeners = new Set<(id: string) => void>();
 
-  for (const row of await deps.store.query<Row>(`SELECT * FROM ${MEASUREMENT}`)) {
+  for (const row of await deps.store.query<Row>(influxql`SELECT * FROM ${ident(MEASUREMENT)}`)) {
     const entry = keys.get(row.key);
     if (row.op === "created" && row.token_hash && isRole(row.role)) {
       keys.set(row.key, {

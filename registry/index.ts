@@ -4,6 +4,7 @@ import { z } from "zod";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
+import { DEVICE_REGISTRY, registryRows } from "./queries.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
@@ -77,7 +78,7 @@ interface Entry {
   tokenHash: string;
 }
 
-const MEASUREMENT = "device_registry";
+const MEASUREMENT = DEVICE_REGISTRY;
 
 /**
  * The device registry: an in-memory view rebuilt at start from change events
@@ -116,7 +117,7 @@ export async function startRegistry(store: Store, log: Logger): Promise<Registry
   };
 
   const rows = await store.query<{ time: Date; device: string; op: string; token_hash?: string; kind?: string }>(
-    `SELECT * FROM ${MEASUREMENT}`,
+    registryRows(),
   );
   for (const row of rows) {
     const entry = devices.get(row.device);

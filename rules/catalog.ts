@@ -2,6 +2,8 @@ import type { Logger } from "pino";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { loadRule, RuleError, type CompiledRule, type LoadOptions } from "./load.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import { RULE_VERSIONS } from "./queries.ts";
 
 export type Origin = "file" | "api";
 
@@ -32,7 +34,7 @@ export class CatalogError extends Error {
   }
 }
 
-const MEASUREMENT = "rule_versions";
+const MEASUREMENT = RULE_VERSIONS;
 
 interface Row {
   time: Date;
@@ -62,7 +64,7 @@ export class Catalog {
 
   static async open(store: Store, log: Logger, options: LoadOptions): Promise<Catalog> {
     const catalog = new Catalog(store, log, options);
-    const rows = await store.query<Row & Record<string, unknown>>(`SELECT * FROM ${MEASUREMENT}`);
+    const rows = await store.query<Row & Record<string, unknown>>(influxql`SELECT * FROM ${ident(MEASUREMENT)}`);
     const apiText = new Map<string, { text: string; version: number; at: Date; by: string }>();
     const toggles = new Map<string, boolean>();
     for (const row of rows) {
