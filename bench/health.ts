@@ -327,6 +327,7 @@ export async function healthReport(options: { quick: boolean }): Promise<string>
     "|---|---|---|---|---|",
     ...r.rows.map((row) => `| ${row.call} | ${row.requests} | ${row.p50Ms} | ${row.p95Ms} | ${row.maxMs} |`),
   ].join("\n");
+  // not InfluxQL: the report's prose names the queries it measured.
   return `## Experience health (\`bench/health.ts\`)
 
 ${r.devices.toLocaleString("en")} devices with ${r.days} day${r.days === 1 ? "" : "s"} of history in the platform's schema (${(r.points / 1e6).toFixed(2)} M points:

@@ -7,7 +7,7 @@ export async function createDatabase(url: string, db: string): Promise<void> {
   const res = await fetch(`${url}/query?${new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(db)}`.text })}`, {
     method: "POST",
   });
-  if (res.status !== 200) throw new Error(`CREATE DATABASE ${db}: InfluxDB answered ${res.status}`);
+  if (res.status !== 200) throw new Error(`creating database ${db}: InfluxDB answered ${res.status}`);
 }
 
 /**
@@ -66,7 +66,8 @@ export function compareStored(
   let lost = 0;
   let duplicated = 0;
   let total = 0;
-  const entries = expected instanceof Map ? [...expected] : Object.entries(expected);
+  // instanceof narrows to Map<any, any>: say which map it is.
+  const entries = expected instanceof Map ? [...(expected as ReadonlyMap<string, number>)] : Object.entries(expected);
   for (const [device, n] of entries) {
     const s = stored.get(device) ?? { count: 0, distinct: 0 };
     total += n;
