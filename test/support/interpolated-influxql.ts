@@ -48,7 +48,17 @@ const BEFORE_REGEX = new Set([
 ]);
 
 export function findInterpolatedInfluxQL(source: string): Finding[] {
+  return scanSource(source).findings;
+}
+
+/** The text of every query (interpolations as `${}`), with its line: `influxql` templates and literals that read as InfluxQL. */
+export function queryTexts(source: string): Array<{ line: number; text: string }> {
+  return scanSource(source).queries;
+}
+
+function scanSource(source: string): { findings: Finding[]; queries: Array<{ line: number; text: string }> } {
   const findings: Finding[] = [];
+  const queries: Array<{ line: number; text: string }> = [];
   const lineAt = (i: number) => source.slice(0, i).split("\n").length;
   /** The last significant character before i, and the word ending there. */
   const before = (i: number) => {
@@ -101,6 +111,7 @@ export function findInterpolatedInfluxQL(source: string): Finding[] {
     while (i < source.length && source[i] !== quote && source[i] !== "\n") i += source[i] === "\\" ? 2 : 1;
     const text = source.slice(start + 1, i);
     const end = i + 1;
+    if (/^\s*(SELECT|SHOW|DELETE|DROP)\b/.test(text)) queries.push({ line: lineAt(start), text });
     if (QUERY.test(text) && (before(start).char === "+" || after(end) === "+"))
       findings.push({ line: lineAt(start), why: "InfluxQL built by concatenation", text });
     return end;
@@ -129,7 +140,7 @@ export function findInterpolatedInfluxQL(source: string): Finding[] {
 
   function template(start: number): number {
     const { word } = before(start);
-    const tagged = word === "influxql" && source[start - 1] === "l";
+    const isTagged = word === "influxql" && source[start - 1] === "l";
     let i = start + 1;
     let text = "";
     let interpolates = false;
@@ -146,15 +157,16 @@ export function findInterpolatedInfluxQL(source: string): Finding[] {
         i += 1;
       }
     }
-    if (!tagged && interpolates && QUERY.test(text.replaceAll("${}", " ")) && !prose(start))
+    if (isTagged || QUERY.test(text.replaceAll("${}", " "))) queries.push({ line: lineAt(start), text });
+    if (!isTagged && interpolates && QUERY.test(text.replaceAll("${}", " ")) && !prose(start))
       findings.push({ line: lineAt(start), why: "InfluxQL built by interpolation", text });
-    if (!tagged && interpolates && /\btrusted\s*\(\s*$/.test(source.slice(Math.max(0, start - 20), start)))
+    if (!isTagged && interpolates && /\btrusted\s*\(\s*$/.test(source.slice(Math.max(0, start - 20), start)))
       findings.push({ line: lineAt(start), why: "trusted() given interpolated text", text });
     return i + 1;
   }
 
   code(0, false);
-  return findings;
+  return { findings, queries };
 }
 
 /** Every .ts file under root, outside node_modules and dot-folders. */
