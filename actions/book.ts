@@ -1,5 +1,6 @@
 import type { Store } from "../store/index.ts";
 import type { Owner } from "./profiles.ts";
+import { allActionRows } from "./queries.ts";
 
 export type ActionKind = "set" | "suggest" | "clear" | "notify";
 export type ActionStatus =
@@ -44,7 +45,7 @@ export interface Participation {
   rate: number | null;
 }
 
-export const ACTION_LOG = "action_log";
+export { ACTION_LOG } from "./queries.ts";
 
 /** Statuses after which nothing but undo can happen. */
 export const FINAL: ReadonlySet<ActionStatus> = new Set(["applied", "declined", "failed", "expired", "undone"]);
@@ -67,7 +68,7 @@ export class ActionBook {
     const book = new ActionBook();
     const rows = await store.query<
       Record<string, unknown> & { time: Date; device: string; action: string; status: ActionStatus }
-    >(`SELECT * FROM ${ACTION_LOG}`);
+    >(allActionRows());
     const json = (v: unknown) => (v === undefined || v === null ? undefined : JSON.parse(String(v)));
     for (const row of rows) {
       const existing = book.actions.get(row.action);

@@ -3,6 +3,7 @@ import { createBatchWriter } from "../ingest/writer.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import type { Publisher } from "./index.ts";
+import { actionStatuses } from "./queries.ts";
 
 /** What the broker needs to deliver actions reliably. */
 export interface Outbox {
@@ -54,9 +55,7 @@ export async function startDelivery(deps: {
   /** device -> action id -> payload (undefined until first needed after a rebuild). */
   const pending = new Map<string, Map<string, string | undefined>>();
 
-  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(
-    `SELECT "action", "status", "device" FROM ${LOG}`,
-  );
+  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(actionStatuses());
   for (const row of rows) {
     // A change logged while its customer had no device has no target to deliver to.
     if (!row.device) continue;

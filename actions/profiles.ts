@@ -1,5 +1,6 @@
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 /** Whose profile: a device's own keys, or a customer's that follow them to every touchpoint. */
 export type Owner = `device:${string}` | `subject:${string}`;
@@ -16,7 +17,7 @@ export class ProfileBook {
   static async rebuild(store: Store): Promise<ProfileBook> {
     const book = new ProfileBook();
     const rows = await store.query<{ time: Date; owner: string; key: string; op: string; value?: string }>(
-      `SELECT * FROM ${MEASUREMENT}`,
+      influxql`SELECT * FROM ${ident(MEASUREMENT)}`,
     );
     for (const row of rows)
       book.apply(

@@ -1,4 +1,5 @@
 import { randomBytes, scryptSync } from "node:crypto";
+import { ident, influxql } from "../store/influxql.ts";
 
 export interface BenchDevice {
   id: string;
@@ -20,7 +21,9 @@ export async function seedDevices(
   db: string,
   devices: ReadonlyArray<{ id: string; subject?: string }>,
 ): Promise<BenchDevice[]> {
-  await fetch(`${influxUrl}/query?${new URLSearchParams({ q: `CREATE DATABASE "${db}"` })}`, { method: "POST" });
+  await fetch(`${influxUrl}/query?${new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(db)}`.text })}`, {
+    method: "POST",
+  });
   const base = (Date.now() - 60_000) * 1000;
   const seeded: BenchDevice[] = [];
   const lines: string[] = [];

@@ -6,6 +6,7 @@ import { pino } from "pino";
 import { generateOwnedToken, hashToken } from "../registry/token.ts";
 import { startInfluxd } from "../store/influxd.ts";
 import { startRefeed } from "./refeed-process.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 const HOUR = 3_600_000;
 const ADMIN = "bench-admin-token-0123456789";
@@ -161,7 +162,10 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
   const influxd = await startInfluxd({ dataDir: path.join(dir, "influx"), log });
   let stop: (() => Promise<unknown>) | undefined;
   try {
-    await fetch(`${influxd.url}/query`, { method: "POST", body: new URLSearchParams({ q: `CREATE DATABASE ${DB}` }) });
+    await fetch(`${influxd.url}/query`, {
+      method: "POST",
+      body: new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(DB)}`.text }),
+    });
     const tokens = Array.from({ length: ACTIVE }, (_, d) => generateOwnedToken("rfd", idOf(d)));
     const hashes = await Promise.all(tokens.map((t) => hashToken(t)));
     const unused = await hashToken("never-used");
@@ -323,6 +327,7 @@ export async function healthReport(options: { quick: boolean }): Promise<string>
     "|---|---|---|---|---|",
     ...r.rows.map((row) => `| ${row.call} | ${row.requests} | ${row.p50Ms} | ${row.p95Ms} | ${row.maxMs} |`),
   ].join("\n");
+  // not InfluxQL: the report's prose names the queries it measured.
   return `## Experience health (\`bench/health.ts\`)
 
 ${r.devices.toLocaleString("en")} devices with ${r.days} day${r.days === 1 ? "" : "s"} of history in the platform's schema (${(r.points / 1e6).toFixed(2)} M points:

@@ -1,4 +1,5 @@
 import { latencyHistogram, type LatencySummary } from "./latency.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 export interface PeerResult {
   points: number;
@@ -21,9 +22,12 @@ export async function influxCeiling(options: {
   durationMs: number;
   devices: number;
 }): Promise<PeerResult> {
-  await fetch(`${options.url}/query?${new URLSearchParams({ q: `CREATE DATABASE ${options.db}` })}`, {
-    method: "POST",
-  });
+  await fetch(
+    `${options.url}/query?${new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(options.db)}`.text })}`,
+    {
+      method: "POST",
+    },
+  );
   const batches: string[] = [];
   const base = (Date.now() - 3_600_000) * 1000;
   let n = 0;

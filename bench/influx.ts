@@ -1,8 +1,13 @@
+import { TELEMETRY } from "../ingest/queries.ts";
+import { duration, ident, influxql } from "../store/influxql.ts";
+
 /** The benchmark's questions to InfluxDB (1.x HTTP API), about what the systems under test stored. */
 
 export async function createDatabase(url: string, db: string): Promise<void> {
-  const res = await fetch(`${url}/query?${new URLSearchParams({ q: `CREATE DATABASE "${db}"` })}`, { method: "POST" });
-  if (res.status !== 200) throw new Error(`CREATE DATABASE ${db}: InfluxDB answered ${res.status}`);
+  const res = await fetch(`${url}/query?${new URLSearchParams({ q: influxql`CREATE DATABASE ${ident(db)}`.text })}`, {
+    method: "POST",
+  });
+  if (res.status !== 200) throw new Error(`creating database ${db}: InfluxDB answered ${res.status}`);
 }
 
 /**
@@ -40,8 +45,8 @@ export async function storedPerDevice(
   db: string,
   sinceMs: number,
 ): Promise<Map<string, { count: number; distinct: number }>> {
-  const q = `SELECT count("seq"), count(distinct("seq")) FROM "telemetry" WHERE time >= ${Math.floor(sinceMs)}ms GROUP BY "device"`;
-  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q })}`);
+  const q = influxql`SELECT count("seq"), count(distinct("seq")) FROM ${ident(TELEMETRY)} WHERE time >= ${duration(Math.floor(sinceMs))} GROUP BY "device"`;
+  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q: q.text })}`);
   const body = (await res.json()) as {
     results: Array<{ error?: string; series?: Array<{ tags: { device: string }; values: number[][] }> }>;
   };
@@ -61,7 +66,8 @@ export function compareStored(
   let lost = 0;
   let duplicated = 0;
   let total = 0;
-  const entries = expected instanceof Map ? [...expected] : Object.entries(expected);
+  // instanceof narrows to Map<any, any>: say which map it is.
+  const entries = expected instanceof Map ? [...(expected as ReadonlyMap<string, number>)] : Object.entries(expected);
   for (const [device, n] of entries) {
     const s = stored.get(device) ?? { count: 0, distinct: 0 };
     total += n;

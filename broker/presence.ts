@@ -3,6 +3,7 @@ import { createBatchWriter } from "../ingest/writer.ts";
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import type { Transport } from "./packet-limit.ts";
+import { firstPresence, lastPresence, PRESENCE } from "./queries.ts";
 
 /** Why a session ended; a tag in InfluxDB, so a fixed vocabulary. */
 export type DisconnectReason =
@@ -43,7 +44,7 @@ export interface Presence {
   close(): Promise<void>;
 }
 
-const MEASUREMENT = "presence";
+const MEASUREMENT = PRESENCE;
 
 /**
  * Device presence: events in InfluxDB (`presence`) and an in-memory view of
@@ -71,8 +72,8 @@ export async function startPresence(deps: {
 
   const firstSeen = new Map<string, number>();
   const [lasts, firsts] = await Promise.all([
-    deps.store.query<{ time: Date; device: string }>(`SELECT last("client") FROM ${MEASUREMENT} GROUP BY "device"`),
-    deps.store.query<{ time: Date; device: string }>(`SELECT first("client") FROM ${MEASUREMENT} GROUP BY "device"`),
+    deps.store.query<{ time: Date; device: string }>(lastPresence()),
+    deps.store.query<{ time: Date; device: string }>(firstPresence()),
   ]);
   for (const row of lasts) lastSeen.set(row.device, row.time.getTime());
   for (const row of firsts) firstSeen.set(row.device, row.time.getTime());

@@ -79,7 +79,7 @@ export async function startConsent(deps: { store: Store; log: Logger; changes?: 
     feed: changes,
     topic: consentChanges,
     log,
-    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(CONSENT_MEASUREMENT)}`.text),
+    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(CONSENT_MEASUREMENT)}`),
     toEvent: consentRowToEvent,
     apply: (event) => view.apply(event),
   });

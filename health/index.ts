@@ -8,6 +8,7 @@ import type { Store } from "../store/index.ts";
 import { filterRows, sortRows, type FleetFilter, type FleetRow, type FleetSort } from "./fleet.ts";
 import { createFleetView, type FleetSnapshot, type FleetView } from "./view.ts";
 import { healthStatements, queryAggregates } from "./queries.ts";
+import { devicesOfSubject as subjectDevicesQuery, newestTelemetry, subjectsOfDevice } from "../ingest/queries.ts";
 import {
   emptyAggregates,
   healthComponents,
@@ -240,16 +241,12 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
   /** Devices that carried data about this subject: the tag index answers, no points are read. */
   const devicesOfSubject = async (subject: string): Promise<Set<string>> => {
     if (!SUBJECT_ID.test(subject)) return new Set();
-    const rows = await deps.store.query(
-      `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = '${subject}'`,
-    );
+    const rows = await deps.store.query(subjectDevicesQuery(subject));
     return new Set(rows.map((r) => String(r.value)));
   };
 
   const subjectsOf = async (d: Device): Promise<string[]> => {
-    const rows = await deps.store.query(
-      `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "subject" WHERE "device" = '${d.id}'`,
-    );
+    const rows = await deps.store.query(subjectsOfDevice(d.id));
     const linked = deps.links.linkedSubject(d.id);
     const seen = new Set<string>(linked ? [linked] : []);
     for (const r of rows) if (seen.size < MAX_SUBJECTS) seen.add(String(r.value));
@@ -369,9 +366,7 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       const subjects = await subjectsOf(d);
       const [news, telemetry] = await Promise.all([
         timelineSince(timelineSources, { device: d.id, subjects, types, limit: 200, afterMicros }),
-        deps.store.query(
-          `SELECT * FROM telemetry WHERE "device" = '${d.id}' AND time >= ${afterMicros}u ORDER BY time DESC LIMIT 1`,
-        ),
+        deps.store.query(newestTelemetry(d.id, afterMicros)),
       ]);
       return { ...news, newestTelemetry: telemetry[0] ? telemetry[0].time.getTime() : undefined };
     },

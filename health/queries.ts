@@ -1,16 +1,24 @@
 import type { HealthConfig } from "../config/schema.ts";
 import type { Row, Store } from "../store/index.ts";
+import {
+  eventCounts,
+  feedbackHealth,
+  latencyWithin,
+  latestNegativeFeedback,
+  negativeFeedbackCount,
+  telemetryHealth,
+} from "../ingest/queries.ts";
+import { answered, suggestionsAsked } from "../actions/queries.ts";
+import { firstOnlineMs, onlineMsSum, unexpectedDisconnects } from "../broker/queries.ts";
+import type { InfluxQL } from "../store/influxql.ts";
 import { emptyAggregates, type Aggregates, type Range } from "./score.ts";
 
 /** Disconnect reasons that end a session on purpose; every other one is a drop. */
 export const EXPECTED_DISCONNECTS = ["clean", "server_shutdown", "revoked", "token_rotated"] as const;
 
-/** An epoch-microseconds time literal: InfluxQL's exact form, no time zone or parsing in between. */
-export const micros = (ms: number) => `${Math.round(ms * 1000)}u`;
-
 type Apply = (agg: Aggregates, row: Row) => void;
 interface Statement {
-  influxql: string;
+  influxql: InfluxQL;
   apply: Apply;
 }
 
@@ -20,21 +28,15 @@ const numOrNull = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ?
 /**
  * The InfluxQL behind experience health: a fixed handful of aggregations,
  * each GROUP BY "device": the whole fleet is the same dozen queries as one
- * device or a batch of them (which add a filter on "device"). Names in them
- * come from validated configuration and registry ids, never from a request.
+ * device or a batch of them (which add a filter on "device"). Each part that
+ * owns a measurement writes its queries; health only folds their rows.
  */
 export function healthStatements(config: HealthConfig, range: Range, devices?: readonly string[]): Statement[] {
-  // Device ids are registry ids ([A-Za-z0-9._-]): nothing in them needs quoting.
-  const only = devices ? ` AND (${devices.map((d) => `"device" = '${d}'`).join(" OR ")})` : "";
-  const where = (extra?: string) =>
-    `WHERE time >= ${micros(range.from)} AND time <= ${micros(range.to)}${only}${extra ? ` AND ${extra}` : ""}`;
-  const latency = `"${config.latencyMetric}"`;
+  const window = { from: range.from, to: range.to, ...(devices ? { devices } : {}) };
   const t = config.latencyTargetMs;
-  const byDevice = `GROUP BY "device"`;
-  const notExpected = EXPECTED_DISCONNECTS.map((r) => `"reason" != '${r}'`).join(" AND ");
   return [
     {
-      influxql: `SELECT count(${latency}) AS latency_n, mean(${latency}) AS latency_mean, sum("${config.errorMetric}") AS errors_sum, count("${config.errorMetric}") AS errors_n FROM telemetry ${where()} ${byDevice}`,
+      influxql: telemetryHealth(window, config.latencyMetric, config.errorMetric),
       apply: (a, r) => {
         a.latencySamples = num(r.latency_n);
         a.latencyMean = numOrNull(r.latency_mean);
@@ -43,15 +45,15 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
       },
     },
     {
-      influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${t}`)} ${byDevice}`,
+      influxql: latencyWithin(window, config.latencyMetric, t),
       apply: (a, r) => void (a.latencyWithinT = num(r.count)),
     },
     {
-      influxql: `SELECT count(${latency}) FROM telemetry ${where(`${latency} <= ${4 * t}`)} ${byDevice}`,
+      influxql: latencyWithin(window, config.latencyMetric, 4 * t),
       apply: (a, r) => void (a.latencyWithin4T = num(r.count)),
     },
     {
-      influxql: `SELECT count("props") FROM events ${where(`("event" = '${config.sessionEvent}' OR "event" = '${config.errorEvent}' OR "event" = '${config.crashEvent}')`)} ${byDevice}, "event"`,
+      influxql: eventCounts(window, [config.sessionEvent, config.errorEvent, config.crashEvent]),
       apply: (a, r) => {
         if (r.event === config.sessionEvent) a.sessions = num(r.count);
         if (r.event === config.errorEvent) a.errorEvents = num(r.count);
@@ -59,7 +61,7 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
       },
     },
     {
-      influxql: `SELECT count("rating") AS ratings, mean("rating") AS rating_mean, count("sentiment") AS texts, mean("sentiment") AS sentiment_mean FROM feedback ${where()} ${byDevice}`,
+      influxql: feedbackHealth(window),
       apply: (a, r) => {
         a.ratings = num(r.ratings);
         a.ratingMean = numOrNull(r.rating_mean);
@@ -68,12 +70,11 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
       },
     },
     {
-      influxql: `SELECT count("sentiment") FROM feedback ${where(`"sentiment" < 0`)} ${byDevice}`,
+      influxql: negativeFeedbackCount(window),
       apply: (a, r) => void (a.negativeTexts = num(r.count)),
     },
     {
-      // One selector with other fields: InfluxDB answers them from the same point, with its time.
-      influxql: `SELECT last("text") AS text, "sentiment", "rating" FROM feedback ${where(`"sentiment" < 0`)} ${byDevice}`,
+      influxql: latestNegativeFeedback(window),
       apply: (a, r) => {
         if (typeof r.text !== "string") return;
         a.latestNegative = {
@@ -85,28 +86,28 @@ export function healthStatements(config: HealthConfig, range: Range, devices?: r
       },
     },
     {
-      influxql: `SELECT count("action") FROM action_log ${where(`"status" = 'proposed' AND "kind" = 'suggest'`)} ${byDevice}`,
+      influxql: suggestionsAsked(window),
       apply: (a, r) => void (a.asks = num(r.count)),
     },
     // An answer may be sent twice (redelivery): distinct action ids count once.
     {
-      influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'accepted'`)} ${byDevice}`,
+      influxql: answered(window, "accepted"),
       apply: (a, r) => void (a.accepted = num(r.count)),
     },
     {
-      influxql: `SELECT count(distinct("action")) FROM action_log ${where(`"status" = 'declined'`)} ${byDevice}`,
+      influxql: answered(window, "declined"),
       apply: (a, r) => void (a.declined = num(r.count)),
     },
     {
-      influxql: `SELECT sum("online_ms") FROM presence ${where()} ${byDevice}`,
+      influxql: onlineMsSum(window),
       apply: (a, r) => void (a.onlineMsSum = num(r.sum)),
     },
     {
-      influxql: `SELECT first("online_ms") FROM presence ${where()} ${byDevice}`,
+      influxql: firstOnlineMs(window),
       apply: (a, r) => void (a.firstPresence = { at: r.time.getTime(), onlineMs: num(r.first) }),
     },
     {
-      influxql: `SELECT count("client") FROM presence ${where(`"event" = 'disconnect' AND ${notExpected}`)} ${byDevice}`,
+      influxql: unexpectedDisconnects(window, EXPECTED_DISCONNECTS),
       apply: (a, r) => void (a.drops = num(r.count)),
     },
   ];

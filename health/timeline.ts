@@ -1,7 +1,10 @@
 import type { ActionRecord } from "../actions/index.ts";
 import type { ConsentChange } from "../consent/index.ts";
 import type { Row, Store } from "../store/index.ts";
-import { micros } from "./queries.ts";
+import { actionsMovedSince, proposedPage } from "../actions/queries.ts";
+import { presencePage } from "../broker/queries.ts";
+import { deadLettersPage, eventsPage, feedbackPage, telemetryBuckets } from "../ingest/queries.ts";
+import type { DevicePage, InfluxQL } from "../store/influxql.ts";
 
 export const entryTypes = ["event", "feedback", "action", "presence", "consent", "dead_letter"] as const;
 export type EntryType = (typeof entryTypes)[number];
@@ -115,16 +118,20 @@ type Source = (q: TimelineQuery, n: number) => Promise<Timed[]>;
  * first and at most n of them; the page is the newest `limit` of their merge.
  */
 function sources(s: TimelineSources): Record<EntryType, Source> {
-  const range = (q: TimelineQuery, extra = "") =>
-    `WHERE "device" = '${q.device}' AND time >= ${micros(q.from)} AND time <= ${q.untilMicros}u${extra} ORDER BY time DESC`;
-  const rows = async (influxql: string, toEntry: (row: Row, us: number) => Entry): Promise<Timed[]> =>
+  const page = (q: TimelineQuery, limit: number): DevicePage => ({
+    device: q.device,
+    from: q.from,
+    untilMicros: q.untilMicros,
+    limit,
+  });
+  const rows = async (influxql: InfluxQL, toEntry: (row: Row, us: number) => Entry): Promise<Timed[]> =>
     (await s.store.query(influxql)).map((row) => {
       const us = rowMicros(row);
       return { micros: us, entry: toEntry(row, us) };
     });
   return {
     event: (q, n) =>
-      rows(`SELECT "props", "event", "subject" FROM events ${range(q)} LIMIT ${n}`, (r, us) => ({
+      rows(eventsPage(page(q, n)), (r, us) => ({
         type: "event",
         key: `event:${us}:${String(r.event)}:${String(r.subject ?? "")}`,
         at: iso(us),
@@ -133,7 +140,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
         props: parseProps(r.props),
       })),
     feedback: (q, n) =>
-      rows(`SELECT "rating", "text", "sentiment", "subject" FROM feedback ${range(q)} LIMIT ${n}`, (r, us) => ({
+      rows(feedbackPage(page(q, n)), (r, us) => ({
         type: "feedback",
         key: `feedback:${us}:${String(r.subject ?? "")}`,
         at: iso(us),
@@ -143,20 +150,17 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
         sentiment: numberOrNull(r.sentiment),
       })),
     presence: (q, n) =>
-      rows(
-        `SELECT "client", "transport", "topic", "event", "reason" FROM presence ${range(q)} LIMIT ${n}`,
-        (r, us) => ({
-          type: "presence",
-          key: `presence:${us}:${String(r.event)}:${String(r.client ?? "")}`,
-          at: iso(us),
-          event: String(r.event),
-          reason: text(r.reason),
-          transport: text(r.transport),
-          client: text(r.client),
-        }),
-      ),
+      rows(presencePage(page(q, n)), (r, us) => ({
+        type: "presence",
+        key: `presence:${us}:${String(r.event)}:${String(r.client ?? "")}`,
+        at: iso(us),
+        event: String(r.event),
+        reason: text(r.reason),
+        transport: text(r.transport),
+        client: text(r.client),
+      })),
     dead_letter: (q, n) =>
-      rows(`SELECT "detail", "channel", "reason" FROM dead_letters ${range(q)} LIMIT ${n}`, (r, us) => ({
+      rows(deadLettersPage(page(q, n)), (r, us) => ({
         type: "dead_letter",
         key: `dead_letter:${us}:${String(r.channel)}`,
         at: iso(us),
@@ -166,9 +170,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
       })),
     action: async (q, n) => {
       // The action's `proposed` row for this device places it; the in-memory action log has the rest.
-      const found = await s.store.query(
-        `SELECT "action" FROM action_log ${range(q, ` AND "status" = 'proposed'`)} LIMIT ${n}`,
-      );
+      const found = await s.store.query(proposedPage(page(q, n)));
       return found.flatMap((row) => {
         const record = s.action(String(row.action));
         return record ? [{ micros: rowMicros(row), entry: actionEntry(record, q.device) }] : [];
@@ -232,9 +234,7 @@ export async function timelineSince(
   });
   const entries = page.entries;
   if (q.types.has("action")) {
-    const moved = await s.store.query(
-      `SELECT "action" FROM action_log WHERE "device" = '${q.device}' AND time >= ${q.afterMicros}u`,
-    );
+    const moved = await s.store.query(actionsMovedSince(q.device, q.afterMicros));
     for (const id of new Set(moved.map((r) => String(r.action)))) {
       const record = s.action(id);
       if (record) entries.push(actionEntry(record, q.device));
@@ -251,9 +251,7 @@ export async function telemetrySummary(
   to: number,
   interval: number,
 ): Promise<TelemetrySummary> {
-  const rows = await store.query(
-    `SELECT mean(*), min(*), max(*) FROM telemetry WHERE "device" = '${device}' AND time >= ${micros(from)} AND time <= ${micros(to)} GROUP BY time(${interval}ms) fill(none)`,
-  );
+  const rows = await store.query(telemetryBuckets(device, from, to, interval));
   const summary: TelemetrySummary = { interval, time: [], metrics: {} };
   // mean(*) answers numeric fields only, so a mean_ column marks a metric worth a chart.
   const names = new Set<string>();

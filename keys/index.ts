@@ -92,7 +92,7 @@ export async function startKeys(deps: { store: Store; log: Logger; changes?: Cha
     feed: changes,
     topic: keyChanges,
     log,
-    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(KEYS_MEASUREMENT)}`.text),
+    rows: () => deps.store.query(influxql`SELECT * FROM ${ident(KEYS_MEASUREMENT)}`),
     toEvent: keyRowToEvent,
     apply: (event) => view.apply(event),
     changed(event) {

@@ -2,10 +2,13 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Point, RawRow, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { ident, literal, namedPattern, redact } from "./mentions.ts";
+import { ident, influxql, join, type InfluxQL } from "../store/influxql.ts";
+import { devicesOfSubject } from "../ingest/queries.ts";
+import { namedPattern, redact } from "./mentions.ts";
 import { policyOf, scan, shapes, SUBJECT_TAGS, type Shape } from "./scan.ts";
 
-export const ERASURES = "erasures";
+export { ERASURES } from "./names.ts";
+import { ERASURES } from "./names.ts";
 
 /** The in-memory views that hold something about a subject; each forgets them at once. */
 export interface ErasableViews {
@@ -83,9 +86,7 @@ export async function eraseSubject(
   const started = Date.now();
   // The devices whose own windows counted this customer's messages, to warm them again without.
   const used = new Set<string>();
-  for (const rows of await store.exec(
-    `SHOW TAG VALUES FROM telemetry, events, feedback WITH KEY = "device" WHERE "subject" = ${literal(subject)}`,
-  )) {
+  for (const rows of await store.exec(devicesOfSubject(subject))) {
     for (const row of rows) used.add(String(row.value));
   }
 
@@ -108,8 +109,11 @@ export async function eraseSubject(
   for (const shape of all) {
     const tags = shape.tags.filter((t) => SUBJECT_TAGS[t]);
     if (tags.length === 0 || policyOf(shape.name) === "keep") continue;
-    const where = tags.map((t) => `${ident(t)} = ${literal(SUBJECT_TAGS[t]!(subject))}`).join(" OR ");
-    const [counts = []] = await store.exec(`SELECT count(*) FROM ${ident(shape.name)} WHERE ${where}`);
+    const where = join(
+      tags.map((t) => influxql`${ident(t)} = ${SUBJECT_TAGS[t]!(subject)}`),
+      " OR ",
+    );
+    const [counts = []] = await store.exec(influxql`SELECT count(*) FROM ${ident(shape.name)} WHERE ${where}`);
     const n = Math.max(
       0,
       ...counts.flatMap((row) =>
@@ -119,7 +123,7 @@ export async function eraseSubject(
       ),
     );
     if (n === 0) continue;
-    await store.exec(`DROP SERIES FROM ${ident(shape.name)} WHERE ${where}`);
+    await store.exec(influxql`DROP SERIES FROM ${ident(shape.name)} WHERE ${where}`);
     add(deleted, shape.name, n);
   }
 
@@ -129,10 +133,10 @@ export async function eraseSubject(
     const own = matches.filter((m) => m.own).map((m) => m.row);
     for (let i = 0; i < own.length; i += BATCH) {
       await store.exec(
-        own
-          .slice(i, i + BATCH)
-          .map((row) => deleteOne(shape, row))
-          .join("; "),
+        join(
+          own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)),
+          "; ",
+        ),
       );
     }
     add(deleted, shape.name, own.length);
@@ -183,9 +187,10 @@ export async function eraseSubject(
 }
 
 /** One point: its series (every tag, absent ones as '') at its exact time. */
-function deleteOne(shape: Shape, row: RawRow): string {
-  const series = shape.tags.map((t) => `${ident(t)} = ${literal(row[t] == null ? "" : String(row[t]))}`);
-  return `DELETE FROM ${ident(shape.name)} WHERE ${[...series, `time = ${literal(row.time)}`].join(" AND ")}`;
+function deleteOne(shape: Shape, row: RawRow): InfluxQL {
+  const series = shape.tags.map((t) => influxql`${ident(t)} = ${row[t] == null ? "" : String(row[t] as string)}`);
+  // The time as InfluxDB wrote it (RFC 3339 with nanoseconds), a string literal: a Date would lose the nanoseconds.
+  return influxql`DELETE FROM ${ident(shape.name)} WHERE ${join([...series, influxql`time = ${row.time}`], " AND ")}`;
 }
 
 /** The same point with every string field that names the subject redacted: same series and time, so InfluxDB overwrites those fields in place. */

@@ -5,9 +5,10 @@ import type { ActionRecord, Owner, Participation } from "../actions/index.ts";
 import type { ConsentChange, ConsentState } from "../consent/index.ts";
 import type { Link, SubjectToken, TouchpointSession } from "../subjects/index.ts";
 import type { RawRow, Store } from "../store/index.ts";
-import { ident, literal } from "./mentions.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import { subjectSentiment } from "../ingest/queries.ts";
 import { ERASURES, subjectHash } from "./erase.ts";
-import { condition, scan, shapes, type Shape } from "./scan.ts";
+import { actionLogShape, condition, scan, shapes, type Shape } from "./scan.ts";
 
 /** The in-memory views an export reads: what they hold is rebuilt from the same InfluxDB points the export streams. */
 export interface ExportViews {
@@ -43,12 +44,7 @@ const iso = (d: Date | undefined) => (d ? d.toISOString() : null);
 async function summary(subject: string, deps: ExportDeps) {
   const { views } = deps;
   const owner: Owner = `subject:${subject}`;
-  const [sentiment] =
-    (
-      await deps.store.exec(
-        `SELECT count(sentiment) AS n, mean(sentiment) AS mean FROM feedback WHERE "subject" = ${literal(subject)}`,
-      )
-    )[0] ?? [];
+  const [sentiment] = (await deps.store.exec(subjectSentiment(subject)))[0] ?? [];
   return {
     consent: {
       current: views.consent.current(subject),
@@ -87,7 +83,7 @@ async function summary(subject: string, deps: ExportDeps) {
 
 /** Erasure records of this subject: found by their salted hash, the only way they refer to anyone. */
 async function* erasuresOf(subject: string, store: Store): AsyncGenerator<Record<string, unknown>> {
-  for await (const rows of store.stream(`SELECT * FROM ${ident(ERASURES)}`)) {
+  for await (const rows of store.stream(influxql`SELECT * FROM ${ident(ERASURES)}`)) {
     for (const row of rows) {
       if (typeof row.salt !== "string" || row.subject_hash !== subjectHash(subject, row.salt)) continue;
       yield { erasure: row.erasure, at: row.time, by: row.by, points: row.points };
@@ -237,7 +233,7 @@ export function exportZip(subject: string, deps: ExportDeps): Readable {
   void (async () => {
     try {
       for (const shape of await shapes(deps.store)) {
-        if (shape.name === ERASURES || (shape.name !== "action_log" && !condition(shape, subject))) continue;
+        if (shape.name === ERASURES || (!actionLogShape(shape) && !condition(shape, subject))) continue;
         add(`records/${shape.name}.csv`, async function* () {
           const columns = columnsOf(shape);
           let header = true;

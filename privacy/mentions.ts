@@ -27,9 +27,6 @@ export function tokenPattern(subject: string): string {
   return `(^|[^A-Za-z0-9._-])${escape(subject)}($|[^${ID_CHARS}])`;
 }
 
-/** An InfluxQL regex literal. Ids hold no `/`. */
-export const regexLiteral = (pattern: string) => `/${pattern}/`;
-
 export const REDACTED = "[erased]";
 
 /** The value with every `namedPattern` mention of the subject replaced; an exact match becomes empty. */
@@ -39,7 +36,3 @@ export function redact(value: string, subject: string): string {
     .replaceAll(`"${subject}"`, `"${REDACTED}"`)
     .replace(new RegExp(`subject:${escape(subject)}(?![A-Za-z0-9._:-])`, "g"), `subject:${REDACTED}`);
 }
-
-/** InfluxQL identifier and string literal quoting. */
-export const ident = (name: string) => `"${name.replaceAll("\\", "\\\\").replaceAll('"', '\\"')}"`;
-export const literal = (value: string) => `'${value.replaceAll("\\", "\\\\").replaceAll("'", "\\'")}'`;

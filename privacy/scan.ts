@@ -1,6 +1,11 @@
 import type { RawRow, Store } from "../store/index.ts";
 import { SERIES } from "../store/index.ts";
-import { ident, literal, namedPattern, regexLiteral, tokenPattern } from "./mentions.ts";
+import { ident, influxql, join, regex, type InfluxQL } from "../store/influxql.ts";
+import { allActionRows, isActionLog } from "../actions/queries.ts";
+import { erasure as ingestErasure } from "../ingest/queries.ts";
+import { erasure as rulesErasure } from "../rules/queries.ts";
+import { namedPattern, tokenPattern } from "./mentions.ts";
+import { ERASURES } from "./names.ts";
 
 /** What a measurement holds, from InfluxDB's own catalogue (so a measurement added later is covered too). */
 export interface Shape {
@@ -18,14 +23,14 @@ export interface Shape {
  * Every point in a series tagged with the subject is theirs and goes, whatever the measurement.
  */
 export type Policy = "erase" | "redact" | "keep";
+// Each part that owns a measurement says what erasure does with it; anything else is platform state.
 const POLICIES: Record<string, Policy> = {
-  telemetry: "erase",
-  events: "erase",
-  feedback: "erase",
-  dead_letters: "erase",
-  rule_versions: "keep",
-  erasures: "keep",
+  ...ingestErasure.policies,
+  ...rulesErasure.policies,
+  [ERASURES]: "keep",
 };
+/** Measurements holding raw payloads (maybe not JSON): the id is searched as a bare token. */
+const RAW_TEXT: ReadonlySet<string> = new Set(ingestErasure.rawText);
 export const policyOf = (measurement: string): Policy => POLICIES[measurement] ?? "redact";
 
 /** Tag keys whose values name subjects, and the form they take. Device ids are another namespace and never match. */
@@ -33,8 +38,6 @@ export const SUBJECT_TAGS: Record<string, (subject: string) => string> = {
   subject: (s) => s,
   owner: (s) => `subject:${s}`,
 };
-
-const ACTION_LOG = "action_log";
 
 export interface Match {
   row: RawRow;
@@ -44,7 +47,7 @@ export interface Match {
 
 export async function shapes(store: Store): Promise<Shape[]> {
   const [names = [], tagRows = [], fieldRows = []] = await store.exec(
-    "SHOW MEASUREMENTS; SHOW TAG KEYS; SHOW FIELD KEYS",
+    influxql`SHOW MEASUREMENTS; SHOW TAG KEYS; SHOW FIELD KEYS`,
   );
   const byName = new Map<string, Shape>(
     names.map((r) => [String(r.name), { name: String(r.name), tags: [], fields: [] }]),
@@ -56,14 +59,17 @@ export async function shapes(store: Store): Promise<Shape[]> {
 }
 
 /** The InfluxQL condition that finds points naming the subject in a measurement, or undefined when none can. */
-export function condition(shape: Shape, subject: string, loose = false): string | undefined {
-  const pattern = regexLiteral(loose || shape.name === "dead_letters" ? tokenPattern(subject) : namedPattern(subject));
+export function condition(shape: Shape, subject: string, loose = false): InfluxQL | undefined {
+  const pattern = regex(loose || RAW_TEXT.has(shape.name) ? tokenPattern(subject) : namedPattern(subject));
   const parts = [
-    ...shape.tags.filter((t) => SUBJECT_TAGS[t]).map((t) => `${ident(t)} = ${literal(SUBJECT_TAGS[t]!(subject))}`),
-    ...shape.fields.filter((f) => f.type === "string").map((f) => `${ident(f.key)} =~ ${pattern}`),
+    ...shape.tags.filter((t) => SUBJECT_TAGS[t]).map((t) => influxql`${ident(t)} = ${SUBJECT_TAGS[t]!(subject)}`),
+    ...shape.fields.filter((f) => f.type === "string").map((f) => influxql`${ident(f.key)} =~ ${pattern}`),
   ];
-  return parts.length > 0 ? parts.join(" OR ") : undefined;
+  return parts.length > 0 ? join(parts, " OR ") : undefined;
 }
+
+/** Whether a measurement is the action log, which is read whole (see `scan`). */
+export const actionLogShape = (shape: Shape): boolean => isActionLog(shape.name);
 
 export function taggedWith(shape: Shape, row: RawRow, subject: string): boolean {
   return shape.tags.some((t) => SUBJECT_TAGS[t] && row[t] === SUBJECT_TAGS[t]!(subject));
@@ -85,13 +91,13 @@ export async function* scan(
   for (const shape of await shapes(store)) {
     if (only && !only(shape)) continue;
     const policy = policyOf(shape.name);
-    if (shape.name === ACTION_LOG) {
+    if (isActionLog(shape.name)) {
       yield* actionLog(store, shape, subject, loose);
       continue;
     }
     const where = condition(shape, subject, loose);
     if (!where) continue;
-    for await (const rows of store.stream(`SELECT * FROM ${ident(shape.name)} WHERE ${where}`)) {
+    for await (const rows of store.stream(influxql`SELECT * FROM ${ident(shape.name)} WHERE ${where}`)) {
       yield {
         shape,
         matches: rows.map((row) => ({ row, own: policy === "erase" || taggedWith(shape, row, subject) })),
@@ -109,7 +115,7 @@ async function* actionLog(
   const ids = new Set<string>();
   const named = new RegExp(loose ? tokenPattern(subject) : namedPattern(subject));
   const strings = shape.fields.filter((f) => f.type === "string").map((f) => f.key);
-  for await (const rows of store.stream(`SELECT * FROM ${ident(ACTION_LOG)}`)) {
+  for await (const rows of store.stream(allActionRows())) {
     const matches: Match[] = [];
     for (const row of rows) {
       const action = String(row.action ?? "");

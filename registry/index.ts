@@ -15,6 +15,7 @@ import {
   type DeviceEntry,
   type RegistryEvent,
 } from "./view.ts";
+import { registryRows } from "./queries.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -149,7 +150,7 @@ export async function startRegistry(
     feed: changes,
     topic: registryChanges,
     log,
-    rows: () => store.query(influxql`SELECT * FROM ${ident(REGISTRY_MEASUREMENT)}`.text),
+    rows: () => store.query(registryRows()),
     toEvent: registryRowToEvent,
     apply: (event) => view.apply(event),
     changed: announce,

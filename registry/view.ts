@@ -2,6 +2,7 @@ import { z } from "zod";
 import { topic } from "../changes/index.ts";
 import { rowMicros } from "../changes/rebuild.ts";
 import { microsToMs } from "../store/clock.ts";
+import { DEVICE_REGISTRY } from "./queries.ts";
 
 /** A change to one device, as stored in `device_registry` and carried by the feed. */
 const micros = z.number().int().nonnegative();
@@ -19,7 +20,7 @@ export const registryChanges = topic<RegistryEvent>(
   (e) => `registry:${e.device}:${e.micros}`,
 );
 
-export const REGISTRY_MEASUREMENT = "device_registry";
+export const REGISTRY_MEASUREMENT = DEVICE_REGISTRY;
 
 /** A `device_registry` row as the event it recorded (the point time is the event's time). */
 export const registryRowToEvent = (row: Record<string, unknown>): unknown => ({

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { topic } from "../changes/index.ts";
 import { rowMicros } from "../changes/rebuild.ts";
+import { RULE_VERSIONS } from "./queries.ts";
 
 const fields = {
   rule: z.string().min(1),
@@ -19,7 +20,7 @@ export type RuleEvent = z.infer<typeof ruleEventSchema>;
 
 export const ruleChanges = topic<RuleEvent>("rules", ruleEventSchema, (e) => `rules:${e.rule}:${e.micros}`);
 
-export const RULES_MEASUREMENT = "rule_versions";
+export const RULES_MEASUREMENT = RULE_VERSIONS;
 
 /** A `rule_versions` row as the event it recorded. */
 export const ruleRowToEvent = (row: Record<string, unknown>): unknown => ({

@@ -74,7 +74,7 @@ export class Catalog {
       feed: changes,
       topic: ruleChanges,
       log,
-      rows: () => store.query(influxql`SELECT * FROM ${ident(RULES_MEASUREMENT)}`.text),
+      rows: () => store.query(influxql`SELECT * FROM ${ident(RULES_MEASUREMENT)}`),
       toEvent: ruleRowToEvent,
       apply: (event) => catalog.view.apply(event),
       changed: (event) => {

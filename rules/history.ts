@@ -1,5 +1,6 @@
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
+import { history } from "../ingest/queries.ts";
 
 const DAY = 86_400_000;
 const TAGS = new Set(["time", "device", "subject", "event"]);
@@ -19,26 +20,18 @@ export async function readHistory(
   devices?: readonly string[],
 ): Promise<number> {
   const events = [...triggers].filter((t) => t.startsWith("event:")).map((t) => t.slice("event:".length));
-  const queries: Array<{ kind: Kind; q: (range: string) => string }> = [];
-  if (triggers.has("telemetry"))
-    queries.push({ kind: "telemetry", q: (range) => `SELECT * FROM telemetry WHERE ${range}` });
-  if (triggers.has("feedback"))
-    queries.push({ kind: "feedback", q: (range) => `SELECT * FROM feedback WHERE ${range}` });
-  // Event names were validated against [A-Za-z0-9_.-] when the rule loaded, so they are safe in a literal.
-  if (events.length > 0)
-    queries.push({
-      kind: "event",
-      q: (range) => `SELECT * FROM events WHERE (${events.map((e) => `event = '${e}'`).join(" OR ")}) AND ${range}`,
-    });
-  if (queries.length === 0) return 0;
+  const kinds: Kind[] = [];
+  if (triggers.has("telemetry")) kinds.push("telemetry");
+  if (triggers.has("feedback")) kinds.push("feedback");
+  if (events.length > 0) kinds.push("event");
+  if (kinds.length === 0) return 0;
   let count = 0;
   for (let start = from; start < to; start += DAY) {
     const end = Math.min(to, start + DAY);
-    // Device ids are validated at the edge ([A-Za-z0-9._-]), so they are safe in a literal.
-    const only = devices ? ` AND (${devices.map((d) => `device = '${d}'`).join(" OR ")})` : "";
-    const range = `time >= ${start * 1_000_000} AND time < ${end * 1_000_000}${only}`;
+    const only = { events, ...(devices ? { devices } : {}) };
     const batch: DeviceMessage[] = [];
-    for (const { kind, q } of queries) for (const row of await store.query(q(range))) batch.push(toMessage(kind, row));
+    for (const kind of kinds)
+      for (const row of await store.query(history(kind, start, end, only))) batch.push(toMessage(kind, row));
     batch.sort((a, b) => a.ts - b.ts);
     for (const msg of batch) onMessage(msg);
     count += batch.length;

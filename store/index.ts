@@ -2,6 +2,7 @@ import { InfluxDB, type IPoint } from "influx";
 import type { Logger } from "pino";
 import type { InfluxConfig } from "../config/schema.ts";
 import { startInfluxd, type ManagedInfluxd } from "./influxd.ts";
+import type { InfluxQL } from "./influxql.ts";
 
 export type Point = IPoint;
 export type Row = Record<string, unknown> & { time: Date };
@@ -27,15 +28,15 @@ export interface Store {
    * and message; `timeoutMs` turns a hung request into an error without a status.
    */
   writeLines(body: string, timeoutMs: number): Promise<void>;
-  query<T extends Row = Row>(influxql: string): Promise<T[]>;
+  query<T extends Row = Row>(query: InfluxQL): Promise<T[]>;
   /**
    * Streams the rows of one SELECT in chunks (InfluxDB's `chunked=true`), so a
    * long history never sits in memory: the next chunk is read only when the
    * consumer asks for it.
    */
-  stream(influxql: string, chunkSize?: number): AsyncIterable<RawRow[]>;
+  stream(query: InfluxQL, chunkSize?: number): AsyncIterable<RawRow[]>;
   /** Runs statements that change data or answer with names (DELETE, SHOW ...); answers each statement's rows. */
-  exec(influxql: string): Promise<RawRow[][]>;
+  exec(query: InfluxQL): Promise<RawRow[][]>;
   /** Writes points whose timestamps are nanosecond strings: to overwrite fields of existing points in place. */
   writeNanos(points: readonly Point[]): Promise<void>;
   ping(timeoutMs?: number): Promise<boolean>;
@@ -134,17 +135,17 @@ export async function openStore(options: StoreOptions): Promise<Store> {
       }
       throw new StoreWriteError(message || `HTTP ${res.status}`, res.status);
     },
-    async query<T extends Row>(influxql: string) {
-      return (await client.query(influxql)) as unknown as T[];
+    async query<T extends Row>(query: InfluxQL) {
+      return (await client.query(query.text)) as unknown as T[];
     },
-    stream(influxql, chunkSize = 1000) {
-      return streamQuery(queryUrl, authHeader, influxql, chunkSize);
+    stream(query, chunkSize = 1000) {
+      return streamQuery(queryUrl, authHeader, query.text, chunkSize);
     },
-    async exec(influxql) {
+    async exec(query) {
       const res = await fetch(queryUrl, {
         method: "POST",
         headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" },
-        body: new URLSearchParams({ q: influxql }),
+        body: new URLSearchParams({ q: query.text }),
       });
       const body = (await res.json().catch(() => ({}))) as QueryBody;
       if (!res.ok && !body.results) throw new StoreQueryError(body.error ?? `HTTP ${res.status}`);
@@ -211,13 +212,13 @@ export const SERIES = "@series";
 async function* streamQuery(
   queryUrl: URL,
   authHeader: Record<string, string> | undefined,
-  influxql: string,
+  text: string,
   chunkSize: number,
 ): AsyncGenerator<RawRow[]> {
   const res = await fetch(queryUrl, {
     method: "POST",
     headers: { ...authHeader, "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams({ q: influxql, chunked: "true", chunk_size: String(chunkSize) }),
+    body: new URLSearchParams({ q: text, chunked: "true", chunk_size: String(chunkSize) }),
   });
   if (!res.ok || !res.body) throw new StoreQueryError(`${(await res.text().catch(() => "")) || `HTTP ${res.status}`}`);
   // Each chunk is one JSON document on a line of its own.

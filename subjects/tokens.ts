@@ -4,6 +4,7 @@ import type { Authenticator, Principal } from "../api/auth.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 export const TOKENS = "subject_tokens";
 const PREFIX = "rfs";
@@ -59,7 +60,7 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
     token_hash?: string;
     label?: string;
     by?: string;
-  }>(`SELECT * FROM ${TOKENS}`);
+  }>(influxql`SELECT * FROM ${ident(TOKENS)}`);
   for (const row of rows) {
     if (row.op === "issued") {
       tokens.set(row.token, {

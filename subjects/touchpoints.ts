@@ -2,6 +2,9 @@ import type { Logger } from "pino";
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
+import { provisionedLinks } from "../registry/queries.ts";
+import { sessionEvents } from "../ingest/queries.ts";
+import { ident, influxql } from "../store/influxql.ts";
 
 export const LINKS = "subject_links";
 const SESSION_START = "session_start";
@@ -64,11 +67,9 @@ export async function startTouchpoints(
   const listeners = new Set<(change: TouchpointChange) => void>();
 
   // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
-  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(
-    `SELECT device, subject FROM device_registry WHERE subject =~ /./`,
-  );
+  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(provisionedLinks());
   const rows = await deps.store.query<{ time: Date; device: string; subject: string; op: string; by?: string }>(
-    `SELECT * FROM ${LINKS}`,
+    influxql`SELECT * FROM ${ident(LINKS)}`,
   );
   const history = [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows].sort(
     (a, b) => a.time.getTime() - b.time.getTime(),
@@ -80,7 +81,7 @@ export async function startTouchpoints(
   }
   const since = Date.now() - config.sessionTtlMs;
   const open = await deps.store.query<{ time: Date; device: string; event: string; subject?: string }>(
-    `SELECT device, event, subject, props FROM events WHERE (event = '${SESSION_START}' OR event = '${SESSION_END}') AND time > ${since * 1_000_000} ORDER BY time ASC`,
+    sessionEvents(SESSION_START, SESSION_END, since),
   );
   for (const row of open) follow(row.device, row.event, row.subject ?? undefined, row.time.getTime(), false);
   log.info({ links: links.size, sessions: sessions.size }, "links and open sessions rebuilt from InfluxDB");

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery } from "../support/influx.ts";
 import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const rule = "id: hot\non: telemetry\nwhen: msg.metrics.temp > 30\nthen:\n  - set: ui.theme\n    value: cool\n";
 
@@ -37,9 +38,10 @@ describe("reliable action delivery", () => {
   };
   const pending = async (id: string) => (await api(t, "GET", `/api/devices/${id}`)).body.pendingActions as number;
   const log = (id: string) =>
-    influxQuery(t.db, `SELECT action, status FROM action_log WHERE device = '${id}'`) as Promise<unknown> as Promise<
-      Array<{ action: string; status: string }>
-    >;
+    influxQuery(
+      t.db,
+      influxql`SELECT action, status FROM action_log WHERE device = ${id}`,
+    ) as Promise<unknown> as Promise<Array<{ action: string; status: string }>>;
 
   /** Subscribes to actions and state; the retained state arrives after any resent action, so it is the barrier. */
   const subscribeAndSettle = async (client: MqttClient, device: string) => {

@@ -14,6 +14,7 @@ import {
 } from "../support/platform.ts";
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const rule = "id: hot\non: telemetry\nwhen: msg.metrics.temp > 30\nthen:\n  - set: ui.theme\n    value: cool\n";
 
@@ -81,7 +82,7 @@ describe("ACL matrix: device A cannot reach device B", () => {
       "the refusal in the log",
     );
     expect(line).toMatchObject({ reason: "acl_denied", clientId: a.id });
-    expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE device = '${b.id}'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM telemetry WHERE device = ${b.id}`)).toEqual([]);
     expect(bClient.connected).toBe(true);
   });
 
@@ -99,7 +100,7 @@ describe("ACL matrix: device A cannot reach device B", () => {
       const stray = await mosquitto("mosquitto_pub", a.id, a.id, a.token, ["-t", topic, "-m", "{}"]);
       expect([topic, stray.stderr]).toEqual([topic, expect.stringMatching(/connection was lost/i)]);
     }
-    expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE device = '${b.id}'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM telemetry WHERE device = ${b.id}`)).toEqual([]);
   });
 
   it("mqtt.js over TCP and WebSocket: subscriptions to B's actions and state, devices/#, # and $SYS are refused, and nothing of B arrives", async () => {

@@ -8,6 +8,7 @@ import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { connectDevice, logLine, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const closed = (client: MqttClient) =>
   new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
@@ -42,7 +43,7 @@ describe("broker limits", () => {
    */
   const goodStillWorks = async (n: number) => {
     await goodClient.publishAsync(`devices/${good.id}/telemetry`, JSON.stringify({ metrics: { n } }), { qos: 1 });
-    const rows = await rowsOnce(t.db, `SELECT n FROM telemetry WHERE device = '${good.id}' AND n = ${n}`);
+    const rows = await rowsOnce(t.db, influxql`SELECT n FROM telemetry WHERE device = ${good.id} AND n = ${n}`);
     expect(rows).toHaveLength(1);
   };
 
@@ -105,7 +106,7 @@ describe("broker limits", () => {
     expect(pub.stderr).toMatch(/connection was lost/i);
     // Good's point in InfluxDB first: then nothing of big's is on its way there.
     await goodStillWorks(1);
-    expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE device = '${big.id}'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM telemetry WHERE device = ${big.id}`)).toEqual([]);
   });
 
   it("cuts a connection whose packet announces more than the limit before buffering it, over TCP and WebSocket", async () => {
@@ -142,7 +143,7 @@ describe("broker limits", () => {
     expect(line).toMatchObject({ reason: "rate_limited", rate: 5, burst: 20 });
     // The burst was accepted; what came after was not (the bucket refills by 5 a second meanwhile).
     const stored = async () =>
-      ((await influxQuery(t.db, `SELECT count(i) FROM telemetry WHERE device = '${noisy.id}'`))[0]?.count as
+      ((await influxQuery(t.db, influxql`SELECT count(i) FROM telemetry WHERE device = ${noisy.id}`))[0]?.count as
         number | undefined) ?? 0;
     await waitFor(async () => (await stored()) >= 20, "the burst in InfluxDB");
 

@@ -6,6 +6,7 @@ import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { run } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 /**
  * The optional `mqtts` listener, with a throwaway self-signed certificate
@@ -59,7 +60,7 @@ describe("MQTT over TLS", () => {
     const client = await connectDevice(`mqtts://127.0.0.1:${port}`, device.id, device.token, { ca: cert });
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { tls: true } }), { qos: 1 });
     // The PUBACK means the point is durable on disk; InfluxDB has it moments later.
-    expect(await rowsOnce(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-1'`)).toEqual([
+    expect(await rowsOnce(t.db, influxql`SELECT tls FROM telemetry WHERE device = 'atm-1'`)).toEqual([
       expect.objectContaining({ tls: true }),
     ]);
     const refused = await client
@@ -69,7 +70,7 @@ describe("MQTT over TLS", () => {
     await client.endAsync();
     await waitFor(
       async () =>
-        (await influxQuery(t.db, `SELECT * FROM presence WHERE device = 'atm-1' AND event = 'disconnect'`))[0]
+        (await influxQuery(t.db, influxql`SELECT * FROM presence WHERE device = 'atm-1' AND event = 'disconnect'`))[0]
           ?.transport === "tls",
       "presence over tls",
     );
@@ -101,7 +102,7 @@ describe("MQTT over TLS", () => {
       '{"metrics":{"tls":true}}',
     ]);
     expect(pub).toMatchObject({ code: 0, stderr: "" });
-    expect(await rowsOnce(t.db, `SELECT tls FROM telemetry WHERE device = 'atm-2'`)).toHaveLength(1);
+    expect(await rowsOnce(t.db, influxql`SELECT tls FROM telemetry WHERE device = 'atm-2'`)).toHaveLength(1);
     // A client that does not trust the certificate gets no session.
     const untrusting = await run("mosquitto_pub", [
       "-h",

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { polling } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const SUBJECT = "cust-42";
 
@@ -47,28 +48,37 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
    * evidence that ingest got through them, before asserting what is not stored.
    * (A PUBACK means durable on disk; InfluxDB has the record moments later.)
    */
-  const settled = (k: number) => rowsOnce(t.db, `SELECT marker FROM telemetry WHERE marker = ${k}`);
+  const settled = (k: number) => rowsOnce(t.db, influxql`SELECT marker FROM telemetry WHERE marker = ${k}`);
   /** Which kinds of the subject's record number `k` are stored, linked to the subject, once its marker is in InfluxDB. */
   const storedFor = async (k: number) => {
     await settled(k);
     const kinds: string[] = [];
-    if ((await influxQuery(t.db, `SELECT n FROM telemetry WHERE subject = '${SUBJECT}' AND n = ${k}`)).length)
+    if ((await influxQuery(t.db, influxql`SELECT n FROM telemetry WHERE subject = ${SUBJECT} AND n = ${k}`)).length)
       kinds.push("telemetry");
     if (
-      (await influxQuery(t.db, `SELECT props FROM events WHERE subject = '${SUBJECT}' AND props = '{"n":${k}}'`)).length
+      (
+        await influxQuery(
+          t.db,
+          influxql`SELECT props FROM events WHERE subject = ${SUBJECT} AND props = ${`{"n":${k}}`}`,
+        )
+      ).length
     )
       kinds.push("events");
     if (
-      (await influxQuery(t.db, `SELECT text FROM feedback WHERE subject = '${SUBJECT}' AND text = 'visit ${k}, great'`))
-        .length
+      (
+        await influxQuery(
+          t.db,
+          influxql`SELECT text FROM feedback WHERE subject = ${SUBJECT} AND text = ${`visit ${k}, great`}`,
+        )
+      ).length
     )
       kinds.push("feedback");
     return kinds;
   };
   const anyPointOf = async (k: number) =>
-    (await influxQuery(t.db, `SELECT n FROM telemetry WHERE n = ${k}`)).length +
-    (await influxQuery(t.db, `SELECT props FROM events WHERE props = '{"n":${k}}'`)).length +
-    (await influxQuery(t.db, `SELECT text FROM feedback WHERE text = 'visit ${k}, great'`)).length;
+    (await influxQuery(t.db, influxql`SELECT n FROM telemetry WHERE n = ${k}`)).length +
+    (await influxQuery(t.db, influxql`SELECT props FROM events WHERE props = ${`{"n":${k}}`}`)).length +
+    (await influxQuery(t.db, influxql`SELECT text FROM feedback WHERE text = ${`visit ${k}, great`}`)).length;
   const consent = (body: unknown, subject = SUBJECT) => api(t, "PUT", `/api/subjects/${subject}/consent`, body);
 
   it("stores nothing about a subject without a consent record, counts it, and is not an error to the device", async () => {
@@ -104,7 +114,7 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
     await expect.poll(() => storedFor(second), polling).toEqual(["telemetry", "events", "feedback"]);
     const [feedback] = await influxQuery(
       t.db,
-      `SELECT rating, text, sentiment FROM feedback WHERE subject = '${SUBJECT}'`,
+      influxql`SELECT rating, text, sentiment FROM feedback WHERE subject = ${SUBJECT}`,
     );
     expect(feedback).toMatchObject({ rating: 4, sentiment: expect.any(Number) });
     expect(Number(feedback!.sentiment)).toBeGreaterThan(0);
@@ -124,7 +134,7 @@ describe("consent: opt-in per purpose decides what is stored about a subject", (
       ["feedback", true, "admin"],
       ["analytics", false, "admin"],
     ]);
-    const rows = await influxQuery(t.db, `SELECT purpose, granted FROM consent WHERE subject = '${SUBJECT}'`);
+    const rows = await influxQuery(t.db, influxql`SELECT purpose, granted FROM consent WHERE subject = ${SUBJECT}`);
     expect(rows.map((r) => [r.purpose, r.granted])).toEqual([
       ["analytics", true],
       ["personalization", true],

@@ -15,6 +15,7 @@ import {
 import { devices } from "../../cli/devices.ts";
 import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const closed = (client: MqttClient) =>
   new Promise<void>((resolve) => (client.disconnected ? resolve() : client.once("close", () => resolve())));
@@ -35,7 +36,7 @@ const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { RE
 describe("device lifecycle and presence", () => {
   let t: TestPlatform;
   const presence = (device: string) =>
-    influxQuery(t.db, `SELECT * FROM presence WHERE device = '${device}'`) as Promise<unknown> as Promise<
+    influxQuery(t.db, influxql`SELECT * FROM presence WHERE device = ${device}`) as Promise<unknown> as Promise<
       PresenceRow[]
     >;
   const device = async (id: string) => (await api(t, "GET", `/api/devices/${id}`)).body;
@@ -172,7 +173,8 @@ describe("device lifecycle and presence", () => {
     // The will went through ingest like any event of the device.
     await waitFor(
       async () =>
-        (await influxQuery(t.db, `SELECT * FROM events WHERE device = 'app' AND event = 'went_offline'`)).length === 1,
+        (await influxQuery(t.db, influxql`SELECT * FROM events WHERE device = 'app' AND event = 'went_offline'`))
+          .length === 1,
       "the will as an event",
     );
   });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const coolTheme = `
 id: cool-theme
@@ -41,7 +42,7 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     );
 
     // The PUBACK came back, so the point is durable on disk; InfluxDB has it moments later.
-    const rows = await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`);
+    const rows = await rowsOnce(t.db, influxql`SELECT temp, door FROM telemetry WHERE device = ${device.id}`);
     expect(rows).toEqual([expect.objectContaining({ temp: 31.5, door: false })]);
 
     const actions = await waitFor(() => seen.get(`devices/${device.id}/actions`), "an action");
@@ -68,8 +69,8 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const client = await connectDevice(t.mqttUrl, device.id, device.token);
     await client.publishAsync(`devices/${device.id}/telemetry`, JSON.stringify({ metrics: { temp: 12 } }), { qos: 1 });
     // The reading in InfluxDB first, as the evidence that ingest has processed it; then no action.
-    expect((await rowsOnce(t.db, `SELECT temp FROM telemetry WHERE device = '${device.id}'`)).length).toBe(1);
-    const rows = await influxQuery(t.db, `SELECT * FROM action_log WHERE device = '${device.id}'`);
+    expect((await rowsOnce(t.db, influxql`SELECT temp FROM telemetry WHERE device = ${device.id}`)).length).toBe(1);
+    const rows = await influxQuery(t.db, influxql`SELECT * FROM action_log WHERE device = ${device.id}`);
     expect(rows).toEqual([]);
     await client.endAsync();
   });
@@ -111,7 +112,7 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     expect(listed.status).toBe(200);
     expect(JSON.stringify(listed.body)).not.toContain("token");
     // Only a scrypt hash is stored.
-    const stored = await influxQuery(t.db, `SELECT token_hash FROM device_registry WHERE device = 'x-1'`);
+    const stored = await influxQuery(t.db, influxql`SELECT token_hash FROM device_registry WHERE device = 'x-1'`);
     expect(String(stored[0]!.token_hash)).toMatch(/^scrypt\$/);
   });
 

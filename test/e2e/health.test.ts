@@ -6,6 +6,7 @@ import { api, collect, connectDevice, provision, startTestPlatform, type TestPla
 import { openStream } from "../support/sse.ts";
 import { optIn, session, useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
+import { ident, influxql } from "../../store/influxql.ts";
 
 type Json = Record<string, any>;
 const MIN = 60_000;
@@ -141,7 +142,7 @@ describe("experience health, timeline and live updates", () => {
       ["kiosk-good", "feedback", 1],
     ];
     for (const [device, measurement, n] of expected)
-      await rowsOnce(t.db, `SELECT * FROM ${measurement} WHERE device = '${device}'`, atLeast(n));
+      await rowsOnce(t.db, influxql`SELECT * FROM ${ident(measurement)} WHERE device = ${device}`, atLeast(n));
   }, 60_000);
 
   afterAll(async () => {

@@ -2,6 +2,7 @@ import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { influxql } from "../../store/influxql.ts";
 
 type Channel = "telemetry" | "events" | "feedback" | "acks";
 const DEVICE = "corpus-dev";
@@ -207,7 +208,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
 
     const letters = await rowsOnce(
       t.db,
-      `SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = '${DEVICE}'`,
+      influxql`SELECT reason, channel, topic, detail, payload FROM dead_letters WHERE device = ${DEVICE}`,
       atLeast(corpus.length),
     );
     expect(letters.map((l) => [l.channel, l.reason])).toEqual(corpus.map(([, channel, , reason]) => [channel, reason]));
@@ -218,18 +219,22 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       expect(String(letter.payload), what).toBe(copy ?? payload.toString("utf8").slice(0, 1024));
     }
 
-    const stored = await rowsOnce(t.db, `SELECT seq, label FROM telemetry WHERE device = '${DEVICE}'`, atLeast(seq));
+    const stored = await rowsOnce(
+      t.db,
+      influxql`SELECT seq, label FROM telemetry WHERE device = ${DEVICE}`,
+      atLeast(seq),
+    );
     expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: seq }, (_, i) => i));
     expect(stored.map((r) => r.label)).toEqual(Array.from({ length: seq }, (_, i) => tricky[i % tricky.length]));
     // Nothing leaked into another measurement, series or field.
-    const measurements = (await influxQuery(t.db, "SHOW MEASUREMENTS")).map((m) => m.name);
+    const measurements = (await influxQuery(t.db, influxql`SHOW MEASUREMENTS`)).map((m) => m.name);
     expect(measurements).toContain("telemetry");
     expect(measurements).not.toContain("next"); // the line a tricky value tried to start
     expect(measurements).not.toContain("events"); // no good event was sent yet
-    expect(await influxQuery(t.db, `SHOW SERIES WHERE "device" = 'evil' OR "device" = 'x'`)).toEqual([]);
-    const devices = await influxQuery(t.db, `SHOW TAG VALUES FROM telemetry WITH KEY = "device"`);
+    expect(await influxQuery(t.db, influxql`SHOW SERIES WHERE "device" = 'evil' OR "device" = 'x'`)).toEqual([]);
+    const devices = await influxQuery(t.db, influxql`SHOW TAG VALUES FROM telemetry WITH KEY = "device"`);
     expect(devices.map((d) => d.value)).toEqual([DEVICE]);
-    const fields = await influxQuery(t.db, "SHOW FIELD KEYS FROM telemetry");
+    const fields = await influxQuery(t.db, influxql`SHOW FIELD KEYS FROM telemetry`);
     expect(fields.map((f) => f.fieldKey).sort()).toEqual(["label", "seq"]);
 
     // Counted by reason.
@@ -256,7 +261,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     // Each answer came once its dead letter was durable on disk; InfluxDB has them moments later.
     const letters = await rowsOnce(
       t.db,
-      `SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`,
+      influxql`SELECT reason, topic FROM dead_letters WHERE device = 'http-dev'`,
       atLeast(corpus.length),
     );
     expect(letters.map((l) => l.reason)).toEqual(corpus.map(([, , , reason]) => reason));
@@ -271,14 +276,14 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     );
     const rows = await rowsOnce(
       t.db,
-      `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`,
+      influxql`SELECT props FROM events WHERE device = ${DEVICE} AND event = 'batch_ok'`,
       atLeast(2),
     );
     expect(rows.map((r) => JSON.parse(String(r.props)))).toEqual([{ n: 1 }, { n: 2 }]);
     // This batch's dead letter is the one with a record index (the corpus' events are single records).
     const letters = await rowsOnce(
       t.db,
-      `SELECT reason, detail, "index" FROM dead_letters WHERE device = '${DEVICE}' AND channel = 'events'`,
+      influxql`SELECT reason, detail, "index" FROM dead_letters WHERE device = ${DEVICE} AND channel = 'events'`,
       (rows) => rows.some((r) => r.index === 1),
     );
     expect(letters.at(-1)).toMatchObject({
@@ -295,7 +300,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     // The PUBACKs mean durable on disk: InfluxDB refuses "high" only when the point reaches it, and then the dead letter follows.
     const letters = await rowsOnce(
       t.db,
-      `SELECT detail, payload FROM dead_letters WHERE device = '${DEVICE}' AND reason = 'write_rejected'`,
+      influxql`SELECT detail, payload FROM dead_letters WHERE device = ${DEVICE} AND reason = 'write_rejected'`,
     );
     expect(letters).toEqual([
       expect.objectContaining({
@@ -307,7 +312,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
     ]);
     const rows = await rowsOnce(
       t.db,
-      `SELECT level FROM telemetry WHERE device = '${DEVICE}' AND level > 0`,
+      influxql`SELECT level FROM telemetry WHERE device = ${DEVICE} AND level > 0`,
       atLeast(2),
     );
     expect(rows.map((r) => r.level)).toEqual([1.5, 2.5]);

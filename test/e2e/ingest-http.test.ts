@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { atLeast, rowsOnce } from "../support/influx.ts";
 import { ADMIN_TOKEN, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 describe("POST /api/ingest/{channel} with a device token", () => {
   let t: TestPlatform;
@@ -39,21 +40,21 @@ describe("POST /api/ingest/{channel} with a device token", () => {
       await post("feedback", JSON.stringify({ rating: 1, text: "awful, the screen is broken and slow" })),
     ).toMatchObject({ status: 200, body: { accepted: 1 } });
     // The answer came once the points were durable on disk; InfluxDB has them moments later.
-    expect(await rowsOnce(t.db, `SELECT temp, door FROM telemetry WHERE device = '${device.id}'`)).toEqual([
+    expect(await rowsOnce(t.db, influxql`SELECT temp, door FROM telemetry WHERE device = ${device.id}`)).toEqual([
       expect.objectContaining({ temp: 22.5, door: "closed" }),
     ]);
     expect(
       (
         await rowsOnce(
           t.db,
-          `SELECT props FROM events WHERE device = '${device.id}' AND event = 'page_view'`,
+          influxql`SELECT props FROM events WHERE device = ${device.id} AND event = 'page_view'`,
           atLeast(2),
         )
       ).length,
     ).toBe(2);
     const [feedback] = await rowsOnce(
       t.db,
-      `SELECT rating, text, sentiment FROM feedback WHERE device = '${device.id}'`,
+      influxql`SELECT rating, text, sentiment FROM feedback WHERE device = ${device.id}`,
     );
     expect(feedback).toMatchObject({ rating: 1, text: "awful, the screen is broken and slow" });
     expect(Number(feedback!.sentiment)).toBeLessThan(0);

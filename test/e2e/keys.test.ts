@@ -6,6 +6,7 @@ import { influxQuery } from "../support/influx.ts";
 import { ADMIN_TOKEN, api, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 type Json = Record<string, any>;
 
@@ -49,7 +50,7 @@ describe("staff API keys", () => {
     expect(text).not.toMatch(/token|scrypt/);
     expect((await api(t, "GET", `/api/keys/${support.id}`)).body).toMatchObject({ id: support.id, role: "support" });
     // At rest only the scrypt hash; in the logs nothing of the token.
-    const rows = await influxQuery(t.db, `SELECT * FROM api_keys WHERE "key" = '${support.id}'`);
+    const rows = await influxQuery(t.db, influxql`SELECT * FROM api_keys WHERE "key" = ${support.id}`);
     expect(rows[0]).toMatchObject({ op: "created", role: "support", name: "support desk", by: "admin" });
     expect(String(rows[0]!.token_hash)).toMatch(/^scrypt\$16384\$8\$1\$/);
     expect(JSON.stringify(rows)).not.toContain(support.token.split(".")[2]);

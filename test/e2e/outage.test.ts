@@ -8,6 +8,7 @@ import { freePort, startInfluxd, type ManagedInfluxd } from "../../store/influxd
 import { freshDb, influxQuery } from "../support/influx.ts";
 import { provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const log = pino({ level: "silent" });
 
@@ -67,7 +68,7 @@ const connect = (t: TestPlatform, id: string, token: string, reconnectPeriod = 0
   });
 
 async function storedSeqs(db: string, url: string, device: string): Promise<number[]> {
-  const rows = await influxQuery(db, `SELECT seq FROM telemetry WHERE device = '${device}'`, url);
+  const rows = await influxQuery(db, influxql`SELECT seq FROM telemetry WHERE device = ${device}`, url);
   return rows.map((r) => Number(r.seq));
 }
 

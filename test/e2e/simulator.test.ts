@@ -9,6 +9,7 @@ import { ADMIN_TOKEN, ingestCaughtUp, startTestPlatform, type TestPlatform } fro
 import { runCli } from "../support/process.ts";
 import { useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 /** The example rule of every acceptance story the fleet acts out (story 7's rating prompt included). */
 const STORY_RULES = [
@@ -84,7 +85,7 @@ describe("the simulated fleet against the platform", () => {
     await ingestCaughtUp(t);
 
     // The platform's own record agrees: every story rule proposed actions, and the devices' answers are in the action log.
-    const log = await influxQuery(t.db, "SELECT action, status, rule, subject FROM action_log");
+    const log = await influxQuery(t.db, influxql`SELECT action, status, rule, subject FROM action_log`);
     const ruleOf = new Map(log.filter((r) => r.status === "proposed").map((r) => [r.action, r.rule]));
     for (const rule of STORY_RULES) {
       const statuses = new Set(log.filter((r) => ruleOf.get(r.action) === rule).map((r) => r.status));
@@ -105,19 +106,19 @@ describe("the simulated fleet against the platform", () => {
     ).toEqual([]);
     // Story 8: nothing was proposed for, or linked to, a customer who did not opt in.
     expect(log.filter((r) => optedOut.includes(String(r.subject)))).toEqual([]);
-    const linked = (await influxQuery(t.db, `SHOW TAG VALUES FROM events WITH KEY = "subject"`)).map((r) =>
+    const linked = (await influxQuery(t.db, influxql`SHOW TAG VALUES FROM events WITH KEY = "subject"`)).map((r) =>
       String(r.value),
     );
     expect(linked.length).toBeGreaterThan(0);
     expect(linked.filter((subject) => optedOut.includes(subject))).toEqual([]);
     // Story 6: free-text feedback, both positive and negative, stored with the device it came from.
-    const texts = (await influxQuery(t.db, "SELECT device, text FROM feedback WHERE text =~ /./")).map((r) =>
+    const texts = (await influxQuery(t.db, influxql`SELECT device, text FROM feedback WHERE text =~ /./`)).map((r) =>
       String(r.text),
     );
     expect(texts.some((x) => /terrible|awful|frustrating|annoying|hate|bad/i.test(x))).toBe(true);
     expect(texts.some((x) => /great|love|thank|excellent|good/i.test(x))).toBe(true);
     // The fleet speaks the contract: nothing it sent was refused.
-    expect(await influxQuery(t.db, "SELECT * FROM dead_letters")).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM dead_letters`)).toEqual([]);
   }, 60_000);
 
   it("refeed sim reuses the kept tokens, prints progress, and stops cleanly on Ctrl-C with a summary", async () => {

@@ -4,6 +4,7 @@ import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { runCli } from "../support/process.ts";
 import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql, micros } from "../../store/influxql.ts";
 
 const DAY = 86_400_000;
 
@@ -88,14 +89,18 @@ describe("story 1: the ATM that knows you", () => {
     }
     await c.endAsync();
     // The backtest reads its history from InfluxDB, which has the events moments after their PUBACKs (durable on disk).
-    await rowsOnce(t.db, `SELECT props FROM events WHERE device = '${atm.id}'`, atLeast(published));
+    await rowsOnce(t.db, influxql`SELECT props FROM events WHERE device = ${atm.id}`, atLeast(published));
 
     // The publishes above fire the rule live too; those rows carry the time of their evaluation, which
     // precedes each PUBACK, so rows newer than this are the backtest's (there must be none).
     const backtestStarted = Date.now();
     const logged = async () =>
-      (await influxQuery(t.db, `SELECT count(status) FROM action_log WHERE time >= ${backtestStarted}ms`))[0]?.count ??
-      0;
+      (
+        await influxQuery(
+          t.db,
+          influxql`SELECT count(status) FROM action_log WHERE time >= ${micros(backtestStarted * 1000)}`,
+        )
+      )[0]?.count ?? 0;
     const res = await api(t, "POST", "/api/rules/atm-usual-amount/backtest", { since: "30d" });
     expect(res.status).toBe(200);
     const targets = (res.body.targets as Array<{ target: string; fires: number }>).map((x) => x.target);

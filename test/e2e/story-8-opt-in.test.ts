@@ -5,6 +5,7 @@ import { api, collect, connectDevice, ingestCaughtUp, provision, type TestPlatfo
 import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { whereSubjectIs } from "../support/subject-search.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql, type InfluxQL } from "../../store/influxql.ts";
 
 const ME = "cust-8-erase";
 const OTHER = "cust-8-other";
@@ -72,8 +73,8 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     );
     // Whatever ingest acknowledged is in InfluxDB by now (a PUBACK means durable on disk): none of it is the customer's.
     await ingestCaughtUp(t);
-    expect(await influxQuery(t.db, `SELECT * FROM events WHERE subject = 'cust-8a'`)).toEqual([]);
-    expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = 'cust-8a'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM events WHERE subject = 'cust-8a'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM telemetry WHERE subject = 'cust-8a'`)).toEqual([]);
 
     const token = await tokenFor(t, "cust-8a");
     expect(await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).toMatchObject({
@@ -259,12 +260,12 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
       "the ack in the lifecycle",
     );
     // The PUBACKs mean durable on disk; the export reads InfluxDB, which has the records moments later.
-    const held: Array<[string, number]> = [
-      [`SELECT * FROM telemetry WHERE subject = '${ME}'`, 1],
-      [`SELECT * FROM events WHERE subject = '${ME}'`, 4],
-      [`SELECT * FROM feedback WHERE subject = '${ME}'`, 1],
-      [`SELECT * FROM dead_letters WHERE device = '${phone.id}'`, 2],
-      [`SELECT * FROM events WHERE subject = '${OTHER}'`, 2],
+    const held: Array<[InfluxQL, number]> = [
+      [influxql`SELECT * FROM telemetry WHERE subject = ${ME}`, 1],
+      [influxql`SELECT * FROM events WHERE subject = ${ME}`, 4],
+      [influxql`SELECT * FROM feedback WHERE subject = ${ME}`, 1],
+      [influxql`SELECT * FROM dead_letters WHERE device = ${phone.id}`, 2],
+      [influxql`SELECT * FROM events WHERE subject = ${OTHER}`, 2],
     ];
     for (const [q, n] of held) await rowsOnce(t.db, q, atLeast(n));
 
@@ -349,7 +350,7 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     expect(await whereSubjectIs(t.db, ME)).not.toEqual([]);
     const otherBefore = await whereSubjectIs(t.db, OTHER);
     expect(otherBefore).not.toEqual([]);
-    const otherEvents = await influxQuery(t.db, `SELECT * FROM events WHERE subject = '${OTHER}'`);
+    const otherEvents = await influxQuery(t.db, influxql`SELECT * FROM events WHERE subject = ${OTHER}`);
 
     const res = await api(t, "DELETE", `/api/subjects/${ME}`, undefined, token);
     expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -361,9 +362,9 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     expect(await whereSubjectIs(t.db, ME)).toEqual([]);
     // The other customer's data is all there.
     expect(await whereSubjectIs(t.db, OTHER)).toEqual(otherBefore);
-    expect(await influxQuery(t.db, `SELECT * FROM events WHERE subject = '${OTHER}'`)).toEqual(otherEvents);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM events WHERE subject = ${OTHER}`)).toEqual(otherEvents);
     // The erasure event records no erased data.
-    const [erasure] = await influxQuery(t.db, "SELECT * FROM erasures");
+    const [erasure] = await influxQuery(t.db, influxql`SELECT * FROM erasures`);
     expect(erasure).toMatchObject({ erasure: res.body.erasure, by: "customer", subject_hash: expect.any(String) });
     expect(JSON.stringify(erasure)).not.toContain(ME);
 
@@ -414,7 +415,7 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
       qos: 1,
     });
     await ingestCaughtUp(t);
-    expect(await influxQuery(t.db, `SELECT * FROM telemetry WHERE subject = '${ME}'`)).toEqual([]);
+    expect(await influxQuery(t.db, influxql`SELECT * FROM telemetry WHERE subject = ${ME}`)).toEqual([]);
     await client.endAsync();
   });
 });

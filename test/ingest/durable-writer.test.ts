@@ -11,6 +11,7 @@ import { openStore, type Store } from "../../store/index.ts";
 import { startInfluxd, type ManagedInfluxd, type ManagedInfluxdOptions } from "../../store/influxd.ts";
 import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const log = pino({ level: "silent" });
 const line = (i: number, v: number | string = i): Line =>
@@ -54,7 +55,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       ...overrides,
     });
   const count = async (s: Store, url?: string) =>
-    (await influxQuery(s.db, "SELECT count(v) FROM m", url))[0]?.count ?? 0;
+    (await influxQuery(s.db, influxql`SELECT count(v) FROM m`, url))[0]?.count ?? 0;
 
   it("cuts a batch when it is full without waiting for its age", async () => {
     const s = await store();
@@ -125,7 +126,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
     await waitFor(() => w.mode === "direct", "the spool to be replayed");
     // The two direct writes, and the replay's own slot beside them.
     expect(most).toBe(3);
-    const rows = await influxQuery(s.db, "SELECT v FROM m");
+    const rows = await influxQuery(s.db, influxql`SELECT v FROM m`);
     expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 50 }, (_, i) => i));
     await w.close();
   });
@@ -216,7 +217,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       await w.flush();
       expect(slow.requests[0]).toBe(1);
       expect(slow.requests.slice(1)).toEqual([10, 10, 4]);
-      const rows = await influxQuery(s.db, "SELECT v FROM m");
+      const rows = await influxQuery(s.db, influxql`SELECT v FROM m`);
       expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 25 }, (_, i) => i));
       await w.close();
       await opened.log.close();
@@ -250,7 +251,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
         onRejected: () => {},
       });
       await waitFor(() => w2.mode === "direct", "the spool to be replayed");
-      const rows = await influxQuery(s.db, "SELECT v FROM m");
+      const rows = await influxQuery(s.db, influxql`SELECT v FROM m`);
       expect(rows.map((r) => r.v)).toEqual([0, 1, 2, 3, 4]);
       await w2.close();
       await second.log.close();
@@ -276,7 +277,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       influxd = await launch({ dataDir: influxDir, log, port });
       await waitFor(() => w.mode === "direct", "the spool to be replayed", 20_000);
       await w.write(lines(18, 2));
-      const rows = await influxQuery(s.db, "SELECT v FROM m", influxd.url);
+      const rows = await influxQuery(s.db, influxql`SELECT v FROM m`, influxd.url);
       expect(rows.map((r) => r.v)).toEqual(Array.from({ length: 20 }, (_, i) => i));
       expect(spool.depth).toEqual({ batches: 0, points: 0, bytes: 0 });
       await w.close();
@@ -308,7 +309,7 @@ describe("durable ingest writer against a real InfluxDB", () => {
       running = false;
       await Promise.all(traffic);
       expect(w.mode).toBe("direct");
-      const rows = await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url);
+      const rows = await influxQuery(s.db, influxql`SELECT count(v) FROM m`, influxd.url);
       expect(rows).toEqual([expect.objectContaining({ count: next })]);
       await w.close();
       await influxd.close();

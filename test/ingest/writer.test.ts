@@ -8,6 +8,7 @@ import { openStore, type Point, type Store } from "../../store/index.ts";
 import { startInfluxd } from "../../store/influxd.ts";
 import { freshDb, influxQuery, influxUrl } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const log = pino({ level: "silent" });
 const point = (i: number, v: number | string = i): Point => ({
@@ -26,7 +27,7 @@ describe("batching writer against a real InfluxDB", () => {
     const s = await store();
     const writer = createBatchWriter({ store: s, log, batchSize: 3, flushMs: 60_000, onRejected: () => {} });
     await writer.write([point(1), point(2), point(3)]);
-    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 3 })]);
+    expect(await influxQuery(s.db, influxql`SELECT count(v) FROM m`)).toEqual([expect.objectContaining({ count: 3 })]);
     await writer.close();
   });
 
@@ -34,7 +35,7 @@ describe("batching writer against a real InfluxDB", () => {
     const s = await store();
     const writer = createBatchWriter({ store: s, log, batchSize: 1000, flushMs: 30, onRejected: () => {} });
     await Promise.all([writer.write([point(1)]), writer.write([point(2)])]);
-    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 2 })]);
+    expect(await influxQuery(s.db, influxql`SELECT count(v) FROM m`)).toEqual([expect.objectContaining({ count: 2 })]);
     expect(writer.pending).toBe(0);
     await writer.close();
   });
@@ -54,7 +55,7 @@ describe("batching writer against a real InfluxDB", () => {
     expect(rejected).toHaveLength(1);
     expect(rejected[0]![0].fields).toEqual({ v: "text" });
     expect(rejected[0]![1]).toMatch(/field type conflict/);
-    expect(await influxQuery(s.db, "SELECT count(v) FROM m")).toEqual([expect.objectContaining({ count: 4 })]);
+    expect(await influxQuery(s.db, influxql`SELECT count(v) FROM m`)).toEqual([expect.objectContaining({ count: 4 })]);
     await writer.close();
   });
 
@@ -77,7 +78,7 @@ describe("batching writer against a real InfluxDB", () => {
 
     influxd = await startInfluxd({ dataDir: dir, log, port });
     await pending;
-    expect(await influxQuery(s.db, "SELECT count(v) FROM m", influxd.url)).toEqual([
+    expect(await influxQuery(s.db, influxql`SELECT count(v) FROM m`, influxd.url)).toEqual([
       expect.objectContaining({ count: 2 }),
     ]);
     await writer.close();

@@ -4,6 +4,7 @@ import { api, connectDevice, collect, provision, startTestPlatform, type TestPla
 import { optIn, publishEvents, useExampleRules } from "../support/story.ts";
 import { whereSubjectIs } from "../support/subject-search.ts";
 import { waitFor } from "../support/wait.ts";
+import { influxql } from "../../store/influxql.ts";
 
 const ME = "cust-e1";
 const OTHER = "cust-e2";
@@ -49,17 +50,17 @@ describe("erasure: every place a subject can be named, and the views built from 
     });
 
     expect(await whereSubjectIs(t.db, ME)).toEqual(["rule_versions: field text (1)"]);
-    expect(await influxQuery(t.db, 'SELECT "user", temp FROM telemetry')).toEqual([
+    expect(await influxQuery(t.db, influxql`SELECT "user", temp FROM telemetry`)).toEqual([
       expect.objectContaining({ user: "somebody", temp: 22 }),
     ]);
-    const [other] = await influxQuery(t.db, "SELECT * FROM action_log WHERE action = 'act_other'");
+    const [other] = await influxQuery(t.db, influxql`SELECT * FROM action_log WHERE action = 'act_other'`);
     expect(other).toMatchObject({
       owner: `subject:${OTHER}`,
       subject: OTHER,
       why: 'rule r: msg.props.friend == "[erased]" held',
       device: "kiosk-e",
     });
-    const [registry] = await influxQuery(t.db, "SELECT * FROM device_registry WHERE device = 'old-phone'");
+    const [registry] = await influxQuery(t.db, influxql`SELECT * FROM device_registry WHERE device = 'old-phone'`);
     expect(registry).toMatchObject({ op: "provisioned", token_hash: "scrypt$x", kind: "app", subject: "" });
 
     await t.restart();

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { inject } from "vitest";
+import type { InfluxQL } from "../../store/influxql.ts";
 import { waitFor } from "./wait.ts";
 
 export function influxUrl(): string {
@@ -12,13 +13,13 @@ export function freshDb(prefix = "t"): string {
 }
 
 /** Runs InfluxQL over the plain HTTP API, independent of the platform's own client. */
-export async function influxQuery(db: string, q: string, url = influxUrl()): Promise<Array<Record<string, unknown>>> {
-  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q })}`);
+export async function influxQuery(db: string, q: InfluxQL, url = influxUrl()): Promise<Array<Record<string, unknown>>> {
+  const res = await fetch(`${url}/query?${new URLSearchParams({ db, q: q.text })}`);
   const body = (await res.json()) as {
     results: Array<{ error?: string; series?: Array<{ columns: string[]; values: unknown[][] }> }>;
   };
   const result = body.results[0];
-  if (!result) throw new Error(`no result for ${q}`);
+  if (!result) throw new Error(`no result for ${q.text}`);
   if (result.error) throw new Error(result.error);
   return (result.series ?? []).flatMap((s) =>
     s.values.map((row) => Object.fromEntries(s.columns.map((c, i) => [c, row[i]]))),
@@ -36,7 +37,7 @@ type Rows = Array<Record<string, unknown>>;
  */
 export function rowsOnce(
   db: string,
-  q: string,
+  q: InfluxQL,
   ready: (rows: Rows) => boolean = (rows) => rows.length > 0,
   timeoutMs?: number,
 ): Promise<Rows> {
@@ -46,7 +47,7 @@ export function rowsOnce(
       if (ready(rows)) return rows;
       throw new Error(`${rows.length} rows so far: ${JSON.stringify(rows).slice(0, 2000)}`);
     },
-    `the rows of ${q}`,
+    `the rows of ${q.text}`,
     timeoutMs,
   );
 }
