@@ -15,11 +15,15 @@ import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
 import { startPrivacy } from "../privacy/index.ts";
 import { startKeys } from "../keys/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
 import { startHealth } from "../health/index.ts";
 
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
   readonly store: Store;
+  /** Where every change reaches the views; what another node publishes arrives here too. */
+  readonly changes: ChangeFeed;
   close(): Promise<void>;
 }
 
@@ -27,6 +31,8 @@ export interface PlatformOptions {
   log: Logger;
   /** Where the generated admin token is shown once (stderr by default). */
   announceAdminToken?(token: string): void;
+  /** The change feed the views follow (in process by default). */
+  changes?: ChangeFeed;
 }
 
 /**
@@ -50,6 +56,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
   try {
     const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
     closers.push(() => store.close());
+    const changes = options.changes ?? localChangeFeed(log);
+    closers.push(() => changes.close());
     const registry: Registry = await startRegistry(store, log);
     closers.push(() => registry.close());
 
@@ -60,7 +68,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started")),
     };
     // Customers: which devices serve each of them (links, shared-device sessions), and their tokens.
-    const subjects: Subjects = await startSubjects({ sessionTtlMs: config.subjects.sessionTtl }, { store, log });
+    const subjects: Subjects = await startSubjects(
+      { sessionTtlMs: config.subjects.sessionTtl },
+      { store, log, changes },
+    );
     closers.push(() => subjects.close());
     const { touchpoints } = subjects;
     const actions: Actions = await startActions(
@@ -193,7 +204,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       influx: store.url,
     };
     log.info({ ...addresses, db: store.db, rulesDir: config.rulesDir ?? null }, "refeed listening");
-    return { addresses, store, close: closeAll };
+    return { addresses, store, changes, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
