@@ -124,6 +124,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const presence = await startPresence({
       store,
       log,
+      changes,
       onEvent: (e) => {
         rules.handle({
           kind: "presence",
