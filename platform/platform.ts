@@ -169,9 +169,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
     const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;
-    const privacy = startPrivacy({
+    const privacy = await startPrivacy({
       store,
       log,
+      changes,
       views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest },
     });
     closers.push(() => privacy.close());

@@ -6,7 +6,8 @@ import type { ConsentChange, ConsentState } from "../consent/index.ts";
 import type { Link, SubjectToken, TouchpointSession } from "../subjects/index.ts";
 import type { RawRow, Store } from "../store/index.ts";
 import { ident, literal } from "./mentions.ts";
-import { ERASURES, subjectHash } from "./erase.ts";
+import { subjectHash } from "./erase.ts";
+import { ERASURES } from "./erasures.ts";
 import { condition, scan, shapes, type Shape } from "./scan.ts";
 
 /** The in-memory views an export reads: what they hold is rebuilt from the same InfluxDB points the export streams. */
