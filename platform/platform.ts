@@ -10,6 +10,7 @@ import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
+import { presenceChanges } from "../broker/presence-view.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
@@ -120,7 +121,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       },
     );
     closers.push(() => ingest.close());
-    // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
+    // Sessions coming and going trigger `on: presence` rules (device-only, no subject) on the node that took them.
     const presence = await startPresence({
       store,
       log,
@@ -136,10 +137,15 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
           reason: e.reason,
           transport: e.transport,
         });
-        touchHealth(e.device);
       },
     });
     closers.push(() => presence.close());
+    // A device's presence changed here or on another node: its health score is due again.
+    const stopPresenceHealth = changes.subscribe(presenceChanges, (e) => e.op !== "seen" && touchHealth(e.device));
+    closers.push(() => {
+      stopPresenceHealth();
+      return Promise.resolve();
+    });
     registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
     broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
     closers.push(() => broker!.close());
