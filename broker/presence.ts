@@ -75,6 +75,8 @@ export async function startPresence(deps: {
   const changes = deps.changes ?? localChangeFeed(deps.log);
   const state = presenceView();
 
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stop = changes.subscribe(presenceChanges, (event) => state.apply(event));
   const [lasts, firsts] = await Promise.all([
     deps.store.query(
       influxql`SELECT last(${ident("client")}) FROM ${ident(MEASUREMENT)} GROUP BY ${ident("device")}`.text,
@@ -88,7 +90,6 @@ export async function startPresence(deps: {
     if (parsed.success) state.apply(parsed.data);
     else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable presence row skipped at rebuild");
   }
-  const stop = changes.subscribe(presenceChanges, (event) => state.apply(event));
   log.info({ devices: state.size }, "presence rebuilt from InfluxDB");
 
   const writer = createBatchWriter({
@@ -127,14 +128,16 @@ export async function startPresence(deps: {
       .write([point])
       .catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
     // The batch writer stores it soon; the view follows the feed now, so who is online is never behind the broker.
-    void changes.publish(presenceChanges, {
-      op: event,
-      device,
-      micros,
-      connections: after,
-      ...(tags.reason ? { reason: tags.reason } : {}),
-      ...(fields.transport ? { transport: fields.transport } : {}),
-    });
+    changes
+      .publish(presenceChanges, {
+        op: event,
+        device,
+        micros,
+        connections: after,
+        ...(tags.reason ? { reason: tags.reason } : {}),
+        ...(fields.transport ? { transport: fields.transport } : {}),
+      })
+      .catch((err: Error) => log.error({ device, event, err: err.message }, "presence change not published"));
     deps.onEvent?.({
       device,
       event,

@@ -32,15 +32,16 @@ export async function startPrivacy(deps: {
 }): Promise<Privacy> {
   const log = deps.log.child({ part: "privacy" });
   const erasures = erasureView();
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stops = [
+    deps.changes.subscribe(erasureChanges, (event) => erasures.apply(event)),
+    followErasures(deps.changes, deps.views),
+  ];
   for (const row of await deps.store.query(influxql`SELECT * FROM ${ident(ERASURES)}`.text)) {
     const parsed = erasureRow.safeParse({ ...row, micros: microsOfRow(row.time) });
     if (parsed.success) erasures.apply(parsed.data);
     else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable erasure row skipped at rebuild");
   }
-  const stops = [
-    deps.changes.subscribe(erasureChanges, (event) => erasures.apply(event)),
-    followErasures(deps.changes, deps.views),
-  ];
   log.info({ erasures: erasures.records().length }, "erasure record rebuilt from InfluxDB");
   let queue: Promise<unknown> = Promise.resolve();
   return {

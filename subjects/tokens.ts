@@ -58,13 +58,14 @@ export async function startSubjectTokens(deps: {
   // token id -> fingerprint of the token that last passed scrypt; memory only.
   const verified = new Map<string, string>();
 
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stop = changes.subscribe(tokenChanges, (event) => tokens.apply(event));
   const rows = await deps.store.query(influxql`SELECT * FROM ${ident(TOKENS)}`.text);
   for (const row of rows) {
     const parsed = tokenRow.safeParse({ ...row, micros: microsOfRow(row.time) });
     if (parsed.success) tokens.apply(parsed.data);
     else log.warn({ measurement: TOKENS, issue: parsed.error.issues[0]?.message }, "unreadable token row skipped");
   }
-  const stop = changes.subscribe(tokenChanges, (event) => tokens.apply(event));
   log.info({ tokens: tokens.size }, "subject tokens rebuilt from InfluxDB");
 
   const view = (entry: TokenEntry): SubjectToken => {

@@ -74,6 +74,46 @@ export async function startTouchpoints(
   const sessions = sessionView({ ttlMs: config.sessionTtlMs });
   const listeners = new Set<(change: TouchpointChange) => void>();
 
+  const subjectOf = (device: string) => current(device)?.subject ?? links.get(device)?.subject;
+
+  function current(device: string): TouchpointSession | undefined {
+    const session = sessions.get(device);
+    if (session && Date.now() - session.since.getTime() >= config.sessionTtlMs) return undefined;
+    return session;
+  }
+
+  function announce(device: string, before: string | undefined) {
+    const after = subjectOf(device);
+    if (after === before) return;
+    for (const listener of listeners) {
+      try {
+        listener({ device, before, after });
+      } catch (err) {
+        log.error({ device, err: (err as Error).message }, "touchpoint change listener failed");
+      }
+    }
+  }
+
+  /** The one way a link or session change reaches the views after the rebuild: from the feed. */
+  const following =
+    <E extends { device: string }>(apply: (event: E) => void) =>
+    (event: E) => {
+      const before = subjectOf(event.device);
+      apply(event);
+      announce(event.device, before);
+    };
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stops = [
+    changes.subscribe(
+      linkChanges,
+      following<LinkEvent>((e) => links.apply(e)),
+    ),
+    changes.subscribe(
+      sessionChanges,
+      following<SessionEvent>((e) => sessions.apply(e)),
+    ),
+  ];
+
   // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
   const legacy = await deps.store.query(
     influxql`SELECT ${ident("device")}, ${ident("subject")} FROM ${ident("device_registry")} WHERE ${ident("subject")} =~ /./`
@@ -106,45 +146,6 @@ export async function startTouchpoints(
     { links: links.all().length, sessions: sessions.devices().length },
     "links and open sessions rebuilt from InfluxDB",
   );
-
-  const subjectOf = (device: string) => current(device)?.subject ?? links.get(device)?.subject;
-
-  function current(device: string): TouchpointSession | undefined {
-    const session = sessions.get(device);
-    if (session && Date.now() - session.since.getTime() >= config.sessionTtlMs) return undefined;
-    return session;
-  }
-
-  function announce(device: string, before: string | undefined) {
-    const after = subjectOf(device);
-    if (after === before) return;
-    for (const listener of listeners) {
-      try {
-        listener({ device, before, after });
-      } catch (err) {
-        log.error({ device, err: (err as Error).message }, "touchpoint change listener failed");
-      }
-    }
-  }
-
-  /** The one way a link or session change reaches the views after the rebuild: from the feed. */
-  const following =
-    <E extends { device: string }>(apply: (event: E) => void) =>
-    (event: E) => {
-      const before = subjectOf(event.device);
-      apply(event);
-      announce(event.device, before);
-    };
-  const stops = [
-    changes.subscribe(
-      linkChanges,
-      following<LinkEvent>((e) => links.apply(e)),
-    ),
-    changes.subscribe(
-      sessionChanges,
-      following<SessionEvent>((e) => sessions.apply(e)),
-    ),
-  ];
 
   // Sessions whose end never arrived run out; their devices must lose the subject's profile then.
   const sweep = setInterval(
@@ -215,12 +216,14 @@ export async function startTouchpoints(
     observe(msg) {
       if (msg.kind !== "event" || (msg.name !== SESSION_START && msg.name !== SESSION_END)) return;
       // Ingest stored the message; the local feed applies it before publish returns, so the session holds at once.
-      void changes.publish(sessionChanges, {
-        op: msg.name === SESSION_START ? "start" : "end",
-        device: msg.device,
-        ...(msg.subject ? { subject: msg.subject } : {}),
-        ts: msg.ts,
-      });
+      changes
+        .publish(sessionChanges, {
+          op: msg.name === SESSION_START ? "start" : "end",
+          device: msg.device,
+          ...(msg.subject ? { subject: msg.subject } : {}),
+          ts: msg.ts,
+        })
+        .catch((err: Error) => log.error({ device: msg.device, err: err.message }, "session change not published"));
     },
     onChange(listener) {
       listeners.add(listener);
