@@ -1,7 +1,10 @@
 import type { Logger } from "pino";
 import { createBatchWriter } from "../ingest/writer.ts";
 import type { Point, Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
+import { microsOfRow, nextMicros } from "../store/clock.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { presenceChanges, presenceEvent, presenceView } from "./presence-view.ts";
 import type { Transport } from "./packet-limit.ts";
 import { firstPresence, lastPresence, PRESENCE } from "./queries.ts";
 
@@ -48,7 +51,8 @@ const MEASUREMENT = PRESENCE;
 
 /**
  * Device presence: events in InfluxDB (`presence`) and an in-memory view of
- * who is online now and when each device was last seen, rebuilt at start.
+ * who is online now and when each device was last seen, rebuilt at start and
+ * then fed by the change feed (./presence-view.ts).
  * Events go through a batching writer so a reconnect storm of thousands of
  * devices costs a few write requests, not thousands.
  */
@@ -63,21 +67,26 @@ export interface PresenceEvent {
 export async function startPresence(deps: {
   store: Store;
   log: Logger;
+  changes?: ChangeFeed;
   onEvent?(event: PresenceEvent): void;
 }): Promise<Presence> {
   const log = deps.log.child({ part: "presence" });
-  const lastSeen = new Map<string, number>();
-  const connections = new Map<string, number>();
-  const changedAt = new Map<string, number>();
+  // Alone (a test, a tool) presence still takes its changes through a feed, a private one.
+  const changes = deps.changes ?? localChangeFeed(deps.log);
+  const state = presenceView();
 
-  const firstSeen = new Map<string, number>();
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stop = changes.subscribe(presenceChanges, (event) => state.apply(event));
   const [lasts, firsts] = await Promise.all([
     deps.store.query<{ time: Date; device: string }>(lastPresence()),
     deps.store.query<{ time: Date; device: string }>(firstPresence()),
   ]);
-  for (const row of lasts) lastSeen.set(row.device, row.time.getTime());
-  for (const row of firsts) firstSeen.set(row.device, row.time.getTime());
-  log.info({ devices: lastSeen.size }, "presence rebuilt from InfluxDB");
+  for (const row of [...lasts, ...firsts]) {
+    const parsed = presenceEvent.safeParse({ op: "seen", device: row.device, micros: microsOfRow(row.time) });
+    if (parsed.success) state.apply(parsed.data);
+    else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable presence row skipped at rebuild");
+  }
+  log.info({ devices: state.size }, "presence rebuilt from InfluxDB");
 
   const writer = createBatchWriter({
     store: deps.store,
@@ -99,23 +108,32 @@ export async function startPresence(deps: {
     event: "connect" | "disconnect" | "will",
     tags: Record<string, string>,
     fields: Record<string, string>,
-    before: number,
+    after: number,
   ) => {
     const now = Date.now();
-    lastSeen.set(device, now);
-    if (!firstSeen.has(device)) firstSeen.set(device, now);
-    const since = changedAt.get(device);
-    changedAt.set(device, now);
+    const { connections: before, changedAt: since } = state.get(device);
+    const micros = nextMicros(now);
     const onlineMs = before > 0 && since !== undefined ? now - since : 0;
     const point: Point = {
       measurement: MEASUREMENT,
       tags: { device, event, ...tags },
-      fields: { ...fields, connections: connections.get(device) ?? 0, online_ms: onlineMs },
-      timestamp: String(nextMicros(now)),
+      fields: { ...fields, connections: after, online_ms: onlineMs },
+      timestamp: String(micros),
     };
     writer
       .write([point])
       .catch((err: Error) => log.error({ device, event, err: err.message }, "presence event not stored"));
+    // The batch writer stores it soon; the view follows the feed now, so who is online is never behind the broker.
+    changes
+      .publish(presenceChanges, {
+        op: event,
+        device,
+        micros,
+        connections: after,
+        ...(tags.reason ? { reason: tags.reason } : {}),
+        ...(fields.transport ? { transport: fields.transport } : {}),
+      })
+      .catch((err: Error) => log.error({ device, event, err: err.message }, "presence change not published"));
     deps.onEvent?.({
       device,
       event,
@@ -127,39 +145,37 @@ export async function startPresence(deps: {
 
   return {
     connected(device, clientId, transport) {
-      const before = connections.get(device) ?? 0;
-      connections.set(device, before + 1);
-      record(device, "connect", {}, { client: clientId, transport }, before);
+      const before = state.get(device).connections;
+      record(device, "connect", {}, { client: clientId, transport }, before + 1);
       log.info({ device, clientId, transport }, "device connected");
     },
     disconnected(device, clientId, transport, reason) {
-      const before = connections.get(device) ?? 0;
-      const left = Math.max(0, before - 1);
-      if (left > 0) connections.set(device, left);
-      else connections.delete(device);
-      record(device, "disconnect", { reason }, { client: clientId, transport }, before);
+      const before = state.get(device).connections;
+      record(device, "disconnect", { reason }, { client: clientId, transport }, Math.max(0, before - 1));
       log.info({ device, clientId, transport, reason }, "device disconnected");
     },
     lastWill(device, clientId, topic) {
-      record(device, "will", {}, { client: clientId, topic }, connections.get(device) ?? 0);
+      record(device, "will", {}, { client: clientId, topic }, state.get(device).connections);
       log.info({ device, clientId, topic }, "last will published");
     },
     seen(device) {
-      lastSeen.set(device, Date.now());
+      // The one write outside the feed: a publish is activity at message rate, not a change to share; this
+      // node's last-seen follows the messages it takes, by the same apply the rebuild uses.
+      state.apply({ op: "seen", device, micros: Date.now() * 1000 });
     },
     view(device) {
-      const seen = lastSeen.get(device);
-      const open = connections.get(device) ?? 0;
+      const { connections, lastSeen, changedAt, firstSeen } = state.get(device);
       const date = (ms: number | undefined) => (ms === undefined ? undefined : new Date(ms));
       return {
-        online: open > 0,
-        connections: open,
-        lastSeen: date(seen),
-        changedAt: date(changedAt.get(device)),
-        firstSeen: date(firstSeen.get(device)),
+        online: connections > 0,
+        connections,
+        lastSeen: date(lastSeen),
+        changedAt: date(changedAt),
+        firstSeen: date(firstSeen),
       };
     },
     async close() {
+      stop();
       await writer.close();
     },
   };

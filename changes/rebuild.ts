@@ -1,12 +1,6 @@
 import type { Logger } from "pino";
 import type { ChangeFeed, Topic } from "./index.ts";
 
-/** InfluxDB's exact time of a row in µs: the `influx` client keeps nanoseconds beside the Date. */
-export function rowMicros(time: Date): number {
-  const nano = (time as Date & { getNanoTime?(): string }).getNanoTime?.();
-  return nano ? Number(BigInt(nano) / 1000n) : time.getTime() * 1000;
-}
-
 export interface Follow<E> {
   feed: ChangeFeed;
   topic: Topic<E>;

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { topic } from "../changes/index.ts";
-import { rowMicros } from "../changes/rebuild.ts";
-import { microsToMs } from "../store/clock.ts";
+import { microsOfRow, microsToMs } from "../store/clock.ts";
 
 /**
  * What a customer can opt in to, one purpose at a time. Each message kind needs
@@ -38,7 +37,7 @@ export const consentRowToEvent = (row: Record<string, unknown>): unknown => ({
   subject: row.subject,
   purpose: row.purpose,
   by: typeof row.by === "string" ? row.by : "unknown",
-  micros: row.time instanceof Date ? rowMicros(row.time) : undefined,
+  micros: row.time instanceof Date ? microsOfRow(row.time) : undefined,
 });
 
 export interface ConsentChange {

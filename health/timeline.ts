@@ -1,3 +1,4 @@
+import { microsOfRow } from "../store/clock.ts";
 import type { ActionRecord } from "../actions/index.ts";
 import type { ConsentChange } from "../consent/index.ts";
 import type { Row, Store } from "../store/index.ts";
@@ -52,12 +53,6 @@ export interface TimelinePage {
 }
 
 const iso = (us: number) => new Date(Math.floor(us / 1000)).toISOString();
-
-/** InfluxDB's exact time of a row: the `influx` client keeps nanoseconds beside the Date. */
-export function rowMicros(row: Row): number {
-  const nano = (row.time as Date & { getNanoTime?(): string }).getNanoTime?.();
-  return nano ? Math.floor(Number(BigInt(nano) / 1000n)) : row.time.getTime() * 1000;
-}
 
 export function encodeCursor(untilMicros: number, skip: number): string {
   return Buffer.from(`${untilMicros}.${skip}`).toString("base64url");
@@ -126,7 +121,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
   });
   const rows = async (influxql: InfluxQL, toEntry: (row: Row, us: number) => Entry): Promise<Timed[]> =>
     (await s.store.query(influxql)).map((row) => {
-      const us = rowMicros(row);
+      const us = microsOfRow(row.time);
       return { micros: us, entry: toEntry(row, us) };
     });
   return {
@@ -173,7 +168,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
       const found = await s.store.query(proposedPage(page(q, n)));
       return found.flatMap((row) => {
         const record = s.action(String(row.action));
-        return record ? [{ micros: rowMicros(row), entry: actionEntry(record, q.device) }] : [];
+        return record ? [{ micros: microsOfRow(row.time), entry: actionEntry(record, q.device) }] : [];
       });
     },
     consent: async (q, n) =>

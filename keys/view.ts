@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { topic } from "../changes/index.ts";
-import { rowMicros } from "../changes/rebuild.ts";
-import { microsToMs } from "../store/clock.ts";
+import { microsOfRow, microsToMs } from "../store/clock.ts";
 
 const key = z.string().min(1);
 const micros = z.number().int().nonnegative();
@@ -30,7 +29,7 @@ export const KEYS_MEASUREMENT = "api_keys";
 export const keyRowToEvent = (row: Record<string, unknown>): unknown => ({
   op: row.op,
   key: row.key,
-  micros: row.time instanceof Date ? rowMicros(row.time) : undefined,
+  micros: row.time instanceof Date ? microsOfRow(row.time) : undefined,
   name: row.name ?? row.key,
   role: row.role ?? undefined,
   tokenHash: row.token_hash ?? undefined,

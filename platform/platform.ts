@@ -12,6 +12,7 @@ import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
+import { presenceChanges } from "../broker/presence-view.ts";
 import { startApi, type Api } from "../api/index.ts";
 import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
@@ -22,7 +23,7 @@ import { startHealth } from "../health/index.ts";
 export interface Platform {
   readonly addresses: { mqtt: string; mqtts?: string; http: string; ws: string; influx: string };
   readonly store: Store;
-  /** Where every view's changes travel (in process now; cluster mode puts Redis behind it). */
+  /** Where every change reaches the views; what another node publishes arrives here too. */
   readonly changes: ChangeFeed;
   close(): Promise<void>;
 }
@@ -31,6 +32,8 @@ export interface PlatformOptions {
   log: Logger;
   /** Where the generated admin token is shown once (stderr by default). */
   announceAdminToken?: (token: string) => void;
+  /** The change feed the views follow (in process by default). */
+  changes?: ChangeFeed;
 }
 
 /**
@@ -55,7 +58,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
     closers.push(() => store.close());
     // One feed for every view; it closes after the parts, which stop following it as they close.
-    const changes = localChangeFeed(log);
+    const changes = options.changes ?? localChangeFeed(log);
     closers.push(() => changes.close());
     const registry: Registry = await startRegistry(store, log, changes);
     closers.push(() => registry.close());
@@ -67,7 +70,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         broker ? broker.publish(topic, payload, opts) : Promise.reject(new Error("broker not started")),
     };
     // Customers: which devices serve each of them (links, shared-device sessions), and their tokens.
-    const subjects: Subjects = await startSubjects({ sessionTtlMs: config.subjects.sessionTtl }, { store, log });
+    const subjects: Subjects = await startSubjects(
+      { sessionTtlMs: config.subjects.sessionTtl },
+      { store, log, changes },
+    );
     closers.push(() => subjects.close());
     const { touchpoints } = subjects;
     const actions: Actions = await startActions(
@@ -116,10 +122,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       },
     );
     closers.push(() => ingest.close());
-    // Sessions coming and going trigger `on: presence` rules (device-only, no subject).
+    // Sessions coming and going trigger `on: presence` rules (device-only, no subject) on the node that took them.
     const presence = await startPresence({
       store,
       log,
+      changes,
       onEvent: (e) => {
         rules.handle({
           kind: "presence",
@@ -131,10 +138,15 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
           reason: e.reason,
           transport: e.transport,
         });
-        touchHealth(e.device);
       },
     });
     closers.push(() => presence.close());
+    // A device's presence changed here or on another node: its health score is due again.
+    const stopPresenceHealth = changes.subscribe(presenceChanges, (e) => e.op !== "seen" && touchHealth(e.device));
+    closers.push(() => {
+      stopPresenceHealth();
+      return Promise.resolve();
+    });
     // A device revoked here or on another node leaves nothing queued for it.
     changes.subscribe(registryChanges, (event) => event.op === "revoked" && actions.delivery.forget(event.device));
     const mqttBroker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
@@ -166,9 +178,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
     const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;
-    const privacy = startPrivacy({
+    const privacy = await startPrivacy({
       store,
       log,
+      changes,
       views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest },
     });
     closers.push(() => privacy.close());

@@ -4,18 +4,18 @@ import type { Point, RawRow, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { ident, influxql, join, type InfluxQL } from "../store/influxql.ts";
 import { devicesOfSubject } from "../ingest/queries.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { erasureChanges, type ForgettingViews } from "./erasures.ts";
 import { namedPattern, redact } from "./mentions.ts";
 import { policyOf, scan, shapes, SUBJECT_TAGS, type Shape } from "./scan.ts";
 
 export { ERASURES } from "./names.ts";
 import { ERASURES } from "./names.ts";
 
-/** The in-memory views that hold something about a subject; each forgets them at once. */
-export interface ErasableViews {
-  consent: { forgetSubject(subject: string): void };
-  tokens: { forgetSubject(subject: string): void };
-  touchpoints: { forgetSubject(subject: string): string[] };
-  actions: { forgetSubject(subject: string): void; flush(): Promise<void> };
+/** The in-memory views that hold something about a subject; each forgets them when the feed says so. */
+export interface ErasableViews extends ForgettingViews {
+  touchpoints: ForgettingViews["touchpoints"] & { heldDevices(subject: string): string[] };
+  actions: ForgettingViews["actions"] & { flush(): Promise<void> };
   rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
   ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number } };
 }
@@ -73,9 +73,9 @@ const BATCH = 200;
 export async function eraseSubject(
   subject: string,
   by: string,
-  deps: { store: Store; log: Logger; views: ErasableViews },
+  deps: { store: Store; log: Logger; views: ErasableViews; changes: ChangeFeed },
 ): Promise<ErasureReport> {
-  const { store, views } = deps;
+  const { store, views, changes } = deps;
   const log = deps.log.child({ part: "privacy" });
   if (views.ingest.spoolDepth.points > 0) {
     throw new ErasureError(
@@ -90,14 +90,14 @@ export async function eraseSubject(
     for (const row of rows) used.add(String(row.value));
   }
 
-  // No record about them is admitted from now on, and their tokens stop working.
-  views.consent.forgetSubject(subject);
-  views.tokens.forgetSubject(subject);
+  const id = `era_${randomBytes(9).toString("base64url")}`;
+  // No record about them is admitted from now on, and their tokens stop working (every node, via the feed).
+  await changes.publish(erasureChanges, { op: "started", erasure: id, subject, micros: nextMicros() });
   // What was admitted before is made durable and handed to the views (a turn of the event loop), then forgotten.
   await views.ingest.flush();
   await new Promise((resolve) => setImmediate(resolve));
-  for (const device of views.touchpoints.forgetSubject(subject)) used.add(device);
-  views.actions.forgetSubject(subject);
+  for (const device of views.touchpoints.heldDevices(subject)) used.add(device);
+  await changes.publish(erasureChanges, { op: "forget", erasure: id, subject, micros: nextMicros() });
   await views.actions.flush();
 
   const deleted: Record<string, number> = {};
@@ -154,16 +154,16 @@ export async function eraseSubject(
   for await (const { shape, matches } of scan(store, subject, undefined, true))
     add(remaining, shape.name, matches.length);
 
-  const id = `era_${randomBytes(9).toString("base64url")}`;
   const salt = randomBytes(16).toString("base64url");
   const micros = nextMicros();
   const total = Object.values(deleted).reduce((a, b) => a + b, 0);
+  const hash = subjectHash(subject, salt);
   await store.write([
     {
       measurement: ERASURES,
       fields: {
         erasure: id,
-        subject_hash: subjectHash(subject, salt),
+        subject_hash: hash,
         salt,
         by,
         points: total,
@@ -172,6 +172,15 @@ export async function eraseSubject(
       timestamp: String(micros),
     },
   ]);
+  await changes.publish(erasureChanges, {
+    op: "recorded",
+    erasure: id,
+    subjectHash: hash,
+    salt,
+    by,
+    points: total,
+    micros,
+  });
   log.info(
     {
       erasure: id,
@@ -186,9 +195,13 @@ export async function eraseSubject(
   return { subject, erasure: id, at: new Date(Math.floor(micros / 1000)).toISOString(), deleted, redacted, remaining };
 }
 
+/** A tag's value as InfluxDB returned it (tags are strings; an absent one is null). */
+const tagText = (value: unknown): string =>
+  typeof value === "string" ? value : value == null ? "" : JSON.stringify(value);
+
 /** One point: its series (every tag, absent ones as '') at its exact time. */
 function deleteOne(shape: Shape, row: RawRow): InfluxQL {
-  const series = shape.tags.map((t) => influxql`${ident(t)} = ${row[t] == null ? "" : String(row[t] as string)}`);
+  const series = shape.tags.map((t) => influxql`${ident(t)} = ${tagText(row[t])}`);
   // The time as InfluxDB wrote it (RFC 3339 with nanoseconds), a string literal: a Date would lose the nanoseconds.
   return influxql`DELETE FROM ${ident(shape.name)} WHERE ${join([...series, influxql`time = ${row.time}`], " AND ")}`;
 }
@@ -196,7 +209,7 @@ function deleteOne(shape: Shape, row: RawRow): InfluxQL {
 /** The same point with every string field that names the subject redacted: same series and time, so InfluxDB overwrites those fields in place. */
 function redacted_(shape: Shape, row: RawRow, subject: string, named: RegExp): Point {
   const tags: Record<string, string> = {};
-  for (const t of shape.tags) if (row[t] != null && row[t] !== "") tags[t] = String(row[t]);
+  for (const t of shape.tags) if (tagText(row[t]) !== "") tags[t] = tagText(row[t]);
   const fields: Record<string, string> = {};
   for (const f of shape.fields) {
     const value = row[f.key];

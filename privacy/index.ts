@@ -1,10 +1,15 @@
 import type { Readable } from "node:stream";
 import type { Logger } from "pino";
 import type { Store } from "../store/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { microsOfRow } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
+import { ERASURES, erasureChanges, erasureRow, erasureView, followErasures, type ErasureView } from "./erasures.ts";
 import { eraseSubject, type ErasableViews, type ErasureReport } from "./erase.ts";
 import { exportJson, exportZip, type ExportViews } from "./export.ts";
 
-export { ErasureError, ERASURES, type ErasureReport } from "./erase.ts";
+export { ErasureError, type ErasureReport } from "./erase.ts";
+export { ERASURES, erasureChanges, type ErasureEvent, type ErasureRecord } from "./erasures.ts";
 
 /** A customer's rights over their data: see all of it, and make it go away. */
 export interface Privacy {
@@ -14,10 +19,30 @@ export interface Privacy {
   exportZip(subject: string): Readable;
   /** Erases the subject everywhere; erasures run one at a time. */
   erase(subject: string, by: string): Promise<ErasureReport>;
+  /** The record of finished erasures (subjects by salted hash only), rebuilt at start and fed by the feed. */
+  readonly erasures: ErasureView;
   close(): Promise<void>;
 }
 
-export function startPrivacy(deps: { store: Store; log: Logger; views: ExportViews & ErasableViews }): Privacy {
+export async function startPrivacy(deps: {
+  store: Store;
+  log: Logger;
+  changes: ChangeFeed;
+  views: ExportViews & ErasableViews;
+}): Promise<Privacy> {
+  const log = deps.log.child({ part: "privacy" });
+  const erasures = erasureView();
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stops = [
+    deps.changes.subscribe(erasureChanges, (event) => erasures.apply(event)),
+    followErasures(deps.changes, deps.views),
+  ];
+  for (const row of await deps.store.query(influxql`SELECT * FROM ${ident(ERASURES)}`)) {
+    const parsed = erasureRow.safeParse({ ...row, micros: microsOfRow(row.time) });
+    if (parsed.success) erasures.apply(parsed.data);
+    else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable erasure row skipped at rebuild");
+  }
+  log.info({ erasures: erasures.records().length }, "erasure record rebuilt from InfluxDB");
   let queue: Promise<unknown> = Promise.resolve();
   return {
     exportJson: (subject) => exportJson(subject, deps),
@@ -27,7 +52,9 @@ export function startPrivacy(deps: { store: Store; log: Logger; views: ExportVie
       queue = run.catch(() => undefined);
       return run;
     },
+    erasures,
     async close() {
+      for (const stop of stops) stop();
       await queue;
     },
   };

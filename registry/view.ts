@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { topic } from "../changes/index.ts";
-import { rowMicros } from "../changes/rebuild.ts";
-import { microsToMs } from "../store/clock.ts";
+import { microsOfRow, microsToMs } from "../store/clock.ts";
 import { DEVICE_REGISTRY } from "./queries.ts";
 
 /** A change to one device, as stored in `device_registry` and carried by the feed. */
@@ -26,7 +25,7 @@ export const REGISTRY_MEASUREMENT = DEVICE_REGISTRY;
 export const registryRowToEvent = (row: Record<string, unknown>): unknown => ({
   op: row.op,
   device: row.device,
-  micros: row.time instanceof Date ? rowMicros(row.time) : undefined,
+  micros: row.time instanceof Date ? microsOfRow(row.time) : undefined,
   kind: row.kind ?? undefined,
   tokenHash: row.token_hash ?? undefined,
 });

@@ -1,6 +1,6 @@
 import { z } from "zod";
+import { microsOfRow } from "../store/clock.ts";
 import { topic } from "../changes/index.ts";
-import { rowMicros } from "../changes/rebuild.ts";
 import { RULE_VERSIONS } from "./queries.ts";
 
 const fields = {
@@ -26,7 +26,7 @@ export const RULES_MEASUREMENT = RULE_VERSIONS;
 export const ruleRowToEvent = (row: Record<string, unknown>): unknown => ({
   op: row.op,
   rule: row.rule,
-  micros: row.time instanceof Date ? rowMicros(row.time) : undefined,
+  micros: row.time instanceof Date ? microsOfRow(row.time) : undefined,
   origin: row.origin,
   by: typeof row.by === "string" ? row.by : "unknown",
   ...(row.op === "version" ? { version: Number(row.version), text: row.text ?? "" } : {}),

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { Store } from "../store/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
 import { startSubjectTokens, type SubjectTokens } from "./tokens.ts";
 import { startTouchpoints, type Touchpoints } from "./touchpoints.ts";
 
@@ -7,6 +8,8 @@ export type { Link, TouchpointChange, TouchpointSession, Touchpoints } from "./t
 export type { SubjectToken, SubjectTokens } from "./tokens.ts";
 export { TokenError } from "./tokens.ts";
 export { LINKS } from "./touchpoints.ts";
+export { linkChanges, sessionChanges, type LinkEvent, type SessionEvent } from "./touchpoints-view.ts";
+export { tokenChanges, type TokenEvent } from "./tokens-view.ts";
 export { TOKENS } from "./tokens.ts";
 
 export interface SubjectsConfig {
@@ -21,7 +24,10 @@ export interface Subjects {
   close(): Promise<void>;
 }
 
-export async function startSubjects(config: SubjectsConfig, deps: { store: Store; log: Logger }): Promise<Subjects> {
+export async function startSubjects(
+  config: SubjectsConfig,
+  deps: { store: Store; log: Logger; changes: ChangeFeed },
+): Promise<Subjects> {
   const touchpoints = await startTouchpoints(config, deps);
   const tokens = await startSubjectTokens(deps);
   return {

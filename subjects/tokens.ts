@@ -2,11 +2,14 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Authenticator, Principal } from "../api/auth.ts";
 import type { Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
+import { microsOfRow, nextMicros } from "../store/clock.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import { TOKENS, tokenChanges, tokenRow, tokenView, type TokenEntry, type TokenEvent } from "./tokens-view.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
 import { ident, influxql } from "../store/influxql.ts";
 
-export const TOKENS = "subject_tokens";
+export { TOKENS } from "./tokens-view.ts";
 const PREFIX = "rfs";
 
 export interface SubjectToken {
@@ -31,7 +34,8 @@ export class TokenError extends Error {
  * A customer's bearer tokens, one per app install or session of theirs. A
  * token names its own id and subject (`rfs.<base64url "id:subject">.<secret>`),
  * so checking one costs a single scrypt; only the hash is kept, as change
- * events in `subject_tokens`, rebuilt at start. Revocation is final.
+ * events in `subject_tokens`, rebuilt at start and then followed on the change
+ * feed (./tokens-view.ts). Revocation is final.
  */
 export interface SubjectTokens extends Authenticator {
   issue(subject: string, label: string | undefined, by: string): Promise<{ token: string; info: SubjectToken }>;
@@ -42,44 +46,47 @@ export interface SubjectTokens extends Authenticator {
   close(): Promise<void>;
 }
 
-interface Entry extends SubjectToken {
-  hash: string;
-}
-
-export async function startSubjectTokens(deps: { store: Store; log: Logger }): Promise<SubjectTokens> {
+export async function startSubjectTokens(deps: {
+  store: Store;
+  log: Logger;
+  changes?: ChangeFeed;
+}): Promise<SubjectTokens> {
   const log = deps.log.child({ part: "subjects" });
-  const tokens = new Map<string, Entry>();
+  // Alone (a test, a tool) the tokens still take their changes through a feed, a private one.
+  const changes = deps.changes ?? localChangeFeed(deps.log);
+  const tokens = tokenView();
   // token id -> fingerprint of the token that last passed scrypt; memory only.
   const verified = new Map<string, string>();
 
-  const rows = await deps.store.query<{
-    time: Date;
-    subject: string;
-    op: string;
-    token: string;
-    token_hash?: string;
-    label?: string;
-    by?: string;
-  }>(influxql`SELECT * FROM ${ident(TOKENS)}`);
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stop = changes.subscribe(tokenChanges, (event) => tokens.apply(event));
+  const rows = await deps.store.query(influxql`SELECT * FROM ${ident(TOKENS)}`);
   for (const row of rows) {
-    if (row.op === "issued") {
-      tokens.set(row.token, {
-        id: row.token,
-        subject: row.subject,
-        label: row.label ?? undefined,
-        createdAt: row.time,
-        createdBy: row.by ?? "unknown",
-        revokedAt: undefined,
-        hash: row.token_hash ?? "",
-      });
-    } else if (row.op === "revoked") {
-      const entry = tokens.get(row.token);
-      if (entry) entry.revokedAt = row.time;
-    }
+    const parsed = tokenRow.safeParse({ ...row, micros: microsOfRow(row.time) });
+    if (parsed.success) tokens.apply(parsed.data);
+    else log.warn({ measurement: TOKENS, issue: parsed.error.issues[0]?.message }, "unreadable token row skipped");
   }
   log.info({ tokens: tokens.size }, "subject tokens rebuilt from InfluxDB");
 
-  const view = ({ hash: _hidden, ...info }: Entry): SubjectToken => info;
+  const view = (entry: TokenEntry): SubjectToken => {
+    const { id, subject, label, createdAt, createdBy, revokedAt } = entry;
+    return { id, subject, label, createdAt, createdBy, revokedAt };
+  };
+  // Stored first, then announced: the view (here and on every node) changes only through the feed.
+  const record = async (event: TokenEvent) => {
+    const { op, token, by, micros } = event;
+    const extra =
+      event.op === "issued" ? { token_hash: event.hash, ...(event.label ? { label: event.label } : {}) } : {};
+    await deps.store.write([
+      {
+        measurement: TOKENS,
+        tags: { subject: event.subject },
+        fields: { op, token, by, ...extra },
+        timestamp: String(micros),
+      },
+    ]);
+    await changes.publish(tokenChanges, event);
+  };
 
   return {
     async principal(token): Promise<Principal | undefined> {
@@ -92,7 +99,8 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
       if (verified.get(entry.id) !== print) {
         if (!(await verifyToken(token, entry.hash))) return undefined;
         // Revoked or erased while scrypt ran: the answer must hold for now.
-        if (entry.revokedAt || tokens.get(entry.id) !== entry) return undefined;
+        const now = tokens.get(entry.id);
+        if (!now || now.revokedAt) return undefined;
         verified.set(entry.id, print);
       }
       return { role: "subject", subject: entry.subject, name: "customer" };
@@ -102,31 +110,15 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
       const id = `stk_${randomBytes(8).toString("hex")}`;
       const token = generateOwnedToken(PREFIX, `${id}:${subject}`);
       const hash = await hashToken(token);
-      const micros = nextMicros();
-      await deps.store.write([
-        {
-          measurement: TOKENS,
-          tags: { subject },
-          fields: { op: "issued", token: id, token_hash: hash, by, ...(label ? { label } : {}) },
-          timestamp: String(micros),
-        },
-      ]);
-      const entry: Entry = {
-        id,
-        subject,
-        label,
-        createdAt: new Date(Math.floor(micros / 1000)),
-        createdBy: by,
-        revokedAt: undefined,
-        hash,
-      };
-      tokens.set(id, entry);
+      await record({ op: "issued", token: id, subject, hash, ...(label ? { label } : {}), by, micros: nextMicros() });
+      const entry = tokens.get(id);
+      if (!entry) throw new Error(`token ${id} was stored but did not reach the view`);
       log.info({ token: id, by }, "subject token issued");
       return { token, info: view(entry) };
     },
 
     list(subject) {
-      return [...tokens.values()].filter((t) => t.subject === subject).map(view);
+      return [...tokens.all()].filter((t) => t.subject === subject).map(view);
     },
 
     async revoke(subject, id, by) {
@@ -134,26 +126,21 @@ export async function startSubjectTokens(deps: { store: Store; log: Logger }): P
       if (!entry || entry.subject !== subject)
         throw new TokenError("TOKEN_NOT_FOUND", `no token '${id}' for this subject`);
       if (entry.revokedAt) return view(entry);
-      const micros = nextMicros();
-      await deps.store.write([
-        { measurement: TOKENS, tags: { subject }, fields: { op: "revoked", token: id, by }, timestamp: String(micros) },
-      ]);
-      entry.revokedAt = new Date(Math.floor(micros / 1000));
+      await record({ op: "revoked", token: id, subject, by, micros: nextMicros() });
       verified.delete(id);
       log.info({ token: id, by }, "subject token revoked");
-      return view(entry);
+      return view(tokens.get(id) ?? entry);
     },
 
     forgetSubject(subject) {
-      for (const [id, entry] of tokens) {
-        if (entry.subject !== subject) continue;
-        tokens.delete(id);
-        verified.delete(id);
-      }
+      for (const entry of tokens.all()) if (entry.subject === subject) verified.delete(entry.id);
+      tokens.forgetSubject(subject);
     },
 
-    async close() {
+    close() {
+      stop();
       verified.clear();
+      return Promise.resolve();
     },
   };
 }

@@ -1,28 +1,31 @@
 import type { Logger } from "pino";
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
+import { microsOfRow, nextMicros } from "../store/clock.ts";
+import { ident, influxql } from "../store/influxql.ts";
 import { provisionedLinks } from "../registry/queries.ts";
 import { sessionEvents } from "../ingest/queries.ts";
-import { ident, influxql } from "../store/influxql.ts";
+import { localChangeFeed } from "../changes/local.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import {
+  LINKS,
+  linkChanges,
+  linkEvent,
+  linkView,
+  sessionChanges,
+  sessionEvent,
+  sessionView,
+  type LinkEvent,
+  type SessionEvent,
+  type TouchpointSession,
+  type Link,
+} from "./touchpoints-view.ts";
 
-export const LINKS = "subject_links";
 const SESSION_START = "session_start";
 const SESSION_END = "session_end";
 
-export interface Link {
-  device: string;
-  subject: string;
-  since: Date;
-  by: string;
-}
-
-export interface TouchpointSession {
-  device: string;
-  subject: string;
-  /** When the session started (the device's `ts`). */
-  since: Date;
-}
+export { LINKS } from "./touchpoints-view.ts";
+export type { Link, TouchpointSession } from "./touchpoints-view.ts";
 
 /** The customer a device serves changed (a link, a session start or end): its `state` must follow. */
 export interface TouchpointChange {
@@ -37,6 +40,9 @@ export interface TouchpointChange {
  * subject of its current session, from `event:session_start` to
  * `event:session_end`, the next session start, or `sessionTtlMs`, whichever
  * comes first. A session's subject wins over a link while it lasts.
+ * Links and sessions are views (./touchpoints-view.ts) rebuilt from InfluxDB
+ * and then fed by the change feed only, so a link made or a session seen on
+ * another node counts here too; `onChange` fires from that same path.
  */
 export interface Touchpoints {
   subjectOf(device: string): string | undefined;
@@ -52,6 +58,8 @@ export interface Touchpoints {
   /** Follows session starts and ends (the messages ingest stored). */
   observe(msg: DeviceMessage): void;
   onChange(listener: (change: TouchpointChange) => void): () => void;
+  /** Every device holding the subject in memory (links, sessions even if run out): what erasure will forget. */
+  heldDevices(subject: string): string[];
   /** Erasure: forgets the subject's links and sessions in memory (InfluxDB is erased apart); answers the devices that served them. */
   forgetSubject(subject: string): string[];
   close(): Promise<void>;
@@ -59,32 +67,14 @@ export interface Touchpoints {
 
 export async function startTouchpoints(
   config: { sessionTtlMs: number },
-  deps: { store: Store; log: Logger },
+  deps: { store: Store; log: Logger; changes?: ChangeFeed },
 ): Promise<Touchpoints> {
   const log = deps.log.child({ part: "subjects" });
-  const links = new Map<string, Link>();
-  const sessions = new Map<string, TouchpointSession>();
+  // Alone (a test, a tool) touchpoints still take their changes through a feed, a private one.
+  const changes = deps.changes ?? localChangeFeed(deps.log);
+  const links = linkView();
+  const sessions = sessionView({ ttlMs: config.sessionTtlMs });
   const listeners = new Set<(change: TouchpointChange) => void>();
-
-  // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
-  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(provisionedLinks());
-  const rows = await deps.store.query<{ time: Date; device: string; subject: string; op: string; by?: string }>(
-    influxql`SELECT * FROM ${ident(LINKS)}`,
-  );
-  const history = [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows].sort(
-    (a, b) => a.time.getTime() - b.time.getTime(),
-  );
-  for (const row of history) {
-    if (row.op === "linked")
-      links.set(row.device, { device: row.device, subject: row.subject, since: row.time, by: row.by ?? "unknown" });
-    else if (links.get(row.device)?.subject === row.subject) links.delete(row.device);
-  }
-  const since = Date.now() - config.sessionTtlMs;
-  const open = await deps.store.query<{ time: Date; device: string; event: string; subject?: string }>(
-    sessionEvents(SESSION_START, SESSION_END, since),
-  );
-  for (const row of open) follow(row.device, row.event, row.subject ?? undefined, row.time.getTime(), false);
-  log.info({ links: links.size, sessions: sessions.size }, "links and open sessions rebuilt from InfluxDB");
 
   const subjectOf = (device: string) => current(device)?.subject ?? links.get(device)?.subject;
 
@@ -106,27 +96,63 @@ export async function startTouchpoints(
     }
   }
 
-  /** Applies a session start or end of the device's own clock; stale and replayed messages change nothing. */
-  function follow(device: string, event: string, subject: string | undefined, ts: number, live: boolean) {
-    if (Date.now() - ts >= config.sessionTtlMs) return;
-    const session = sessions.get(device);
-    if (session && ts < session.since.getTime()) return;
-    const before = live ? subjectOf(device) : undefined;
-    if (event === SESSION_START) {
-      if (subject) sessions.set(device, { device, subject, since: new Date(ts) });
-      else sessions.delete(device);
-    } else if (session && (!subject || subject === session.subject)) {
-      sessions.delete(device);
-    }
-    if (live) announce(device, before);
+  /** The one way a link or session change reaches the views after the rebuild: from the feed. */
+  const following =
+    <E extends { device: string }>(apply: (event: E) => void) =>
+    (event: E) => {
+      const before = subjectOf(event.device);
+      apply(event);
+      announce(event.device, before);
+    };
+  // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
+  const stops = [
+    changes.subscribe(
+      linkChanges,
+      following<LinkEvent>((e) => links.apply(e)),
+    ),
+    changes.subscribe(
+      sessionChanges,
+      following<SessionEvent>((e) => sessions.apply(e)),
+    ),
+  ];
+
+  // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
+  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(provisionedLinks());
+  const rows = await deps.store.query(influxql`SELECT * FROM ${ident(LINKS)}`);
+  const skipped = (what: string, issue: string | undefined) =>
+    log.warn({ measurement: what, issue }, "unreadable row skipped at rebuild");
+  for (const row of [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows]) {
+    const parsed = linkEvent.safeParse({ ...row, by: row.by ?? "unknown", micros: microsOfRow(row.time) });
+    if (parsed.success) links.apply(parsed.data);
+    else skipped(LINKS, parsed.error.issues[0]?.message);
   }
+  const since = Date.now() - config.sessionTtlMs;
+  const open = await deps.store.query<{ time: Date; device: string; event: string; subject?: string }>(
+    sessionEvents(SESSION_START, SESSION_END, since),
+  );
+  for (const row of open) {
+    const parsed = sessionEvent.safeParse({
+      op: row.event === SESSION_START ? "start" : "end",
+      device: row.device,
+      subject: row.subject ?? undefined,
+      ts: row.time.getTime(),
+    });
+    if (parsed.success) sessions.apply(parsed.data);
+    else skipped("events", parsed.error.issues[0]?.message);
+  }
+  log.info(
+    { links: links.all().length, sessions: sessions.devices().length },
+    "links and open sessions rebuilt from InfluxDB",
+  );
 
   // Sessions whose end never arrived run out; their devices must lose the subject's profile then.
   const sweep = setInterval(
     () => {
-      for (const [device, session] of sessions) {
-        if (Date.now() - session.since.getTime() < config.sessionTtlMs) continue;
-        sessions.delete(device);
+      for (const device of sessions.devices()) {
+        const session = sessions.get(device);
+        if (session && Date.now() - session.since.getTime() < config.sessionTtlMs) continue;
+        sessions.drop(device);
+        if (!session) continue;
         log.info({ device }, "session ran out without a session_end");
         announce(device, session.subject);
       }
@@ -135,67 +161,86 @@ export async function startTouchpoints(
   );
   sweep.unref();
 
-  const write = (device: string, subject: string, op: "linked" | "unlinked", by: string) =>
-    deps.store.write([
-      { measurement: LINKS, tags: { device, subject }, fields: { op, by }, timestamp: String(nextMicros()) },
+  const write = async (event: LinkEvent) => {
+    const { device, subject, op, by, micros } = event;
+    await deps.store.write([
+      { measurement: LINKS, tags: { device, subject }, fields: { op, by }, timestamp: String(micros) },
     ]);
+  };
+
+  const held = (subject: string) => {
+    const devices = new Set<string>();
+    for (const link of links.all()) if (link.subject === subject) devices.add(link.device);
+    for (const device of sessions.devices()) if (sessions.get(device)?.subject === subject) devices.add(device);
+    return [...devices];
+  };
 
   return {
     subjectOf,
     linkedSubject: (device) => links.get(device)?.subject,
     devicesOf(subject) {
       const out = new Set<string>();
-      for (const link of links.values()) if (link.subject === subject) out.add(link.device);
-      for (const device of sessions.keys()) if (current(device)?.subject === subject) out.add(device);
+      for (const link of links.all()) if (link.subject === subject) out.add(link.device);
+      for (const device of sessions.devices()) if (current(device)?.subject === subject) out.add(device);
       return [...out];
     },
-    linksOf: (subject) => [...links.values()].filter((l) => l.subject === subject),
+    linksOf: (subject) => links.all().filter((l: Link) => l.subject === subject),
     sessionsOf(subject) {
-      return [...sessions.keys()].map(current).filter((s): s is TouchpointSession => s?.subject === subject);
+      return sessions
+        .devices()
+        .map(current)
+        .filter((s): s is TouchpointSession => s?.subject === subject);
     },
     async link(device, subject, by) {
       const previous = links.get(device);
       if (previous?.subject === subject) return;
-      const before = subjectOf(device);
-      if (previous) await write(device, previous.subject, "unlinked", by);
-      await write(device, subject, "linked", by);
-      links.set(device, { device, subject, since: new Date(), by });
+      if (previous) await write({ op: "unlinked", device, subject: previous.subject, by, micros: nextMicros() });
+      // The unlink row above is history for a rebuild; the new link alone supersedes the old one in every view,
+      // so only it travels, and the change is announced once.
+      const event: LinkEvent = { op: "linked", device, subject, by, micros: nextMicros() };
+      await write(event);
+      await changes.publish(linkChanges, event);
       log.info({ device, by }, "device linked to a subject");
-      announce(device, before);
     },
     async unlink(device, by) {
       const previous = links.get(device);
       if (!previous) return undefined;
-      const before = subjectOf(device);
-      await write(device, previous.subject, "unlinked", by);
-      links.delete(device);
+      const event: LinkEvent = { op: "unlinked", device, subject: previous.subject, by, micros: nextMicros() };
+      await write(event);
+      await changes.publish(linkChanges, event);
       log.info({ device, by }, "device unlinked from its subject");
-      announce(device, before);
       return previous.subject;
     },
     observe(msg) {
       if (msg.kind !== "event" || (msg.name !== SESSION_START && msg.name !== SESSION_END)) return;
-      follow(msg.device, msg.name, msg.subject, msg.ts, true);
+      // Ingest stored the message; the local feed applies it before publish returns, so the session holds at once.
+      changes
+        .publish(sessionChanges, {
+          op: msg.name === SESSION_START ? "start" : "end",
+          device: msg.device,
+          ...(msg.subject ? { subject: msg.subject } : {}),
+          ts: msg.ts,
+        })
+        .catch((err: Error) => log.error({ device: msg.device, err: err.message }, "session change not published"));
     },
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    heldDevices: held,
     forgetSubject(subject) {
-      const devices = new Set<string>();
-      for (const [device, link] of links) if (link.subject === subject) devices.add(device);
-      for (const [device, session] of sessions) if (session.subject === subject) devices.add(device);
-      for (const device of devices) {
-        const before = subjectOf(device);
-        if (links.get(device)?.subject === subject) links.delete(device);
-        if (sessions.get(device)?.subject === subject) sessions.delete(device);
-        announce(device, before);
-      }
-      return [...devices];
+      const devices = held(subject);
+      const before = new Map(devices.map((d) => [d, subjectOf(d)]));
+      links.forgetSubject(subject);
+      for (const device of devices) if (sessions.get(device)?.subject === subject) sessions.drop(device);
+      for (const device of devices) announce(device, before.get(device));
+      return devices;
     },
-    async close() {
+    close() {
       clearInterval(sweep);
+      for (const stop of stops) stop();
       listeners.clear();
+      return Promise.resolve();
     },
   };
 }

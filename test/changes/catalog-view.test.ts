@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createCatalogView, ruleChanges, type CatalogView, type RuleEvent } from "../../rules/catalog-view.ts";
-import { expectIdempotent, expectOrderTolerant } from "./laws.ts";
+import { expectIdempotent, expectOrderTolerant } from "../support/views.ts";
 
 const T = 1_700_000_000_000_000;
 const events: RuleEvent[] = [

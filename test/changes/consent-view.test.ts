@@ -6,7 +6,7 @@ import {
   type ConsentEvent,
   type ConsentStateView,
 } from "../../consent/view.ts";
-import { expectIdempotent, expectOrderTolerant } from "./laws.ts";
+import { expectIdempotent, expectOrderTolerant } from "../support/views.ts";
 
 const T = 1_700_000_000_000_000;
 const events: ConsentEvent[] = [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createKeysView, keyChanges, type KeyEvent, type KeysView } from "../../keys/view.ts";
-import { expectIdempotent, expectOrderTolerant } from "./laws.ts";
+import { expectIdempotent, expectOrderTolerant } from "../support/views.ts";
 
 const T = 1_700_000_000_000_000;
 const created = (key: string, micros: number, extra: Partial<KeyEvent> = {}): KeyEvent => ({

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createRegistryView, registryChanges, type RegistryEvent, type RegistryView } from "../../registry/view.ts";
-import { expectIdempotent, expectOrderTolerant } from "./laws.ts";
+import { expectIdempotent, expectOrderTolerant } from "../support/views.ts";
 
 const T = 1_700_000_000_000_000;
 const events: RegistryEvent[] = [
