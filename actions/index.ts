@@ -1,27 +1,37 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { AckMessage } from "../ingest/index.ts";
-import type { Registry } from "../registry/index.ts";
-import type { Touchpoints } from "../subjects/index.ts";
-import type { ProposedAction } from "../rules/index.ts";
+import type { ChangeFeed } from "../changes/index.ts";
 import type { Point, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { ActionBook, ACTION_LOG, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
-import { ProfileBook, type Owner } from "./profiles.ts";
-import { postWebhook } from "./webhook.ts";
 import { createBatchWriter } from "../ingest/writer.ts";
+import { ActionBook, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";
+import {
+  ACTION_LOG_TOPIC,
+  PROFILE_TOPIC,
+  type ActionLogEvent,
+  type ProfileEvent,
+  type ProposedEvent,
+} from "./events.ts";
+import { answerable, undoable } from "./lifecycle.ts";
+import type { Ack, DeviceDirectory, Proposal, Publisher, TouchpointDirectory } from "./ports.ts";
+import { ProfileBook, type Owner } from "./profiles.ts";
+import { retainedState } from "./retained-state.ts";
+import { actionLogPoint, profilePoint } from "./rows.ts";
+import { postWebhook } from "./webhook.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
 export type { Owner } from "./profiles.ts";
+export type { Publisher } from "./ports.ts";
 
 /** The `rule` of a change the customer (or an admin for them) made to their own profile; no rule id can take it. */
 export const CUSTOMER_RULE = "@customer";
 
-/** How actions and state leave the platform; the broker implements it. */
-export interface Publisher {
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
-}
+/** What a new action is before its `proposed` rows make it one. */
+type Draft = Pick<
+  ActionRecord,
+  "id" | "rule" | "kind" | "key" | "value" | "prompt" | "why" | "owner" | "device" | "subject" | "previous"
+>;
 
 export class ActionError extends Error {
   constructor(
@@ -38,9 +48,9 @@ export interface ActionsConfig {
 }
 
 export interface Actions {
-  propose(action: ProposedAction): Promise<ActionRecord>;
+  propose(action: Proposal): Promise<ActionRecord>;
   /** A device's answer on devices/{id}/acks. */
-  ack(ack: AckMessage): void;
+  ack(ack: Ack): void;
   /** Undo from the API: restores the previous value everywhere it was set. */
   undo(id: string, by: string): Promise<ActionRecord>;
   /** A customer answers a suggestion through the API (their app), as the device it was asked on would. */
@@ -79,16 +89,17 @@ export async function startActions(
   config: ActionsConfig,
   deps: {
     store: Store;
-    registry: Registry;
-    /** Whom each device serves now (link or session), and every device of a subject. */
-    touchpoints: Pick<Touchpoints, "subjectOf" | "devicesOf" | "linkedSubject" | "onChange">;
+    registry: DeviceDirectory;
+    touchpoints: TouchpointDirectory;
     publisher: Publisher;
+    /** Where the action log's and the profiles' changes travel, to this process's views and other nodes'. */
+    feed: ChangeFeed;
     log: Logger;
   },
 ): Promise<Actions> {
-  const { store, registry, publisher, touchpoints } = deps;
+  const { store, registry, publisher, touchpoints, feed } = deps;
   const log = deps.log.child({ part: "actions" });
-  const book = await ActionBook.rebuild(store);
+  const book = await ActionBook.rebuild(store, log);
   // 72 random bits an id, drawn from a pool: one getrandom call per 1,000 actions rather than one each.
   let pool = Buffer.alloc(0);
   let used = 0;
@@ -109,8 +120,20 @@ export async function startActions(
     onRejected: (point, message) =>
       log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
   });
-  const profiles = await ProfileBook.rebuild(store);
+  const profiles = await ProfileBook.rebuild(store, log);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
+  const stopBook = feed.subscribe(ACTION_LOG_TOPIC, (event) => book.apply(event));
+  const stopProfiles = feed.subscribe(PROFILE_TOPIC, (event) => profiles.apply(event));
+  /** A change made here is in this process's view when the call returns, and on the feed for the others. */
+  const emit = <E extends ActionLogEvent | ProfileEvent>(event: E, view: { apply(e: E): void }, name: string) => {
+    view.apply(event);
+    (name === ACTION_LOG_TOPIC.name
+      ? feed.publish(ACTION_LOG_TOPIC, event as ActionLogEvent)
+      : feed.publish(PROFILE_TOPIC, event as ProfileEvent)
+    ).catch((err: Error) => log.error({ topic: name, err: err.message }, "change not published on the feed"));
+  };
+  const emitAction = (event: ActionLogEvent) => emit(event, book, ACTION_LOG_TOPIC.name);
+  const emitProfile = (event: ProfileEvent) => emit(event, profiles, PROFILE_TOPIC.name);
 
   const delivery = await startDelivery({
     store,
@@ -121,10 +144,7 @@ export async function startActions(
       return record && wire(record);
     },
     // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
-    onDelivered: (device, id) => {
-      const record = book.actions.get(id);
-      if (record) book.transition(record, "delivered", device, Date.now());
-    },
+    onDelivered: (device, id, micros) => emitAction({ action: id, status: "delivered", device, micros }),
   });
 
   /** Every touchpoint of an owner: the device itself, or every device that serves the customer (linked, or in a session with them). */
@@ -135,36 +155,9 @@ export async function startActions(
     return [...all].filter((id) => registry.get(id)?.revoked === false);
   };
 
-  const stateOf = (device: string): Record<string, unknown> => {
-    const subject = touchpoints.subjectOf(device);
-    return { ...profiles.get(`device:${device}`), ...(subject ? profiles.get(`subject:${subject}`) : {}) };
-  };
-
-  const stateMessage = (device: string) =>
-    JSON.stringify({
-      device,
-      subject: touchpoints.subjectOf(device) ?? null,
-      profile: stateOf(device),
-      ts: Date.now(),
-    });
-  /** What each device's retained state last said (without its time): an unchanged state is not sent again. */
-  const lastState = new Map<string, string>();
-  const publishState = async (device: string) => {
-    const content = JSON.stringify([touchpoints.subjectOf(device) ?? null, stateOf(device)]);
-    if (lastState.get(device) === content) return;
-    lastState.set(device, content);
-    await publisher.publish(`devices/${device}/state`, stateMessage(device), { qos: 1, retain: true });
-  };
-  // Session starts and ends of one publish (a card session in one batch) come together: one state for all of them.
-  const stale = new Set<string>();
-  const publishSoon = (device: string) => {
-    if (stale.has(device)) return;
-    stale.add(device);
-    setImmediate(() => {
-      stale.delete(device);
-      publishState(device).catch((err: Error) => log.error({ device, err: err.message }, "state not published"));
-    });
-  };
+  const state = retainedState({ profileOf: (owner) => profiles.get(owner), touchpoints, registry, publisher, log });
+  const { stateOf, stateMessage, publishSoon } = state;
+  const publishState = state.publish;
 
   /**
    * A shared device whose session with a customer ended must not apply that
@@ -196,26 +189,24 @@ export async function startActions(
     publishSoon(device);
   });
 
+  /** Records the action reaching `status` and answers the row to log. */
   const transition = (
     record: ActionRecord,
-    status: ActionStatus,
+    status: Exclude<ActionStatus, "proposed">,
     device: string,
     extra: { by?: string; reason?: string; previous?: unknown } = {},
   ): Point => {
-    const micros = nextMicros();
-    book.transition(record, status, device, Math.floor(micros / 1000), extra.by, extra.reason);
-    return {
-      measurement: ACTION_LOG,
-      tags: { device },
-      fields: {
-        action: record.id,
-        status,
-        ...(extra.by ? { by: extra.by } : {}),
-        ...(extra.reason ? { reason: extra.reason } : {}),
-        ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
-      },
-      timestamp: String(micros),
+    const event: ActionLogEvent = {
+      action: record.id,
+      status,
+      device,
+      micros: nextMicros(),
+      ...(extra.by ? { by: extra.by } : {}),
+      ...(extra.reason ? { reason: extra.reason } : {}),
+      ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
     };
+    emitAction(event);
+    return actionLogPoint(event);
   };
 
   function wire(record: ActionRecord): string {
@@ -236,27 +227,38 @@ export async function startActions(
     return Promise.all(devices.map((device) => delivery.send(device, record.id, payload)));
   };
 
-  /** The `proposed` rows of an action, one per target device: what delivery and the lifecycle are rebuilt from. */
-  const proposedRows = (record: ActionRecord, devices: readonly string[], cause?: string): Point[] =>
-    (devices.length > 0 ? devices : [undefined]).map((device) => ({
-      measurement: ACTION_LOG,
-      tags: device ? { device } : ({} as Record<string, string>),
-      fields: {
-        action: record.id,
+  /**
+   * Opens an action: its `proposed` rows, one per target device, are what
+   * delivery and the lifecycle are rebuilt from. Answers the action and its rows.
+   */
+  const open = (
+    draft: Draft,
+    devices: readonly string[],
+    cause?: string,
+  ): { record: ActionRecord; points: Point[] } => {
+    const points = (devices.length > 0 ? devices : [""]).map((device) => {
+      const event: ProposedEvent = {
+        action: draft.id,
         status: "proposed",
-        rule: record.rule,
-        kind: record.kind,
-        key: record.key,
-        owner: record.owner,
-        why: record.why,
-        ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
-        ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
-        ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-        ...(record.subject !== undefined ? { subject: record.subject } : {}),
+        device,
+        micros: nextMicros(),
+        rule: draft.rule,
+        kind: draft.kind,
+        key: draft.key,
+        owner: draft.owner,
+        why: draft.why,
+        ...(draft.value !== undefined ? { value: JSON.stringify(draft.value) } : {}),
+        ...(draft.previous !== undefined ? { previous: JSON.stringify(draft.previous) } : {}),
+        ...(draft.prompt !== undefined ? { prompt: draft.prompt } : {}),
+        ...(draft.subject !== undefined ? { subject: draft.subject } : {}),
         ...(cause ? { cause } : {}),
-      },
-      timestamp: String(nextMicros()),
-    }));
+        ...(draft.device !== device ? { origin: draft.device } : {}),
+      };
+      emitAction(event);
+      return actionLogPoint(event);
+    });
+    return { record: book.actions.get(draft.id)!, points };
+  };
 
   /**
    * Sets or clears the owner's key and tells every touchpoint its new state
@@ -270,9 +272,10 @@ export async function startActions(
     extra: Point[],
     alsoSend: () => Promise<unknown> = async () => {},
   ) => {
-    const point = profiles.change(record.owner, record.key, op, value, record.id);
+    const event = ProfileBook.change(record.owner, record.key, op, value, record.id);
+    emitProfile(event);
     await Promise.all([
-      actionLog.write([...extra, point]),
+      actionLog.write([...extra, profilePoint(event)]),
       alsoSend(),
       ...devicesOf(record.owner, record.device).map(publishState),
     ]);
@@ -318,25 +321,22 @@ export async function startActions(
         proposal.kind === "suggest" || proposal.kind === "notify"
           ? [proposal.device]
           : devicesOf(owner, proposal.device);
-      const record: ActionRecord = {
-        id: newId(),
-        rule: proposal.rule,
-        kind: proposal.kind,
-        key: proposal.key,
-        value: proposal.value,
-        prompt: proposal.prompt,
-        why: proposal.why,
-        owner,
-        device: proposal.device,
-        subject: proposal.subject,
+      const { record, points } = open(
+        {
+          id: newId(),
+          rule: proposal.rule,
+          kind: proposal.kind,
+          key: proposal.key,
+          value: proposal.value,
+          prompt: proposal.prompt,
+          why: proposal.why,
+          owner,
+          device: proposal.device,
+          subject: proposal.subject,
+          previous: proposal.kind === "notify" ? undefined : profiles.get(owner)?.[proposal.key],
+        },
         targets,
-        status: "proposed",
-        previous: proposal.kind === "notify" ? undefined : profiles.get(owner)?.[proposal.key],
-        createdAt: now,
-        transitions: [],
-      };
-      book.add(record);
-      const points = proposedRows(record, targets);
+      );
       // Every action is in the action log (GET /api/actions/:id, the export); a log line each would be the busiest line there is.
       log.debug(
         {
@@ -379,7 +379,7 @@ export async function startActions(
     async answer(id, status, by) {
       const record = book.actions.get(id);
       if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
-      if (record.kind !== "suggest" || (record.status !== "proposed" && record.status !== "delivered")) {
+      if (!answerable(record)) {
         throw new ActionError(
           "ACTION_NOT_ANSWERABLE",
           `action '${id}' is a ${record.kind} that is ${record.status}; only a suggestion waiting for an answer can be accepted or declined`,
@@ -395,25 +395,23 @@ export async function startActions(
       const records: ActionRecord[] = [];
       for (const [key, value] of Object.entries(changes)) {
         const kind = value === null ? "clear" : "set";
-        const record: ActionRecord = {
-          id: newId(),
-          rule: CUSTOMER_RULE,
-          kind,
-          key,
-          value: value === null ? undefined : value,
-          prompt: undefined,
-          why: `${by === "customer" ? "the customer" : by} ${kind === "set" ? `set ${key} to ${JSON.stringify(value)}` : `cleared ${key}`} in their profile`,
-          owner,
-          device: targets[0] ?? "",
-          subject,
+        const { record, points } = open(
+          {
+            id: newId(),
+            rule: CUSTOMER_RULE,
+            kind,
+            key,
+            value: value === null ? undefined : value,
+            prompt: undefined,
+            why: `${by === "customer" ? "the customer" : by} ${kind === "set" ? `set ${key} to ${JSON.stringify(value)}` : `cleared ${key}`} in their profile`,
+            owner,
+            device: targets[0] ?? "",
+            subject,
+            previous: profiles.get(owner)?.[key],
+          },
           targets,
-          status: "proposed",
-          previous: profiles.get(owner)?.[key],
-          createdAt: Date.now(),
-          transitions: [],
-        };
-        book.add(record);
-        await changeProfile(record, kind, record.value, proposedRows(record, targets), () => send(targets, record));
+        );
+        await changeProfile(record, kind, record.value, points, () => send(targets, record));
         records.push(record);
       }
       log.info({ keys: Object.keys(changes).length, targets: targets.length, by }, "profile changed by request");
@@ -445,20 +443,12 @@ export async function startActions(
     get: (id) => book.actions.get(id),
     stateOf,
     stateMessage,
-    async publishAllState() {
-      // Every device, also those whose profile is empty now: after a restart the retained store
-      // starts empty, and a device must not keep a profile that was cleared or undone.
-      lastState.clear();
-      await Promise.all(
-        registry
-          .list()
-          .filter((d) => !d.revoked)
-          .map((d) => publishState(d.id)),
-      );
-    },
+    publishAllState: () => state.publishAll(),
     delivery,
     async close() {
       clearInterval(sweeper);
+      stopBook();
+      stopProfiles();
       stopFollowing();
       stopProvisioning();
       await actionLog.close();
@@ -467,7 +457,7 @@ export async function startActions(
   };
 
   /** A device's ack (or a customer's answer through the API, `by` them) moves the action on. */
-  async function handle(record: ActionRecord, ack: AckMessage, by?: string): Promise<void> {
+  async function handle(record: ActionRecord, ack: Ack, by?: string): Promise<void> {
     // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
     delivery.received(ack.device, ack.action);
     const before = record.status;
@@ -478,22 +468,28 @@ export async function startActions(
       const applied = transition(record, "applied", ack.device, { previous: record.previous });
       // Every other touchpoint of the customer gets the accepted change as a set action of its own.
       const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
-      const follow: ActionRecord | undefined =
+      const opened =
         others.length === 0
           ? undefined
-          : {
-              ...record,
-              id: newId(),
-              kind: "set",
-              prompt: undefined,
-              why: `accepted on ${ack.device}: ${record.why}`,
-              targets: others,
-              status: "proposed",
-              createdAt: Date.now(),
-              transitions: [],
-            };
-      if (follow) book.add(follow);
-      const rows = follow ? proposedRows(follow, others, record.id) : [];
+          : open(
+              {
+                id: newId(),
+                rule: record.rule,
+                key: record.key,
+                value: record.value,
+                owner: record.owner,
+                device: record.device,
+                subject: record.subject,
+                previous: record.previous,
+                kind: "set",
+                prompt: undefined,
+                why: `accepted on ${ack.device}: ${record.why}`,
+              },
+              others,
+              record.id,
+            );
+      const follow = opened?.record;
+      const rows = opened?.points ?? [];
       await changeProfile(
         record,
         "set",
@@ -513,11 +509,7 @@ export async function startActions(
 
   /** Restores the owner's previous value (or clears the key) and records the undo. */
   async function undo(record: ActionRecord, device: string, by: string): Promise<void> {
-    const inEffect =
-      record.kind === "set" || record.kind === "clear"
-        ? record.status !== "undone"
-        : record.kind === "suggest" && record.status === "applied";
-    if (!inEffect)
+    if (!undoable(record))
       throw new ActionError(
         "ACTION_NOT_UNDOABLE",
         `action '${record.id}' is ${record.status}; only an applied set, clear or accepted suggestion can be undone`,

@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { openStore, type Store } from "../store/index.ts";
 import { startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
+import { localChangeFeed } from "../changes/local.ts";
 import { startRules, type Rules } from "../rules/index.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startConsent, type Consent } from "../consent/index.ts";
@@ -52,6 +53,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     closers.push(() => store.close());
     const registry: Registry = await startRegistry(store, log);
     closers.push(() => registry.close());
+    const feed = localChangeFeed(log);
+    closers.push(() => feed.close());
 
     // The broker is created after the parts that feed it, so actions publish through a late-bound edge.
     let broker: Broker | undefined;
@@ -65,7 +68,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const { touchpoints } = subjects;
     const actions: Actions = await startActions(
       { suggestionTtlMs: config.rules.suggestionTtl },
-      { store, registry, touchpoints, publisher, log },
+      { store, registry, touchpoints, publisher, feed, log },
     );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
