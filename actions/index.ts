@@ -1,23 +1,14 @@
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ChangeFeed } from "../changes/index.ts";
 import type { Point, Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
-import { createBatchWriter } from "../ingest/writer.ts";
-import { ActionBook, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
+import { ActionBook, type ActionRecord, type Participation } from "./book.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";
-import {
-  ACTION_LOG_TOPIC,
-  PROFILE_TOPIC,
-  type ActionLogEvent,
-  type ProfileEvent,
-  type ProposedEvent,
-} from "./events.ts";
 import { answerable, undoable } from "./lifecycle.ts";
 import type { Ack, DeviceDirectory, Proposal, Publisher, TouchpointDirectory } from "./ports.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
 import { retainedState } from "./retained-state.ts";
-import { actionLogPoint, profilePoint } from "./rows.ts";
+import { createRecorder } from "./recorder.ts";
+import { wire } from "./wire.ts";
 import { postWebhook } from "./webhook.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
@@ -26,12 +17,6 @@ export type { Publisher } from "./ports.ts";
 
 /** The `rule` of a change the customer (or an admin for them) made to their own profile; no rule id can take it. */
 export const CUSTOMER_RULE = "@customer";
-
-/** What a new action is before its `proposed` rows make it one. */
-type Draft = Pick<
-  ActionRecord,
-  "id" | "rule" | "kind" | "key" | "value" | "prompt" | "why" | "owner" | "device" | "subject" | "previous"
->;
 
 export class ActionError extends Error {
   constructor(
@@ -100,41 +85,10 @@ export async function startActions(
   const { store, registry, publisher, touchpoints, feed } = deps;
   const log = deps.log.child({ part: "actions" });
   const book = await ActionBook.rebuild(store, log);
-  // 72 random bits an id, drawn from a pool: one getrandom call per 1,000 actions rather than one each.
-  let pool = Buffer.alloc(0);
-  let used = 0;
-  const newId = () => {
-    if (used + 9 > pool.length) {
-      pool = randomBytes(9 * 1000);
-      used = 0;
-    }
-    used += 9;
-    return `act_${pool.subarray(used - 9, used).toString("base64url")}`;
-  };
-  // Group commit: actions of the same few milliseconds share one InfluxDB write (and fsync).
-  const actionLog = createBatchWriter({
-    store,
-    log,
-    batchSize: 1000,
-    flushMs: 5,
-    onRejected: (point, message) =>
-      log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
-  });
   const profiles = await ProfileBook.rebuild(store, log);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
-  const stopBook = feed.subscribe(ACTION_LOG_TOPIC, (event) => book.apply(event));
-  const stopProfiles = feed.subscribe(PROFILE_TOPIC, (event) => profiles.apply(event));
-  /** A change made here is in this process's view when the call returns, and on the feed for the others. */
-  const emit = <E extends ActionLogEvent | ProfileEvent>(event: E, view: { apply(e: E): void }, name: string) => {
-    view.apply(event);
-    (name === ACTION_LOG_TOPIC.name
-      ? feed.publish(ACTION_LOG_TOPIC, event as ActionLogEvent)
-      : feed.publish(PROFILE_TOPIC, event as ProfileEvent)
-    ).catch((err: Error) => log.error({ topic: name, err: err.message }, "change not published on the feed"));
-  };
-  const emitAction = (event: ActionLogEvent) => emit(event, book, ACTION_LOG_TOPIC.name);
-  const emitProfile = (event: ProfileEvent) => emit(event, profiles, PROFILE_TOPIC.name);
-
+  const recorder = createRecorder({ store, log, book, profiles, feed });
+  const { newId, transition, open, write } = recorder;
   const delivery = await startDelivery({
     store,
     publisher,
@@ -144,7 +98,7 @@ export async function startActions(
       return record && wire(record);
     },
     // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
-    onDelivered: (device, id, micros) => emitAction({ action: id, status: "delivered", device, micros }),
+    onDelivered: (device, id, micros) => recorder.emitAction({ action: id, status: "delivered", device, micros }),
   });
 
   /** Every touchpoint of an owner: the device itself, or every device that serves the customer (linked, or in a session with them). */
@@ -175,7 +129,7 @@ export async function startActions(
         return transition(record, "withdrawn", device, { reason: "session_ended" });
       });
     if (points.length === 0) return;
-    actionLog.write(points).then(
+    write(points).then(
       () => log.info({ device, actions: points.length }, "pending actions of an ended session withdrawn"),
       (err: Error) => log.error({ device, err: err.message }, "could not record withdrawn actions"),
     );
@@ -189,75 +143,10 @@ export async function startActions(
     publishSoon(device);
   });
 
-  /** Records the action reaching `status` and answers the row to log. */
-  const transition = (
-    record: ActionRecord,
-    status: Exclude<ActionStatus, "proposed">,
-    device: string,
-    extra: { by?: string; reason?: string; previous?: unknown } = {},
-  ): Point => {
-    const event: ActionLogEvent = {
-      action: record.id,
-      status,
-      device,
-      micros: nextMicros(),
-      ...(extra.by ? { by: extra.by } : {}),
-      ...(extra.reason ? { reason: extra.reason } : {}),
-      ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
-    };
-    emitAction(event);
-    return actionLogPoint(event);
-  };
-
-  function wire(record: ActionRecord): string {
-    return JSON.stringify({
-      id: record.id,
-      rule: record.rule,
-      kind: record.kind,
-      key: record.key,
-      ...(record.value !== undefined ? { value: record.value } : {}),
-      ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-      why: record.why,
-    });
-  }
-
   /** Kept pending per device until its PUBACK, so it survives being offline and a restart. */
   const send = (devices: readonly string[], record: ActionRecord) => {
     const payload = wire(record);
     return Promise.all(devices.map((device) => delivery.send(device, record.id, payload)));
-  };
-
-  /**
-   * Opens an action: its `proposed` rows, one per target device, are what
-   * delivery and the lifecycle are rebuilt from. Answers the action and its rows.
-   */
-  const open = (
-    draft: Draft,
-    devices: readonly string[],
-    cause?: string,
-  ): { record: ActionRecord; points: Point[] } => {
-    const points = (devices.length > 0 ? devices : [""]).map((device) => {
-      const event: ProposedEvent = {
-        action: draft.id,
-        status: "proposed",
-        device,
-        micros: nextMicros(),
-        rule: draft.rule,
-        kind: draft.kind,
-        key: draft.key,
-        owner: draft.owner,
-        why: draft.why,
-        ...(draft.value !== undefined ? { value: JSON.stringify(draft.value) } : {}),
-        ...(draft.previous !== undefined ? { previous: JSON.stringify(draft.previous) } : {}),
-        ...(draft.prompt !== undefined ? { prompt: draft.prompt } : {}),
-        ...(draft.subject !== undefined ? { subject: draft.subject } : {}),
-        ...(cause ? { cause } : {}),
-        ...(draft.device !== device ? { origin: draft.device } : {}),
-      };
-      emitAction(event);
-      return actionLogPoint(event);
-    });
-    return { record: book.actions.get(draft.id)!, points };
   };
 
   /**
@@ -272,10 +161,8 @@ export async function startActions(
     extra: Point[],
     alsoSend: () => Promise<unknown> = async () => {},
   ) => {
-    const event = ProfileBook.change(record.owner, record.key, op, value, record.id);
-    emitProfile(event);
     await Promise.all([
-      actionLog.write([...extra, profilePoint(event)]),
+      write([...extra, recorder.profileChange(record.owner, record.key, op, value, record.id)]),
       alsoSend(),
       ...devicesOf(record.owner, record.device).map(publishState),
     ]);
@@ -294,7 +181,7 @@ export async function startActions(
     const point = result.ok
       ? transition(record, "delivered", record.device)
       : transition(record, "failed", record.device, { reason: result.reason });
-    await actionLog.write([point]);
+    await write([point]);
     if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
   };
 
@@ -302,7 +189,7 @@ export async function startActions(
     const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
     if (stale.length === 0) return;
     const points = stale.map((r) => transition(r, "expired", r.device));
-    actionLog.write(points).then(
+    write(points).then(
       () => log.info({ actions: stale.length }, "unanswered suggestions expired"),
       (err: Error) => log.error({ err: err.message }, "could not record expired suggestions"),
     );
@@ -350,12 +237,12 @@ export async function startActions(
         "action proposed",
       );
       if (record.kind === "notify") {
-        await actionLog.write(points);
+        await write(points);
         await notify(record);
         return record;
       }
       const out = () => send(targets, record);
-      if (record.kind === "suggest") await Promise.all([actionLog.write(points), out()]);
+      if (record.kind === "suggest") await Promise.all([write(points), out()]);
       else await changeProfile(record, record.kind, record.value, points, out);
       return record;
     },
@@ -421,7 +308,7 @@ export async function startActions(
     profileOf: (owner) => ({ ...profiles.get(owner) }),
     actionsOf: (subject) => book.of(subject),
     async flush() {
-      await Promise.all([actionLog.flush(), delivery.flush()]);
+      await Promise.all([recorder.flush(), delivery.flush()]);
     },
     forgetSubject(subject) {
       for (const record of book.forgetSubject(subject))
@@ -447,11 +334,9 @@ export async function startActions(
     delivery,
     async close() {
       clearInterval(sweeper);
-      stopBook();
-      stopProfiles();
       stopFollowing();
       stopProvisioning();
-      await actionLog.close();
+      await recorder.close();
       await delivery.close();
     },
   };
@@ -500,7 +385,7 @@ export async function startActions(
     } else if (ack.status === "undone") {
       await undo(record, ack.device, by ?? `device:${ack.device}`);
     } else {
-      await actionLog.write([
+      await write([
         transition(record, ack.status, ack.device, { ...(ack.reason ? { reason: ack.reason } : {}), ...who }),
       ]);
     }
