@@ -2,12 +2,12 @@ import type { Logger } from "pino";
 import type { View } from "../changes/index.ts";
 import type { Store } from "../store/index.ts";
 import { ACTION_LOG_TOPIC, type ActionLogEvent, type ProposedEvent } from "./events.ts";
-import { FINAL, nextStatus, type ActionKind, type ActionStatus } from "./lifecycle.ts";
+import { FINAL, nextStatus, type ActionKind, type ActionStatus } from "./status.ts";
 import type { Owner } from "./profiles.ts";
 import { ACTION_LOG, actionLogEventOf } from "./rows.ts";
 
-export type { ActionKind, ActionStatus } from "./lifecycle.ts";
-export { FINAL } from "./lifecycle.ts";
+export type { ActionKind, ActionStatus } from "./status.ts";
+export { FINAL } from "./status.ts";
 
 export interface Transition {
   status: ActionStatus;

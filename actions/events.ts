@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { topic } from "../changes/index.ts";
-import { ACTION_STATUSES } from "./lifecycle.ts";
+import { ACTION_STATUSES } from "./status.ts";
 
 const owner = z.custom<`device:${string}` | `subject:${string}`>(
   (v) => typeof v === "string" && (v.startsWith("device:") || v.startsWith("subject:")),

@@ -12,7 +12,7 @@ import {
   type ProfileEvent,
   type ProposedEvent,
 } from "./events.ts";
-import type { ActionStatus } from "./lifecycle.ts";
+import type { ActionStatus } from "./status.ts";
 import { ProfileBook, type Owner } from "./profiles.ts";
 import { actionLogPoint, profilePoint } from "./rows.ts";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ACTION_STATUSES, FINAL, answerable, nextStatus, undoable } from "../../actions/lifecycle.ts";
+import { ACTION_STATUSES, FINAL, answerable, nextStatus, undoable } from "../../actions/status.ts";
 
 describe("the action lifecycle", () => {
   it("moves a proposed action to whatever its devices answer", () => {
