@@ -1,10 +1,14 @@
+import type { Logger } from "pino";
+import type { View } from "../changes/index.ts";
 import type { Store } from "../store/index.ts";
+import { ACTION_LOG_TOPIC, type ActionLogEvent, type ProposedEvent } from "./events.ts";
+import { FINAL, nextStatus, type ActionKind, type ActionStatus } from "./status.ts";
 import type { Owner } from "./profiles.ts";
+import { actionLogEventOf } from "./rows.ts";
 import { allActionRows } from "./queries.ts";
 
-export type ActionKind = "set" | "suggest" | "clear" | "notify";
-export type ActionStatus =
-  "proposed" | "delivered" | "applied" | "accepted" | "declined" | "failed" | "expired" | "undone" | "withdrawn";
+export type { ActionKind, ActionStatus } from "./status.ts";
+export { FINAL } from "./status.ts";
 
 export interface Transition {
   status: ActionStatus;
@@ -47,15 +51,13 @@ export interface Participation {
 
 export { ACTION_LOG } from "./queries.ts";
 
-/** Statuses after which nothing but undo can happen. */
-export const FINAL: ReadonlySet<ActionStatus> = new Set(["applied", "declined", "failed", "expired", "undone"]);
-
 /**
  * The in-memory view of the action log: every action with its lifecycle,
  * and what the guards ask of it (when a rule last fired for a target, when
- * a target was last asked, when it declined). Rebuilt from `action_log`.
+ * a target was last asked, when it declined). Rebuilt from `action_log`,
+ * then kept by the same `apply` for every new row, made here or elsewhere.
  */
-export class ActionBook {
+export class ActionBook implements View<ActionLogEvent> {
   readonly actions = new Map<string, ActionRecord>();
   private readonly fired = new Map<string, number>();
   private readonly prompts = new Map<string, number>();
@@ -64,60 +66,51 @@ export class ActionBook {
   /** subject -> ids of the actions about them (owned by them, or caused by a message about them). */
   private readonly bySubject = new Map<string, Set<string>>();
 
-  static async rebuild(store: Store): Promise<ActionBook> {
+  /** Identities of the events applied, per action: applying one again changes nothing. */
+  private readonly seen = new Map<string, Set<string>>();
+
+  /** Applies every stored row of the action log, as its change event, in time order. */
+  static async rebuild(store: Store, log: Logger): Promise<ActionBook> {
     const book = new ActionBook();
-    const rows = await store.query<
-      Record<string, unknown> & { time: Date; device: string; action: string; status: ActionStatus }
-    >(allActionRows());
-    const json = (v: unknown) => (v === undefined || v === null ? undefined : JSON.parse(String(v)));
+    const rows = await store.query<Record<string, unknown> & { time: Date }>(allActionRows());
     for (const row of rows) {
-      const existing = book.actions.get(row.action);
-      const at = row.time.getTime();
-      if (row.status === "proposed") {
-        if (existing) {
-          if (row.device) existing.targets.push(row.device);
-          continue;
-        }
-        book.add({
-          id: row.action,
-          rule: String(row.rule ?? ""),
-          kind: String(row.kind ?? "set") as ActionKind,
-          key: String(row.key ?? ""),
-          value: json(row.value),
-          prompt: row.prompt == null ? undefined : String(row.prompt),
-          why: String(row.why ?? ""),
-          owner: String(row.owner ?? `device:${row.device}`) as Owner,
-          device: row.device ?? "",
-          subject: row.subject == null ? undefined : String(row.subject),
-          // A change by a customer who has no device yet is logged without a target.
-          targets: row.device ? [row.device] : [],
-          status: "proposed",
-          previous: json(row.previous),
-          createdAt: at,
-          transitions: [],
-        });
-      } else if (existing) {
-        if (
-          row.status === "applied" &&
-          existing.kind === "suggest" &&
-          row.previous !== undefined &&
-          row.previous !== null
-        )
-          existing.previous = json(row.previous);
-        book.transition(
-          existing,
-          row.status,
-          row.device,
-          at,
-          row.by == null ? undefined : String(row.by),
-          row.reason == null ? undefined : String(row.reason),
-        );
-      }
+      const event = ACTION_LOG_TOPIC.schema.safeParse(actionLogEventOf(row));
+      if (event.success) book.apply(event.data);
+      else log.warn({ action: row.action, status: row.status, err: event.error.message }, "action log row skipped");
     }
     return book;
   }
 
-  add(record: ActionRecord): void {
+  /**
+   * The one way the book changes. Idempotent by the event's identity; events of
+   * different actions commute (what the guards keep is a max or a count).
+   */
+  apply(event: ActionLogEvent): void {
+    const existing = this.actions.get(event.action);
+    if (event.status === "proposed") {
+      if (!existing) this.add(recordOf(event));
+      // Every further `proposed` row of an action names one more target.
+      else if (event.device && !existing.targets.includes(event.device)) existing.targets.push(event.device);
+      this.remember(event);
+      return;
+    }
+    if (!existing || !this.remember(event)) return;
+    if (event.status === "applied" && existing.kind === "suggest" && event.previous !== undefined)
+      existing.previous = JSON.parse(event.previous) as unknown;
+    this.transition(existing, event.status, event.device, Math.floor(event.micros / 1000), event.by, event.reason);
+  }
+
+  /** Whether the event is new to the book (and now remembered). */
+  private remember(event: ActionLogEvent): boolean {
+    const identity = ACTION_LOG_TOPIC.identity(event);
+    let seen = this.seen.get(event.action);
+    if (!seen) this.seen.set(event.action, (seen = new Set()));
+    if (seen.has(identity)) return false;
+    seen.add(identity);
+    return true;
+  }
+
+  private add(record: ActionRecord): void {
     this.actions.set(record.id, record);
     record.transitions.push({
       status: "proposed",
@@ -142,7 +135,7 @@ export class ActionBook {
     }
   }
 
-  transition(
+  private transition(
     record: ActionRecord,
     status: ActionStatus,
     device: string,
@@ -158,12 +151,10 @@ export class ActionBook {
       ...(by ? { by } : {}),
       ...(reason ? { reason } : {}),
     });
-    // A pending delivery taken back (the shared device's session ended) says nothing about the action itself.
-    if (status === "withdrawn") return;
-    // Every transition is kept, but a late or repeated ack never moves a finished action back.
-    if (status === "delivered" && record.status !== "proposed") return;
-    if (record.status === "undone" || (FINAL.has(record.status) && status !== "undone")) return;
-    record.status = status;
+    // Every transition is kept; nextStatus says whether it moves the action.
+    const next = nextStatus(record.status, status);
+    if (next === undefined) return;
+    record.status = next;
     if (record.kind !== "suggest" || answered) return;
     if (status === "accepted" || status === "declined") {
       const p = this.count(record.owner);
@@ -171,7 +162,8 @@ export class ActionBook {
       if (status === "accepted") p.accepted += 1;
       else {
         p.declined += 1;
-        this.declines.set(`${record.rule}|${record.owner}`, at);
+        const key = `${record.rule}|${record.owner}`;
+        this.declines.set(key, Math.max(this.declines.get(key) ?? 0, at));
       }
     }
   }
@@ -213,7 +205,10 @@ export class ActionBook {
     const gone = this.of(subject);
     if (gone.length === 0) return [];
     this.bySubject.delete(subject);
-    for (const record of gone) this.actions.delete(record.id);
+    for (const record of gone) {
+      this.actions.delete(record.id);
+      this.seen.delete(record.id);
+    }
     this.fired.clear();
     this.prompts.clear();
     this.declines.clear();
@@ -247,6 +242,29 @@ export class ActionBook {
     if (!p) this.participation.set(owner, (p = { asks: 0, answers: 0, accepted: 0, declined: 0, rate: null }));
     return p;
   }
+}
+
+/** The action a first `proposed` row starts. */
+function recordOf(event: ProposedEvent): ActionRecord {
+  const at = Math.floor(event.micros / 1000);
+  return {
+    id: event.action,
+    rule: event.rule,
+    kind: event.kind,
+    key: event.key,
+    value: event.value === undefined ? undefined : (JSON.parse(event.value) as unknown),
+    prompt: event.prompt,
+    why: event.why,
+    owner: event.owner,
+    device: event.origin ?? event.device,
+    subject: event.subject,
+    // A change by a customer who has no device yet is logged without a target.
+    targets: event.device ? [event.device] : [],
+    status: "proposed",
+    previous: event.previous === undefined ? undefined : (JSON.parse(event.previous) as unknown),
+    createdAt: at,
+    transitions: [],
+  };
 }
 
 /** Whom an action is about: the subject that owns it, or the subject of the message that caused it. */

@@ -2,8 +2,8 @@ import type { Logger } from "pino";
 import { createBatchWriter } from "../ingest/writer.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import type { Publisher } from "./index.ts";
-import { actionStatuses } from "./queries.ts";
+import type { Publisher } from "./ports.ts";
+import { ACTION_LOG, actionStatuses } from "./queries.ts";
 
 /** What the broker needs to deliver actions reliably. */
 export interface Outbox {
@@ -29,7 +29,6 @@ export interface Delivery extends Outbox {
   close(): Promise<void>;
 }
 
-const LOG = "action_log";
 /** Statuses a device's own PUBACK or ack wrote: each proves the device had the action. */
 const RECEIVED = new Set(["delivered", "applied", "accepted", "declined", "failed", "undone", "expired", "withdrawn"]);
 
@@ -48,8 +47,8 @@ export async function startDelivery(deps: {
   log: Logger;
   /** The wire payload of an action known to the action log. */
   render(actionId: string): string | undefined;
-  /** Tells the action lifecycle that a device confirmed receipt. */
-  onDelivered?(device: string, actionId: string): void;
+  /** Tells the action lifecycle that a device confirmed receipt, at the time of the `delivered` row. */
+  onDelivered?(device: string, actionId: string, micros: number): void;
 }): Promise<Delivery> {
   const log = deps.log.child({ part: "delivery" });
   /** device -> action id -> payload (undefined until first needed after a rebuild). */
@@ -77,7 +76,7 @@ export async function startDelivery(deps: {
 
   function queueFor(device: string): Map<string, string | undefined> {
     let list = pending.get(device);
-    if (!list) pending.set(device, (list = new Map()));
+    if (!list) pending.set(device, (list = new Map<string, string | undefined>()));
     return list;
   }
 
@@ -115,14 +114,15 @@ export async function startDelivery(deps: {
       if (!drop(device, actionId)) return;
       // The action log records it; at info this would be a line per delivery, the busiest event there is.
       log.debug({ device, action: actionId }, "action delivered");
-      deps.onDelivered?.(device, actionId);
+      const micros = nextMicros();
+      deps.onDelivered?.(device, actionId, micros);
       writer
         .write([
           {
-            measurement: LOG,
+            measurement: ACTION_LOG,
             tags: { device },
             fields: { action: actionId, status: "delivered" },
-            timestamp: String(nextMicros()),
+            timestamp: String(micros),
           },
         ])
         .catch((err: Error) => log.error({ device, action: actionId, err: err.message }, "delivery not recorded"));

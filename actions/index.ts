@@ -1,36 +1,19 @@
-import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { AckMessage } from "../ingest/index.ts";
-import type { Registry } from "../registry/index.ts";
-import type { Touchpoints } from "../subjects/index.ts";
-import type { ProposedAction } from "../rules/index.ts";
-import type { Point, Store } from "../store/index.ts";
-import { nextMicros } from "../store/clock.ts";
-import { ActionBook, ACTION_LOG, type ActionRecord, type ActionStatus, type Participation } from "./book.ts";
-import { ProfileBook, type Owner } from "./profiles.ts";
-import { postWebhook } from "./webhook.ts";
-import { createBatchWriter } from "../ingest/writer.ts";
+import type { ChangeFeed } from "../changes/index.ts";
+import type { Store } from "../store/index.ts";
+import { ActionBook, type ActionRecord, type Participation } from "./book.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";
+import { actionLifecycle } from "./lifecycle.ts";
+import type { Ack, DeviceDirectory, Proposal, Publisher, TouchpointDirectory } from "./ports.ts";
+import { ProfileBook, type Owner } from "./profiles.ts";
+import { retainedState } from "./retained-state.ts";
+import { createRecorder } from "./recorder.ts";
+import { wire } from "./wire.ts";
 
 export type { ActionRecord, ActionStatus, Participation } from "./book.ts";
 export type { Owner } from "./profiles.ts";
-
-/** The `rule` of a change the customer (or an admin for them) made to their own profile; no rule id can take it. */
-export const CUSTOMER_RULE = "@customer";
-
-/** How actions and state leave the platform; the broker implements it. */
-export interface Publisher {
-  publish(topic: string, payload: string, options: { qos: 0 | 1; retain: boolean }): Promise<void>;
-}
-
-export class ActionError extends Error {
-  constructor(
-    readonly code: "ACTION_NOT_FOUND" | "ACTION_NOT_UNDOABLE" | "ACTION_NOT_ANSWERABLE",
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type { Publisher } from "./ports.ts";
+export { ActionError, CUSTOMER_RULE } from "./errors.ts";
 
 export interface ActionsConfig {
   /** A suggestion nobody answered expires after this long. */
@@ -38,9 +21,9 @@ export interface ActionsConfig {
 }
 
 export interface Actions {
-  propose(action: ProposedAction): Promise<ActionRecord>;
+  propose(action: Proposal): Promise<ActionRecord>;
   /** A device's answer on devices/{id}/acks. */
-  ack(ack: AckMessage): void;
+  ack(ack: Ack): void;
   /** Undo from the API: restores the previous value everywhere it was set. */
   undo(id: string, by: string): Promise<ActionRecord>;
   /** A customer answers a suggestion through the API (their app), as the device it was asked on would. */
@@ -79,39 +62,20 @@ export async function startActions(
   config: ActionsConfig,
   deps: {
     store: Store;
-    registry: Registry;
-    /** Whom each device serves now (link or session), and every device of a subject. */
-    touchpoints: Pick<Touchpoints, "subjectOf" | "devicesOf" | "linkedSubject" | "onChange">;
+    registry: DeviceDirectory;
+    touchpoints: TouchpointDirectory;
     publisher: Publisher;
+    /** Where the action log's and the profiles' changes travel, to this process's views and other nodes'. */
+    feed: ChangeFeed;
     log: Logger;
   },
 ): Promise<Actions> {
-  const { store, registry, publisher, touchpoints } = deps;
+  const { store, registry, publisher, touchpoints, feed } = deps;
   const log = deps.log.child({ part: "actions" });
-  const book = await ActionBook.rebuild(store);
-  // 72 random bits an id, drawn from a pool: one getrandom call per 1,000 actions rather than one each.
-  let pool = Buffer.alloc(0);
-  let used = 0;
-  const newId = () => {
-    if (used + 9 > pool.length) {
-      pool = randomBytes(9 * 1000);
-      used = 0;
-    }
-    used += 9;
-    return `act_${pool.subarray(used - 9, used).toString("base64url")}`;
-  };
-  // Group commit: actions of the same few milliseconds share one InfluxDB write (and fsync).
-  const actionLog = createBatchWriter({
-    store,
-    log,
-    batchSize: 1000,
-    flushMs: 5,
-    onRejected: (point, message) =>
-      log.error({ measurement: point.measurement, influx: message }, "InfluxDB refused an action log point"),
-  });
-  const profiles = await ProfileBook.rebuild(store);
+  const book = await ActionBook.rebuild(store, log);
+  const profiles = await ProfileBook.rebuild(store, log);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
-
+  const recorder = createRecorder({ store, log, book, profiles, feed });
   const delivery = await startDelivery({
     store,
     publisher,
@@ -121,309 +85,32 @@ export async function startActions(
       return record && wire(record);
     },
     // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
-    onDelivered: (device, id) => {
-      const record = book.actions.get(id);
-      if (record) book.transition(record, "delivered", device, Date.now());
-    },
+    onDelivered: (device, id, micros) => recorder.emitAction({ action: id, status: "delivered", device, micros }),
   });
 
-  /** Every touchpoint of an owner: the device itself, or every device that serves the customer (linked, or in a session with them). */
-  const devicesOf = (owner: Owner, origin: string | undefined): string[] => {
-    if (owner.startsWith("device:")) return [owner.slice("device:".length)];
-    const subject = owner.slice("subject:".length);
-    const all = new Set([...(origin ? [origin] : []), ...touchpoints.devicesOf(subject)]);
-    return [...all].filter((id) => registry.get(id)?.revoked === false);
-  };
-
-  const stateOf = (device: string): Record<string, unknown> => {
-    const subject = touchpoints.subjectOf(device);
-    return { ...profiles.get(`device:${device}`), ...(subject ? profiles.get(`subject:${subject}`) : {}) };
-  };
-
-  const stateMessage = (device: string) =>
-    JSON.stringify({
-      device,
-      subject: touchpoints.subjectOf(device) ?? null,
-      profile: stateOf(device),
-      ts: Date.now(),
-    });
-  /** What each device's retained state last said (without its time): an unchanged state is not sent again. */
-  const lastState = new Map<string, string>();
-  const publishState = async (device: string) => {
-    const content = JSON.stringify([touchpoints.subjectOf(device) ?? null, stateOf(device)]);
-    if (lastState.get(device) === content) return;
-    lastState.set(device, content);
-    await publisher.publish(`devices/${device}/state`, stateMessage(device), { qos: 1, retain: true });
-  };
-  // Session starts and ends of one publish (a card session in one batch) come together: one state for all of them.
-  const stale = new Set<string>();
-  const publishSoon = (device: string) => {
-    if (stale.has(device)) return;
-    stale.add(device);
-    setImmediate(() => {
-      stale.delete(device);
-      publishState(device).catch((err: Error) => log.error({ device, err: err.message }, "state not published"));
-    });
-  };
-
-  /**
-   * A shared device whose session with a customer ended must not apply that
-   * customer's changes later for the next person: what is still pending for it
-   * of theirs is withdrawn (recorded, so a restart does not send it either).
-   */
-  const withdraw = (device: string, subject: string) => {
-    if (touchpoints.linkedSubject(device) === subject) return;
-    const points = delivery
-      .pendingFor(device)
-      .map(({ id }) => book.actions.get(id))
-      .filter((r): r is ActionRecord => r !== undefined && r.owner === `subject:${subject}`)
-      .map((record) => {
-        delivery.received(device, record.id);
-        return transition(record, "withdrawn", device, { reason: "session_ended" });
-      });
-    if (points.length === 0) return;
-    actionLog.write(points).then(
-      () => log.info({ device, actions: points.length }, "pending actions of an ended session withdrawn"),
-      (err: Error) => log.error({ device, err: err.message }, "could not record withdrawn actions"),
-    );
-  };
+  const state = retainedState({ profileOf: (owner) => profiles.get(owner), touchpoints, registry, publisher, log });
+  const lifecycle = actionLifecycle(config, { book, profiles, recorder, delivery, state, registry, touchpoints, log });
 
   // A new device finds its (empty) state retained on its first subscribe, like every other device.
-  const stopProvisioning = registry.onChange((change) => change.op === "provisioned" && publishSoon(change.device));
+  const stopProvisioning = registry.onChange(
+    (change) => change.op === "provisioned" && state.publishSoon(change.device),
+  );
   const stopFollowing = touchpoints.onChange(({ device, before }) => {
     if (registry.get(device)?.revoked !== false) return;
-    if (before) withdraw(device, before);
-    publishSoon(device);
+    if (before) lifecycle.withdraw(device, before);
+    state.publishSoon(device);
   });
 
-  const transition = (
-    record: ActionRecord,
-    status: ActionStatus,
-    device: string,
-    extra: { by?: string; reason?: string; previous?: unknown } = {},
-  ): Point => {
-    const micros = nextMicros();
-    book.transition(record, status, device, Math.floor(micros / 1000), extra.by, extra.reason);
-    return {
-      measurement: ACTION_LOG,
-      tags: { device },
-      fields: {
-        action: record.id,
-        status,
-        ...(extra.by ? { by: extra.by } : {}),
-        ...(extra.reason ? { reason: extra.reason } : {}),
-        ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
-      },
-      timestamp: String(micros),
-    };
-  };
-
-  function wire(record: ActionRecord): string {
-    return JSON.stringify({
-      id: record.id,
-      rule: record.rule,
-      kind: record.kind,
-      key: record.key,
-      ...(record.value !== undefined ? { value: record.value } : {}),
-      ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-      why: record.why,
-    });
-  }
-
-  /** Kept pending per device until its PUBACK, so it survives being offline and a restart. */
-  const send = (devices: readonly string[], record: ActionRecord) => {
-    const payload = wire(record);
-    return Promise.all(devices.map((device) => delivery.send(device, record.id, payload)));
-  };
-
-  /** The `proposed` rows of an action, one per target device: what delivery and the lifecycle are rebuilt from. */
-  const proposedRows = (record: ActionRecord, devices: readonly string[], cause?: string): Point[] =>
-    (devices.length > 0 ? devices : [undefined]).map((device) => ({
-      measurement: ACTION_LOG,
-      tags: device ? { device } : ({} as Record<string, string>),
-      fields: {
-        action: record.id,
-        status: "proposed",
-        rule: record.rule,
-        kind: record.kind,
-        key: record.key,
-        owner: record.owner,
-        why: record.why,
-        ...(record.value !== undefined ? { value: JSON.stringify(record.value) } : {}),
-        ...(record.previous !== undefined ? { previous: JSON.stringify(record.previous) } : {}),
-        ...(record.prompt !== undefined ? { prompt: record.prompt } : {}),
-        ...(record.subject !== undefined ? { subject: record.subject } : {}),
-        ...(cause ? { cause } : {}),
-      },
-      timestamp: String(nextMicros()),
-    }));
-
-  /**
-   * Sets or clears the owner's key and tells every touchpoint its new state
-   * while the change is being logged. The log write is not on the devices'
-   * latency path; the call resolves once both are done.
-   */
-  const changeProfile = async (
-    record: ActionRecord,
-    op: "set" | "clear",
-    value: unknown,
-    extra: Point[],
-    alsoSend: () => Promise<unknown> = async () => {},
-  ) => {
-    const point = profiles.change(record.owner, record.key, op, value, record.id);
-    await Promise.all([
-      actionLog.write([...extra, point]),
-      alsoSend(),
-      ...devicesOf(record.owner, record.device).map(publishState),
-    ]);
-  };
-
-  const notify = async (record: ActionRecord) => {
-    const result = await postWebhook(record.key, {
-      action: record.id,
-      rule: record.rule,
-      device: record.device,
-      subject: record.subject ?? null,
-      message: record.value,
-      why: record.why,
-      at: new Date(record.createdAt).toISOString(),
-    });
-    const point = result.ok
-      ? transition(record, "delivered", record.device)
-      : transition(record, "failed", record.device, { reason: result.reason });
-    await actionLog.write([point]);
-    if (!result.ok) log.warn({ action: record.id, rule: record.rule, reason: result.reason }, "notification failed");
-  };
-
-  const expire = () => {
-    const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
-    if (stale.length === 0) return;
-    const points = stale.map((r) => transition(r, "expired", r.device));
-    actionLog.write(points).then(
-      () => log.info({ actions: stale.length }, "unanswered suggestions expired"),
-      (err: Error) => log.error({ err: err.message }, "could not record expired suggestions"),
-    );
-  };
-  expire();
-  const sweeper = setInterval(expire, Math.min(60_000, config.suggestionTtlMs)).unref();
-
   return {
-    async propose(proposal) {
-      const owner: Owner =
-        proposal.scope === "subject" && proposal.subject ? `subject:${proposal.subject}` : `device:${proposal.device}`;
-      const now = Date.now();
-      book.markFired(proposal.rule, owner, now);
-      // A suggestion is asked once, where the pattern was seen; a change goes to every touchpoint.
-      const targets =
-        proposal.kind === "suggest" || proposal.kind === "notify"
-          ? [proposal.device]
-          : devicesOf(owner, proposal.device);
-      const record: ActionRecord = {
-        id: newId(),
-        rule: proposal.rule,
-        kind: proposal.kind,
-        key: proposal.key,
-        value: proposal.value,
-        prompt: proposal.prompt,
-        why: proposal.why,
-        owner,
-        device: proposal.device,
-        subject: proposal.subject,
-        targets,
-        status: "proposed",
-        previous: proposal.kind === "notify" ? undefined : profiles.get(owner)?.[proposal.key],
-        createdAt: now,
-        transitions: [],
-      };
-      book.add(record);
-      const points = proposedRows(record, targets);
-      // Every action is in the action log (GET /api/actions/:id, the export); a log line each would be the busiest line there is.
-      log.debug(
-        {
-          action: record.id,
-          rule: record.rule,
-          kind: record.kind,
-          key: record.kind === "notify" ? undefined : record.key,
-          owner,
-          targets: targets.length,
-        },
-        "action proposed",
-      );
-      if (record.kind === "notify") {
-        await actionLog.write(points);
-        await notify(record);
-        return record;
-      }
-      const out = () => send(targets, record);
-      if (record.kind === "suggest") await Promise.all([actionLog.write(points), out()]);
-      else await changeProfile(record, record.kind, record.value, points, out);
-      return record;
-    },
-
-    ack(ack) {
-      const record = book.actions.get(ack.action);
-      if (!record || !record.targets.includes(ack.device)) {
-        log.warn(
-          { device: ack.device, action: ack.action, status: ack.status },
-          "ack for an action this device was not sent",
-        );
-        return;
-      }
-      handle(record, ack).catch((err: Error) => {
-        if (err instanceof ActionError)
-          log.warn({ action: record.id, device: ack.device, status: ack.status, reason: err.message }, "ack refused");
-        else log.error({ action: record.id, err: err.message }, "could not record the acknowledgement");
-      });
-    },
-
-    async answer(id, status, by) {
-      const record = book.actions.get(id);
-      if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
-      if (record.kind !== "suggest" || (record.status !== "proposed" && record.status !== "delivered")) {
-        throw new ActionError(
-          "ACTION_NOT_ANSWERABLE",
-          `action '${id}' is a ${record.kind} that is ${record.status}; only a suggestion waiting for an answer can be accepted or declined`,
-        );
-      }
-      await handle(record, { device: record.device, action: id, status }, by);
-      return record;
-    },
-
-    async setProfile(subject, changes, by) {
-      const owner: Owner = `subject:${subject}`;
-      const targets = devicesOf(owner, undefined);
-      const records: ActionRecord[] = [];
-      for (const [key, value] of Object.entries(changes)) {
-        const kind = value === null ? "clear" : "set";
-        const record: ActionRecord = {
-          id: newId(),
-          rule: CUSTOMER_RULE,
-          kind,
-          key,
-          value: value === null ? undefined : value,
-          prompt: undefined,
-          why: `${by === "customer" ? "the customer" : by} ${kind === "set" ? `set ${key} to ${JSON.stringify(value)}` : `cleared ${key}`} in their profile`,
-          owner,
-          device: targets[0] ?? "",
-          subject,
-          targets,
-          status: "proposed",
-          previous: profiles.get(owner)?.[key],
-          createdAt: Date.now(),
-          transitions: [],
-        };
-        book.add(record);
-        await changeProfile(record, kind, record.value, proposedRows(record, targets), () => send(targets, record));
-        records.push(record);
-      }
-      log.info({ keys: Object.keys(changes).length, targets: targets.length, by }, "profile changed by request");
-      return records;
-    },
-
+    propose: lifecycle.propose,
+    ack: lifecycle.ack,
+    answer: lifecycle.answer,
+    setProfile: lifecycle.setProfile,
+    undo: lifecycle.undo,
     profileOf: (owner) => ({ ...profiles.get(owner) }),
     actionsOf: (subject) => book.of(subject),
     async flush() {
-      await Promise.all([actionLog.flush(), delivery.flush()]);
+      await Promise.all([recorder.flush(), delivery.flush()]);
     },
     forgetSubject(subject) {
       for (const record of book.forgetSubject(subject))
@@ -431,99 +118,21 @@ export async function startActions(
       profiles.forget(`subject:${subject}`);
     },
 
-    async undo(id, by) {
-      const record = book.actions.get(id);
-      if (!record) throw new ActionError("ACTION_NOT_FOUND", `no action '${id}'`);
-      await undo(record, record.device, by);
-      return record;
-    },
-
     lastFired: (rule, target) => book.lastFired(rule, target),
     lastPrompt: (target) => book.lastPrompt(target),
     declinedAt: (rule, target) => book.declinedAt(rule, target),
     participation: (owner) => book.participationOf(owner),
     get: (id) => book.actions.get(id),
-    stateOf,
-    stateMessage,
-    async publishAllState() {
-      // Every device, also those whose profile is empty now: after a restart the retained store
-      // starts empty, and a device must not keep a profile that was cleared or undone.
-      lastState.clear();
-      await Promise.all(
-        registry
-          .list()
-          .filter((d) => !d.revoked)
-          .map((d) => publishState(d.id)),
-      );
-    },
+    stateOf: state.stateOf,
+    stateMessage: state.stateMessage,
+    publishAllState: () => state.publishAll(),
     delivery,
     async close() {
-      clearInterval(sweeper);
+      lifecycle.stop();
       stopFollowing();
       stopProvisioning();
-      await actionLog.close();
+      await recorder.close();
       await delivery.close();
     },
   };
-
-  /** A device's ack (or a customer's answer through the API, `by` them) moves the action on. */
-  async function handle(record: ActionRecord, ack: AckMessage, by?: string): Promise<void> {
-    // An ack proves receipt even from a QoS 0 subscriber that sends no PUBACK.
-    delivery.received(ack.device, ack.action);
-    const before = record.status;
-    const who = by ? { by } : {};
-    if (ack.status === "accepted" && record.kind === "suggest" && (before === "proposed" || before === "delivered")) {
-      record.previous = profiles.get(record.owner)?.[record.key];
-      const accepted = transition(record, "accepted", ack.device, who);
-      const applied = transition(record, "applied", ack.device, { previous: record.previous });
-      // Every other touchpoint of the customer gets the accepted change as a set action of its own.
-      const others = devicesOf(record.owner, record.device).filter((d) => !record.targets.includes(d));
-      const follow: ActionRecord | undefined =
-        others.length === 0
-          ? undefined
-          : {
-              ...record,
-              id: newId(),
-              kind: "set",
-              prompt: undefined,
-              why: `accepted on ${ack.device}: ${record.why}`,
-              targets: others,
-              status: "proposed",
-              createdAt: Date.now(),
-              transitions: [],
-            };
-      if (follow) book.add(follow);
-      const rows = follow ? proposedRows(follow, others, record.id) : [];
-      await changeProfile(
-        record,
-        "set",
-        record.value,
-        [accepted, applied, ...rows],
-        async () => follow && send(others, follow),
-      );
-    } else if (ack.status === "undone") {
-      await undo(record, ack.device, by ?? `device:${ack.device}`);
-    } else {
-      await actionLog.write([
-        transition(record, ack.status, ack.device, { ...(ack.reason ? { reason: ack.reason } : {}), ...who }),
-      ]);
-    }
-    log.info({ action: record.id, device: ack.device, status: ack.status }, "action acknowledged");
-  }
-
-  /** Restores the owner's previous value (or clears the key) and records the undo. */
-  async function undo(record: ActionRecord, device: string, by: string): Promise<void> {
-    const inEffect =
-      record.kind === "set" || record.kind === "clear"
-        ? record.status !== "undone"
-        : record.kind === "suggest" && record.status === "applied";
-    if (!inEffect)
-      throw new ActionError(
-        "ACTION_NOT_UNDOABLE",
-        `action '${record.id}' is ${record.status}; only an applied set, clear or accepted suggestion can be undone`,
-      );
-    const point = transition(record, "undone", device, { by });
-    await changeProfile(record, record.previous === undefined ? "clear" : "set", record.previous, [point]);
-    log.info({ action: record.id, by }, "action undone");
-  }
 }

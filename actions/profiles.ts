@@ -1,49 +1,62 @@
-import type { Point, Store } from "../store/index.ts";
+import type { Logger } from "pino";
+import type { View } from "../changes/index.ts";
+import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { ident, influxql } from "../store/influxql.ts";
+import { PROFILE_TOPIC, type ProfileEvent } from "./events.ts";
+import { PROFILE_CHANGES, profileEventOf } from "./rows.ts";
 
 /** Whose profile: a device's own keys, or a customer's that follow them to every touchpoint. */
 export type Owner = `device:${string}` | `subject:${string}`;
 
-const MEASUREMENT = "profile_changes";
+interface Profile {
+  values: Record<string, unknown>;
+  /** Per key, the time of the change in effect (a cleared key keeps it): a change older than that is stale. */
+  times: Map<string, number>;
+}
 
 /**
  * Personalization profiles as an in-memory view over `profile_changes`
- * events; each change returns the point that records it.
+ * events. The latest change of a key wins by its time, so applying a change
+ * twice, or changes of different keys and owners in any order, gives the same
+ * profiles.
  */
-export class ProfileBook {
-  private readonly profiles = new Map<Owner, Record<string, unknown>>();
+export class ProfileBook implements View<ProfileEvent> {
+  private readonly profiles = new Map<Owner, Profile>();
 
-  static async rebuild(store: Store): Promise<ProfileBook> {
+  static async rebuild(store: Store, log: Logger): Promise<ProfileBook> {
     const book = new ProfileBook();
-    const rows = await store.query<{ time: Date; owner: string; key: string; op: string; value?: string }>(
-      influxql`SELECT * FROM ${ident(MEASUREMENT)}`,
+    const rows = await store.query<Record<string, unknown> & { time: Date }>(
+      influxql`SELECT * FROM ${ident(PROFILE_CHANGES)}`,
     );
-    for (const row of rows)
-      book.apply(
-        row.owner as Owner,
-        row.key,
-        row.op === "set" ? "set" : "clear",
-        row.value == null ? undefined : JSON.parse(row.value),
-      );
+    for (const row of rows) {
+      const event = PROFILE_TOPIC.schema.safeParse(profileEventOf(row));
+      if (event.success) book.apply(event.data);
+      else log.warn({ owner: row.owner, err: event.error.message }, "profile change row skipped");
+    }
     return book;
   }
 
   get size(): number {
-    return this.profiles.size;
+    let size = 0;
+    for (const profile of this.profiles.values()) if (Object.keys(profile.values).length > 0) size += 1;
+    return size;
   }
 
   get(owner: Owner): Readonly<Record<string, unknown>> | undefined {
-    return this.profiles.get(owner);
+    const values = this.profiles.get(owner)?.values;
+    return values && Object.keys(values).length > 0 ? values : undefined;
   }
 
-  change(owner: Owner, key: string, op: "set" | "clear", value: unknown, action: string): Point {
-    this.apply(owner, key, op, value);
+  /** The change event of setting or clearing an owner's key now. */
+  static change(owner: Owner, key: string, op: "set" | "clear", value: unknown, action: string): ProfileEvent {
     return {
-      measurement: MEASUREMENT,
-      tags: { owner },
-      fields: { key, op, action, ...(op === "set" ? { value: JSON.stringify(value) } : {}) },
-      timestamp: String(nextMicros()),
+      owner,
+      key,
+      op,
+      ...(op === "set" && value !== undefined ? { value: JSON.stringify(value) } : {}),
+      action,
+      micros: nextMicros(),
     };
   }
 
@@ -52,11 +65,12 @@ export class ProfileBook {
     this.profiles.delete(owner);
   }
 
-  private apply(owner: Owner, key: string, op: "set" | "clear", value: unknown): void {
-    const profile = this.profiles.get(owner) ?? {};
-    if (op === "set") profile[key] = value;
-    else delete profile[key];
-    if (Object.keys(profile).length === 0) this.profiles.delete(owner);
-    else this.profiles.set(owner, profile);
+  apply(event: ProfileEvent): void {
+    let profile = this.profiles.get(event.owner);
+    if (!profile) this.profiles.set(event.owner, (profile = { values: {}, times: new Map() }));
+    if ((profile.times.get(event.key) ?? -1) >= event.micros) return;
+    profile.times.set(event.key, event.micros);
+    if (event.op === "set") profile.values[event.key] = event.value === undefined ? undefined : JSON.parse(event.value);
+    else delete profile.values[event.key];
   }
 }

@@ -1,7 +1,6 @@
 import { z } from "zod";
 import { topic, type View } from "../changes/index.ts";
 import { microsToMs } from "../store/clock.ts";
-
 import { PRESENCE } from "./queries.ts";
 
 export { PRESENCE };

@@ -4,6 +4,8 @@ import { writeIsolating as isolate } from "./isolate.ts";
 import type { Line } from "./lineprotocol.ts";
 import type { CommitLog, Ticket } from "./commit-log.ts";
 import type { Spool } from "./spool.ts";
+import { createBatcher, type Batch as Collected } from "./batcher.ts";
+import { initialMode, next, type WriterEvent, type WriterMode } from "./writer-mode.ts";
 
 export interface DurableWriterOptions {
   store: Pick<Store, "writeLines">;
@@ -57,9 +59,8 @@ export interface DurableWriter {
   close(): Promise<void>;
 }
 
-interface Batch {
-  lines: Line[];
-  waiters: Array<{ resolve(): void; reject(err: Error): void; logged: (() => void) | undefined }>;
+/** A batch on its way: the batcher cut it, the routing below takes it to InfluxDB or the spool. */
+interface Batch extends Collected {
   /** Its place in the commit log, while it waits in memory for InfluxDB. */
   ticket?: Ticket;
   /** Its waiters have been answered. */
@@ -69,10 +70,10 @@ interface Batch {
 }
 
 /**
- * Collects lines into batches and keeps a few write requests in flight. A
- * batch is cut when it reaches the size, when it reaches the age, or at once
- * when no write is under way: a quiet system answers in one write's time, a
- * busy one batches more while InfluxDB works (group commit).
+ * Routes the batches the batcher cuts and keeps a few write requests in
+ * flight. A batch is cut when it reaches the size, when it reaches the age,
+ * or at once when no write is under way: a quiet system answers in one
+ * write's time, a busy one batches more while InfluxDB works (group commit).
  *
  * With a commit log, "no write under way" means no write to the log: a
  * batch is appended there as it is cut and answered once it is on disk, and
@@ -101,22 +102,16 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     events = {},
   } = options;
   const log = options.log.child({ part: "writer" });
-  let current: Batch = { lines: [], waiters: [] };
-  let timer: NodeJS.Timeout | undefined;
   const queue: Batch[] = [];
   let inFlight = 0;
   let queuedLines = 0;
   let pending = 0;
   let outstanding = 0;
-  let spooling = false;
-  /**
-   * The replay has reached the end of the spool: new batches wait in memory
-   * (not in the spool) while the last appends land and are replayed, so the
-   * switch back to direct writes keeps the order and cannot be outrun by traffic.
-   */
-  let catchingUp = false;
+  let mode: WriterMode = initialMode;
+  const on = (event: WriterEvent) => {
+    mode = next(mode, event);
+  };
   let replaying: Promise<void> | undefined;
-  let closing = false;
   let wakeReplay: (() => void) | undefined;
   const idle: Array<() => void> = [];
 
@@ -130,7 +125,10 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     if (batch.answered) return;
     batch.answered = true;
     if (!err) tell(batch);
-    for (const waiter of batch.waiters) err ? waiter.reject(err) : waiter.resolve();
+    for (const waiter of batch.waiters) {
+      if (err) waiter.reject(err);
+      else waiter.resolve();
+    }
   };
 
   /** The batch is in InfluxDB or in the spool (or, with err, in neither). */
@@ -149,7 +147,6 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     if (outstanding === 0) idle.splice(0).forEach((done) => done());
   };
 
-  let commitLogFailing = false;
   /** Appends a batch that is going to wait in memory; it is answered as soon as it is on disk. */
   const commit = (batch: Batch) => {
     if (!commitLog) return;
@@ -159,24 +156,24 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
       () => {
         tell(batch);
         // What arrived during this write is the next one.
-        if (current.lines.length > 0) cutSoon();
+        if (batcher.waiting) batcher.cutSoon();
       },
       () => undefined,
     );
     ticket.durable.then(
       () => {
-        commitLogFailing = false;
+        on({ type: "commit-log-durable" });
         answer(batch);
       },
       (err: Error) => {
         batch.ticket = undefined;
-        if (!commitLogFailing)
+        if (mode.commitLog === "ok")
           log.warn(
             { err: err.message },
             "commit log append failed; batches are acknowledged once InfluxDB or the spool has them",
           );
-        commitLogFailing = true;
-        if (current.lines.length > 0) cutSoon();
+        on({ type: "commit-log-failed" });
+        if (batcher.waiting) batcher.cutSoon();
       },
     );
   };
@@ -187,25 +184,19 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
    * while spooling, the spool is not (so one batch holds what arrived during the last one).
    */
   const idleNow = () =>
-    spooling ? !catchingUp && !spool.busy : commitLog ? !commitLog.busy : inFlight === 0 && queue.length === 0;
-  let soon: NodeJS.Immediate | undefined;
-  // After the I/O callbacks of this turn of the event loop, so a burst of publishes read together is one batch.
-  const cutSoon = () => {
-    soon ??= setImmediate(() => {
-      soon = undefined;
-      if (idleNow()) cut();
-    });
-  };
+    mode.route === "spooling"
+      ? !spool.busy
+      : mode.route === "catching-up"
+        ? false
+        : commitLog
+          ? !commitLog.busy
+          : inFlight === 0 && queue.length === 0;
 
-  const cut = () => {
-    if (timer) clearTimeout(timer);
-    timer = undefined;
-    if (current.lines.length === 0) return;
-    const batch = current;
-    current = { lines: [], waiters: [] };
+  /** Where a cut batch goes: the memory queue towards InfluxDB, or the spool. */
+  const route = (batch: Batch) => {
     outstanding += 1;
     // While catching up the queue may exceed its bound for the moment the last appends take to replay.
-    if (spooling ? !catchingUp : queuedLines >= maxQueuedBatches * batchSize) {
+    if (mode.route === "direct" ? queuedLines >= maxQueuedBatches * batchSize : mode.route === "spooling") {
       // InfluxDB is down or slower than the traffic: memory stays bounded, the spool takes the rest in order.
       spillQueued();
       toSpool(batch);
@@ -230,7 +221,7 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
    */
   const pump = () => {
     while (
-      !spooling &&
+      mode.route === "direct" &&
       inFlight < maxInFlight &&
       queue.length > 0 &&
       (!commitLog || inFlight === 0 || queuedLines >= batchSize)
@@ -255,7 +246,7 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
       for (const batch of group) settle(batch);
     } catch (err) {
       const e = err as StoreWriteError;
-      if (!spooling)
+      if (mode.route === "direct")
         log.warn(
           { status: e.status, err: e.message, points },
           "InfluxDB write failed; spooling to disk until it is back",
@@ -266,18 +257,17 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
     } finally {
       inFlight -= 1;
       pump();
-      if (current.lines.length > 0 && idleNow()) cutSoon();
+      if (batcher.waiting && idleNow()) batcher.cutSoon();
     }
   };
 
   const toSpool = (batch: Batch) => {
-    spooling = true;
-    catchingUp = false;
+    on({ type: "spooled" });
     spool.append(batch.lines).then(
       () => {
         events.spooled?.(batch.lines.length);
         settle(batch);
-        if (current.lines.length > 0) cutSoon();
+        if (batcher.waiting) batcher.cutSoon();
       },
       (err: Error) => {
         events.refused?.(batch.lines.length, err.message);
@@ -293,13 +283,13 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
 
   /** Ends a catch-up: batches waiting in memory go to the spool, in order. */
   const spillQueue = () => {
-    if (!catchingUp) return;
-    catchingUp = false;
+    if (mode.route !== "catching-up") return;
+    on({ type: "catch-up-abandoned" });
     spillQueued();
   };
 
   const startReplay = () => {
-    if (closing) return;
+    if (mode.closing) return;
     replaying ??= replay()
       .catch((err: Error) => log.error({ err: err.message }, "spool replay stopped"))
       .finally(() => {
@@ -310,21 +300,20 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
   /** Writes the spool to InfluxDB oldest first, retrying outages with capped backoff. */
   const replay = async () => {
     let attempt = 0;
-    while (!closing) {
+    while (!mode.closing) {
       let lines: readonly Line[] | undefined;
       try {
         // One round from the end: hold new batches in memory so the traffic cannot keep the spool from emptying.
-        if (spool.depth.points <= batchSize * maxInFlight) catchingUp = true;
+        if (spool.depth.points <= batchSize * maxInFlight) on({ type: "spool-nearly-replayed" });
         // Replay shares the write slots with direct writes still under way (at least one for itself).
         lines = await spool.head(batchSize * Math.max(1, maxInFlight - inFlight));
         if (!lines) {
           // A direct write that failed just now may have started an append.
           if (spool.busy || spool.depth.batches > 0) continue;
-          spooling = false;
-          catchingUp = false;
+          on({ type: "spool-replayed" });
           log.info("spool replayed; writing to InfluxDB directly again");
           pump();
-          if (current.lines.length > 0) cutSoon();
+          if (batcher.waiting) batcher.cutSoon();
           return;
         }
         // A round of up to maxInFlight batches at once; rounds go in order, and a failed round is written again whole.
@@ -361,46 +350,45 @@ export function createDurableWriter(options: DurableWriterOptions): DurableWrite
   };
 
   const writeIsolating = (lines: readonly Line[]) =>
-    isolate(lines, (part) => store.writeLines(part.join("\n"), writeTimeoutMs), options.onRejected);
+    isolate(
+      lines,
+      (part) => store.writeLines(part.join("\n"), writeTimeoutMs),
+      (line, message) => options.onRejected(line, message),
+    );
+
+  const batcher = createBatcher({ batchSize, flushMs, idle: idleNow, eager: commitLog !== undefined, route });
 
   const flush = () => {
-    cut();
+    batcher.cut();
     if (outstanding === 0) return Promise.resolve();
     return new Promise<void>((resolve) => idle.push(resolve));
   };
 
   // Batches left in the spool by an earlier run go first.
   if (spool.depth.batches > 0) {
-    spooling = true;
+    on({ type: "spooled" });
     startReplay();
   }
 
   return {
     write(lines, onLogged) {
-      if (closing) return Promise.reject(new Error("ingest is shutting down"));
+      if (mode.closing) return Promise.reject(new Error("ingest is shutting down"));
       if (lines.length === 0) return Promise.resolve();
       return new Promise<void>((resolve, reject) => {
-        for (const line of lines) current.lines.push(line);
-        current.waiters.push({ resolve, reject, logged: onLogged });
         pending += lines.length;
-        if (current.lines.length >= batchSize) cut();
-        else {
-          timer ??= setTimeout(cut, flushMs);
-          // With a commit log, an fdatasync that has just resolved its callers may not have returned yet: cutSoon looks again later.
-          if (commitLog || idleNow()) cutSoon();
-        }
+        batcher.add(lines, { resolve, reject, logged: onLogged });
       });
     },
     flush,
     get mode() {
-      return spooling ? ("spooling" as const) : ("direct" as const);
+      return mode.route === "direct" ? ("direct" as const) : ("spooling" as const);
     },
     get pending() {
       return pending;
     },
     async close() {
-      if (closing) return;
-      closing = true;
+      if (mode.closing) return;
+      on({ type: "close" });
       spillQueue();
       // Everything accepted becomes durable; what InfluxDB cannot take now stays in the spool for the next start.
       await flush();

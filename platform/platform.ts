@@ -78,7 +78,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const { touchpoints } = subjects;
     const actions: Actions = await startActions(
       { suggestionTtlMs: config.rules.suggestionTtl },
-      { store, registry, touchpoints, publisher, log },
+      { store, registry, touchpoints, publisher, feed: changes, log },
     );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
