@@ -9,7 +9,7 @@ import type { Consent } from "../consent/index.ts";
 import type { Ingest } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
 import type { PresenceView } from "../broker/presence.ts";
-import type { Authenticator } from "./auth.ts";
+import type { Authenticator } from "../auth/index.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { ruleRoutes } from "./routes/rules.ts";
 import { actionRoutes } from "./routes/actions.ts";
@@ -20,6 +20,7 @@ import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { doc, registerDocs } from "./openapi.ts";
+import { answerError } from "./errors.ts";
 import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
@@ -29,18 +30,7 @@ import type { Health } from "../health/index.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 import { liveRoutes } from "./routes/live.ts";
-import { dashboardRoutes } from "../dashboard/index.ts";
-
-/** Fastify's own 4xx errors, in this API's vocabulary. */
-const fastifyErrors: Record<string, { error: string; message: string }> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    error: "unsupported_media_type",
-    message: "send the body as JSON with 'content-type: application/json'",
-  },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { error: "invalid_body", message: "the JSON body is empty" },
-  FST_ERR_CTP_INVALID_JSON_BODY: { error: "invalid_body", message: "the body is not valid JSON" },
-  FST_ERR_CTP_BODY_TOO_LARGE: { error: "body_too_large", message: "the body is larger than 1 MiB" },
-};
+import { dashboardRoutes, redirectToDashboard } from "../dashboard/index.ts";
 
 export interface ApiDeps {
   log: Logger;
@@ -77,17 +67,11 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Errors found while routing (a path segment over maxParamLength: 414) get the same catalogue.
+    frameworkErrors: (err, request, reply) => answerError(err, request, reply),
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) {
-      request.log.error({ err, url: request.url }, "request failed");
-      return reply.code(500).send({ error: "internal", message: "internal error" });
-    }
-    const known = fastifyErrors[err.code ?? ""];
-    return reply.code(status).send(known ?? { error: "bad_request", message: err.message });
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }),
   );
@@ -148,6 +132,17 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       { intervalMs: deps.health.config.liveIntervalMs },
       { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys },
     ),
+  );
+  app.get(
+    "/dashboard",
+    doc({
+      tag: "dashboard",
+      summary: "The support dashboard",
+      description: "A web page: sign in with a support key. Redirects to /dashboard/.",
+      auth: "none",
+      responses: { 301: "to /dashboard/" },
+    }),
+    redirectToDashboard,
   );
   await app.register(dashboardRoutes());
 

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { z } from "zod";
-import type { Role } from "./auth.ts";
+import type { Role } from "../auth/index.ts";
 
 /** The API's sections in /docs, in the order a newcomer reads them. */
 const TAGS = {

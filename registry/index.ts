@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

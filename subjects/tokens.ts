@@ -1,9 +1,9 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Authenticator, Principal } from "../api/auth.ts";
+import type { Authenticator, Principal } from "../auth/index.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 
 export const TOKENS = "subject_tokens";
 const PREFIX = "rfs";

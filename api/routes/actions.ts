@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import { ActionError, type ActionRecord, type Actions } from "../../actions/index.ts";
-import { ownsSubject, requireRole, type Authenticator } from "../auth.ts";
+import { ownsSubject, requireRole, type Authenticator } from "../../auth/index.ts";
 import { isAbout, publicAction } from "./subjects.ts";
 import { doc } from "../openapi.ts";
 

@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from "fastify";
 import { consentChangesSchema, type Consent } from "../../consent/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { requireRole, subjectInPath, type Authenticator } from "../auth.ts";
+import { requireRole, type Authenticator } from "../../auth/index.ts";
+import { subjectInPath } from "../subject-in-path.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import type { PresenceView } from "../../broker/presence.ts";
 import { provisionSchema, RegistryError, type Device, type Registry } from "../../registry/index.ts";
 import type { Touchpoints } from "../../subjects/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
+import { requireRole, type Authenticator } from "../../auth/index.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyReply } from "fastify";
 import { z } from "zod";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
 import { fleetSorts, HealthError, timelineTypes, type Health, type TimelineType } from "../../health/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
+import { requireRole, type Authenticator } from "../../auth/index.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 

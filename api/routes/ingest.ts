@@ -3,7 +3,7 @@ import { z } from "zod";
 import { channels, SpoolFullError, type Channel, type Ingest } from "../../ingest/index.ts";
 import { recordSchemas } from "../../ingest/messages.ts";
 import type { Registry } from "../../registry/index.ts";
-import { bearer } from "../auth.ts";
+import { bearer } from "../../auth/index.ts";
 import { doc } from "../openapi.ts";
 
 /**

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from "fastify";
 import { KeyError, keyInputSchema, type ApiKey, type Keys } from "../../keys/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
+import { requireRole, type Authenticator } from "../../auth/index.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 

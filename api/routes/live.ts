@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { formatDuration } from "../../config/duration.ts";
 import { entryTypes, type Health } from "../../health/index.ts";
-import { bearer, requireRole, type Authenticator } from "../auth.ts";
+import { bearer, requireRole, type Authenticator } from "../../auth/index.ts";
 import { createTickets, type Grant } from "../tickets.ts";
 import { zodMessage } from "../errors.ts";
 import { durationParam } from "./fleet.ts";

@@ -3,7 +3,7 @@ import { z } from "zod";
 import { parseDuration } from "../../config/duration.ts";
 import { CatalogError, RuleError, type CatalogEntry, type Rules } from "../../rules/index.ts";
 import { ruleSchema } from "../../rules/schema.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
+import { requireRole, type Authenticator } from "../../auth/index.ts";
 import { zodMessage } from "../errors.ts";
 import { doc } from "../openapi.ts";
 

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ServerResponse } from "node:http";
 import type { Registry } from "../../registry/index.ts";
-import { bearer } from "../auth.ts";
+import { bearer } from "../../auth/index.ts";
 import { doc } from "../openapi.ts";
 
 export interface StreamDeps {

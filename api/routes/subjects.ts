@@ -7,7 +7,8 @@ import { ErasureError, type Privacy } from "../../privacy/index.ts";
 import { DEVICE_ID, type Registry } from "../../registry/index.ts";
 import { TokenError, type SubjectTokens, type Touchpoints } from "../../subjects/index.ts";
 import { StoreWriteError } from "../../store/index.ts";
-import { requireRole, subjectInPath, type Authenticator, type Principal, type Role } from "../auth.ts";
+import { requireRole, type Authenticator, type Principal, type Role } from "../../auth/index.ts";
+import { subjectInPath } from "../subject-in-path.ts";
 import { zodMessage } from "../errors.ts";
 import { doc, type RouteDoc } from "../openapi.ts";
 
