@@ -30,6 +30,27 @@ function issuesMessage(issues: readonly Issue[]): string {
     .join("; ");
 }
 
+/** What a request got wrong that only the API can tell (the id in the path, a query's combination). */
+export type RequestErrorCode =
+  | "INVALID_SUBJECT"
+  | "INVALID_QUERY"
+  | "INVALID_FORMAT"
+  | "NOT_LINKED"
+  | "UNKNOWN_CHANNEL"
+  | "BAD_TICKET"
+  | "TOO_MANY_STREAMS"
+  | "ERASURE_INCOMPLETE";
+
+export class RequestError extends Error {
+  constructor(
+    readonly code: RequestErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = "RequestError";
+  }
+}
+
 /** What a client is told for one error code: the HTTP status, the wire `error` and, for a 503, when to retry. */
 interface Answer {
   status: number;
@@ -37,6 +58,8 @@ interface Answer {
   /** The wire message; the error's own message when absent. */
   message?: string;
   retryAfter?: number;
+  /** More of the error on the wire, beside `error` and `message`. */
+  details?(err: Error): Record<string, unknown>;
 }
 
 /**
@@ -48,6 +71,16 @@ export const catalogue: Record<string, Answer> = {
   // auth/
   UNAUTHORIZED: { status: 401, error: "unauthorized" },
   FORBIDDEN: { status: 403, error: "forbidden" },
+  DEVICE_REVOKED: { status: 403, error: "unauthorized" },
+  // api/
+  INVALID_SUBJECT: { status: 400, error: "invalid_subject" },
+  INVALID_QUERY: { status: 400, error: "invalid_query" },
+  INVALID_FORMAT: { status: 400, error: "invalid_format" },
+  NOT_LINKED: { status: 404, error: "not_linked" },
+  UNKNOWN_CHANNEL: { status: 404, error: "not_found" },
+  BAD_TICKET: { status: 401, error: "unauthorized" },
+  TOO_MANY_STREAMS: { status: 429, error: "too_many_streams" },
+  ERASURE_INCOMPLETE: { status: 503, error: "erasure_incomplete", retryAfter: 10 },
   // registry/
   NOT_FOUND: { status: 404, error: "not_found" },
   REVOKED: { status: 409, error: "device_revoked" },
@@ -63,6 +96,14 @@ export const catalogue: Record<string, Answer> = {
   // rules/
   RULE_NOT_FOUND: { status: 404, error: "rule_not_found" },
   RULE_OWNED_BY_FILE: { status: 409, error: "rule_owned_by_file" },
+  REFEED_RULE_INVALID: {
+    status: 400,
+    error: "invalid_rule",
+    details: (err) => {
+      const { line, field } = err as Error & { line?: number; field?: string };
+      return { line: line ?? null, field: field || null };
+    },
+  },
   // health/
   BAD_CURSOR: { status: 400, error: "invalid_cursor" },
   TOO_MANY_BUCKETS: { status: 400, error: "invalid_query" },
@@ -129,7 +170,9 @@ export function answerError(
   if (known) {
     if (known.retryAfter) void reply.header("retry-after", String(known.retryAfter));
     if (known.status >= 500) request.log.warn({ code: err.code, err: err.message, url: request.url }, "unavailable");
-    return reply.code(known.status).send({ error: known.error, message: known.message ?? err.message });
+    return reply
+      .code(known.status)
+      .send({ error: known.error, message: known.message ?? err.message, ...known.details?.(err) });
   }
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
   if (status === 500) {

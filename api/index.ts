@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from "fastify";
 import websocket from "@fastify/websocket";
 import { createWebSocketStream } from "ws";
 import type { Logger } from "pino";
@@ -19,7 +19,8 @@ import { healthRoutes } from "./routes/health.ts";
 import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
-import { doc, registerDocs } from "./openapi.ts";
+import { registerDocs } from "./openapi.ts";
+import { defineRoute } from "./route.ts";
 import { answerError } from "./errors.ts";
 import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
@@ -79,18 +80,20 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await registerDocs(app);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   // MQTT over WebSocket for apps: same broker, same identity and ACL.
-  const mqttDoc = doc({
-    tag: "devices",
+  const mqttDoc: FastifySchema & Record<string, unknown> = {
+    tags: ["devices"],
     summary: "MQTT 3.1.1 over WebSocket",
     description:
-      "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.",
-    auth: "none",
-    responses: { 101: "switching to the WebSocket protocol" },
-  });
-  app.get("/mqtt", { websocket: true, ...mqttDoc }, (socket) => {
+      "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.\n\nNo authentication (MQTT's CONNECT carries the device token).",
+    security: [],
+    response: { 101: { description: "switching to the WebSocket protocol", content: {} } },
+  };
+  app.get("/mqtt", { websocket: true, schema: mqttDoc }, (socket) => {
     deps.mqtt.handle(createWebSocketStream(socket));
   });
-  await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(
+    healthRoutes({ store: deps.store, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+  );
   await app.register(
     deviceRoutes({
       registry: deps.registry,
@@ -104,6 +107,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(
     streamRoutes({
       registry: deps.registry,
+      auth: deps.auth,
       follow: (topic, onMessage) => deps.mqtt.follow(topic, onMessage),
       stateOf: deps.actions.stateMessage,
       pendingFor: (device) => deps.actions.delivery.pendingFor(device),
@@ -123,8 +127,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
   await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
-  await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
-  await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry, auth: deps.auth }));
+  await app.register(
+    metricsRoutes({ metrics: deps.metrics, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+  );
   await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
   await app.register(
@@ -133,17 +139,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys },
     ),
   );
-  app.get(
-    "/dashboard",
-    doc({
-      tag: "dashboard",
-      summary: "The support dashboard",
-      description: "A web page: sign in with a support key. Redirects to /dashboard/.",
-      auth: "none",
-      responses: { 301: "to /dashboard/" },
-    }),
-    redirectToDashboard,
-  );
+  defineRoute(app, deps.auth, {
+    method: "GET",
+    url: "/dashboard",
+    tag: "dashboard",
+    summary: "The support dashboard",
+    description: "A web page: sign in with a support key. Redirects to /dashboard/.",
+    auth: "none",
+    responses: { 301: { description: "to /dashboard/" } },
+    handler: redirectToDashboard,
+  });
   await app.register(dashboardRoutes());
 
   // The platform logs all listening addresses on one line; fastify's own "listening" lines (one per
