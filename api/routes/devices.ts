@@ -22,11 +22,9 @@ const iso = (date: Date | undefined) => (date ? date.toISOString() : null);
 const provisioned = z
   .object({ id: z.string(), token: z.string(), subject: z.string().optional(), kind: z.string().optional() })
   .meta({ example: { id: "tv-livingroom", token: "rfd.dHYtbGl2aW5ncm9vbQ.c2VjcmV0", kind: "tv" } });
-const rotated = z
-  .object({ id: z.string(), token: z.string(), rotatedAt: isoTime.nullable() })
-  .meta({
-    example: { id: "tv-livingroom", token: "rfd.dHYtbGl2aW5ncm9vbQ.bmV3", rotatedAt: "2026-05-04T10:00:00.000Z" },
-  });
+const rotated = z.object({ id: z.string(), token: z.string(), rotatedAt: isoTime.nullable() }).meta({
+  example: { id: "tv-livingroom", token: "rfd.dHYtbGl2aW5ncm9vbQ.bmV3", rotatedAt: "2026-05-04T10:00:00.000Z" },
+});
 const oneDevice = deviceRow.extend({ pendingActions: z.number().int(), profile }).meta({
   example: {
     ...(deviceRow.meta()?.example as object),
