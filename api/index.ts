@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from "fastify";
 import websocket from "@fastify/websocket";
 import { createWebSocketStream } from "ws";
 import type { Logger } from "pino";
@@ -9,7 +9,7 @@ import type { Consent } from "../consent/index.ts";
 import type { Ingest } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
 import type { PresenceView } from "../broker/presence.ts";
-import type { Authenticator } from "./auth.ts";
+import type { Authenticator } from "../auth/index.ts";
 import { deviceRoutes } from "./routes/devices.ts";
 import { ruleRoutes } from "./routes/rules.ts";
 import { actionRoutes } from "./routes/actions.ts";
@@ -19,7 +19,9 @@ import { healthRoutes } from "./routes/health.ts";
 import { consentRoutes } from "./routes/consent.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
-import { doc, registerDocs } from "./openapi.ts";
+import { registerDocs } from "./openapi.ts";
+import { defineRoute } from "./route.ts";
+import { answerError } from "./errors.ts";
 import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
@@ -29,18 +31,7 @@ import type { Health } from "../health/index.ts";
 import { keyRoutes } from "./routes/keys.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 import { liveRoutes } from "./routes/live.ts";
-import { dashboardRoutes } from "../dashboard/index.ts";
-
-/** Fastify's own 4xx errors, in this API's vocabulary. */
-const fastifyErrors: Record<string, { error: string; message: string }> = {
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: {
-    error: "unsupported_media_type",
-    message: "send the body as JSON with 'content-type: application/json'",
-  },
-  FST_ERR_CTP_EMPTY_JSON_BODY: { error: "invalid_body", message: "the JSON body is empty" },
-  FST_ERR_CTP_INVALID_JSON_BODY: { error: "invalid_body", message: "the body is not valid JSON" },
-  FST_ERR_CTP_BODY_TOO_LARGE: { error: "body_too_large", message: "the body is larger than 1 MiB" },
-};
+import { dashboardRoutes, redirectToDashboard } from "../dashboard/index.ts";
 
 export interface ApiDeps {
   log: Logger;
@@ -77,17 +68,11 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // Errors found while routing (a path segment over maxParamLength: 414) get the same catalogue.
+    frameworkErrors: (err, request, reply) => answerError(err, request, reply),
   });
 
-  app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
-    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
-    if (status === 500) {
-      request.log.error({ err, url: request.url }, "request failed");
-      return reply.code(500).send({ error: "internal", message: "internal error" });
-    }
-    const known = fastifyErrors[err.code ?? ""];
-    return reply.code(status).send(known ?? { error: "bad_request", message: err.message });
-  });
+  app.setErrorHandler(answerError);
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }),
   );
@@ -95,18 +80,20 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await registerDocs(app);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
   // MQTT over WebSocket for apps: same broker, same identity and ACL.
-  const mqttDoc = doc({
-    tag: "devices",
+  const mqttDoc: FastifySchema & Record<string, unknown> = {
+    tags: ["devices"],
     summary: "MQTT 3.1.1 over WebSocket",
     description:
-      "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.",
-    auth: "none",
-    responses: { 101: "switching to the WebSocket protocol" },
-  });
-  app.get("/mqtt", { websocket: true, ...mqttDoc }, (socket) => {
+      "Upgrade to a WebSocket (subprotocol `mqtt`) and speak MQTT: username = device id, password = device token, the same topics, ACL and limits as the TCP listener.\n\nNo authentication (MQTT's CONNECT carries the device token).",
+    security: [],
+    response: { 101: { description: "switching to the WebSocket protocol", content: {} } },
+  };
+  app.get("/mqtt", { websocket: true, schema: mqttDoc }, (socket) => {
     deps.mqtt.handle(createWebSocketStream(socket));
   });
-  await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(
+    healthRoutes({ store: deps.store, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+  );
   await app.register(
     deviceRoutes({
       registry: deps.registry,
@@ -120,6 +107,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(
     streamRoutes({
       registry: deps.registry,
+      auth: deps.auth,
       follow: (topic, onMessage) => deps.mqtt.follow(topic, onMessage),
       stateOf: deps.actions.stateMessage,
       pendingFor: (device) => deps.actions.delivery.pendingFor(device),
@@ -139,8 +127,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(ruleRoutes({ rules: deps.rules, auth: deps.auth }));
   await app.register(actionRoutes({ actions: deps.actions, auth: deps.auth }));
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
-  await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry }));
-  await app.register(metricsRoutes({ metrics: deps.metrics, connectedClients: () => deps.mqtt.connectedClients }));
+  await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry, auth: deps.auth }));
+  await app.register(
+    metricsRoutes({ metrics: deps.metrics, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+  );
   await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
   await app.register(
@@ -149,6 +139,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys },
     ),
   );
+  defineRoute(app, deps.auth, {
+    method: "GET",
+    url: "/dashboard",
+    tag: "dashboard",
+    summary: "The support dashboard",
+    description: "A web page: sign in with a support key. Redirects to /dashboard/.",
+    auth: "none",
+    responses: { 301: { description: "to /dashboard/" } },
+    handler: redirectToDashboard,
+  });
   await app.register(dashboardRoutes());
 
   // The platform logs all listening addresses on one line; fastify's own "listening" lines (one per

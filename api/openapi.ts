@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import type { FastifyInstance, FastifySchema, RouteOptions } from "fastify";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { z } from "zod";
-import type { Role } from "./auth.ts";
 
 /** The API's sections in /docs, in the order a newcomer reads them. */
 const TAGS = {
@@ -21,58 +21,33 @@ const TAGS = {
 } as const;
 export type Tag = keyof typeof TAGS;
 
-export interface RouteDoc {
-  tag: Tag;
-  summary: string;
-  description?: string;
-  /** Who may call it (admin always may); "none": no Authorization header needed. */
-  auth: readonly Role[] | "none";
-  /** The request body, as the zod schema the handler parses it with. */
-  body?: z.ZodType;
-  /** Other request content types the route takes, beside JSON. */
-  bodyTypes?: readonly string[];
-  query?: z.ZodObject;
-  /** Status codes the route answers beside 401/403, with what each means. */
-  responses?: Record<number, string>;
-}
+type Transform = typeof jsonSchemaTransform;
 
 /**
- * The JSON Schema of what a client sends. Zod stays the one parser at the
- * edge: these schemas describe the API in /docs and are never used to
- * validate (see `registerDocs`), so a route cannot drift into two checks.
+ * jsonSchemaTransform, and request bodies of several content types (rules take
+ * YAML too), which it does not convert: each is converted the same way.
  */
+const transformRoute: Transform = (document) => {
+  const body = (document.schema as { body?: { content?: Record<string, { schema: z.ZodType }> } } | undefined)?.body;
+  let out: ReturnType<Transform>;
+  if (body?.content) {
+    const { body: _body, ...rest } = document.schema as FastifySchema & Record<string, unknown>;
+    out = jsonSchemaTransform({ ...document, schema: rest });
+    const content = Object.fromEntries(
+      Object.entries(body.content).map(([type, { schema }]) => [type, { schema: jsonSchema(schema) }]),
+    );
+    out = { ...out, schema: { ...out.schema, body: { content } } };
+  } else out = jsonSchemaTransform(document);
+  // An answer without a body (101, 204, 301) is declared with no content; swagger writes it so when its type is null.
+  const response = (out.schema as { response?: Record<string, Record<string, unknown>> }).response ?? {};
+  for (const [status, answer] of Object.entries(response))
+    if (answer.content && Object.keys(answer.content).length === 0)
+      response[status] = { description: answer.description, type: "null" };
+  return out;
+};
+
 const jsonSchema = (schema: z.ZodType) =>
   z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
-
-const roleLine = (auth: RouteDoc["auth"]) =>
-  auth === "none"
-    ? "No authentication."
-    : `Bearer token of: ${["admin", ...auth.filter((r) => r !== "admin")].join(", ")}.`;
-
-/** The `schema` of a route's options: what /docs shows for it. */
-export function doc(d: RouteDoc): { schema: FastifySchema } {
-  const responses: Record<string, { description: string }> = {};
-  for (const [code, text] of Object.entries(d.responses ?? { 200: "OK" })) responses[code] = { description: text };
-  if (d.auth !== "none") {
-    responses["401"] ??= { description: "missing, unknown or invalid token" };
-    responses["403"] ??= { description: "the token's role may not make this call, or the id is not the caller's own" };
-  }
-  const schema: FastifySchema & Record<string, unknown> = {
-    tags: [d.tag],
-    summary: d.summary,
-    description: [d.description, roleLine(d.auth)].filter(Boolean).join("\n\n"),
-    security: d.auth === "none" ? [] : [{ bearer: [] }],
-    response: responses,
-  };
-  if (d.body) {
-    const body = jsonSchema(d.body);
-    schema.body = d.bodyTypes
-      ? { content: Object.fromEntries(["application/json", ...d.bodyTypes].map((t) => [t, { schema: body }])) }
-      : body;
-  }
-  if (d.query) schema.querystring = jsonSchema(d.query);
-  return { schema };
-}
 
 /** Marks a route that is not part of the API (the WebSocket upgrade, static files). */
 export const undocumented = { schema: { hide: true } } as const;
@@ -86,17 +61,18 @@ export async function registerDocs(app: FastifyInstance): Promise<void> {
   const { version } = JSON.parse(await readFile(new URL("../package.json", import.meta.url), "utf8")) as {
     version: string;
   };
-  // Schemas document; zod parses (inside each handler) and handlers answer plain JSON.
-  app.setValidatorCompiler(() => () => true);
-  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  // The zod schemas of each route validate its request, serialize its answers and write /docs.
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
   app.addHook("onRoute", (route: RouteOptions) => {
     const schema = route.schema as (FastifySchema & { hide?: boolean; summary?: string }) | undefined;
     if (route.url.startsWith("/docs") || schema?.hide || schema?.summary) return;
     throw new Error(
-      `route ${String(route.method)} ${route.url} has no OpenAPI description: give it doc({...}) from api/openapi.ts`,
+      `route ${String(route.method)} ${route.url} has no OpenAPI description: declare it with defineRoute from api/route.ts`,
     );
   });
   await app.register(swagger, {
+    transform: transformRoute,
     openapi: {
       openapi: "3.0.3",
       info: {

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import type { Principal } from "./auth.ts";
+import type { Principal } from "../auth/index.ts";
 
 /** Who a ticket was issued to: the principal, and the API key behind it (none for the admin token). */
 export interface Grant {

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { pino } from "pino";
-import { generateOwnedToken, hashToken } from "../registry/token.ts";
+import { generateOwnedToken, hashToken } from "../auth/tokens.ts";
 import { startInfluxd } from "../store/influxd.ts";
 import { startRefeed } from "./refeed-process.ts";
 import { ident, influxql } from "../store/influxql.ts";

@@ -2,8 +2,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import fastifyStatic from "@fastify/static";
-import type { FastifyPluginAsync, FastifyReply } from "fastify";
-import { doc } from "../api/openapi.ts";
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 
 /**
  * The page may only load its own files and talk to its own API: a support key
@@ -30,8 +29,11 @@ const secure = (reply: FastifyReply) => {
   for (const [name, value] of HEADERS) reply.header(name, value);
 };
 
+/** `/dashboard` sends the browser to the page's folder, where relative URLs resolve. */
+export const redirectToDashboard = (_request: FastifyRequest, reply: FastifyReply) => reply.redirect("dashboard/", 301);
+
 /**
- * The support dashboard: plain HTML, CSS and ES modules from dashboard/public,
+ * The support dashboard's files (api/ registers and documents `/dashboard` itself, so this part needs nothing of it): plain HTML, CSS and ES modules from dashboard/public,
  * and uPlot straight from its npm package, so nothing is built and nothing
  * built is committed. Files are answered with ETags and revalidated, so a new
  * version is picked up at once and an unchanged one costs a 304.
@@ -39,17 +41,6 @@ const secure = (reply: FastifyReply) => {
 export const dashboardRoutes = (): FastifyPluginAsync => async (app) => {
   const root = fileURLToPath(new URL("./public/", import.meta.url));
   const uplot = path.dirname(createRequire(import.meta.url).resolve("uplot/dist/uPlot.iife.min.js"));
-  app.get(
-    "/dashboard",
-    doc({
-      tag: "dashboard",
-      summary: "The support dashboard",
-      description: "A web page: sign in with a support key. Redirects to /dashboard/.",
-      auth: "none",
-      responses: { 301: "to /dashboard/" },
-    }),
-    (_request, reply) => reply.redirect("dashboard/", 301),
-  );
   await app.register(fastifyStatic, {
     root,
     prefix: "/dashboard/",

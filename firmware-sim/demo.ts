@@ -2,7 +2,7 @@ import path from "node:path";
 import { ConfigError, loadConfig } from "../config/load.ts";
 import { createLogger } from "../platform/log.ts";
 import { startPlatform, type Platform } from "../platform/platform.ts";
-import { generateToken } from "../registry/token.ts";
+import { generateToken } from "../auth/tokens.ts";
 import { InfluxdMissingError } from "../store/influxd.ts";
 import { runSim } from "./cli.ts";
 import type { SimOptions } from "./options.ts";

@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { z } from "zod";
-import type { Authenticator, Principal, StaffRole } from "../api/auth.ts";
+import type { Authenticator, Principal, StaffRole } from "../auth/index.ts";
 import { parseDuration } from "../config/duration.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
@@ -10,7 +10,7 @@ import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
 import { ident, influxql } from "../store/influxql.ts";
 import { createKeysView, keyChanges, KEYS_MEASUREMENT, keyRowToEvent, type KeyEntry } from "./view.ts";
-import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 
 /** Staff API keys are bearer tokens `rfk.<base64url key id>.<secret>`: the token names the one hash to check. */
 export const KEY_PREFIX = "rfk";

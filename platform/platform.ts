@@ -14,7 +14,7 @@ import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
 import { presenceChanges } from "../broker/presence-view.ts";
 import { startApi, type Api } from "../api/index.ts";
-import { adminAuthenticator, anyAuthenticator } from "../api/auth.ts";
+import { adminAuthenticator, anyAuthenticator } from "../auth/index.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
 import { startPrivacy } from "../privacy/index.ts";
 import { startKeys } from "../keys/index.ts";

@@ -16,7 +16,7 @@ import {
   type RegistryEvent,
 } from "./view.ts";
 import { registryRows } from "./queries.ts";
-import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "./token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 
 export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
-import type { Authenticator, Principal } from "../api/auth.ts";
+import type { Authenticator, Principal } from "../auth/index.ts";
 import type { Store } from "../store/index.ts";
 import { microsOfRow, nextMicros } from "../store/clock.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
 import { TOKENS, tokenChanges, tokenRow, tokenView, type TokenEntry, type TokenEvent } from "./tokens-view.ts";
-import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../registry/token.ts";
+import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 import { ident, influxql } from "../store/influxql.ts";
 
 export { TOKENS } from "./tokens-view.ts";

@@ -1,8 +1,16 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { AuthError, ownsSubject, type Authenticator } from "../../auth/index.ts";
 import { ActionError, type ActionRecord, type Actions } from "../../actions/index.ts";
-import { ownsSubject, requireRole, type Authenticator } from "../auth.ts";
+import { errorBody } from "../errors.ts";
+import { defineRoute } from "../route.ts";
+import { action, idParams, participation } from "../schemas.ts";
 import { isAbout, publicAction } from "./subjects.ts";
-import { doc } from "../openapi.ts";
+
+const answered = z
+  .object({ id: z.string(), status: z.string() })
+  .meta({ example: { id: "act_01", status: "accepted" } });
+const noAction = { description: "no such action (or not the caller's)", schema: errorBody };
 
 /**
  * Actions with their lifecycle, answers, undo, and how much customers take
@@ -11,13 +19,9 @@ import { doc } from "../openapi.ts";
  */
 export const actionRoutes =
   (deps: { actions: Actions; auth: Authenticator }): FastifyPluginAsync =>
-  async (app) => {
-    /** The action, if the caller may see it (`change`: may act on it); otherwise the reply is sent. */
-    const find = (
-      request: FastifyRequest<{ Params: { id: string } }>,
-      reply: FastifyReply,
-      change: boolean,
-    ): ActionRecord | undefined => {
+  (app) => {
+    /** The action, if the caller may see it (`change`: may act on it). */
+    const find = (request: FastifyRequest<{ Params: { id: string } }>, change: boolean): ActionRecord => {
       const record = deps.actions.get(request.params.id);
       const principal = request.principal;
       const mine =
@@ -26,121 +30,90 @@ export const actionRoutes =
             ? record.owner === `subject:${principal.subject}`
             : isAbout(record, principal.subject)
           : true;
-      if (!record || !mine) {
-        void reply.code(404).send({ error: "action_not_found", message: `no action '${request.params.id}'` });
-        return undefined;
-      }
+      if (!record || !mine) throw new ActionError("ACTION_NOT_FOUND", `no action '${request.params.id}'`);
       return record;
-    };
-    const failed = (reply: FastifyReply, err: unknown) => {
-      if (err instanceof ActionError)
-        return reply
-          .code(err.code === "ACTION_NOT_FOUND" ? 404 : 409)
-          .send({ error: err.code.toLowerCase(), message: err.message });
-      throw err;
     };
     const by = (request: FastifyRequest) => request.principal?.name ?? "unknown";
 
-    app.get<{ Params: { id: string } }>(
-      "/api/actions/:id",
-      {
-        onRequest: requireRole(deps.auth, "product", "support", "subject"),
-        ...doc({
-          tag: "actions",
-          summary: "An action with its lifecycle and why",
-          description: "A subject token sees actions about its own subject only; any other id is 404.",
-          auth: ["product", "support", "subject"],
-          responses: { 200: "OK", 404: "no such action (or not the caller's)" },
-        }),
-      },
-      async (request, reply) => {
-        const record = find(request, reply, false);
-        return record ? publicAction(record, request.principal) : reply;
-      },
-    );
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/actions/:id",
+      tag: "actions",
+      summary: "An action with its lifecycle and why",
+      description: "A subject token sees actions about its own subject only; any other id is 404.",
+      auth: ["product", "support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "the action", schema: action }, 404: noAction },
+      handler: (request) => publicAction(find(request, false), request.principal),
+    });
     for (const [verb, status] of [
       ["accept", "accepted"],
       ["decline", "declined"],
     ] as const) {
-      app.post<{ Params: { id: string } }>(
-        `/api/actions/:id/${verb}`,
-        {
-          onRequest: requireRole(deps.auth, "subject"),
-          ...doc({
-            tag: "actions",
-            summary: `${verb === "accept" ? "Accept" : "Decline"} a suggestion`,
-            description:
-              "The customer's answer, as if given on the device; an accepted suggestion is applied on every touchpoint.",
-            auth: ["subject"],
-            responses: {
-              200: "`{id, status}`",
-              404: "no such action (or not the caller's)",
-              409: "the action is not an open suggestion",
-            },
-          }),
+      defineRoute(app, deps.auth, {
+        method: "POST",
+        url: `/api/actions/:id/${verb}`,
+        tag: "actions",
+        summary: `${verb === "accept" ? "Accept" : "Decline"} a suggestion`,
+        description:
+          "The customer's answer, as if given on the device; an accepted suggestion is applied on every touchpoint.",
+        auth: ["subject"],
+        params: idParams,
+        responses: {
+          200: { description: "`{id, status}`", schema: answered },
+          404: noAction,
+          409: { description: "the action is not an open suggestion", schema: errorBody },
         },
-        async (request, reply) => {
-          const record = find(request, reply, true);
-          if (!record) return reply;
-          try {
-            const answered = await deps.actions.answer(record.id, status, by(request));
-            return { id: answered.id, status: answered.status };
-          } catch (err) {
-            return failed(reply, err);
-          }
+        async handler(request) {
+          const record = find(request, true);
+          const done = await deps.actions.answer(record.id, status, by(request));
+          return { id: done.id, status: done.status };
         },
-      );
+      });
     }
-    app.post<{ Params: { id: string } }>(
-      "/api/actions/:id/undo",
-      {
-        onRequest: requireRole(deps.auth, "subject"),
-        ...doc({
-          tag: "actions",
-          summary: "Undo an action",
-          description: "Restores the previous value everywhere the action set it.",
-          auth: ["subject"],
-          responses: {
-            200: "`{id, status}`",
-            404: "no such action (or not the caller's)",
-            409: "the action is not in effect",
-          },
-        }),
+    defineRoute(app, deps.auth, {
+      method: "POST",
+      url: "/api/actions/:id/undo",
+      tag: "actions",
+      summary: "Undo an action",
+      description: "Restores the previous value everywhere the action set it.",
+      auth: ["subject"],
+      params: idParams,
+      responses: {
+        200: { description: "`{id, status}`", schema: answered },
+        404: noAction,
+        409: { description: "the action is not in effect", schema: errorBody },
       },
-      async (request, reply) => {
-        const record = find(request, reply, true);
-        if (!record) return reply;
-        try {
-          const undone = await deps.actions.undo(record.id, by(request));
-          return { id: undone.id, status: undone.status };
-        } catch (err) {
-          return failed(reply, err);
-        }
+      async handler(request) {
+        const record = find(request, true);
+        const undone = await deps.actions.undo(record.id, by(request));
+        return { id: undone.id, status: undone.status };
       },
-    );
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/subjects/:id/participation",
-      {
-        onRequest: requireRole(deps.auth, "product", "support", "subject"),
-        ...doc({
-          tag: "actions",
-          summary: "A customer's participation: answers / asks",
-          auth: ["product", "support", "subject"],
-        }),
-      },
-      async (request, reply) => {
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/subjects/:id/participation",
+      tag: "actions",
+      summary: "A customer's participation: answers / asks",
+      auth: ["product", "support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "answers, asks and their rate", schema: participation } },
+      handler(request) {
         if (!ownsSubject(request.principal, request.params.id))
-          return reply.code(403).send({ error: "forbidden", message: "a subject token acts on its own subject only" });
+          throw new AuthError("FORBIDDEN", "a subject token acts on its own subject only");
         return deps.actions.participation(`subject:${request.params.id}`);
       },
-    );
-    app.get<{ Params: { id: string } }>(
-      "/api/devices/:id/participation",
-      {
-        onRequest: requireRole(deps.auth, "product", "support"),
-        ...doc({ tag: "actions", summary: "A device's participation: answers / asks", auth: ["product", "support"] }),
-      },
-      async (request) => deps.actions.participation(`device:${request.params.id}`),
-    );
+    });
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/devices/:id/participation",
+      tag: "actions",
+      summary: "A device's participation: answers / asks",
+      auth: ["product", "support"],
+      params: idParams,
+      responses: { 200: { description: "answers, asks and their rate", schema: participation } },
+      handler: (request) => deps.actions.participation(`device:${request.params.id}`),
+    });
+    return Promise.resolve();
   };

@@ -1,10 +1,12 @@
-import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
+import { z } from "zod";
+import type { Authenticator } from "../../auth/index.ts";
 import type { PresenceView } from "../../broker/presence.ts";
 import { provisionSchema, RegistryError, type Device, type Registry } from "../../registry/index.ts";
 import type { Touchpoints } from "../../subjects/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
-import { zodMessage } from "../errors.ts";
-import { doc } from "../openapi.ts";
+import { errorBody } from "../errors.ts";
+import { defineRoute } from "../route.ts";
+import { deviceRow, idParams, isoTime, profile } from "../schemas.ts";
 
 export interface DeviceRouteDeps {
   registry: Registry;
@@ -17,12 +19,25 @@ export interface DeviceRouteDeps {
 
 const iso = (date: Date | undefined) => (date ? date.toISOString() : null);
 
+const provisioned = z
+  .object({ id: z.string(), token: z.string(), subject: z.string().optional(), kind: z.string().optional() })
+  .meta({ example: { id: "tv-livingroom", token: "rfd.dHYtbGl2aW5ncm9vbQ.c2VjcmV0", kind: "tv" } });
+const rotated = z.object({ id: z.string(), token: z.string(), rotatedAt: isoTime.nullable() }).meta({
+  example: { id: "tv-livingroom", token: "rfd.dHYtbGl2aW5ncm9vbQ.bmV3", rotatedAt: "2026-05-04T10:00:00.000Z" },
+});
+const oneDevice = deviceRow.extend({ pendingActions: z.number().int(), profile }).meta({
+  example: {
+    ...(deviceRow.meta()?.example as object),
+    pendingActions: 0,
+    profile: { "ui.theme": "cool" },
+  },
+});
+const noDevice = { description: "no such device", schema: errorBody };
+
 /** Device lifecycle: provision, list with presence, rotate a token, revoke. */
 export const deviceRoutes =
   (deps: DeviceRouteDeps): FastifyPluginAsync =>
-  async (app) => {
-    app.addHook("onRequest", requireRole(deps.auth, "admin"));
-
+  (app) => {
     const describe = (d: Device) => {
       const presence = deps.presence.view(d.id);
       return {
@@ -38,118 +53,99 @@ export const deviceRoutes =
         lastSeen: iso(presence.lastSeen),
       };
     };
+    /** Every device route needs the admin token. */
+    const auth = ["admin"] as const;
 
-    const failed = (reply: FastifyReply, err: unknown) => {
-      if (!(err instanceof RegistryError)) throw err;
-      if (err.code === "NOT_FOUND") return reply.code(404).send({ error: "not_found", message: err.message });
-      if (err.code === "REVOKED") return reply.code(409).send({ error: "device_revoked", message: err.message });
-      return reply.code(409).send({ error: "device_exists", message: err.message });
-    };
-
-    app.post(
-      "/api/devices",
-      doc({
-        tag: "devices",
-        summary: "Provision a device",
-        description:
-          "Answers the device token once; only its scrypt hash is kept. `subject` links the device to a customer (a personal phone app).",
-        auth: ["admin"],
-        body: provisionSchema,
-        responses: {
-          201: "provisioned: `{id, token}`",
-          400: "invalid body, naming the field",
-          409: "the id exists or was revoked",
-        },
-      }),
-      async (request, reply) => {
-        const parsed = provisionSchema.safeParse(request.body ?? {});
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-        try {
-          const { subject, ...input } = parsed.data;
-          const { device, token } = await deps.registry.provision(input);
-          if (subject) await deps.touchpoints.link(device.id, subject, request.principal?.name ?? "admin");
-          return reply.code(201).send({
-            id: device.id,
-            token,
-            ...(subject ? { subject } : {}),
-            ...(device.kind ? { kind: device.kind } : {}),
-          });
-        } catch (err) {
-          return failed(reply, err);
-        }
+    defineRoute(app, deps.auth, {
+      method: "POST",
+      url: "/api/devices",
+      tag: "devices",
+      summary: "Provision a device",
+      description:
+        "Answers the device token once; only its scrypt hash is kept. `subject` links the device to a customer (a personal phone app). Every field is optional, but the body is not: send `{}` for a generated id.",
+      auth,
+      body: provisionSchema,
+      responses: {
+        201: { description: "provisioned: `{id, token}`", schema: provisioned },
+        409: { description: "the id exists or was revoked", schema: errorBody },
       },
-    );
+      async handler(request, reply) {
+        const { subject, ...input } = request.body;
+        const { device, token } = await deps.registry.provision(input);
+        if (subject) await deps.touchpoints.link(device.id, subject, request.principal?.name ?? "admin");
+        return reply.code(201).send({
+          id: device.id,
+          token,
+          ...(subject ? { subject } : {}),
+          ...(device.kind ? { kind: device.kind } : {}),
+        });
+      },
+    });
 
-    app.get("/api/devices", doc({ tag: "devices", summary: "List devices with presence", auth: ["admin"] }), async () =>
-      deps.registry.list().map(describe),
-    );
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/devices",
+      tag: "devices",
+      summary: "List devices with presence",
+      auth,
+      responses: { 200: { description: "every device", schema: z.array(deviceRow) } },
+      handler: () => deps.registry.list().map(describe),
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/devices/:id",
-      doc({
-        tag: "devices",
-        summary: "One device, with its profile and pending actions",
-        auth: ["admin"],
-        responses: { 200: "OK", 404: "no such device" },
-      }),
-      async (request, reply) => {
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/devices/:id",
+      tag: "devices",
+      summary: "One device, with its profile and pending actions",
+      auth,
+      params: idParams,
+      responses: { 200: { description: "the device", schema: oneDevice }, 404: noDevice },
+      handler(request) {
         const device = deps.registry.get(request.params.id);
-        if (!device) return reply.code(404).send({ error: "not_found", message: `no device '${request.params.id}'` });
+        if (!device) throw new RegistryError("NOT_FOUND", `no device '${request.params.id}'`);
         return {
           ...describe(device),
           pendingActions: deps.delivery.pending(device.id),
           profile: deps.stateOf(device.id),
         };
       },
-    );
+    });
 
     // The new token is in this answer only; the old one stops working before it is sent.
-    app.post<{ Params: { id: string } }>(
-      "/api/devices/:id/rotate",
-      doc({
-        tag: "devices",
-        summary: "Rotate a device token",
-        description: "The old token and its live sessions stop before the answer, which holds the new token once.",
-        auth: ["admin"],
-        responses: { 200: "`{id, token, rotatedAt}`", 404: "no such device", 409: "the device is revoked" },
-      }),
-      async (request, reply) => {
-        try {
-          const { device, token } = await deps.registry.rotate(request.params.id);
-          return { id: device.id, token, rotatedAt: iso(device.rotatedAt) };
-        } catch (err) {
-          return failed(reply, err);
-        }
+    defineRoute(app, deps.auth, {
+      method: "POST",
+      url: "/api/devices/:id/rotate",
+      tag: "devices",
+      summary: "Rotate a device token",
+      description: "The old token and its live sessions stop before the answer, which holds the new token once.",
+      auth,
+      params: idParams,
+      responses: {
+        200: { description: "`{id, token, rotatedAt}`", schema: rotated },
+        404: noDevice,
+        409: { description: "the device is revoked", schema: errorBody },
       },
-    );
+      async handler(request) {
+        const { device, token } = await deps.registry.rotate(request.params.id);
+        return { id: device.id, token, rotatedAt: iso(device.rotatedAt) };
+      },
+    });
 
-    const revoke = async (id: string, reply: FastifyReply) => {
-      try {
-        return describe(await deps.registry.revoke(id));
-      } catch (err) {
-        return failed(reply, err);
-      }
-    };
-    app.post<{ Params: { id: string } }>(
-      "/api/devices/:id/revoke",
-      doc({
+    // DELETE revokes too: the device's history stays in InfluxDB and its id is never given to another device.
+    for (const [method, url, summary] of [
+      ["POST", "/api/devices/:id/revoke", "Revoke a device for good"],
+      ["DELETE", "/api/devices/:id", "Revoke a device (same as POST .../revoke)"],
+    ] as const)
+      defineRoute(app, deps.auth, {
+        method,
+        url,
         tag: "devices",
-        summary: "Revoke a device for good",
+        summary,
         description: "Its token stops working and live sessions are closed at once; its data stays.",
-        auth: ["admin"],
-        responses: { 200: "the revoked device", 404: "no such device" },
-      }),
-      (request, reply) => revoke(request.params.id, reply),
-    );
-    // DELETE revokes: the device's history stays in InfluxDB and its id is never given to another device.
-    app.delete<{ Params: { id: string } }>(
-      "/api/devices/:id",
-      doc({
-        tag: "devices",
-        summary: "Revoke a device (same as POST .../revoke)",
-        auth: ["admin"],
-        responses: { 200: "the revoked device", 404: "no such device" },
-      }),
-      (request, reply) => revoke(request.params.id, reply),
-    );
+        auth,
+        params: idParams,
+        responses: { 200: { description: "the revoked device", schema: deviceRow }, 404: noDevice },
+        handler: async (request) => describe(await deps.registry.revoke(request.params.id)),
+      });
+    return Promise.resolve();
   };

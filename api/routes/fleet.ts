@@ -1,10 +1,12 @@
-import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
+import type { Authenticator } from "../../auth/index.ts";
 import { formatDuration, parseDuration } from "../../config/duration.ts";
-import { fleetSorts, HealthError, timelineTypes, type Health, type TimelineType } from "../../health/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
-import { zodMessage } from "../errors.ts";
-import { doc } from "../openapi.ts";
+import { fleetSorts, timelineTypes, type Health, type TimelineType } from "../../health/index.ts";
+import { RegistryError } from "../../registry/index.ts";
+import { errorBody, RequestError } from "../errors.ts";
+import { defineRoute, type Answer, type RouteDef } from "../route.ts";
+import { idParams } from "../schemas.ts";
 
 const MAX_WINDOW_MS = 90 * 86_400_000;
 const flag = z.enum(["true", "false"], { error: "true or false" }).transform((v) => v === "true");
@@ -84,104 +86,152 @@ const timelineQuery = z.strictObject({
   interval: durationParam(86_400_000, 10_000).optional(),
 });
 
-const badQuery = (reply: FastifyReply, error: z.ZodError) =>
-  reply.code(400).send({ error: "invalid_query", message: zodMessage(error) });
-const noDevice = (reply: FastifyReply, id: string) =>
-  reply.code(404).send({ error: "not_found", message: `no device '${id}'` });
+const window = { window: z.string() };
+const fleetPage = z
+  .object({
+    ...window,
+    from: z.string(),
+    to: z.string(),
+    computedAt: z.string(),
+    total: z.number().int(),
+    offset: z.number().int(),
+    limit: z.number().int(),
+    summary: z.record(z.string(), z.number()),
+    devices: z.array(z.object({ device: z.string() }).loose()),
+  })
+  .meta({
+    example: {
+      window: "7d",
+      from: "2026-04-27T10:00:00.000Z",
+      to: "2026-05-04T10:00:00.000Z",
+      computedAt: "2026-05-04T10:00:00.000Z",
+      total: 1,
+      offset: 0,
+      limit: 50,
+      summary: { good: 0, fair: 0, poor: 1, unknown: 0, devices: 1 },
+      devices: [{ device: "atm-1", kind: "atm", score: 41, status: "poor" }],
+    },
+  });
+const deviceHealth = z
+  .object({
+    ...window,
+    device: z.string(),
+    kind: z.string().nullable(),
+    subjects: z.array(z.string()),
+    score: z.number().nullable(),
+    status: z.string(),
+    components: z.unknown(),
+  })
+  .loose()
+  .meta({
+    example: {
+      window: "7d",
+      device: "atm-1",
+      kind: "atm",
+      subjects: [],
+      score: 41,
+      status: "poor",
+      components: { reliability: { score: 30, why: "3 errors in 7d" } },
+    },
+  });
+const timeline = z
+  .object({
+    device: z.string(),
+    from: z.string(),
+    to: z.string(),
+    subjects: z.array(z.string()),
+    telemetry: z.unknown(),
+    entries: z.array(z.object({ key: z.string(), at: z.string() }).loose()),
+    next: z.string().nullable(),
+    after: z.number(),
+  })
+  .meta({
+    example: {
+      device: "atm-1",
+      from: "2026-05-03T10:00:00.000Z",
+      to: "2026-05-04T10:00:00.000Z",
+      subjects: [],
+      telemetry: null,
+      entries: [{ key: "event:1714816800000000", at: "2026-05-04T10:00:00.000Z", type: "event" }],
+      next: null,
+      after: 1714816800000000,
+    },
+  });
+const noDevice: Answer = { description: "no such device", schema: errorBody };
 
 /** Experience health and timelines: the support role's read-only views. */
 export const fleetRoutes =
   (deps: { health: Health; auth: Authenticator }): FastifyPluginAsync =>
-  async (app) => {
-    app.addHook("onRequest", requireRole(deps.auth, "support"));
+  (app) => {
     const windowOf = (ms: number | undefined) => ms ?? deps.health.config.window;
+    const route = <P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+      def: Omit<RouteDef<P, Q, B>, "tag" | "auth">,
+    ) => defineRoute(app, deps.auth, { tag: "fleet", auth: ["support"], ...def });
 
-    app.get(
-      "/api/fleet/health",
-      doc({
-        tag: "fleet",
-        summary: "Every device's experience health, worst first",
-        description:
-          "Sorted, filtered (q searches device, kind and customer ids) and paginated. The formulas are in docs/health.md.",
-        auth: ["support"],
-        query: fleetQuery,
-        responses: { 200: "a page of fleet rows", 400: "invalid query, naming the parameter" },
-      }),
-      async (request, reply) => {
-        const parsed = fleetQuery.safeParse(request.query);
-        if (!parsed.success) return badQuery(reply, parsed.error);
-        const { window, revoked, ...rest } = parsed.data;
+    route({
+      method: "GET",
+      url: "/api/fleet/health",
+      summary: "Every device's experience health, worst first",
+      description:
+        "Sorted, filtered (q searches device, kind and customer ids) and paginated. The formulas are in docs/health.md.",
+      query: fleetQuery,
+      responses: { 200: { description: "a page of fleet rows", schema: fleetPage } },
+      async handler(request) {
+        const { window, revoked, ...rest } = request.query;
         const windowMs = windowOf(window);
         return {
           window: formatDuration(windowMs),
           ...(await deps.health.fleet({ ...rest, windowMs, revoked: revoked ?? false })),
         };
       },
-    );
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/devices/:id/health",
-      doc({
-        tag: "fleet",
-        summary: "A device's health score and its five components",
-        description:
-          "Reliability, performance, sentiment, participation and connectivity, each with its inputs and a sentence that explains it.",
-        auth: ["support"],
-        query: deviceQuery,
-        responses: { 200: "OK", 400: "invalid query", 404: "no such device" },
-      }),
-      async (request, reply) => {
-        const parsed = deviceQuery.safeParse(request.query);
-        if (!parsed.success) return badQuery(reply, parsed.error);
-        const windowMs = windowOf(parsed.data.window);
+    route({
+      method: "GET",
+      url: "/api/devices/:id/health",
+      summary: "A device's health score and its five components",
+      description:
+        "Reliability, performance, sentiment, participation and connectivity, each with its inputs and a sentence that explains it.",
+      params: idParams,
+      query: deviceQuery,
+      responses: { 200: { description: "the device's health", schema: deviceHealth }, 404: noDevice },
+      async handler(request) {
+        const windowMs = windowOf(request.query.window);
         const health = await deps.health.device(request.params.id, windowMs);
-        if (!health) return noDevice(reply, request.params.id);
+        if (!health) throw new RegistryError("NOT_FOUND", `no device '${request.params.id}'`);
         return { window: formatDuration(windowMs), ...health };
       },
-    );
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/devices/:id/timeline",
-      doc({
-        tag: "fleet",
-        summary: "A device's timeline",
-        description:
-          "Telemetry summaries, events, feedback with sentiment, actions with their lifecycle and why, presence, consent changes and refused messages; time-bounded, with cursor pages.",
-        auth: ["support"],
-        query: timelineQuery,
-        responses: { 200: "OK", 400: "invalid query", 404: "no such device" },
-      }),
-      async (request, reply) => {
-        const parsed = timelineQuery.safeParse(request.query);
-        if (!parsed.success) return badQuery(reply, parsed.error);
-        const q = parsed.data;
+    route({
+      method: "GET",
+      url: "/api/devices/:id/timeline",
+      summary: "A device's timeline",
+      description:
+        "Telemetry summaries, events, feedback with sentiment, actions with their lifecycle and why, presence, consent changes and refused messages; time-bounded, with cursor pages.",
+      params: idParams,
+      query: timelineQuery,
+      responses: { 200: { description: "a page of the timeline", schema: timeline }, 404: noDevice },
+      async handler(request) {
+        const q = request.query;
         if (q.last !== undefined && q.from !== undefined)
-          return reply.code(400).send({ error: "invalid_query", message: "from and last: give one of them" });
+          throw new RequestError("INVALID_QUERY", "from and last: give one of them");
         const to = q.to ?? Date.now();
         const from = q.from ?? to - (q.last ?? 86_400_000);
-        if (from >= to) return reply.code(400).send({ error: "invalid_query", message: "from must be before to" });
+        if (from >= to) throw new RequestError("INVALID_QUERY", "from must be before to");
         if (to - from > MAX_WINDOW_MS)
-          return reply
-            .code(400)
-            .send({ error: "invalid_query", message: `from-to spans at most ${formatDuration(MAX_WINDOW_MS)}` });
-        try {
-          const timeline = await deps.health.timeline(request.params.id, {
-            from,
-            to,
-            cursor: q.cursor,
-            limit: q.limit,
-            types: q.types ?? new Set(timelineTypes),
-            interval: q.interval,
-          });
-          if (!timeline) return noDevice(reply, request.params.id);
-          return timeline;
-        } catch (err) {
-          if (err instanceof HealthError)
-            return reply
-              .code(400)
-              .send({ error: err.code === "BAD_CURSOR" ? "invalid_cursor" : "invalid_query", message: err.message });
-          throw err;
-        }
+          throw new RequestError("INVALID_QUERY", `from-to spans at most ${formatDuration(MAX_WINDOW_MS)}`);
+        const found = await deps.health.timeline(request.params.id, {
+          from,
+          to,
+          cursor: q.cursor,
+          limit: q.limit,
+          types: q.types ?? new Set(timelineTypes),
+          interval: q.interval,
+        });
+        if (!found) throw new RegistryError("NOT_FOUND", `no device '${request.params.id}'`);
+        return found;
       },
-    );
+    });
+    return Promise.resolve();
   };

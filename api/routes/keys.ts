@@ -1,8 +1,10 @@
 import type { FastifyPluginAsync } from "fastify";
+import { z } from "zod";
+import type { Authenticator } from "../../auth/index.ts";
 import { KeyError, keyInputSchema, type ApiKey, type Keys } from "../../keys/index.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
-import { zodMessage } from "../errors.ts";
-import { doc } from "../openapi.ts";
+import { errorBody } from "../errors.ts";
+import { defineRoute } from "../route.ts";
+import { idParams, isoTime } from "../schemas.ts";
 
 const iso = (date: Date | undefined) => (date ? date.toISOString() : null);
 
@@ -22,64 +24,91 @@ export function describeKey(key: ApiKey, now = Date.now()) {
   };
 }
 
+const EXAMPLE = {
+  id: "k_01",
+  name: "support desk",
+  role: "support",
+  state: "active",
+  createdAt: "2026-05-04T10:00:00.000Z",
+  createdBy: "admin",
+  expiresAt: null,
+  revokedAt: null,
+  revokedBy: null,
+};
+const keyView = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    role: z.enum(["admin", "product", "support"]),
+    state: z.enum(["active", "expired", "revoked"]),
+    createdAt: isoTime,
+    createdBy: z.string(),
+    expiresAt: isoTime.nullable(),
+    revokedAt: isoTime.nullable(),
+    revokedBy: z.string().nullable(),
+  })
+  .meta({ example: EXAMPLE });
+const created = keyView.extend({ token: z.string() }).meta({ example: { ...EXAMPLE, token: "rfk.azAx.c2VjcmV0" } });
+const noKey = { description: "no such key", schema: errorBody };
+
 /** Staff API keys, the admin's to create, list and revoke. */
 export const keyRoutes =
   (deps: { keys: Keys; auth: Authenticator }): FastifyPluginAsync =>
-  async (app) => {
-    app.addHook("onRequest", requireRole(deps.auth, "admin"));
+  (app) => {
     const by = (name: string | undefined) => name ?? "unknown";
+    const auth = ["admin"] as const;
 
-    app.post(
-      "/api/keys",
-      doc({
-        tag: "keys",
-        summary: "Create a staff API key",
-        description:
-          "Roles: admin, product (rules), support (read-only views). The token (rfk.) is answered once; only its scrypt hash is kept.",
-        auth: ["admin"],
-        body: keyInputSchema,
-        responses: { 201: "the key with its token", 400: "invalid body, naming the field" },
-      }),
-      async (request, reply) => {
-        const parsed = keyInputSchema.safeParse(request.body ?? {});
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-        const { key, token } = await deps.keys.create(parsed.data, by(request.principal?.name));
+    defineRoute(app, deps.auth, {
+      method: "POST",
+      url: "/api/keys",
+      tag: "keys",
+      summary: "Create a staff API key",
+      description:
+        "Roles: admin, product (rules), support (read-only views). The token (rfk.) is answered once; only its scrypt hash is kept.",
+      auth,
+      body: keyInputSchema,
+      responses: { 201: { description: "the key with its token", schema: created } },
+      async handler(request, reply) {
+        const { key, token } = await deps.keys.create(request.body, by(request.principal?.name));
         return reply.code(201).send({ ...describeKey(key), token });
       },
-    );
+    });
 
-    app.get(
-      "/api/keys",
-      doc({ tag: "keys", summary: "List staff API keys (never the tokens)", auth: ["admin"] }),
-      async () => deps.keys.list().map((key) => describeKey(key)),
-    );
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/keys",
+      tag: "keys",
+      summary: "List staff API keys (never the tokens)",
+      auth,
+      responses: { 200: { description: "every key", schema: z.array(keyView) } },
+      handler: () => deps.keys.list().map((key) => describeKey(key)),
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/keys/:id",
-      doc({ tag: "keys", summary: "One staff API key", auth: ["admin"], responses: { 200: "OK", 404: "no such key" } }),
-      async (request, reply) => {
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/keys/:id",
+      tag: "keys",
+      summary: "One staff API key",
+      auth,
+      params: idParams,
+      responses: { 200: { description: "the key", schema: keyView }, 404: noKey },
+      handler(request) {
         const key = deps.keys.get(request.params.id);
-        if (!key) return reply.code(404).send({ error: "key_not_found", message: `no API key '${request.params.id}'` });
+        if (!key) throw new KeyError("KEY_NOT_FOUND", `no API key '${request.params.id}'`);
         return describeKey(key);
       },
-    );
+    });
 
-    app.delete<{ Params: { id: string } }>(
-      "/api/keys/:id",
-      doc({
-        tag: "keys",
-        summary: "Revoke a staff API key at once",
-        description: "Live streams opened with it end too.",
-        auth: ["admin"],
-        responses: { 200: "the revoked key", 404: "no such key" },
-      }),
-      async (request, reply) => {
-        try {
-          return describeKey(await deps.keys.revoke(request.params.id, by(request.principal?.name)));
-        } catch (err) {
-          if (err instanceof KeyError) return reply.code(404).send({ error: "key_not_found", message: err.message });
-          throw err;
-        }
-      },
-    );
+    defineRoute(app, deps.auth, {
+      method: "DELETE",
+      url: "/api/keys/:id",
+      tag: "keys",
+      summary: "Revoke a staff API key at once",
+      description: "Live streams opened with it end too.",
+      auth,
+      params: idParams,
+      responses: { 200: { description: "the revoked key", schema: keyView }, 404: noKey },
+      handler: async (request) => describeKey(await deps.keys.revoke(request.params.id, by(request.principal?.name))),
+    });
+    return Promise.resolve();
   };

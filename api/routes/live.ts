@@ -4,11 +4,13 @@ import type { Logger } from "pino";
 import { z } from "zod";
 import { formatDuration } from "../../config/duration.ts";
 import { entryTypes, type Health } from "../../health/index.ts";
-import { bearer, requireRole, type Authenticator } from "../auth.ts";
+import { bearer, type Authenticator } from "../../auth/index.ts";
+import { RegistryError } from "../../registry/index.ts";
 import { createTickets, type Grant } from "../tickets.ts";
-import { zodMessage } from "../errors.ts";
+import { errorBody, RequestError } from "../errors.ts";
+import { defineRoute, type Answer } from "../route.ts";
+import { idParams, isoTime } from "../schemas.ts";
 import { durationParam } from "./fleet.ts";
-import { doc } from "../openapi.ts";
 
 export interface LiveOptions {
   /** How often each stream checks for news. */
@@ -51,6 +53,14 @@ const streamQuery = z.strictObject({
 const deviceStreamQuery = streamQuery.extend({
   after: z.coerce.number({ error: "epoch microseconds" }).int().min(0).optional(),
 });
+const ticket = z
+  .object({ ticket: z.string(), expiresAt: isoTime })
+  .meta({ example: { ticket: "rft_c2VjcmV0", expiresAt: "2026-05-04T10:00:30.000Z" } });
+const events = (example: string): Answer => ({
+  description: "a text/event-stream",
+  types: { "text/event-stream": z.string().meta({ example }) },
+});
+const tooMany: Answer = { description: "too many live streams open with this key", schema: errorBody };
 
 /**
  * Live updates for the dashboard as Server-Sent Events. EventSource cannot send
@@ -75,49 +85,40 @@ export const liveRoutes =
       for (const s of streams) s.end();
     });
 
-    app.register(async (authed) => {
-      authed.addHook("onRequest", requireRole(deps.auth, "support"));
-      authed.post(
-        "/api/live/tickets",
-        doc({
-          tag: "fleet",
-          summary: "A single-use ticket for one live stream",
-          description:
-            "EventSource cannot send an Authorization header: the dashboard trades its key for a 30-second ticket and opens the stream with ?ticket=.",
-          auth: ["support"],
-          responses: { 200: "`{ticket, expiresAt}`" },
-        }),
-        async (request, reply) => {
-          const token = bearer(request)!;
-          const { ticket, expiresAt } = tickets.issue({ principal: request.principal!, keyId: deps.keys.idOf(token) });
-          return reply
-            .code(201)
-            .header("cache-control", "no-store")
-            .send({ ticket, expiresAt: new Date(expiresAt).toISOString() });
-        },
-      );
+    defineRoute(app, deps.auth, {
+      method: "POST",
+      url: "/api/live/tickets",
+      tag: "fleet",
+      summary: "A single-use ticket for one live stream",
+      description:
+        "EventSource cannot send an Authorization header: the dashboard trades its key for a 30-second ticket and opens the stream with ?ticket=.",
+      auth: ["support"],
+      responses: { 201: { description: "`{ticket, expiresAt}`", schema: ticket } },
+      handler(request, reply) {
+        const token = bearer(request)!;
+        const { ticket, expiresAt } = tickets.issue({ principal: request.principal!, keyId: deps.keys.idOf(token) });
+        return reply
+          .code(201)
+          .header("cache-control", "no-store")
+          .send({ ticket, expiresAt: new Date(expiresAt).toISOString() });
+      },
     });
 
-    /** The grant of a ticket (used up) whose key is still good, or undefined with a 401 sent. */
-    const redeem = (reply: FastifyReply, ticket: string): Grant | undefined => {
+    /** The grant of a ticket (used up) whose key is still good. */
+    const redeem = (ticket: string): Grant => {
       const grant = tickets.redeem(ticket);
       if (grant && (grant.keyId === undefined || deps.keys.active(grant.keyId))) return grant;
-      void reply.code(401).send({
-        error: "unauthorized",
-        message: "unknown, used or expired ticket; get a new one from POST /api/live/tickets",
-      });
-      return undefined;
+      throw new RequestError(
+        "BAD_TICKET",
+        "unknown, used or expired ticket; get a new one from POST /api/live/tickets",
+      );
     };
 
-    /** Opens the event stream for a redeemed ticket, or answers why not. */
-    const open = (request: FastifyRequest, reply: FastifyReply, grant: Grant): Stream | undefined => {
+    /** Opens the event stream for a redeemed ticket, or throws why not. */
+    const open = (request: FastifyRequest, reply: FastifyReply, grant: Grant): Stream => {
       const mine = [...streams].filter((s) => s.grant.principal.name === grant.principal.name).length;
-      if (mine >= maxPerPrincipal) {
-        void reply
-          .code(429)
-          .send({ error: "too_many_streams", message: `at most ${maxPerPrincipal} live streams per key at once` });
-        return undefined;
-      }
+      if (mine >= maxPerPrincipal)
+        throw new RequestError("TOO_MANY_STREAMS", `at most ${maxPerPrincipal} live streams per key at once`);
       reply.hijack();
       const raw = reply.raw;
       raw.writeHead(200, {
@@ -170,23 +171,21 @@ export const liveRoutes =
       void run();
     };
 
-    app.get(
-      "/api/live/fleet",
-      doc({
-        tag: "fleet",
-        summary: "Server-sent events: the fleet's health changed",
-        auth: "none",
-        description: "Opened with a ticket from POST /api/live/tickets (no Authorization header).",
-        query: streamQuery,
-        responses: { 200: "a text/event-stream", 400: "invalid query", 401: "unknown, used or expired ticket" },
-      }),
-      async (request, reply) => {
-        const parsed = streamQuery.safeParse(request.query);
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_query", message: zodMessage(parsed.error) });
-        const windowMs = parsed.data.window ?? deps.health.config.window;
-        const grant = redeem(reply, parsed.data.ticket);
-        const stream = grant && open(request, reply, grant);
-        if (!stream) return reply;
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/live/fleet",
+      tag: "fleet",
+      summary: "Server-sent events: the fleet's health changed",
+      description: "Opened with a ticket from POST /api/live/tickets (no Authorization header).",
+      auth: "ticket",
+      query: streamQuery,
+      responses: {
+        200: events('retry: 5000\n\nevent: fleet\ndata: {"computedAt":"2026-05-04T10:00:00.000Z"}\n\n'),
+        429: tooMany,
+      },
+      handler(request, reply) {
+        const windowMs = request.query.window ?? deps.health.config.window;
+        const stream = open(request, reply, redeem(request.query.ticket));
         let digest: string | undefined;
         every(stream, "fleet", async () => {
           const snap = await deps.health.snapshot(windowMs);
@@ -196,37 +195,33 @@ export const liveRoutes =
         });
         return reply;
       },
-    );
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/live/devices/:id",
-      doc({
-        tag: "fleet",
-        summary: "Server-sent events: a device's new timeline entries, health and telemetry",
-        auth: "none",
-        description: "Opened with a ticket from POST /api/live/tickets (no Authorization header).",
-        query: deviceStreamQuery,
-        responses: {
-          200: "a text/event-stream",
-          400: "invalid query",
-          401: "unknown, used or expired ticket",
-          404: "no such device",
-        },
-      }),
-      async (request, reply) => {
-        const parsed = deviceStreamQuery.safeParse(request.query);
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_query", message: zodMessage(parsed.error) });
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/live/devices/:id",
+      tag: "fleet",
+      summary: "Server-sent events: a device's new timeline entries, health and telemetry",
+      description: "Opened with a ticket from POST /api/live/tickets (no Authorization header).",
+      auth: "ticket",
+      params: idParams,
+      query: deviceStreamQuery,
+      responses: {
+        200: events('retry: 5000\n\nevent: health\ndata: {"window":"7d","device":"atm-1","score":41}\n\n'),
+        404: { description: "no such device", schema: errorBody },
+        429: tooMany,
+      },
+      async handler(request, reply) {
         const id = request.params.id;
-        const windowMs = parsed.data.window ?? deps.health.config.window;
+        const q = request.query;
+        const windowMs = q.window ?? deps.health.config.window;
         // The ticket first: nobody without one makes InfluxDB work.
-        const grant = redeem(reply, parsed.data.ticket);
-        if (!grant) return reply;
+        const grant = redeem(q.ticket);
         const first = await deps.health.device(id, windowMs);
-        if (!first) return reply.code(404).send({ error: "not_found", message: `no device '${id}'` });
+        if (!first) throw new RegistryError("NOT_FOUND", `no device '${id}'`);
         const stream = open(request, reply, grant);
-        if (!stream) return reply;
         const types = new Set(entryTypes);
-        let after = parsed.data.after ?? Date.now() * 1000;
+        let after = q.after ?? Date.now() * 1000;
         let telemetryAt = Math.floor(after / 1000);
         // Entries already sent, by key, with what was sent: an action is sent again when its lifecycle moves.
         const sent = new Map<string, { json: string; micros: number }>();
@@ -263,5 +258,5 @@ export const liveRoutes =
         });
         return reply;
       },
-    );
+    });
   };

@@ -1,11 +1,12 @@
-import type { FastifyPluginAsync, FastifyReply } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
 import { z } from "zod";
+import type { Authenticator } from "../../auth/index.ts";
 import { parseDuration } from "../../config/duration.ts";
-import { CatalogError, RuleError, type CatalogEntry, type Rules } from "../../rules/index.ts";
+import { CatalogError, type CatalogEntry, type Rules } from "../../rules/index.ts";
 import { ruleSchema } from "../../rules/schema.ts";
-import { requireRole, type Authenticator } from "../auth.ts";
-import { zodMessage } from "../errors.ts";
-import { doc } from "../openapi.ts";
+import { errorBody } from "../errors.ts";
+import { defineRoute, type Answer, type RouteDef } from "../route.ts";
+import { idParams, isoTime } from "../schemas.ts";
 
 const YAML_TYPES = ["application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml", "text/plain"];
 
@@ -16,6 +17,11 @@ const backtestBody = z.strictObject({
     .default("30d"),
   rule: z.string().min(1).optional(),
 });
+/** A YAML body is the rule to try, over the default period. */
+const backtestYaml = z
+  .string()
+  .transform((rule): z.input<typeof backtestBody> => ({ rule }))
+  .pipe(backtestBody);
 
 function summary(entry: CatalogEntry) {
   const { spec } = entry.rule;
@@ -33,156 +39,195 @@ function summary(entry: CatalogEntry) {
   };
 }
 
-function fail(reply: FastifyReply, err: unknown) {
-  if (err instanceof RuleError)
-    return reply
-      .code(400)
-      .send({ error: "invalid_rule", message: err.message, line: err.line ?? null, field: err.field || null });
-  if (err instanceof CatalogError)
-    return reply
-      .code(err.code === "RULE_NOT_FOUND" ? 404 : 409)
-      .send({ error: err.code.toLowerCase(), message: err.message });
-  throw err;
-}
+const EXAMPLE = {
+  id: "cool-theme",
+  description: "A cooler theme when it is hot",
+  on: "telemetry",
+  scope: "device",
+  origin: "api",
+  source: "api:cool-theme",
+  version: 2,
+  enabled: true,
+  updatedAt: "2026-05-04T10:00:00.000Z",
+  updatedBy: "product-team",
+};
+const ruleView = z
+  .object({
+    id: z.string(),
+    description: z.string().nullable(),
+    on: z.unknown(),
+    scope: z.enum(["device", "subject"]),
+    origin: z.string(),
+    source: z.string(),
+    version: z.number().int(),
+    enabled: z.boolean(),
+    updatedAt: isoTime,
+    updatedBy: z.string(),
+  })
+  .meta({ example: EXAMPLE });
+const ruleText = ruleView.extend({ text: z.string() }).meta({
+  example: { ...EXAMPLE, text: "id: cool-theme\non: telemetry\nwhen: metrics.temp > 30\nthen: ..." },
+});
+const versions = z
+  .array(
+    z
+      .object({
+        version: z.number().int(),
+        at: z.string(),
+        by: z.string(),
+        op: z.enum(["version", "enable", "disable", "delete"]),
+        origin: z.string(),
+        text: z.string().optional(),
+      })
+      .loose(),
+  )
+  .meta({
+    example: [{ version: 1, at: "2026-05-04T10:00:00.000Z", by: "product-team", op: "version", origin: "api" }],
+  });
+const report = z
+  .object({
+    rule: z.string(),
+    from: z.string(),
+    to: z.string(),
+    evaluated: z.number().int(),
+    fired: z.number().int(),
+    held: z.record(z.string(), z.number()),
+    targets: z.array(z.object({ target: z.string(), fires: z.number().int(), lastWhy: z.string() })),
+    samples: z.array(z.string()),
+  })
+  .meta({
+    example: {
+      rule: "cool-theme",
+      from: "2026-04-04T10:00:00.000Z",
+      to: "2026-05-04T10:00:00.000Z",
+      evaluated: 1200,
+      fired: 14,
+      held: { cooldown: 3 },
+      targets: [{ target: "device:tv-1", fires: 14, lastWhy: "temperature 31 > 30" }],
+      samples: ["temperature 31 > 30"],
+    },
+  });
+const noRule: Answer = { description: "no such rule", schema: errorBody };
+const invalidRule = errorBody
+  .extend({ line: z.number().int().nullable().optional(), field: z.string().nullable().optional() })
+  .meta({ example: { error: "invalid_rule", message: "api:3: when: unknown field", line: 3, field: "when" } });
 
 /** Rules as code through HTTP: the product role's part of the API. */
 export const ruleRoutes =
   (deps: { rules: Rules; auth: Authenticator }): FastifyPluginAsync =>
-  async (app) => {
-    app.addHook("onRequest", requireRole(deps.auth, "product"));
+  (app) => {
     // Rule files are YAML; a JSON object is accepted too.
     app.addContentTypeParser(YAML_TYPES, { parseAs: "string" }, (_request, body, done) => done(null, body));
     const textOf = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body ?? {}, null, 2));
+    const route = <P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+      def: Omit<RouteDef<P, Q, B>, "tag" | "auth">,
+    ) => defineRoute(app, deps.auth, { tag: "rules", auth: ["product"], ...def });
 
-    app.get("/api/rules", doc({ tag: "rules", summary: "List rules", auth: ["product"] }), async () =>
-      deps.rules.list().map(summary),
-    );
+    route({
+      method: "GET",
+      url: "/api/rules",
+      summary: "List rules",
+      responses: { 200: { description: "every rule", schema: z.array(ruleView) } },
+      handler: () => deps.rules.list().map(summary),
+    });
 
-    app.post(
-      "/api/rules",
-      doc({
-        tag: "rules",
-        summary: "Create or update a rule (YAML or JSON)",
-        description:
-          "The rule format of docs/rules.md. A broken rule is refused with its line and field; the previous version keeps running.",
-        auth: ["product"],
-        body: ruleSchema,
-        bodyTypes: YAML_TYPES,
-        responses: {
-          201: "the rule's new version",
-          400: "`{error: invalid_rule, message, line, field}`",
-          409: "the rule comes from a file in REFEED_RULES_DIR",
-        },
-      }),
-      async (request, reply) => {
-        try {
-          const entry = await deps.rules.put(textOf(request.body), request.principal?.name ?? "unknown");
-          return reply.code(201).send(summary(entry));
-        } catch (err) {
-          return fail(reply, err);
-        }
+    route({
+      method: "POST",
+      url: "/api/rules",
+      summary: "Create or update a rule (YAML or JSON)",
+      description:
+        "The rule format of docs/rules.md. A broken rule is refused with its line and field; the previous version keeps running.",
+      body: ruleSchema,
+      bodyTypes: Object.fromEntries(YAML_TYPES.map((t) => [t, z.string()])),
+      bodyParsedByPart: true,
+      responses: {
+        201: { description: "the rule's new version", schema: ruleView },
+        400: { description: "`{error: invalid_rule, message, line, field}`", schema: invalidRule },
+        409: { description: "the rule comes from a file in REFEED_RULES_DIR", schema: errorBody },
       },
-    );
+      async handler(request, reply) {
+        const entry = await deps.rules.put(textOf(request.body), request.principal?.name ?? "unknown");
+        return reply.code(201).send(summary(entry));
+      },
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/rules/:id",
-      doc({
-        tag: "rules",
-        summary: "A rule with its text",
-        auth: ["product"],
-        responses: { 200: "OK", 404: "no such rule" },
-      }),
-      async (request, reply) => {
+    route({
+      method: "GET",
+      url: "/api/rules/:id",
+      summary: "A rule with its text",
+      params: idParams,
+      responses: { 200: { description: "the rule", schema: ruleText }, 404: noRule },
+      handler(request) {
         const entry = deps.rules.get(request.params.id);
-        if (!entry) return reply.code(404).send({ error: "rule_not_found", message: `no rule '${request.params.id}'` });
+        if (!entry) throw new CatalogError("RULE_NOT_FOUND", `no rule '${request.params.id}'`);
         return { ...summary(entry), text: entry.rule.text };
       },
-    );
+    });
 
-    app.get<{ Params: { id: string } }>(
-      "/api/rules/:id/versions",
-      doc({
-        tag: "rules",
-        summary: "A rule's versions, with who and when",
-        auth: ["product"],
-        responses: { 200: "OK", 404: "no such rule" },
-      }),
-      async (request, reply) => {
-        const versions = deps.rules.versions(request.params.id);
-        if (versions.length === 0)
-          return reply.code(404).send({ error: "rule_not_found", message: `no rule '${request.params.id}'` });
-        return versions;
+    route({
+      method: "GET",
+      url: "/api/rules/:id/versions",
+      summary: "A rule's versions, with who and when",
+      params: idParams,
+      responses: { 200: { description: "the versions", schema: versions }, 404: noRule },
+      handler(request) {
+        const found = deps.rules.versions(request.params.id);
+        if (found.length === 0) throw new CatalogError("RULE_NOT_FOUND", `no rule '${request.params.id}'`);
+        return found;
       },
-    );
+    });
 
     for (const [verb, enabled] of [
       ["enable", true],
       ["disable", false],
     ] as const) {
-      app.post<{ Params: { id: string } }>(
-        `/api/rules/:id/${verb}`,
-        doc({
-          tag: "rules",
-          summary: `${enabled ? "Enable" : "Disable"} a rule`,
-          auth: ["product"],
-          responses: { 200: "the rule", 404: "no such rule" },
-        }),
-        async (request, reply) => {
-          try {
-            return summary(
-              await deps.rules.setEnabled(request.params.id, enabled, request.principal?.name ?? "unknown"),
-            );
-          } catch (err) {
-            return fail(reply, err);
-          }
-        },
-      );
+      route({
+        method: "POST",
+        url: `/api/rules/:id/${verb}`,
+        summary: `${enabled ? "Enable" : "Disable"} a rule`,
+        params: idParams,
+        responses: { 200: { description: "the rule", schema: ruleView }, 404: noRule },
+        handler: async (request) =>
+          summary(await deps.rules.setEnabled(request.params.id, enabled, request.principal?.name ?? "unknown")),
+      });
     }
 
-    app.delete<{ Params: { id: string } }>(
-      "/api/rules/:id",
-      doc({
-        tag: "rules",
-        summary: "Delete a rule made through the API",
-        auth: ["product"],
-        responses: { 204: "deleted", 404: "no such rule", 409: "the rule comes from a file" },
-      }),
-      async (request, reply) => {
-        try {
-          await deps.rules.remove(request.params.id, request.principal?.name ?? "unknown");
-          return reply.code(204).send();
-        } catch (err) {
-          return fail(reply, err);
-        }
+    route({
+      method: "DELETE",
+      url: "/api/rules/:id",
+      summary: "Delete a rule made through the API",
+      params: idParams,
+      responses: {
+        204: { description: "deleted" },
+        404: noRule,
+        409: { description: "the rule comes from a file", schema: errorBody },
       },
-    );
+      async handler(request, reply) {
+        await deps.rules.remove(request.params.id, request.principal?.name ?? "unknown");
+        return reply.code(204).send();
+      },
+    });
 
-    // Body: {"since": "30d", "rule": "<yaml>"} to try a new or changed rule, or nothing for the stored one.
-    app.post<{ Params: { id: string } }>(
-      "/api/rules/:id/backtest",
-      doc({
-        tag: "rules",
-        summary: "Replay stored history through a rule; nothing is sent",
-        description:
-          "The stored rule, or a new or changed one given as `rule` (YAML text). Answers how often and for whom it would have fired, with sample whys.",
-        auth: ["product"],
-        body: backtestBody,
-        bodyTypes: YAML_TYPES,
-        responses: { 200: "the backtest report", 400: "invalid body or rule", 404: "no such rule" },
-      }),
-      async (request, reply) => {
-        const parsed = backtestBody.safeParse(
-          typeof request.body === "string" ? { rule: request.body } : (request.body ?? {}),
-        );
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-        try {
-          return await deps.rules.backtest(request.params.id, {
-            sinceMs: parseDuration(parsed.data.since)!,
-            ...(parsed.data.rule ? { text: parsed.data.rule } : {}),
-          });
-        } catch (err) {
-          return fail(reply, err);
-        }
+    // Body: {"since": "30d", "rule": "<yaml>"} to try a new or changed rule, {} for the stored one, or the YAML alone.
+    route({
+      method: "POST",
+      url: "/api/rules/:id/backtest",
+      summary: "Replay stored history through a rule; nothing is sent",
+      description:
+        "The stored rule (body `{}`), or a new or changed one given as `rule` (YAML text) or as the YAML body itself. Answers how often and for whom it would have fired, with sample whys.",
+      params: idParams,
+      body: backtestBody,
+      bodyTypes: Object.fromEntries(YAML_TYPES.map((t) => [t, backtestYaml])),
+      responses: {
+        200: { description: "the backtest report", schema: report },
+        400: { description: "invalid body or rule", schema: invalidRule },
+        404: noRule,
       },
-    );
+      handler: (request) =>
+        deps.rules.backtest(request.params.id, {
+          sinceMs: parseDuration(request.body.since)!,
+          ...(request.body.rule ? { text: request.body.rule } : {}),
+        }),
+    });
+    return Promise.resolve();
   };

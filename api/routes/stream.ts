@@ -1,11 +1,14 @@
 import type { FastifyPluginAsync } from "fastify";
 import type { ServerResponse } from "node:http";
 import type { Registry } from "../../registry/index.ts";
-import { bearer } from "../auth.ts";
-import { doc } from "../openapi.ts";
+import { z } from "zod";
+import { AuthError, deviceOf, type Authenticator } from "../../auth/index.ts";
+import { defineRoute } from "../route.ts";
+import { idParams } from "../schemas.ts";
 
 export interface StreamDeps {
   registry: Registry;
+  auth: Authenticator;
   /** Follows a broker topic (what MQTT subscribers of it get); resolves with a function that stops. */
   follow(topic: string, onMessage: (payload: Buffer) => void): Promise<() => Promise<void>>;
   /** The retained state a device would get on subscribe, as its JSON payload. */
@@ -51,32 +54,29 @@ export const streamRoutes =
     });
     app.addHook("onClose", async () => stopWatching());
 
-    app.get<{ Params: { id: string } }>(
-      "/api/devices/:id/stream",
-      doc({
-        tag: "devices",
-        summary: "Server-sent events of a device's state and actions",
-        description:
-          "For apps that cannot speak MQTT: `event: state` at once and on every change, `event: action` for everything pending and then every new action (the event id is the action id). An action stays pending until acked with POST /api/ingest/acks.",
-        auth: ["device"],
-        responses: { 200: "a text/event-stream", 404: "not the device's own id" },
-      }),
-      async (request, reply) => {
-        const token = bearer(request);
-        if (!token)
-          return reply
-            .code(401)
-            .send({ error: "unauthorized", message: "missing 'Authorization: Bearer <device token>' header" });
-        const auth = await deps.registry.authenticateBearer(token);
-        if (!auth.ok) {
-          return reply.code(auth.reason === "revoked" ? 403 : 401).send({
-            error: "unauthorized",
-            message: auth.reason === "revoked" ? "this device is revoked" : "unknown or invalid device token",
-          });
-        }
-        const device = auth.device.id;
+    defineRoute(app, deps.auth, {
+      method: "GET",
+      url: "/api/devices/:id/stream",
+      tag: "devices",
+      summary: "Server-sent events of a device's state and actions",
+      description:
+        "For apps that cannot speak MQTT: `event: state` at once and on every change, `event: action` for everything pending and then every new action (the event id is the action id). An action stays pending until acked with POST /api/ingest/acks.",
+      auth: "device",
+      params: idParams,
+      responses: {
+        200: {
+          description: "a text/event-stream",
+          types: {
+            "text/event-stream": z
+              .string()
+              .meta({ example: 'retry: 2000\n\nevent: state\ndata: {"ui.theme":"cool"}\n\n' }),
+          },
+        },
+      },
+      async handler(request, reply) {
+        const device = await deviceOf(request, (token) => deps.registry.authenticateBearer(token));
         if (device !== request.params.id)
-          return reply.code(403).send({ error: "forbidden", message: "a device token streams its own device only" });
+          throw new AuthError("FORBIDDEN", "a device token streams its own device only");
 
         reply.hijack();
         const res = Object.assign(reply.raw, { device });
@@ -112,5 +112,5 @@ export const streamRoutes =
         for (const pending of deps.pendingFor(device)) action(pending.payload);
         request.log.debug({ device }, "event stream opened");
       },
-    );
+    });
   };

@@ -1,15 +1,16 @@
 import { Readable } from "node:stream";
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyPluginAsync, FastifyRequest } from "fastify";
 import { z } from "zod";
+import type { Authenticator, Principal } from "../../auth/index.ts";
 import type { Actions, ActionRecord } from "../../actions/index.ts";
 import type { Consent } from "../../consent/index.ts";
 import { ErasureError, type Privacy } from "../../privacy/index.ts";
-import { DEVICE_ID, type Registry } from "../../registry/index.ts";
-import { TokenError, type SubjectTokens, type Touchpoints } from "../../subjects/index.ts";
-import { StoreWriteError } from "../../store/index.ts";
-import { requireRole, subjectInPath, type Authenticator, type Principal, type Role } from "../auth.ts";
-import { zodMessage } from "../errors.ts";
-import { doc, type RouteDoc } from "../openapi.ts";
+import { DEVICE_ID, RegistryError, type Registry } from "../../registry/index.ts";
+import type { SubjectTokens, Touchpoints } from "../../subjects/index.ts";
+import { errorBody, RequestError } from "../errors.ts";
+import { defineRoute, type Answer, type RouteDef } from "../route.ts";
+import { action, idParams, isoTime, participation, profile } from "../schemas.ts";
+import { subjectInPath } from "../subject-in-path.ts";
 
 export interface SubjectRouteDeps {
   auth: Authenticator;
@@ -20,8 +21,6 @@ export interface SubjectRouteDeps {
   consent: Consent;
   privacy: Privacy;
 }
-
-type Params = { Params: { id: string } };
 
 const PROFILE_KEY = /^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$/;
 const profileBody = z.record(z.string(), z.unknown()).superRefine((body, ctx) => {
@@ -44,7 +43,94 @@ const profileBody = z.record(z.string(), z.unknown()).superRefine((body, ctx) =>
   }
 });
 const tokenBody = z.strictObject({ label: z.string().min(1).max(64).optional() });
-const exportQuery = z.object({ format: z.enum(["json", "csv"]).optional() });
+const exportQuery = z.object({ format: z.string().optional() });
+const deviceParams = z.object({ id: z.string(), device: z.string() });
+const tokenParams = z.object({ id: z.string(), token: z.string() });
+
+const since = z.object({ device: z.string(), since: isoTime });
+const EXAMPLE_SINCE = { device: "tv-livingroom", since: "2026-05-04T10:00:00.000Z" };
+const subjectView = z
+  .object({
+    subject: z.string(),
+    consent: z.record(z.string(), z.boolean()),
+    profile,
+    devices: z.array(since),
+    sessions: z.array(since),
+    participation,
+  })
+  .meta({
+    example: {
+      subject: "cust-1",
+      consent: { analytics: false, personalization: true, feedback: true },
+      profile: { "ui.font_size": "large" },
+      devices: [EXAMPLE_SINCE],
+      sessions: [],
+      participation: { asks: 1, answers: 1, accepted: 1, declined: 0, rate: 1 },
+    },
+  });
+const issued = z
+  .object({ subject: z.string(), id: z.string(), token: z.string(), label: z.string().nullable(), createdAt: isoTime })
+  .meta({
+    example: {
+      subject: "cust-1",
+      id: "t_01",
+      token: "rfs.Y3VzdC0x.c2VjcmV0",
+      label: "phone app",
+      createdAt: "2026-05-04T10:00:00.000Z",
+    },
+  });
+const tokenInfo = z
+  .object({
+    id: z.string(),
+    label: z.string().nullable(),
+    createdAt: isoTime,
+    createdBy: z.string(),
+    revokedAt: isoTime.nullable(),
+  })
+  .meta({
+    example: {
+      id: "t_01",
+      label: "phone app",
+      createdAt: "2026-05-04T10:00:00.000Z",
+      createdBy: "admin",
+      revokedAt: null,
+    },
+  });
+const revoked = z
+  .object({ id: z.string(), revokedAt: isoTime.nullable() })
+  .meta({ example: { id: "t_01", revokedAt: "2026-05-04T10:00:00.000Z" } });
+const profileView = z
+  .object({ subject: z.string(), profile })
+  .meta({ example: { subject: "cust-1", profile: { "ui.font_size": "large" } } });
+const profileSet = z
+  .object({ subject: z.string(), profile, actions: z.array(z.string()) })
+  .meta({ example: { subject: "cust-1", profile: { "ui.font_size": "large" }, actions: ["act_01"] } });
+const devicesView = z
+  .object({ subject: z.string(), linked: z.array(since.extend({ by: z.string() })), sessions: z.array(since) })
+  .meta({ example: { subject: "cust-1", linked: [{ ...EXAMPLE_SINCE, by: "admin" }], sessions: [EXAMPLE_SINCE] } });
+const linked = z
+  .object({ subject: z.string(), device: z.string(), linked: z.boolean() })
+  .meta({ example: { subject: "cust-1", device: "tv-livingroom", linked: true } });
+const erasure = z
+  .object({
+    subject: z.string(),
+    erasure: z.string(),
+    at: isoTime,
+    deleted: z.record(z.string(), z.number()),
+    redacted: z.record(z.string(), z.number()),
+    remaining: z.record(z.string(), z.number()),
+  })
+  .meta({
+    example: {
+      subject: "cust-1",
+      erasure: "er_01",
+      at: "2026-05-04T10:00:00.000Z",
+      deleted: { telemetry: 120 },
+      redacted: {},
+      remaining: {},
+    },
+  });
+const unavailable: Answer = { description: "InfluxDB is unavailable; send it again", schema: errorBody };
 
 /** An action as the API shows it. A notification's key is its webhook URL, which often carries a secret: only admin and product see it. */
 export function publicAction(record: ActionRecord, principal: Principal | undefined) {
@@ -62,34 +148,21 @@ export const isAbout = (record: ActionRecord, subject: string) =>
  */
 export const subjectRoutes =
   (deps: SubjectRouteDeps): FastifyPluginAsync =>
-  async (app) => {
+  (app) => {
     const by = (request: FastifyRequest) => request.principal?.name ?? "unknown";
-    /** Who may call a route (admin always may) and what /docs says of it, in one place. */
-    const route = (d: Omit<RouteDoc, "tag" | "auth"> & { auth: Role[] }) => ({
-      onRequest: requireRole(deps.auth, ...d.auth),
-      ...doc({ tag: "subjects", ...d }),
-    });
-    const unavailable = (reply: FastifyReply, err: unknown, what: string) => {
-      if (!(err instanceof StoreWriteError)) throw err;
-      return reply
-        .code(503)
-        .header("retry-after", "5")
-        .send({
-          error: "unavailable",
-          message: `${what} could not be recorded because InfluxDB is unavailable; send the request again`,
-        });
-    };
+    const route = <P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
+      def: Omit<RouteDef<P, Q, B>, "tag">,
+    ) => defineRoute(app, deps.auth, { tag: "subjects", ...def });
 
-    app.get<Params>(
-      "/api/subjects/:id",
-      route({
-        summary: "A customer: consent, profile, touchpoints, sessions, participation",
-        auth: ["support", "subject"],
-        responses: { 200: "OK", 400: "invalid subject id" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "GET",
+      url: "/api/subjects/:id",
+      summary: "A customer: consent, profile, touchpoints, sessions, participation",
+      auth: ["support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "the customer", schema: subjectView } },
+      handler(request) {
+        const id = subjectInPath(request);
         return {
           subject: id,
           consent: deps.consent.current(id),
@@ -99,48 +172,43 @@ export const subjectRoutes =
           participation: deps.actions.participation(`subject:${id}`),
         };
       },
-    );
+    });
 
     // Tokens: an admin (an app's backend, at the customer's login) issues them; the customer can list and revoke their own.
-    app.post<Params>(
-      "/api/subjects/:id/tokens",
-      route({
-        summary: "Issue a subject token",
-        description:
-          "For an app's backend at the customer's login: the token (rfs.) is answered once and lets the customer act on their own data only.",
-        auth: ["admin"],
-        body: tokenBody,
-        responses: {
-          201: "`{subject, id, token, label, createdAt}`",
-          400: "invalid subject or body",
-          503: "InfluxDB is unavailable",
-        },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
-        const parsed = tokenBody.safeParse(request.body ?? {});
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-        try {
-          const { token, info } = await deps.tokens.issue(id, parsed.data.label, by(request));
-          return reply.code(201).send({
-            subject: id,
-            id: info.id,
-            token,
-            label: info.label ?? null,
-            createdAt: info.createdAt.toISOString(),
-          });
-        } catch (err) {
-          return unavailable(reply, err, "the token");
-        }
+    route({
+      method: "POST",
+      url: "/api/subjects/:id/tokens",
+      summary: "Issue a subject token",
+      description:
+        "For an app's backend at the customer's login: the token (rfs.) is answered once and lets the customer act on their own data only. The body is required; `{}` issues a token without a label.",
+      auth: ["admin"],
+      params: idParams,
+      body: tokenBody,
+      responses: {
+        201: { description: "`{subject, id, token, label, createdAt}`", schema: issued },
+        503: unavailable,
       },
-    );
-    app.get<Params>(
-      "/api/subjects/:id/tokens",
-      route({ summary: "A customer's tokens (never the secrets)", auth: ["subject"] }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+      async handler(request, reply) {
+        const id = subjectInPath(request);
+        const { token, info } = await deps.tokens.issue(id, request.body.label, by(request));
+        return reply.code(201).send({
+          subject: id,
+          id: info.id,
+          token,
+          label: info.label ?? null,
+          createdAt: info.createdAt.toISOString(),
+        });
+      },
+    });
+    route({
+      method: "GET",
+      url: "/api/subjects/:id/tokens",
+      summary: "A customer's tokens (never the secrets)",
+      auth: ["subject"],
+      params: idParams,
+      responses: { 200: { description: "the tokens", schema: z.array(tokenInfo) } },
+      handler(request) {
+        const id = subjectInPath(request);
         return deps.tokens.list(id).map((t) => ({
           id: t.id,
           label: t.label ?? null,
@@ -149,71 +217,63 @@ export const subjectRoutes =
           revokedAt: t.revokedAt?.toISOString() ?? null,
         }));
       },
-    );
-    app.delete<{ Params: { id: string; token: string } }>(
-      "/api/subjects/:id/tokens/:token",
-      route({
-        summary: "Revoke a subject token",
-        auth: ["subject"],
-        responses: { 200: "`{id, revokedAt}`", 404: "no such token" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
-        try {
-          const t = await deps.tokens.revoke(id, request.params.token, by(request));
-          return { id: t.id, revokedAt: t.revokedAt?.toISOString() ?? null };
-        } catch (err) {
-          if (err instanceof TokenError)
-            return reply.code(404).send({ error: "token_not_found", message: err.message });
-          return unavailable(reply, err, "the revocation");
-        }
+    });
+    route({
+      method: "DELETE",
+      url: "/api/subjects/:id/tokens/:token",
+      summary: "Revoke a subject token",
+      auth: ["subject"],
+      params: tokenParams,
+      responses: {
+        200: { description: "`{id, revokedAt}`", schema: revoked },
+        404: { description: "no such token", schema: errorBody },
+        503: unavailable,
       },
-    );
+      async handler(request) {
+        const id = subjectInPath(request);
+        const t = await deps.tokens.revoke(id, request.params.token, by(request));
+        return { id: t.id, revokedAt: t.revokedAt?.toISOString() ?? null };
+      },
+    });
 
-    app.get<Params>(
-      "/api/subjects/:id/profile",
-      route({ summary: "A customer's personalization profile", auth: ["support", "subject"] }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "GET",
+      url: "/api/subjects/:id/profile",
+      summary: "A customer's personalization profile",
+      auth: ["support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "the profile", schema: profileView } },
+      handler(request) {
+        const id = subjectInPath(request);
         return { subject: id, profile: deps.actions.profileOf(`subject:${id}`) };
       },
-    );
-    app.put<Params>(
-      "/api/subjects/:id/profile",
-      route({
-        summary: "The customer sets profile keys",
-        description:
-          "Each key set (or cleared with null) is an undoable action that reaches every touchpoint of the customer.",
-        auth: ["subject"],
-        body: profileBody,
-        responses: {
-          200: "`{subject, profile, actions}`",
-          400: "invalid keys or values",
-          503: "InfluxDB is unavailable",
-        },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
-        const parsed = profileBody.safeParse(request.body ?? {});
-        if (!parsed.success) return reply.code(400).send({ error: "invalid_body", message: zodMessage(parsed.error) });
-        try {
-          const records = await deps.actions.setProfile(id, parsed.data, by(request));
-          return { subject: id, profile: deps.actions.profileOf(`subject:${id}`), actions: records.map((r) => r.id) };
-        } catch (err) {
-          return unavailable(reply, err, "the profile change");
-        }
+    });
+    route({
+      method: "PUT",
+      url: "/api/subjects/:id/profile",
+      summary: "The customer sets profile keys",
+      description:
+        "Each key set (or cleared with null) is an undoable action that reaches every touchpoint of the customer.",
+      auth: ["subject"],
+      params: idParams,
+      body: profileBody,
+      responses: { 200: { description: "`{subject, profile, actions}`", schema: profileSet }, 503: unavailable },
+      async handler(request) {
+        const id = subjectInPath(request);
+        const records = await deps.actions.setProfile(id, request.body, by(request));
+        return { subject: id, profile: deps.actions.profileOf(`subject:${id}`), actions: records.map((r) => r.id) };
       },
-    );
+    });
 
-    app.get<Params>(
-      "/api/subjects/:id/devices",
-      route({ summary: "A customer's linked devices and open sessions", auth: ["support", "subject"] }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "GET",
+      url: "/api/subjects/:id/devices",
+      summary: "A customer's linked devices and open sessions",
+      auth: ["support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "linked devices and sessions", schema: devicesView } },
+      handler(request) {
+        const id = subjectInPath(request);
         return {
           subject: id,
           linked: deps.touchpoints
@@ -222,88 +282,88 @@ export const subjectRoutes =
           sessions: deps.touchpoints.sessionsOf(id).map((s) => ({ device: s.device, since: s.since.toISOString() })),
         };
       },
-    );
+    });
     // Linking gives a device the customer's profile, so only an admin links; the customer may unlink their own.
-    app.put<{ Params: { id: string; device: string } }>(
-      "/api/subjects/:id/devices/:device",
-      route({
-        summary: "Link a device to a customer",
-        description: "The device then carries the customer's profile on its state topic.",
-        auth: ["admin"],
-        responses: { 200: "linked", 404: "no such device", 409: "the device is revoked" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "PUT",
+      url: "/api/subjects/:id/devices/:device",
+      summary: "Link a device to a customer",
+      description: "The device then carries the customer's profile on its state topic.",
+      auth: ["admin"],
+      params: deviceParams,
+      responses: {
+        200: { description: "linked", schema: linked },
+        404: { description: "no such device", schema: errorBody },
+        409: { description: "the device is revoked", schema: errorBody },
+        503: unavailable,
+      },
+      async handler(request) {
+        const id = subjectInPath(request);
         const device = deps.registry.get(request.params.device);
         if (!DEVICE_ID.test(request.params.device) || !device)
-          return reply.code(404).send({ error: "not_found", message: `no device '${request.params.device}'` });
-        if (device.revoked)
-          return reply.code(409).send({ error: "device_revoked", message: `device '${device.id}' is revoked` });
-        try {
-          await deps.touchpoints.link(device.id, id, by(request));
-        } catch (err) {
-          return unavailable(reply, err, "the link");
-        }
+          throw new RegistryError("NOT_FOUND", `no device '${request.params.device}'`);
+        if (device.revoked) throw new RegistryError("REVOKED", `device '${device.id}' is revoked`);
+        await deps.touchpoints.link(device.id, id, by(request));
         return { subject: id, device: device.id, linked: true };
       },
-    );
-    app.delete<{ Params: { id: string; device: string } }>(
-      "/api/subjects/:id/devices/:device",
-      route({
-        summary: "Unlink a device from a customer",
-        auth: ["subject"],
-        responses: { 200: "unlinked", 404: "the device is not linked to this customer" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
-        if (deps.touchpoints.linkedSubject(request.params.device) !== id) {
-          return reply
-            .code(404)
-            .send({ error: "not_linked", message: `device '${request.params.device}' is not linked to this subject` });
-        }
-        try {
-          await deps.touchpoints.unlink(request.params.device, by(request));
-        } catch (err) {
-          return unavailable(reply, err, "the unlink");
-        }
+    });
+    route({
+      method: "DELETE",
+      url: "/api/subjects/:id/devices/:device",
+      summary: "Unlink a device from a customer",
+      auth: ["subject"],
+      params: deviceParams,
+      responses: {
+        200: { description: "unlinked", schema: linked },
+        404: { description: "the device is not linked to this customer", schema: errorBody },
+        503: unavailable,
+      },
+      async handler(request) {
+        const id = subjectInPath(request);
+        if (deps.touchpoints.linkedSubject(request.params.device) !== id)
+          throw new RequestError("NOT_LINKED", `device '${request.params.device}' is not linked to this subject`);
+        await deps.touchpoints.unlink(request.params.device, by(request));
         return { subject: id, device: request.params.device, linked: false };
       },
-    );
+    });
 
-    app.get<Params>(
-      "/api/subjects/:id/actions",
-      route({
-        summary: "Every action about a customer, with its lifecycle and why",
-        auth: ["product", "support", "subject"],
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "GET",
+      url: "/api/subjects/:id/actions",
+      summary: "Every action about a customer, with its lifecycle and why",
+      auth: ["product", "support", "subject"],
+      params: idParams,
+      responses: { 200: { description: "the actions", schema: z.array(action) } },
+      handler(request) {
+        const id = subjectInPath(request);
         return deps.actions.actionsOf(id).map((record) => publicAction(record, request.principal));
       },
-    );
+    });
 
     // ?format=csv (or Accept: application/zip) answers CSV files in a zip; JSON otherwise. Both are streamed.
-    app.get<Params & { Querystring: { format?: string } }>(
-      "/api/subjects/:id/export",
-      route({
-        summary: "Everything held about a customer (streamed)",
-        description:
-          "JSON, or `?format=csv` (or `Accept: application/zip`) for CSV files in a zip: consent history, profile and its history, every stored point linked to them, every action with its lifecycle and why, derived scores.",
-        auth: ["subject"],
-        query: exportQuery,
-        responses: { 200: "the export, as an attachment", 400: "invalid format" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "GET",
+      url: "/api/subjects/:id/export",
+      summary: "Everything held about a customer (streamed)",
+      description:
+        "JSON, or `?format=csv` (or `Accept: application/zip`) for CSV files in a zip: consent history, profile and its history, every stored point linked to them, every action with its lifecycle and why, derived scores.",
+      auth: ["subject"],
+      params: idParams,
+      query: exportQuery,
+      responses: {
+        200: {
+          description: "the export, as an attachment",
+          types: {
+            "application/json": z.record(z.string(), z.unknown()).meta({ example: { subject: "cust-1", consent: [] } }),
+            "application/zip": z.string().meta({ format: "binary" }),
+          },
+        },
+      },
+      handler(request, reply) {
+        const id = subjectInPath(request);
         const format = request.query.format ?? (/application\/zip/.test(request.headers.accept ?? "") ? "csv" : "json");
         if (format !== "json" && format !== "csv")
-          return reply
-            .code(400)
-            .send({ error: "invalid_format", message: "format is json or csv (CSV files in a zip)" });
+          throw new RequestError("INVALID_FORMAT", "format is json or csv (CSV files in a zip)");
         const name = `refeed-export-${id.replaceAll(":", "_")}`;
         const stream = format === "csv" ? deps.privacy.exportZip(id) : Readable.from(deps.privacy.exportJson(id));
         // The answer has started when an error happens; a cut stream (no final chunk) is how the client learns it.
@@ -314,35 +374,33 @@ export const subjectRoutes =
           .header("cache-control", "no-store")
           .send(stream);
       },
-    );
+    });
 
-    app.delete<Params>(
-      "/api/subjects/:id",
-      route({
-        summary: "Erase a customer",
-        description:
-          "From every measurement in InfluxDB and every in-memory view, recorded as an erasure event that holds no erased data.",
-        auth: ["subject"],
-        responses: { 200: "the erasure report", 503: "InfluxDB failed or is catching up; send it again to finish" },
-      }),
-      async (request, reply) => {
-        const id = subjectInPath(request, reply);
-        if (!id) return reply;
+    route({
+      method: "DELETE",
+      url: "/api/subjects/:id",
+      summary: "Erase a customer",
+      description:
+        "From every measurement in InfluxDB and every in-memory view, recorded as an erasure event that holds no erased data.",
+      auth: ["subject"],
+      params: idParams,
+      responses: {
+        200: { description: "the erasure report", schema: erasure },
+        503: { description: "InfluxDB failed or is catching up; send it again to finish", schema: errorBody },
+      },
+      async handler(request) {
+        const id = subjectInPath(request);
         try {
           return await deps.privacy.erase(id, request.principal?.role === "subject" ? "customer" : by(request));
         } catch (err) {
-          if (err instanceof ErasureError)
-            return reply
-              .code(503)
-              .header("retry-after", "30")
-              .send({ error: err.code.toLowerCase(), message: err.message });
+          if (err instanceof ErasureError) throw err;
           request.log.error({ err: (err as Error).message }, "erasure failed");
-          return reply.code(503).header("retry-after", "10").send({
-            error: "erasure_incomplete",
-            message:
-              "the erasure could not be completed (InfluxDB failed); nothing of the customer is used meanwhile, send the request again to finish it",
-          });
+          throw new RequestError(
+            "ERASURE_INCOMPLETE",
+            "the erasure could not be completed (InfluxDB failed); nothing of the customer is used meanwhile, send the request again to finish it",
+          );
         }
       },
-    );
+    });
+    return Promise.resolve();
   };

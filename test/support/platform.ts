@@ -6,6 +6,7 @@ import mqtt, { type MqttClient, type IClientOptions } from "mqtt";
 import { pino } from "pino";
 import { configSchema, type Config, type MqttConfig, type MqttLimits } from "../../config/schema.ts";
 import { startPlatform, type Platform } from "../../platform/platform.ts";
+import type { Exchange } from "./contract.ts";
 import { freshDb, influxUrl } from "./influx.ts";
 import { waitFor } from "./wait.ts";
 
@@ -22,6 +23,8 @@ export interface TestPlatform {
   rulesDir: string;
   /** The platform's log lines (info and above), when started with `logs: true`. */
   logs: Array<Record<string, unknown>>;
+  /** Every answer `api()` received, for test/api/contract.test.ts to check against the served OpenAPI document. */
+  exchanges: Exchange[];
   /** Stops the platform and starts it again on the same database, data and rules. */
   restart(): Promise<void>;
   close(): Promise<void>;
@@ -66,6 +69,7 @@ export async function startTestPlatform(
     dataDir,
     rulesDir,
     logs,
+    exchanges: [],
     async restart() {
       await platform.close();
       platform = await startPlatform(config, { log });
@@ -100,7 +104,15 @@ export async function api(
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
+  const parsed = text ? (JSON.parse(text) as Record<string, unknown>) : undefined;
+  t.exchanges.push({
+    method,
+    url,
+    status: res.status,
+    contentType: res.headers.get("content-type") ?? "",
+    body: parsed ?? text,
+  });
+  return { status: res.status, body: parsed ?? {} };
 }
 
 export async function provision(

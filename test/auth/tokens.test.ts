@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { generateOwnedToken, hashToken, ownerOf, verifyToken } from "../../registry/token.ts";
+import { generateOwnedToken, hashToken, ownerOf, verifyToken } from "../../auth/tokens.ts";
 
 describe("tokens", () => {
   it("name their owner and carry 256 random bits", () => {
