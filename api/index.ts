@@ -39,7 +39,6 @@ const fastifyErrors: Record<string, { error: string; message: string }> = {
   },
   FST_ERR_CTP_EMPTY_JSON_BODY: { error: "invalid_body", message: "the JSON body is empty" },
   FST_ERR_CTP_INVALID_JSON_BODY: { error: "invalid_body", message: "the body is not valid JSON" },
-  FST_ERR_CTP_BODY_TOO_LARGE: { error: "body_too_large", message: "the body is larger than 1 MiB" },
 };
 
 export interface ApiDeps {
@@ -76,7 +75,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 1024 * 1024,
+    // Slow clients are cut like MQTT's slow CONNECT; the check interval follows the timeout, or a short
+    // headers timeout would only be enforced at Node's default 30 s sweep.
+    bodyLimit: config.bodyLimitBytes,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.headersTimeoutMs / 4))),
+    },
   });
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string }, request, reply) => {
@@ -85,7 +93,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       request.log.error({ err, url: request.url }, "request failed");
       return reply.code(500).send({ error: "internal", message: "internal error" });
     }
-    const known = fastifyErrors[err.code ?? ""];
+    const known =
+      err.code === "FST_ERR_CTP_BODY_TOO_LARGE"
+        ? { error: "body_too_large", message: `the body is larger than ${config.bodyLimitBytes} bytes` }
+        : fastifyErrors[err.code ?? ""];
     return reply.code(status).send(known ?? { error: "bad_request", message: err.message });
   });
   app.setNotFoundHandler((request, reply) =>
@@ -93,7 +104,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   );
 
   await registerDocs(app);
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(websocket, { options: { maxPayload: config.bodyLimitBytes } });
   // MQTT over WebSocket for apps: same broker, same identity and ACL.
   const mqttDoc = doc({
     tag: "devices",

@@ -155,8 +155,27 @@ export const configSchema = z.object({
     .object({
       port: port.default(8080),
       host: z.string().min(1).default("0.0.0.0"),
+      /** Time from accept to the end of a request's headers (slow-loris guard): Node's `server.headersTimeout`. */
+      headersTimeoutMs: positiveInt.max(600_000).default(10_000),
+      /** Time to receive a whole request, body included; streamed responses (SSE, WebSocket) are not cut by it. */
+      requestTimeoutMs: positiveInt.max(3_600_000).default(30_000),
+      /** How long an idle keep-alive connection stays open between requests. */
+      keepAliveTimeoutMs: positiveInt.max(600_000).default(72_000),
+      /** Largest request body; a larger one is answered 413. */
+      bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
     })
-    .prefault({}),
+    .prefault({})
+    .check((ctx) => {
+      // Node refuses a headers timeout longer than the request timeout.
+      if (ctx.value.headersTimeoutMs > ctx.value.requestTimeoutMs) {
+        ctx.issues.push({
+          code: "custom",
+          input: ctx.value,
+          path: ["headersTimeoutMs"],
+          message: `must not be longer than the request timeout (${ctx.value.requestTimeoutMs} ms)`,
+        });
+      }
+    }),
   influx: z
     .object({
       /** Unset: Refeed starts and supervises a local influxd under dataDir. */
@@ -257,6 +276,10 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_MQTT_MAX_QUEUED_MESSAGES: ["mqtt", "limits", "maxQueuedMessages"],
   REFEED_HTTP_PORT: ["http", "port"],
   REFEED_HTTP_HOST: ["http", "host"],
+  REFEED_HTTP_HEADERS_TIMEOUT_MS: ["http", "headersTimeoutMs"],
+  REFEED_HTTP_REQUEST_TIMEOUT_MS: ["http", "requestTimeoutMs"],
+  REFEED_HTTP_KEEPALIVE_TIMEOUT_MS: ["http", "keepAliveTimeoutMs"],
+  REFEED_HTTP_BODY_LIMIT_BYTES: ["http", "bodyLimitBytes"],
   REFEED_INFLUX_URL: ["influx", "url"],
   REFEED_INFLUX_DB: ["influx", "db"],
   REFEED_INFLUXD_PATH: ["influx", "influxdPath"],
