@@ -114,8 +114,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     auth: "none",
     responses: { 101: "switching to the WebSocket protocol" },
   });
-  app.get("/mqtt", { websocket: true, ...mqttDoc }, (socket) => {
-    deps.mqtt.handle(createWebSocketStream(socket));
+  app.get("/mqtt", { websocket: true, ...mqttDoc }, (socket, request) => {
+    // The broker's per-address budgets and logs need the client's address, which a WebSocket stream does not carry.
+    const { remoteAddress, remotePort } = request.socket;
+    deps.mqtt.handle(Object.assign(createWebSocketStream(socket), { remoteAddress, remotePort }));
   });
   await app.register(healthRoutes({ store: deps.store, connectedClients: () => deps.mqtt.connectedClients }));
   await app.register(

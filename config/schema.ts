@@ -44,6 +44,20 @@ const mqttLimits = z
   })
   .prefault({});
 
+/**
+ * Connections that have not finished CONNECT and authentication. When a budget
+ * is full, the oldest pre-auth connection is closed for the new one, so idle
+ * sockets never lock authenticated devices out (see broker/admission.ts).
+ */
+const mqttPreAuth = z
+  .object({
+    /** Pre-auth connections over all addresses. */
+    max: positiveInt.max(1_000_000).default(2000),
+    /** Pre-auth connections from one source address (devices behind one NAT share it). */
+    perAddress: positiveInt.max(1_000_000).default(256),
+  })
+  .prefault({});
+
 /** `mqtts`: enabled when both a certificate and a key file are given. */
 const mqttTls = z
   .object({
@@ -149,6 +163,7 @@ export const configSchema = z.object({
       host: z.string().min(1).default("0.0.0.0"),
       tls: mqttTls,
       limits: mqttLimits,
+      preAuth: mqttPreAuth,
     })
     .prefault({}),
   http: z
@@ -274,6 +289,8 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_MQTT_MAX_KEEPALIVE_S: ["mqtt", "limits", "maxKeepaliveSeconds"],
   REFEED_MQTT_MAX_SUBSCRIPTIONS: ["mqtt", "limits", "maxSubscriptions"],
   REFEED_MQTT_MAX_QUEUED_MESSAGES: ["mqtt", "limits", "maxQueuedMessages"],
+  REFEED_MQTT_PRE_AUTH_MAX: ["mqtt", "preAuth", "max"],
+  REFEED_MQTT_PRE_AUTH_PER_ADDRESS: ["mqtt", "preAuth", "perAddress"],
   REFEED_HTTP_PORT: ["http", "port"],
   REFEED_HTTP_HOST: ["http", "host"],
   REFEED_HTTP_HEADERS_TIMEOUT_MS: ["http", "headersTimeoutMs"],

@@ -129,7 +129,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     });
     closers.push(() => presence.close());
     registry.onChange((change) => change.op === "revoked" && actions.delivery.forget(change.device));
-    broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
+    broker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery, metrics });
     closers.push(() => broker!.close());
     await actions.publishAllState();
 
