@@ -91,6 +91,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         ...config.ingest,
         spoolDir: path.join(config.dataDir, "spool"),
         commitLogDir: path.join(config.dataDir, "commit-log"),
+        subjectKeyFile: path.join(config.dataDir, "subject-hash.key"),
       },
       {
         store,
