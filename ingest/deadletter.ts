@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { ConsentView, Purpose } from "../consent/index.ts";
+import { SUBJECT_ID } from "../registry/index.ts";
 import { describeLine, type Line } from "./lineprotocol.ts";
 import type { Channel } from "./messages.ts";
 import type { IngestMetrics } from "./metrics.ts";
@@ -45,7 +46,8 @@ export function createDeadLetters(deps: {
       const purpose = purposeOfChannel[channel];
       return refused.map((r) => {
         deps.metrics.deadLetter(r.reason);
-        const subjects = subjectsIn(r.payload);
+        // Only a valid subject id can name a customer who could consent; anything else is refused as invalid_subject.
+        const subjects = subjectsIn(r.payload).filter((s) => SUBJECT_ID.test(s));
         const withheld = subjects.some((s) => purpose === undefined || !deps.consent.allows(s, purpose));
         // The detail quotes what was wrong, which may be the subject itself.
         const detail = withheld ? subjects.reduce((text, s) => text.split(s).join("<subject>"), r.detail) : r.detail;

@@ -56,7 +56,6 @@ export function subjectsIn(payload: string): string[] {
   const found = new Set<string>();
   const add = (value: unknown) => {
     if (typeof value === "string" && value !== "") found.add(value);
-    else if (typeof value === "number") found.add(String(value));
   };
   let parsed: unknown;
   try {
