@@ -131,7 +131,7 @@ export const catalogue: Record<string, Answer> = {
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: { status: 400, error: "invalid_body", message: "the content-length is wrong" },
   FST_ERR_CTP_EMPTY_JSON_BODY: { status: 400, error: "invalid_body", message: "the JSON body is empty" },
   FST_ERR_CTP_INVALID_JSON_BODY: { status: 400, error: "invalid_body", message: "the body is not valid JSON" },
-  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: "body_too_large", message: "the body is larger than 1 MiB" },
+  FST_ERR_CTP_BODY_TOO_LARGE: { status: 413, error: "body_too_large", message: "the body is larger than the limit" },
   FST_ERR_MAX_PARAM_LENGTH: {
     status: 414,
     error: "uri_too_long",
@@ -148,11 +148,22 @@ const invalid = {
   headers: "invalid_headers",
 };
 
+/** What the answers name of the server's own limits. */
+export interface ErrorLimits {
+  bodyLimitBytes: number;
+}
+
 /** The one error handler (and fastify's `frameworkErrors`): a domain code answers its catalogued status, anything else 500. */
-export function answerError(
+export function errorHandler(limits: ErrorLimits) {
+  return (err: FastifyError & { code?: string }, request: FastifyRequest, reply: FastifyReply): FastifyReply =>
+    answerError(err, request, reply, limits);
+}
+
+function answerError(
   err: FastifyError & { code?: string },
   request: FastifyRequest,
   reply: FastifyReply,
+  limits: ErrorLimits,
 ): FastifyReply {
   if (hasZodFastifySchemaValidationErrors(err)) {
     const context = (err.validationContext ?? "body") as keyof typeof invalid;
@@ -166,7 +177,11 @@ export function answerError(
     );
     return reply.code(400).send({ error: invalid[context] ?? "bad_request", message: message || err.message });
   }
-  const known = catalogue[err.code ?? ""];
+  const catalogued = catalogue[err.code ?? ""];
+  const known =
+    err.code === "FST_ERR_CTP_BODY_TOO_LARGE" && catalogued
+      ? { ...catalogued, message: `the body is larger than ${limits.bodyLimitBytes} bytes` }
+      : catalogued;
   if (known) {
     if (known.retryAfter) void reply.header("retry-after", String(known.retryAfter));
     if (known.status >= 500) request.log.warn({ code: err.code, err: err.message, url: request.url }, "unavailable");

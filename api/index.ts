@@ -21,7 +21,7 @@ import { ingestRoutes } from "./routes/ingest.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { registerDocs } from "./openapi.ts";
 import { defineRoute } from "./route.ts";
-import { answerError } from "./errors.ts";
+import { errorHandler } from "./errors.ts";
 import { subjectRoutes } from "./routes/subjects.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import type { SubjectTokens, Touchpoints } from "../subjects/index.ts";
@@ -64,21 +64,31 @@ export interface Api {
 }
 
 export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> {
+  const answerErrors = errorHandler({ bodyLimitBytes: config.bodyLimitBytes });
   const app: FastifyInstance = Fastify({
     loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: 1024 * 1024,
+    // Slow clients are cut like MQTT's slow CONNECT; the check interval follows the timeout, or a short
+    // headers timeout would only be enforced at Node's default 30 s sweep.
+    bodyLimit: config.bodyLimitBytes,
+    requestTimeout: config.requestTimeoutMs,
+    keepAliveTimeout: config.keepAliveTimeoutMs,
+    http: {
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.headersTimeoutMs / 4))),
+    },
     // Errors found while routing (a path segment over maxParamLength: 414) get the same catalogue.
-    frameworkErrors: (err, request, reply) => answerError(err, request, reply),
+    frameworkErrors: (err, request, reply) => answerErrors(err, request, reply),
   });
 
-  app.setErrorHandler(answerError);
+  app.setErrorHandler(answerErrors);
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({ error: "not_found", message: `no route ${request.method} ${request.url}` }),
   );
 
   await registerDocs(app);
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(websocket, { options: { maxPayload: config.bodyLimitBytes } });
   // MQTT over WebSocket for apps: same broker, same identity and ACL.
   const mqttDoc: FastifySchema & Record<string, unknown> = {
     tags: ["devices"],
@@ -88,8 +98,10 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     security: [],
     response: { 101: { description: "switching to the WebSocket protocol", content: {} } },
   };
-  app.get("/mqtt", { websocket: true, schema: mqttDoc }, (socket) => {
-    deps.mqtt.handle(createWebSocketStream(socket));
+  app.get("/mqtt", { websocket: true, schema: mqttDoc }, (socket, request) => {
+    // The broker's per-address budgets and logs need the client's address, which a WebSocket stream does not carry.
+    const { remoteAddress, remotePort } = request.socket;
+    deps.mqtt.handle(Object.assign(createWebSocketStream(socket), { remoteAddress, remotePort }));
   });
   await app.register(
     healthRoutes({ store: deps.store, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),

@@ -2,11 +2,13 @@ import type { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import { Aedes, type Client } from "aedes";
 import type { Logger } from "pino";
+import { Counter, Gauge, Registry as MetricsRegistry } from "prom-client";
 import type { MqttConfig } from "../config/schema.ts";
 import type { Ingest } from "../ingest/index.ts";
 import type { Registry } from "../registry/index.ts";
 import type { Publisher } from "../actions/index.ts";
 import type { Outbox } from "../actions/delivery.ts";
+import { Admission, type BudgetReason } from "./admission.ts";
 import { identityHooks } from "./auth.ts";
 import { authorizeHooks } from "./authorize.ts";
 import { PublishRateLimiter } from "./limits.ts";
@@ -15,6 +17,7 @@ import { cappedMemoryPersistence } from "./offline-queue.ts";
 import { PacketGuard, type PacketLimitOptions, type PacketWatch, type Transport } from "./packet-limit.ts";
 import type { Presence } from "./presence.ts";
 import { redelivery } from "./redelivery.ts";
+import { RefusalLog } from "./refusal-log.ts";
 import { Sessions, type Session } from "./sessions.ts";
 
 export type { Transport } from "./packet-limit.ts";
@@ -43,6 +46,8 @@ export interface BrokerDeps {
   /** Actions waiting for their devices. */
   outbox: Outbox;
   log: Logger;
+  /** The platform's Prometheus registry; the broker registers its connection budget series there. */
+  metrics?: MetricsRegistry;
 }
 
 /** Room for the fixed and variable header (topic, client id, credentials) on top of the payload limit. */
@@ -139,6 +144,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   aedes.on("clientReady", (client: Client) => {
     const session = sessions.of(client);
     if (!session) return;
+    admission.authenticated(session.guard);
     session.online = true;
     deps.presence.connected(session.device, session.clientId, session.transport);
     // A persistent session comes back with its subscriptions restored.
@@ -188,13 +194,38 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     }
   });
 
-  const open = new Set<PacketGuard>();
+  const refusals = new RefusalLog(log);
+  const budgetMetrics = connectionMetrics(deps.metrics ?? new MetricsRegistry(), () => admission.preAuth);
+  const limitOf = (reason: BudgetReason) =>
+    reason === "max_connections"
+      ? limits.maxConnections
+      : reason === "pre_auth_max"
+        ? config.preAuth.max
+        : config.preAuth.perAddress;
+  const admission = new Admission<PacketGuard>(
+    {
+      maxConnections: limits.maxConnections,
+      preAuthMax: config.preAuth.max,
+      preAuthPerAddress: config.preAuth.perAddress,
+    },
+    (guard, address, reason) => {
+      budgetMetrics.gaveWay.inc({ reason });
+      refusals.refused(
+        reason,
+        address,
+        { transport: guard.transport, remote: guard.remote, limit: limitOf(reason) },
+        "pre-auth connection closed for a newer one",
+      );
+      guard.destroy();
+    },
+  );
   // Shared by every connection, so that an idle connection costs no closures of its own.
   const guardOptions: PacketLimitOptions = {
     maxPacketBytes,
     connectTimeoutMs: limits.connectTimeoutMs,
     watch,
     onConnect: (connecting) => aedes.handle(connecting),
+    onConnectRead: (guard) => admission.connectRead(guard),
     onRefused(refused, reason, announced) {
       const session = sessions.ofGuard(refused);
       if (session) session.reason = reason === "packet_too_large" ? "packet_too_large" : "protocol_error";
@@ -223,19 +254,22 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       );
     },
     onClose(guard) {
-      open.delete(guard);
+      admission.closed(guard);
       const session = sessions.ofGuard(guard);
       if (session) ended(session);
     },
   };
   const accept = (stream: Duplex, transport: Transport) => {
-    if (open.size >= limits.maxConnections) {
-      const remote = (stream as Duplex & { remoteAddress?: string }).remoteAddress;
-      log.warn({ transport, remote, reason: "max_connections", limit: limits.maxConnections }, "connection refused");
+    const remote = (stream as Duplex & { remoteAddress?: string }).remoteAddress;
+    const address = remote ?? "unknown";
+    const refused = admission.makeRoom(address);
+    if (refused) {
+      budgetMetrics.refused.inc({ reason: refused });
+      refusals.refused(refused, address, { transport, remote, limit: limitOf(refused) }, "connection refused");
       stream.destroy();
       return;
     }
-    open.add(new PacketGuard(stream, transport, guardOptions));
+    admission.add(new PacketGuard(stream, transport, guardOptions), address);
   };
 
   const listeners = await startListeners(config, accept, log);
@@ -281,13 +315,40 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     },
     async close() {
       clearInterval(sweep);
+      refusals.stop();
       stopWatching();
       for (const session of sessions.all()) session.reason ??= "server_shutdown";
       const stopped = listeners.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
       // Connections that never completed CONNECT are not Aedes clients yet.
-      for (const guard of open) guard.destroy();
+      for (const guard of [...admission.connections()]) guard.destroy();
       await stopped;
     },
+  };
+}
+
+/** What the connection budgets do, for /metrics: no label names an address or a device. */
+function connectionMetrics(registry: MetricsRegistry, preAuth: () => number) {
+  new Gauge({
+    name: "refeed_mqtt_pre_auth_connections",
+    help: "MQTT connections that have not finished CONNECT and authentication",
+    registers: [registry],
+    collect() {
+      this.set(preAuth());
+    },
+  });
+  return {
+    refused: new Counter({
+      name: "refeed_mqtt_connections_refused_total",
+      help: "New MQTT connections refused, by budget (max_connections: every open connection is authenticated)",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
+    gaveWay: new Counter({
+      name: "refeed_mqtt_pre_auth_closed_total",
+      help: "Pre-auth MQTT connections closed to make room for a newer one, by budget",
+      labelNames: ["reason"],
+      registers: [registry],
+    }),
   };
 }

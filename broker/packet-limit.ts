@@ -32,6 +32,8 @@ export interface PacketLimitOptions {
   onTimeout(guard: PacketGuard): void;
   /** Called once when the connection has closed, whatever closed it. */
   onClose?(guard: PacketGuard): void;
+  /** Called once when the CONNECT packet has been read in full (its credentials are checked next). */
+  onConnectRead?(guard: PacketGuard): void;
   watch?: PacketWatch;
 }
 
@@ -160,6 +162,7 @@ export class PacketGuard extends Duplex {
       this.phase = 2;
       clearTimeout(this.connectTimer);
       this.connectTimer = undefined;
+      this.options.onConnectRead?.(this);
     }
   }
 

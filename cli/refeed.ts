@@ -2,6 +2,7 @@ import { main as start } from "../platform/main.ts";
 import { rulesCommand } from "./rules.ts";
 import { devices } from "./devices.ts";
 import { keys } from "./keys.ts";
+import { admin } from "./admin.ts";
 import { simCommand } from "../firmware-sim/cli.ts";
 
 const usage = `usage: refeed <command>
@@ -11,6 +12,7 @@ commands:
   rules        check, backtest and push rule files (refeed rules --help)
   devices      add, list, rotate and revoke devices (refeed devices help)
   keys         add, list and revoke staff API keys (refeed keys help)
+  admin        reset-token: a new admin token for a lost one, in the data dir (refeed admin help)
   sim          run a simulated fleet against a running platform (refeed sim --help)
   help         show this text
 `;
@@ -26,6 +28,8 @@ async function run(argv: string[]): Promise<number> {
       return devices(argv.slice(1));
     case "keys":
       return keys(argv.slice(1));
+    case "admin":
+      return admin(argv.slice(1));
     case "sim":
       return simCommand(argv.slice(1));
     case "help":

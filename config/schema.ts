@@ -44,6 +44,20 @@ const mqttLimits = z
   })
   .prefault({});
 
+/**
+ * Connections that have not finished CONNECT and authentication. When a budget
+ * is full, the oldest pre-auth connection is closed for the new one, so idle
+ * sockets never lock authenticated devices out (see broker/admission.ts).
+ */
+const mqttPreAuth = z
+  .object({
+    /** Pre-auth connections over all addresses. */
+    max: positiveInt.max(1_000_000).default(2000),
+    /** Pre-auth connections from one source address (devices behind one NAT share it). */
+    perAddress: positiveInt.max(1_000_000).default(256),
+  })
+  .prefault({});
+
 /** `mqtts`: enabled when both a certificate and a key file are given. */
 const mqttTls = z
   .object({
@@ -149,14 +163,34 @@ export const configSchema = z.object({
       host: z.string().min(1).default("0.0.0.0"),
       tls: mqttTls,
       limits: mqttLimits,
+      preAuth: mqttPreAuth,
     })
     .prefault({}),
   http: z
     .object({
       port: port.default(8080),
       host: z.string().min(1).default("0.0.0.0"),
+      /** Time from accept to the end of a request's headers (slow-loris guard): Node's `server.headersTimeout`. */
+      headersTimeoutMs: positiveInt.max(600_000).default(10_000),
+      /** Time to receive a whole request, body included; streamed responses (SSE, WebSocket) are not cut by it. */
+      requestTimeoutMs: positiveInt.max(3_600_000).default(30_000),
+      /** How long an idle keep-alive connection stays open between requests. */
+      keepAliveTimeoutMs: positiveInt.max(600_000).default(72_000),
+      /** Largest request body; a larger one is answered 413. */
+      bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
     })
-    .prefault({}),
+    .prefault({})
+    .check((ctx) => {
+      // Node refuses a headers timeout longer than the request timeout.
+      if (ctx.value.headersTimeoutMs > ctx.value.requestTimeoutMs) {
+        ctx.issues.push({
+          code: "custom",
+          input: ctx.value,
+          path: ["headersTimeoutMs"],
+          message: `must not be longer than the request timeout (${ctx.value.requestTimeoutMs} ms)`,
+        });
+      }
+    }),
   influx: z
     .object({
       /** Unset: Refeed starts and supervises a local influxd under dataDir. */
@@ -255,8 +289,14 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_MQTT_MAX_KEEPALIVE_S: ["mqtt", "limits", "maxKeepaliveSeconds"],
   REFEED_MQTT_MAX_SUBSCRIPTIONS: ["mqtt", "limits", "maxSubscriptions"],
   REFEED_MQTT_MAX_QUEUED_MESSAGES: ["mqtt", "limits", "maxQueuedMessages"],
+  REFEED_MQTT_PRE_AUTH_MAX: ["mqtt", "preAuth", "max"],
+  REFEED_MQTT_PRE_AUTH_PER_ADDRESS: ["mqtt", "preAuth", "perAddress"],
   REFEED_HTTP_PORT: ["http", "port"],
   REFEED_HTTP_HOST: ["http", "host"],
+  REFEED_HTTP_HEADERS_TIMEOUT_MS: ["http", "headersTimeoutMs"],
+  REFEED_HTTP_REQUEST_TIMEOUT_MS: ["http", "requestTimeoutMs"],
+  REFEED_HTTP_KEEPALIVE_TIMEOUT_MS: ["http", "keepAliveTimeoutMs"],
+  REFEED_HTTP_BODY_LIMIT_BYTES: ["http", "bodyLimitBytes"],
   REFEED_INFLUX_URL: ["influx", "url"],
   REFEED_INFLUX_DB: ["influx", "db"],
   REFEED_INFLUXD_PATH: ["influx", "influxdPath"],

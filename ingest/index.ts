@@ -5,6 +5,7 @@ import type { ConsentView, Purpose } from "../consent/index.ts";
 import type { IngestConfig } from "../config/schema.ts";
 import type { Store } from "../store/index.ts";
 import { createDeadLetters } from "./deadletter.ts";
+import { loadSubjectKey, subjectHasher } from "./subject-hash.ts";
 import type { Line } from "./lineprotocol.ts";
 import type { AckMessage, Channel, DeviceMessage, RejectReason } from "./messages.ts";
 import { ingestMetrics, type Transport } from "./metrics.ts";
@@ -37,6 +38,11 @@ export interface IngestOptions extends IngestConfig {
    * InfluxDB has it. Without it, once InfluxDB or the spool has it.
    */
   commitLogDir?: string;
+  /**
+   * The key dead letters hash subjects with (`<REFEED_DATA_DIR>/subject-hash.key`, created at first
+   * start). Without it, a key for this process only.
+   */
+  subjectKeyFile?: string;
 }
 
 export interface IngestDeps {
@@ -122,7 +128,14 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
     pending: () => writer.pending,
     spooling: () => writer.mode === "spooling",
   });
-  const deadLetters = createDeadLetters({ log: deps.log, metrics, write: (lines) => writer.write(lines) });
+  const hashSubject = subjectHasher(await loadSubjectKey(options.subjectKeyFile));
+  const deadLetters = createDeadLetters({
+    log: deps.log,
+    metrics,
+    consent: deps.consent,
+    hashSubject,
+    write: (lines) => writer.write(lines),
+  });
   const writer = createDurableWriter({
     store: deps.store,
     spool,

@@ -44,7 +44,10 @@ export interface DeadLetter {
   detail: string;
   /** Where it came from: `devices/{id}/{channel}` or `POST /api/ingest/{channel}`. */
   topic: string;
-  payload: string;
+  /** Absent for a record about a subject without consent for its purpose: only `subject_hash` says who. */
+  payload: string | undefined;
+  /** Keyed hashes of the subjects such a record names (comma-separated), in place of the record. */
+  subjectHash?: string | undefined;
   /** Position in a batch publish. */
   index?: number | undefined;
 }
@@ -54,8 +57,9 @@ export function toDeadLetterLine(letter: DeadLetter): Line {
   const fields: Record<string, FieldValue> = {
     detail: truncate(letter.detail, DEAD_LETTER_DETAIL_CHARS),
     topic: letter.topic,
-    payload: truncate(letter.payload, DEAD_LETTER_PAYLOAD_CHARS),
   };
+  if (letter.payload !== undefined) fields.payload = truncate(letter.payload, DEAD_LETTER_PAYLOAD_CHARS);
+  if (letter.subjectHash !== undefined) fields.subject_hash = letter.subjectHash;
   if (letter.index !== undefined) fields.index = letter.index;
   return toLine(
     "dead_letters",

@@ -104,6 +104,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         ...config.ingest,
         spoolDir: path.join(config.dataDir, "spool"),
         commitLogDir: path.join(config.dataDir, "commit-log"),
+        subjectKeyFile: path.join(config.dataDir, "subject-hash.key"),
       },
       {
         store,
@@ -149,7 +150,14 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     });
     // A device revoked here or on another node leaves nothing queued for it.
     changes.subscribe(registryChanges, (event) => event.op === "revoked" && actions.delivery.forget(event.device));
-    const mqttBroker = await startBroker(config.mqtt, { registry, ingest, log, presence, outbox: actions.delivery });
+    const mqttBroker = await startBroker(config.mqtt, {
+      registry,
+      ingest,
+      log,
+      presence,
+      outbox: actions.delivery,
+      metrics,
+    });
     broker = mqttBroker;
     closers.push(() => mqttBroker.close());
     await actions.publishAllState();

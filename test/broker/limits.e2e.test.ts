@@ -327,22 +327,43 @@ describe("maximum connections", () => {
   it("refuses connections over the maximum at once, and accepts again when one closes", async () => {
     const t = await startTestPlatform({}, { logs: true, limits: { maxConnections: 5 } });
     try {
-      const port = Number(new URL(t.mqttUrl).port);
-      const device = await provision(t, { id: "d" });
-      const sockets = await Promise.all(Array.from({ length: 5 }, () => rawSocket(port)));
-      const extra = await rawSocket(port);
+      // Authenticated connections fill the maximum: idle pre-auth ones would give way instead (test/broker/pre-auth.test.ts).
+      const devices = await Promise.all(Array.from({ length: 6 }, (_, i) => provision(t, { id: `d${i}` })));
+      const clients = await Promise.all(devices.slice(0, 5).map((d) => connectDevice(t.mqttUrl, d.id, d.token)));
+      const extra = await rawSocket(mqttPort(t));
       await waitFor(() => extra.closedByServer, "the sixth connection to be refused");
-      expect(sockets.some((s) => s.closedByServer)).toBe(false);
+      expect(clients.some((c) => c.disconnected)).toBe(false);
       await logLine(
         t,
         (l) => l.msg === "connection refused" && l.reason === "max_connections" && l.limit === 5,
         "the refusal in the log",
       );
+      const device = devices[5]!;
       await expect(connectDevice(t.mqttUrl, device.id, device.token, { connectTimeout: 2000 })).rejects.toThrow();
-      sockets[0]!.destroy();
+      await clients[0]!.endAsync();
       const client = await waitFor(
         () => connectDevice(t.mqttUrl, device.id, device.token).catch(() => undefined),
         "a free slot",
+      );
+      await client.endAsync();
+      for (const c of clients.slice(1)) await c.endAsync();
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("closes the oldest idle pre-auth socket, not a device, when the maximum is reached", async () => {
+    const t = await startTestPlatform({}, { logs: true, limits: { maxConnections: 5 } });
+    try {
+      const device = await provision(t, { id: "d" });
+      const sockets = await Promise.all(Array.from({ length: 5 }, () => rawSocket(mqttPort(t))));
+      const client = await connectDevice(t.mqttUrl, device.id, device.token, { connectTimeout: 2000 });
+      await waitFor(() => sockets.filter((s) => s.closedByServer).length === 1, "one idle socket to give way");
+      await logLine(
+        t,
+        (l) =>
+          l.msg === "pre-auth connection closed for a newer one" && l.reason === "max_connections" && l.limit === 5,
+        "the idle socket giving way in the log",
       );
       await client.endAsync();
       for (const s of sockets) s.destroy();
@@ -351,3 +372,5 @@ describe("maximum connections", () => {
     }
   });
 });
+
+const mqttPort = (t: TestPlatform) => Number(new URL(t.mqttUrl).port);
