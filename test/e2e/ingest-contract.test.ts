@@ -1,7 +1,7 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
-import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 
 type Channel = "telemetry" | "events" | "feedback" | "acks";
 const DEVICE = "corpus-dev";
@@ -274,7 +274,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       `SELECT props FROM events WHERE device = '${DEVICE}' AND event = 'batch_ok'`,
       atLeast(2),
     );
-    expect(rows.map((r) => JSON.parse(String(r.props)))).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(rows.map((r) => JSON.parse(String(r.props)) as unknown)).toEqual([{ n: 1 }, { n: 2 }]);
     // This batch's dead letter is the one with a record index (the corpus' events are single records).
     const letters = await rowsOnce(
       t.db,

@@ -13,7 +13,7 @@ export async function whereSubjectIs(db: string, subject: string): Promise<strin
   for (const m of measurements) {
     const series = (await influxQuery(db, `SHOW SERIES FROM "${m}"`)).map((r) => String(r.key));
     if (series.some((key) => key.includes(subject))) hits.push(`${m}: series key`);
-    for (const { tagKey } of await influxQuery(db, `SHOW TAG KEYS FROM "${m}"`)) {
+    for (const tagKey of (await influxQuery(db, `SHOW TAG KEYS FROM "${m}"`)).map((r) => String(r.tagKey))) {
       // A WHERE makes InfluxDB 1.x answer from existing series; unfiltered, tsi1 still lists values of dropped series.
       const values = await influxQuery(
         db,
@@ -24,12 +24,12 @@ export async function whereSubjectIs(db: string, subject: string): Promise<strin
       if (points.length > 0) hits.push(`${m}: points tagged ${tagKey} (${points.length})`);
     }
     for (const { fieldKey, fieldType } of await influxQuery(db, `SHOW FIELD KEYS FROM "${m}"`)) {
-      if (fieldType !== "string") continue;
+      if (fieldType !== "string" || typeof fieldKey !== "string") continue;
       const [count] = await influxQuery(
         db,
         `SELECT count("${fieldKey}") FROM "${m}" WHERE "${fieldKey}" =~ /${pattern}/`,
       );
-      if (count && Number(count.count) > 0) hits.push(`${m}: field ${fieldKey} (${count.count})`);
+      if (count && Number(count.count) > 0) hits.push(`${m}: field ${fieldKey} (${Number(count.count)})`);
     }
   }
   return hits;
