@@ -61,7 +61,7 @@ export function compareStored(
   let lost = 0;
   let duplicated = 0;
   let total = 0;
-  const entries = expected instanceof Map ? [...expected] : Object.entries(expected);
+  const entries: Iterable<[string, number]> = expected instanceof Map ? expected : Object.entries(expected);
   for (const [device, n] of entries) {
     const s = stored.get(device) ?? { count: 0, distinct: 0 };
     total += n;
