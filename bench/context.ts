@@ -19,7 +19,7 @@ export interface BenchContext {
   refine: number;
   /** Directory for CPU profiles of Refeed (`--profile`), if any. */
   profileDir: string | undefined;
-  say(text: string): void;
+  say: (text: string) => void;
 }
 
 export const ADMIN_TOKEN = "bench-admin-token-0123456789";

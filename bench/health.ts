@@ -12,6 +12,12 @@ const HOUR = 3_600_000;
 const ADMIN = "bench-admin-token-0123456789";
 const DB = "bench_health";
 
+/** The fields of GET /api/fleet/health that the benchmark reads. */
+interface FleetPage {
+  total: number;
+  devices: Array<{ feedback: { latestNegative: { text: string } | null } }>;
+}
+
 export interface HealthBenchRow {
   call: string;
   requests: number;
@@ -40,12 +46,7 @@ function seeded(seed: number) {
  * 10,000 devices through the API would measure scrypt, not health. The first
  * `active` devices get real tokens, to send news during the measurement.
  */
-async function* fleetLines(
-  devices: number,
-  days: number,
-  now: number,
-  tokenHash: (d: number) => string,
-): AsyncGenerator<string> {
+function* fleetLines(devices: number, days: number, now: number, tokenHash: (d: number) => string): Generator<string> {
   const random = seeded(42);
   const from = now - days * 24 * HOUR;
   const us = (ms: number) => `${Math.round(ms)}000`;
@@ -83,7 +84,7 @@ async function* fleetLines(
   }
 }
 
-async function writeFleet(influxUrl: string, lines: AsyncGenerator<string>): Promise<number> {
+async function writeFleet(influxUrl: string, lines: Iterable<string>): Promise<number> {
   const url = `${influxUrl}/write?db=${DB}&precision=u`;
   let written = 0;
   let batch: string[] = [];
@@ -96,7 +97,7 @@ async function writeFleet(influxUrl: string, lines: AsyncGenerator<string>): Pro
     inFlight.add(tracked);
     return tracked;
   };
-  for await (const line of lines) {
+  for (const line of lines) {
     batch.push(line);
     if (batch.length === 5000) {
       written += batch.length;
@@ -192,14 +193,14 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
           body: JSON.stringify({ name: "bench", role: "support" }),
         })
       ).json()) as { token: string };
-      const call = async (url: string) => {
+      const call = async <T>(url: string): Promise<T> => {
         const res = await fetch(`${refeed.http}${url}`, { headers: { authorization: `Bearer ${key.token}` } });
-        const body = (await res.json()) as any;
+        const body = (await res.json()) as T;
         if (res.status !== 200) throw new Error(`${url}: ${res.status} ${JSON.stringify(body)}`);
         return body;
       };
-      const get = (url: string, check?: (body: any) => void) => async () => {
-        const body = await call(url);
+      const get = (url: string, check?: (body: FleetPage) => void) => async () => {
+        const body = await call<FleetPage>(url);
         check?.(body);
       };
       return { refeed, call, get };
@@ -288,7 +289,7 @@ export async function benchHealth(options: { quick: boolean; devices?: number })
         const sentAt = performance.now();
         await ingest(d, "feedback", { subject: `cust-${String(d).padStart(5, "0")}`, rating: 1, text });
         for (;;) {
-          const page = await warm.call(`/api/fleet/health?q=${idOf(d)}`);
+          const page = await warm.call<FleetPage>(`/api/fleet/health?q=${idOf(d)}`);
           if (page.devices[0]?.feedback.latestNegative?.text === text) break;
           await new Promise((r) => setTimeout(r, 50));
         }

@@ -1,4 +1,4 @@
-import { latencyHistogram, type LatencySummary } from "./latency.ts";
+import { latencyHistogram } from "./latency.ts";
 import type { BenchDevice as Device } from "./fleet.ts";
 
 /** Devices posting batches of telemetry records to POST /api/ingest/telemetry, one request in flight each. */
@@ -40,5 +40,5 @@ export async function httpLoad(options: {
     }),
   );
   const seconds = (performance.now() - measureFrom) / 1000;
-  return { acked, records, seconds, perSecond: records / seconds, latency: latency.summary() as LatencySummary };
+  return { acked, records, seconds, perSecond: records / seconds, latency: latency.summary() };
 }

@@ -16,8 +16,9 @@ export async function collectGarbage(inspectorUrl: string): Promise<void> {
     for (let i = 0; i < 2; i += 1) {
       await new Promise<void>((resolve, reject) => {
         const id = i + 1;
-        const onMessage = (data: WebSocket.RawData) => {
-          const answer = JSON.parse(data.toString()) as { id?: number; error?: { message: string } };
+        // With the default binaryType, ws hands each message over as one Buffer.
+        const onMessage = (data: Buffer) => {
+          const answer = JSON.parse(data.toString("utf8")) as { id?: number; error?: { message: string } };
           if (answer.id !== id) return;
           socket.off("message", onMessage);
           if (answer.error) reject(new Error(`inspector: ${answer.error.message}`));

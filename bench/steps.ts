@@ -74,7 +74,7 @@ export async function stepUp<R>(options: {
   refine: number;
   run(rate: number): Promise<R>;
   judge(result: R): Verdict;
-  say(text: string): void;
+  say: (text: string) => void;
 }): Promise<Search<R>> {
   const steps: Array<Step<R>> = [];
   const attempt = async (rate: number) => {

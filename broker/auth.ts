@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import type { Registry } from "../registry/index.ts";
 import { authorizeClientId } from "./acl.ts";
 import type { PacketGuard } from "./packet-limit.ts";
-import type { Session, Sessions } from "./sessions.ts";
+import type { Sessions } from "./sessions.ts";
 
 /** MQTT 3.1.1 CONNACK return codes (3.1.1 has no others; there is no code for "keepalive not allowed"). */
 export const ReturnCode = {
@@ -15,7 +15,7 @@ export const ReturnCode = {
 } as const;
 
 function refusal(message: string, returnCode: number): AuthenticateError {
-  return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
+  return Object.assign(new Error(message), { returnCode });
 }
 
 interface ConnectFacts {
@@ -44,21 +44,21 @@ export function identityHooks(deps: IdentityDeps) {
   const facts = new WeakMap<Client, ConnectFacts>();
 
   return {
-    preConnect(
+    preConnect: (
       client: Client,
       packet: { clientId: string; clean?: boolean; keepalive?: number },
       callback: (error: Error | null, ok: boolean) => void,
-    ) {
+    ) => {
       facts.set(client, { clientId: packet.clientId, clean: packet.clean ?? true, keepalive: packet.keepalive ?? 0 });
       callback(null, true);
     },
 
-    authenticate(
+    authenticate: (
       client: Client,
       username: string | undefined,
       password: Buffer | undefined,
       callback: (error: AuthenticateError | null, ok: boolean | null) => void,
-    ) {
+    ) => {
       const connect = facts.get(client) ?? { clientId: client.id, clean: client.clean, keepalive: 0 };
       const id = username ?? "";
       const token = password?.toString("utf8") ?? "";

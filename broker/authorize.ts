@@ -33,7 +33,7 @@ export function authorizeHooks(deps: AuthorizeDeps) {
   const { sessions, log, limits } = deps;
 
   return {
-    authorizePublish(client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) {
+    authorizePublish: (client: Client | null, packet: PublishPacket, callback: (error?: Error | null) => void) => {
       // Aedes' own guard, kept: nobody publishes into $SYS.
       if (packet.topic.startsWith("$SYS/")) return callback(new Error("$SYS topic is reserved"));
       const session = sessions.of(client);
@@ -78,11 +78,11 @@ export function authorizeHooks(deps: AuthorizeDeps) {
       );
     },
 
-    authorizeSubscribe(
+    authorizeSubscribe: (
       client: Client,
       sub: Subscription,
       callback: (error: Error | null, subscription?: Subscription | null) => void,
-    ) {
+    ) => {
       const session = sessions.of(client);
       if (!session) return callback(null, null);
       const refuse = (reason: string, detail: string) => {
@@ -101,7 +101,7 @@ export function authorizeHooks(deps: AuthorizeDeps) {
       callback(null, { ...sub, qos: Math.min(sub.qos, 1) as 0 | 1 });
     },
 
-    authorizeForward(client: Client, packet: AedesPublishPacket): AedesPublishPacket | null {
+    authorizeForward: (client: Client, packet: AedesPublishPacket): AedesPublishPacket | null => {
       const session = sessions.of(client);
       if (!session || !authorize(session.device, "forward", packet.topic).allow) return null;
       // Aedes asks again for each packet a persistent session kept while offline: an action the

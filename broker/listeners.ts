@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { createServer, type AddressInfo, type Server } from "node:net";
 import type { Duplex } from "node:stream";
-import { createServer as createTlsServer } from "node:tls";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import type { Logger } from "pino";
 import type { MqttConfig } from "../config/schema.ts";
 import type { Transport } from "./packet-limit.ts";
@@ -61,7 +61,7 @@ export async function startListeners(
         readPem(config.tls.cert, "REFEED_MQTT_TLS_CERT"),
         readPem(config.tls.key, "REFEED_MQTT_TLS_KEY"),
       ]);
-      let tlsServer: Server;
+      let tlsServer: TlsServer;
       try {
         // A handshake that does not finish is a slow-loris too.
         tlsServer = createTlsServer(

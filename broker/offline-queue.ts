@@ -100,7 +100,7 @@ export function capOfflineQueues<P extends object>(
         };
       }
       const value = Reflect.get(target, property, target) as unknown;
-      return typeof value === "function" ? value.bind(target) : value;
+      return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(target) : value;
     },
     set(target, property, value) {
       return Reflect.set(target, property, value, target);

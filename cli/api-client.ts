@@ -101,9 +101,9 @@ export interface AdminArgs<Name extends string> {
   /** The command-specific options given. */
   options: Partial<Record<Name, string>>;
   /** Refuses the command-specific options that `command` does not take. */
-  onlyFor(allowed: readonly Name[]): void;
+  onlyFor: (allowed: readonly Name[]) => void;
   /** Calls the API with the admin token, answering the parsed JSON. */
-  call(method: string, path: string, body?: unknown): Promise<unknown>;
+  call: (method: string, path: string, body?: unknown) => Promise<unknown>;
 }
 
 /**

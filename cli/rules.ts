@@ -49,7 +49,7 @@ export async function rulesCommand(
         io.err(`refeed rules ${verb}: give exactly one rule FILE\n${usage}`);
         return 2;
       }
-      const since = values.since!;
+      const since = values.since;
       if (verb === "backtest" && parseDuration(since) === undefined) {
         io.err(`refeed rules backtest: --since: expected a duration such as 7d or 30d (got "${since}")\n`);
         return 2;
@@ -60,7 +60,7 @@ export async function rulesCommand(
         return 2;
       }
       const url = values.url ?? process.env.REFEED_URL ?? "http://localhost:8080";
-      return remote(verb, positionals[0]!, { url, token, since, json: values.json! }, io);
+      return remote(verb, positionals[0]!, { url, token, since, json: values.json }, io);
     }
     default:
       io.err(verb ? `refeed rules: unknown command '${verb}'\n${usage}` : usage);
@@ -154,7 +154,7 @@ async function remote(
   }
   if (options.json) io.out(`${JSON.stringify(answer, null, 2)}\n`);
   else if (verb === "push")
-    io.out(`${answer.id} version ${answer.version} (${answer.enabled ? "enabled" : "disabled"})\n`);
+    io.out(`${String(answer.id)} version ${String(answer.version)} (${answer.enabled ? "enabled" : "disabled"})\n`);
   else io.out(formatReport(answer as unknown as BacktestReport));
   return 0;
 }

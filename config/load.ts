@@ -36,7 +36,9 @@ function readConfigFile(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, "utf8");
   } catch (err) {
-    throw new ConfigError([`REFEED_CONFIG: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`]);
+    throw new ConfigError([
+      `REFEED_CONFIG: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
+    ]);
   }
   let parsed: unknown;
   try {

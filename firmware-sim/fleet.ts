@@ -43,10 +43,10 @@ export type Phase =
   | { phase: "running" };
 
 export interface FleetEvents {
-  phase?(phase: Phase): void;
-  action?(device: SimDeviceSpec, action: Action): void;
+  phase?: (phase: Phase) => void;
+  action?: (device: SimDeviceSpec, action: Action) => void;
   /** Something the operator should read once: a refused device, a platform without a consent API. */
-  warn?(message: string): void;
+  warn?: (message: string) => void;
 }
 
 export interface Fleet {

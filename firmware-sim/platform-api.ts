@@ -64,7 +64,8 @@ export class PlatformApi {
       // not JSON: the status says enough
     }
     if (res.ok) return answer as T;
-    const said = `${method} ${path}: ${res.status} ${String(answer.message ?? answer.error ?? text.slice(0, 200))}`;
+    const reason = answer.message ?? answer.error ?? text.slice(0, 200);
+    const said = `${method} ${path}: ${res.status} ${typeof reason === "string" ? reason : JSON.stringify(reason)}`;
     if (res.status === 401 || res.status === 403)
       throw new ApiError("unauthorized", `the platform refused the token (--token): ${said}`, res.status);
     if (res.status === 404) throw new ApiError("not_found", said, res.status);

@@ -375,7 +375,7 @@ export class LoadGenerator {
       maxBacklog: Math.max(0, ...sending.map((s) => s.backlog)),
       generatorCpuSeconds,
       wallSeconds: (performance.now() - wallStart) / 1000,
-      perClient: Object.assign({}, ...stats.map((s) => s.perClient ?? {})),
+      perClient: Object.fromEntries(stats.flatMap((s) => Object.entries(s.perClient ?? {}))),
       firstError: stats.find((s) => s.firstError)?.firstError,
     };
   }

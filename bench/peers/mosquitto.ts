@@ -96,7 +96,7 @@ export async function startMosquitto(options: {
   const child = spawn(options.binary, ["-c", conf], { stdio: ["ignore", "ignore", "pipe"] });
   track(child);
   let stderr = "";
-  child.stderr!.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  child.stderr.on("data", (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   // Listening once a TCP connection is accepted.
   const deadline = Date.now() + 15_000;

@@ -156,7 +156,7 @@ export function ingestFlow(
   options: { join: boolean },
 ): FlowNode[] {
   const nodes: FlowNode[] = [
-    tab as FlowNode,
+    tab,
     brokerNode(mqtt),
     {
       id: "influx",
@@ -227,7 +227,7 @@ export function ingestFlow(
  */
 export function thresholdFlow(mqtt: MqttBrokerSettings): FlowNode[] {
   return placed([
-    tab as FlowNode,
+    tab,
     brokerNode(mqtt),
     mqttIn("json"),
     json("hot"),
@@ -365,8 +365,8 @@ export async function startNodeRed(options: {
         resolve();
       }
     };
-    child.stdout!.on("data", scan);
-    child.stderr!.on("data", scan);
+    child.stdout.on("data", scan);
+    child.stderr.on("data", scan);
     void exited.then(() => {
       clearTimeout(timer);
       reject(new Error(`Node-RED exited before it was ready:\n${output.slice(-3000)}`));

@@ -31,7 +31,7 @@ export interface AppCustomer {
   hasPattern: boolean;
   mood: Mood;
   /** A rating request the customer accepted is answered with a rating. */
-  accepted(action: Action): Publish[];
+  accepted: (action: Action) => Publish[];
 }
 
 /**
@@ -45,7 +45,7 @@ export function appPerCustomer(
 ): {
   devices: SimDeviceSpec[];
   customers: SimCustomer[];
-  customerOf(device: SimDeviceSpec, random: Random): AppCustomer;
+  customerOf: (device: SimDeviceSpec, random: Random) => AppCustomer;
 } {
   const hasPattern = (i: number) => hasTrait(ctx.seed, "pattern", i, app.share);
   const customers = range(count).map((i) =>

@@ -83,7 +83,7 @@ describe("reliable action delivery", () => {
     const ids: string[] = [];
     const first = await connectDevice(t.mqttUrl, app.id, app.token);
     // This session takes the message but never acknowledges it (the link dies first).
-    first.handleMessage = (packet, _callback) => void ids.push((JSON.parse(packet.payload.toString()) as Action).id);
+    first.handleMessage = (packet) => void ids.push((JSON.parse(packet.payload.toString()) as Action).id);
     await first.subscribeAsync(`devices/${app.id}/actions`, { qos: 1 });
     await heatUp(app);
     await waitFor(() => ids.length === 1, "the action at the first session");
@@ -155,7 +155,7 @@ describe("reliable action delivery", () => {
       "20",
     ]);
     let out = "";
-    sub.stdout.on("data", (chunk: Buffer) => (out += chunk));
+    sub.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
     expect(await new Promise((resolve) => sub.once("exit", resolve))).toBe(0);
     expect(JSON.parse(out) as Action).toMatchObject({ id: proposed.action, rule: "hot", value: "cool" });
     await waitFor(async () => (await log("tv")).some((r) => r.status === "delivered"), "the delivered record");

@@ -179,7 +179,9 @@ describe("story 6: voice of the customer on the support dashboard", () => {
         const answered = new Set<string>();
         await waitFor(
           async () => {
-            for (const a of (actions.get(`devices/${p.id}/actions`) ?? []).map((m) => JSON.parse(m))) {
+            for (const a of (actions.get(`devices/${p.id}/actions`) ?? []).map(
+              (m) => JSON.parse(m) as { id: string; kind: string },
+            )) {
               if (answered.has(a.id)) continue;
               answered.add(a.id);
               const status = a.kind === "suggest" ? (p.id === TROUBLED ? "declined" : "accepted") : "applied";

@@ -79,7 +79,7 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
       "20",
     ]);
     let received = "";
-    sub.stdout.on("data", (c: Buffer) => (received += c));
+    sub.stdout.on("data", (c: Buffer) => (received += c.toString()));
     const subDone = new Promise((resolve) => sub.once("exit", resolve));
 
     // Publish until the subscriber is in place and the action arrives.
@@ -136,7 +136,9 @@ describe("refeed start (managed InfluxDB) with mosquitto clients", () => {
     const second = runCli(["start"], env());
     const again = await second.logLine((l) => l.msg === "refeed listening", "the listening line", 60_000);
     expect(second.stderr.join("\n")).not.toMatch(/rfa_/);
-    const list = await fetch(`${again.http}/api/devices`, { headers: { authorization: `Bearer ${adminToken}` } });
+    const list = await fetch(`${String(again.http)}/api/devices`, {
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
     expect(((await list.json()) as Array<{ id: string }>).map((d) => d.id)).toEqual(["tv-livingroom"]);
     const pub = await run("mosquitto_pub", [
       "-p",

@@ -5,6 +5,7 @@ import { influxQuery, rowsOnce } from "../support/influx.ts";
 import { api, collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
 import { influxql } from "../../store/influxql.ts";
+import { parseAction, parseState } from "../support/messages.ts";
 
 const coolTheme = `
 id: cool-theme
@@ -46,7 +47,7 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     expect(rows).toEqual([expect.objectContaining({ temp: 31.5, door: false })]);
 
     const actions = await waitFor(() => seen.get(`devices/${device.id}/actions`), "an action");
-    const action = JSON.parse(actions[0]!);
+    const action = parseAction(actions[0]!);
     expect(action).toMatchObject({ rule: "cool-theme", kind: "set", key: "ui.theme", value: "cool" });
     expect(action.id).toMatch(/^act_/);
     expect(action.why).toContain("msg.metrics.temp = 31.5");
@@ -60,7 +61,7 @@ describe("foundation: provision -> MQTT telemetry -> InfluxDB -> rule -> action 
     const lateSeen = collect(late);
     await late.subscribeAsync(`devices/${device.id}/state`, { qos: 1 });
     const retained = await waitFor(() => lateSeen.get(`devices/${device.id}/state`), "retained state");
-    expect(JSON.parse(retained[0]!).profile).toEqual({ "ui.theme": "cool" });
+    expect(parseState(retained[0]!).profile).toEqual({ "ui.theme": "cool" });
     await late.endAsync();
   });
 

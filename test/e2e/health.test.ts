@@ -8,7 +8,48 @@ import { optIn, session, useExampleRules } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 import { ident, influxql } from "../../store/influxql.ts";
 
-type Json = Record<string, any>;
+type ComponentName = "reliability" | "performance" | "sentiment" | "participation" | "connectivity";
+interface Component {
+  score: number | null;
+  weight: number;
+  explanation: string;
+  inputs: Record<string, number | string>;
+}
+interface DeviceHealth {
+  score: number | null;
+  status: string;
+  components: Record<ComponentName, Component>;
+  feedback: { negative: number; latestNegative: unknown };
+}
+interface FleetDevice {
+  device: string;
+  components: Record<ComponentName, number | null>;
+  feedback: { latestNegative: unknown };
+}
+interface FleetPage {
+  devices: FleetDevice[];
+}
+interface TimelineEntry {
+  key: string;
+  type: string;
+  at: string;
+  name?: string;
+  text?: string;
+  purpose?: string;
+  why?: string;
+  props?: unknown;
+  lifecycle?: { status: string }[];
+}
+interface Timeline {
+  subjects: string[];
+  entries: TimelineEntry[];
+  next: string | null;
+  telemetry: { time: number[]; metrics: Record<string, { max: (number | null)[]; mean: (number | null)[] }> } | null;
+}
+interface Action {
+  id: string;
+  rule: string;
+}
 const MIN = 60_000;
 const BAD_TEXT = "The screen keeps freezing, terrible.";
 const GOOD_TEXT = "Works great, I love it.";
@@ -22,8 +63,8 @@ describe("experience health, timeline and live updates", () => {
   let t: TestPlatform;
   let support: string;
   const clients: MqttClient[] = [];
-  const as = async (method: string, url: string, body?: unknown) =>
-    (await api(t, method, url, body, support)) as { status: number; body: Json };
+  const as = async <T = Record<string, unknown>>(method: string, url: string, body?: unknown) =>
+    (await api(t, method, url, body, support)) as { status: number; body: T };
 
   beforeAll(async () => {
     t = await startTestPlatform();
@@ -90,7 +131,7 @@ describe("experience health, timeline and live updates", () => {
       () =>
         badActions
           .get("devices/kiosk-bad/actions")
-          ?.map((a) => JSON.parse(a))
+          ?.map((a) => JSON.parse(a) as Action)
           .find((a) => a.rule === "ask-for-rating"),
       "a rating request on kiosk-bad",
     );
@@ -117,19 +158,21 @@ describe("experience health, timeline and live updates", () => {
       () =>
         goodActions
           .get("devices/kiosk-good/actions")
-          ?.map((a) => JSON.parse(a))
+          ?.map((a) => JSON.parse(a) as Action)
           .find((a) => a.rule === "ask-for-rating"),
       "a rating request on kiosk-good",
     );
     await pub(good, "devices/kiosk-good/acks", { action: goodPrompt.id, status: "accepted" });
     await waitFor(
       async () =>
-        (await as("GET", "/api/devices/kiosk-good/health")).body.components?.participation.inputs.accepted === 1,
+        (await as<DeviceHealth>("GET", "/api/devices/kiosk-good/health")).body.components?.participation.inputs
+          .accepted === 1,
       "the accepted prompt counted",
     );
     await waitFor(
       async () =>
-        (await as("GET", "/api/devices/kiosk-bad/health")).body.components?.participation.inputs.declined === 1,
+        (await as<DeviceHealth>("GET", "/api/devices/kiosk-bad/health")).body.components?.participation.inputs
+          .declined === 1,
       "the declined prompt counted",
     );
     // A PUBACK means durable on disk; InfluxDB, where the scores and the timeline come from, has the records moments later.
@@ -151,9 +194,9 @@ describe("experience health, timeline and live updates", () => {
   });
 
   it("scores each component from InfluxDB's aggregates, with the formula's inputs and a sentence", async () => {
-    const res = await as("GET", "/api/devices/kiosk-bad/health");
+    const res = await as<DeviceHealth>("GET", "/api/devices/kiosk-bad/health");
     expect(res.status).toBe(200);
-    const h = res.body as Json;
+    const h = res.body;
     expect(h).toMatchObject({ device: "kiosk-bad", kind: "kiosk", window: "7d", online: true, subjects: ["cust-bad"] });
     const c = h.components;
     // 2 errors in 4 sessions against a budget of 1 per session.
@@ -180,14 +223,16 @@ describe("experience health, timeline and live updates", () => {
     expect(h.feedback.negative).toBe(3);
     expect(h.feedback.latestNegative).toMatchObject({ text: BAD_TEXT, rating: 1 });
     // The overall score is the weighted mean of the components (participation weighs 0.5).
-    const parts = ["reliability", "performance", "sentiment", "participation", "connectivity"].map((n) => c[n]);
-    const expected = parts.reduce((s, p) => s + p.score * p.weight, 0) / parts.reduce((s, p) => s + p.weight, 0);
+    const parts = ["reliability", "performance", "sentiment", "participation", "connectivity"].map(
+      (n) => c[n as ComponentName],
+    );
+    const expected = parts.reduce((s, p) => s + p.score! * p.weight, 0) / parts.reduce((s, p) => s + p.weight, 0);
     expect(h.score).toBeCloseTo(expected, 0);
     expect(h.status).toBe("poor");
   });
 
   it("says when a component has nothing to go by, and leaves it out of the score", async () => {
-    const h = (await as("GET", "/api/devices/kiosk-quiet/health")).body as Json;
+    const h = (await as<DeviceHealth>("GET", "/api/devices/kiosk-quiet/health")).body;
     expect(h.score).toBeNull();
     expect(h.status).toBe("unknown");
     expect(h.components.performance).toMatchObject({
@@ -201,10 +246,10 @@ describe("experience health, timeline and live updates", () => {
   it("lists the fleet worst first, with the latest negative feedback, filtered and paginated", async () => {
     // The fleet view scores devices with news every 2 s: what the setup sent shows within a refresh.
     const fleet = await waitFor(async () => {
-      const body = (await as("GET", "/api/fleet/health")).body as Json;
+      const body = (await as<FleetPage>("GET", "/api/fleet/health")).body;
       return (
-        body.devices.map((d: Json) => d.device).join() === "kiosk-bad,kiosk-good,kiosk-quiet" &&
-        body.devices[1].components.participation === 100 &&
+        body.devices.map((d) => d.device).join() === "kiosk-bad,kiosk-good,kiosk-quiet" &&
+        body.devices[1]?.components.participation === 100 &&
         body
       );
     }, "the fleet view to show the three kiosks");
@@ -221,28 +266,28 @@ describe("experience health, timeline and live updates", () => {
       online: true,
       feedback: { negative: 3, latestNegative: { text: BAD_TEXT, rating: 1 } },
     });
-    expect(fleet.devices[0].components.performance).toBe(62.5);
-    expect(fleet.devices[1].feedback.latestNegative).toBeNull();
+    expect(fleet.devices[0]!.components.performance).toBe(62.5);
+    expect(fleet.devices[1]!.feedback.latestNegative).toBeNull();
 
-    expect((await as("GET", "/api/fleet/health?sort=-score")).body.devices.map((d: Json) => d.device)).toEqual([
+    expect((await as<FleetPage>("GET", "/api/fleet/health?sort=-score")).body.devices.map((d) => d.device)).toEqual([
       "kiosk-good",
       "kiosk-bad",
       "kiosk-quiet",
     ]);
-    expect((await as("GET", "/api/fleet/health?status=good")).body.devices.map((d: Json) => d.device)).toEqual([
+    expect((await as<FleetPage>("GET", "/api/fleet/health?status=good")).body.devices.map((d) => d.device)).toEqual([
       "kiosk-good",
     ]);
-    expect((await as("GET", "/api/fleet/health?q=QUIET")).body.devices.map((d: Json) => d.device)).toEqual([
+    expect((await as<FleetPage>("GET", "/api/fleet/health?q=QUIET")).body.devices.map((d) => d.device)).toEqual([
       "kiosk-quiet",
     ]);
     // A customer's id finds the devices that carried their data.
-    expect((await as("GET", "/api/fleet/health?q=cust-good")).body.devices.map((d: Json) => d.device)).toEqual([
+    expect((await as<FleetPage>("GET", "/api/fleet/health?q=cust-good")).body.devices.map((d) => d.device)).toEqual([
       "kiosk-good",
     ]);
-    const page = (await as("GET", "/api/fleet/health?limit=1&offset=1")).body as Json;
+    const page = (await as<FleetPage>("GET", "/api/fleet/health?limit=1&offset=1")).body;
     expect(page).toMatchObject({ total: 3, offset: 1, limit: 1 });
-    expect(page.devices.map((d: Json) => d.device)).toEqual(["kiosk-good"]);
-    expect((await as("GET", "/api/fleet/health?online=false")).body.devices.map((d: Json) => d.device)).toEqual([
+    expect(page.devices.map((d) => d.device)).toEqual(["kiosk-good"]);
+    expect((await as<FleetPage>("GET", "/api/fleet/health?online=false")).body.devices.map((d) => d.device)).toEqual([
       "kiosk-quiet",
     ]);
   });
@@ -264,9 +309,9 @@ describe("experience health, timeline and live updates", () => {
   });
 
   it("shows the timeline: feedback with sentiment, actions with lifecycle and why, events, connections, consent", async () => {
-    const tl = (await as("GET", "/api/devices/kiosk-bad/timeline?last=2h")).body as Json;
+    const tl = (await as<Timeline>("GET", "/api/devices/kiosk-bad/timeline?last=2h")).body;
     expect(tl.subjects).toEqual(["cust-bad"]);
-    const of = (type: string) => tl.entries.filter((e: Json) => e.type === type);
+    const of = (type: string) => tl.entries.filter((e) => e.type === type);
     expect(of("feedback")).toHaveLength(3);
     expect(of("feedback")[0]).toMatchObject({
       text: BAD_TEXT,
@@ -282,53 +327,54 @@ describe("experience health, timeline and live updates", () => {
       status: "declined",
       prompt: "How was your experience? Rate us from 1 to 5.",
     });
-    expect(action.why).toMatch(/^rule ask-for-rating/);
-    expect(action.lifecycle.map((s: Json) => s.status)).toEqual(["proposed", "delivered", "declined"]);
-    expect(of("event").map((e: Json) => e.name)).toContain("error");
-    expect(of("event").find((e: Json) => e.name === "error").props).toEqual({ code: "E42" });
+    expect(action!.why).toMatch(/^rule ask-for-rating/);
+    expect(action!.lifecycle!.map((s) => s.status)).toEqual(["proposed", "delivered", "declined"]);
+    expect(of("event").map((e) => e.name)).toContain("error");
+    expect(of("event").find((e) => e.name === "error")!.props).toEqual({ code: "E42" });
     expect(of("presence")[0]).toMatchObject({ event: "connect", transport: "tcp" });
     expect(
       of("consent")
-        .map((e: Json) => e.purpose)
+        .map((e) => e.purpose)
         .sort(),
     ).toEqual(["analytics", "feedback", "personalization"]);
     // Newest first.
-    const times = tl.entries.map((e: Json) => Date.parse(e.at));
+    const times = tl.entries.map((e) => Date.parse(e.at));
     expect([...times].sort((a, b) => b - a)).toEqual(times);
     // Telemetry summaries per bucket, for the charts.
-    expect(Object.keys(tl.telemetry.metrics).sort()).toEqual(["errors", "latency_ms", "temp"]);
-    const latency = tl.telemetry.metrics.latency_ms;
-    expect(latency.max.filter((v: number | null) => v !== null).sort((a: number, b: number) => a - b)).toEqual([
-      200, 250, 900, 3000,
-    ]);
-    expect(tl.telemetry.time).toHaveLength(latency.mean.length);
+    expect(Object.keys(tl.telemetry!.metrics).sort()).toEqual(["errors", "latency_ms", "temp"]);
+    const latency = tl.telemetry!.metrics.latency_ms!;
+    expect(latency.max.filter((v) => v !== null).sort((a, b) => a - b)).toEqual([200, 250, 900, 3000]);
+    expect(tl.telemetry!.time).toHaveLength(latency.mean.length);
   });
 
   it("pages through the timeline with cursors, each entry once", async () => {
-    const all = (await as("GET", "/api/devices/kiosk-bad/timeline?last=2h&limit=1000")).body.entries as Json[];
+    const all = (await as<Timeline>("GET", "/api/devices/kiosk-bad/timeline?last=2h&limit=1000")).body.entries;
     expect(all.length).toBeGreaterThan(20);
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page = (
-        await as(
+      const page: Timeline = (
+        await as<Timeline>(
           "GET",
           `/api/devices/kiosk-bad/timeline?last=2h&limit=7&types=event,feedback,action,presence,consent,dead_letter${cursor ? `&cursor=${cursor}` : ""}`,
         )
-      ).body as Json;
+      ).body;
       expect(page.entries.length).toBeLessThanOrEqual(7);
       if (cursor) expect(page.telemetry).toBeNull();
-      seen.push(...page.entries.map((e: Json) => e.key));
+      seen.push(...page.entries.map((e) => e.key));
       cursor = page.next;
     } while (cursor);
     expect(seen).toEqual(all.map((e) => e.key));
-    const onlyFeedback = (await as("GET", "/api/devices/kiosk-bad/timeline?last=2h&types=feedback")).body as Json;
-    expect(new Set(onlyFeedback.entries.map((e: Json) => e.type))).toEqual(new Set(["feedback"]));
+    const onlyFeedback = (await as<Timeline>("GET", "/api/devices/kiosk-bad/timeline?last=2h&types=feedback")).body;
+    expect(new Set(onlyFeedback.entries.map((e) => e.type))).toEqual(new Set(["feedback"]));
     expect(onlyFeedback.telemetry).toBeNull();
   });
 
   it("streams live updates with a single-use ticket, and ends the stream when the key is revoked", async () => {
-    const key = (await api(t, "POST", "/api/keys", { name: "live", role: "support" })).body as Json;
+    const key = (await api(t, "POST", "/api/keys", { name: "live", role: "support" })).body as {
+      id: string;
+      token: string;
+    };
     const ticket = (await api(t, "POST", "/api/live/tickets", undefined, key.token)).body.ticket as string;
     expect(ticket).toMatch(/^rft_/);
     const stream = await openStream(
@@ -349,7 +395,7 @@ describe("experience health, timeline and live updates", () => {
     const arrived = await waitFor(
       () =>
         stream.events
-          .flatMap((e) => (e.event === "entries" ? ((JSON.parse(e.data) as Json).entries as Json[]) : []))
+          .flatMap((e) => (e.event === "entries" ? (JSON.parse(e.data) as Timeline).entries : []))
           .find((e) => e.type === "feedback" && e.text === text),
       "the new feedback on the stream",
       15_000,
@@ -359,7 +405,7 @@ describe("experience health, timeline and live updates", () => {
       () =>
         stream.events
           .filter((e) => e.event === "health")
-          .some((e) => (JSON.parse(e.data) as Json).components.sentiment.inputs.ratings === 4),
+          .some((e) => (JSON.parse(e.data) as DeviceHealth).components.sentiment.inputs.ratings === 4),
       "a health update with the new rating",
       20_000,
     );

@@ -279,7 +279,7 @@ describe("ingest contract: a corpus of bad messages through a real MQTT client",
       influxql`SELECT props FROM events WHERE device = ${DEVICE} AND event = 'batch_ok'`,
       atLeast(2),
     );
-    expect(rows.map((r) => JSON.parse(String(r.props)))).toEqual([{ n: 1 }, { n: 2 }]);
+    expect(rows.map((r) => JSON.parse(String(r.props)) as unknown)).toEqual([{ n: 1 }, { n: 2 }]);
     // This batch's dead letter is the one with a record index (the corpus' events are single records).
     const letters = await rowsOnce(
       t.db,

@@ -8,7 +8,17 @@ import { inProcess, runCli } from "../support/process.ts";
 import { waitFor } from "../support/wait.ts";
 import { influxql } from "../../store/influxql.ts";
 
-type Json = Record<string, any>;
+interface Key {
+  id: string;
+  token: string;
+  expiresAt: string;
+  createdAt: string;
+}
+interface TimelineAction {
+  id: string;
+  rule: string;
+  target: string | null;
+}
 
 /** `refeed keys ...` against the test platform's API. */
 const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { REFEED_ADMIN_TOKEN: ADMIN_TOKEN }) =>
@@ -16,12 +26,12 @@ const cli = (t: TestPlatform, args: string[], env: Record<string, string> = { RE
 
 describe("staff API keys", () => {
   let t: TestPlatform;
-  let support: Json;
-  let product: Json;
+  let support: Key;
+  let product: Key;
   beforeAll(async () => {
     t = await startTestPlatform({}, { logs: true });
-    support = (await api(t, "POST", "/api/keys", { name: "support desk", role: "support" })).body;
-    product = (await api(t, "POST", "/api/keys", { name: "growth team", role: "product" })).body;
+    support = (await api(t, "POST", "/api/keys", { name: "support desk", role: "support" })).body as unknown as Key;
+    product = (await api(t, "POST", "/api/keys", { name: "growth team", role: "product" })).body as unknown as Key;
     await provision(t, { id: "tv-1", kind: "tv", subject: "cust-1" });
   });
   afterAll(() => t?.close());
@@ -42,7 +52,7 @@ describe("staff API keys", () => {
     );
     const listed = await api(t, "GET", "/api/keys");
     expect(listed.status).toBe(200);
-    expect((listed.body as unknown as Json[]).map((k) => k.id)).toEqual(
+    expect((listed.body as unknown as Key[]).map((k) => k.id)).toEqual(
       expect.arrayContaining([support.id, product.id]),
     );
     const text = JSON.stringify(listed.body);
@@ -126,7 +136,7 @@ describe("staff API keys", () => {
       await waitFor(() => received.length > 0, "the webhook call");
       const action = await waitFor(async () => {
         const entries = (await api(t, "GET", "/api/devices/kiosk-hot/timeline?types=action", undefined, support.token))
-          .body.entries as Json[];
+          .body.entries as TimelineAction[];
         return entries.find((e) => e.rule === "page-support");
       }, "the notification in the timeline");
       expect(action.target).toBeNull();
@@ -156,12 +166,14 @@ describe("staff API keys", () => {
   });
 
   it("an admin key manages keys like the admin token", async () => {
-    const admin = (await api(t, "POST", "/api/keys", { name: "ops", role: "admin", expiresIn: "90d" })).body as Json;
+    const admin = (await api(t, "POST", "/api/keys", { name: "ops", role: "admin", expiresIn: "90d" }))
+      .body as unknown as Key;
     expect(Date.parse(admin.expiresAt) - Date.parse(admin.createdAt)).toBe(90 * 86_400_000);
     const made = await api(t, "POST", "/api/keys", { name: "night shift", role: "support" }, admin.token);
+    const madeId = made.body.id as string;
     expect(made.status).toBe(201);
     expect(made.body.createdBy).toBe(`ops (key ${admin.id})`);
-    expect((await api(t, "DELETE", `/api/keys/${made.body.id}`, undefined, admin.token)).body).toMatchObject({
+    expect((await api(t, "DELETE", `/api/keys/${madeId}`, undefined, admin.token)).body).toMatchObject({
       state: "revoked",
       revokedBy: `ops (key ${admin.id})`,
     });
@@ -184,14 +196,15 @@ describe("staff API keys", () => {
   });
 
   it("a revoked or expired key stops working at once, and all of it survives a restart", async () => {
-    const gone = (await api(t, "POST", "/api/keys", { name: "temp", role: "support" })).body as Json;
+    const gone = (await api(t, "POST", "/api/keys", { name: "temp", role: "support" })).body as unknown as Key;
     expect((await api(t, "GET", "/api/fleet/health", undefined, gone.token)).status).toBe(200);
     expect((await api(t, "DELETE", `/api/keys/${gone.id}`)).body).toMatchObject({
       state: "revoked",
       revokedBy: "admin",
     });
     expect((await api(t, "GET", "/api/fleet/health", undefined, gone.token)).status).toBe(401);
-    const brief = (await api(t, "POST", "/api/keys", { name: "brief", role: "support", expiresIn: "2s" })).body as Json;
+    const brief = (await api(t, "POST", "/api/keys", { name: "brief", role: "support", expiresIn: "2s" }))
+      .body as unknown as Key;
     expect((await api(t, "GET", "/api/fleet/health", undefined, brief.token)).status).toBe(200);
     await waitFor(
       async () => (await api(t, "GET", "/api/fleet/health", undefined, brief.token)).status === 401,
@@ -216,14 +229,14 @@ describe("staff API keys", () => {
     const token = /^token: (rfk\.\S+)$/m.exec(out)?.[1];
     expect(id && token).toBeTruthy();
     expect(child.stderr.join("\n")).toMatch(/shown once/);
-    expect((await api(t, "GET", "/api/fleet/health", undefined, token!)).status).toBe(200);
+    expect((await api(t, "GET", "/api/fleet/health", undefined, token)).status).toBe(200);
 
     const listed = await cli(t, ["list"]);
     expect(listed.stdout).toMatch(/^ID\s+NAME\s+ROLE\s+STATE\s+CREATED\s+EXPIRES$/m);
     expect(listed.stdout).toMatch(new RegExp(`^${id}\\s+desk 2\\s+support\\s+active\\s+\\d{4}-`, "m"));
     expect(listed.stdout).not.toContain(token);
     expect(await cli(t, ["revoke", id!])).toMatchObject({ code: 0, stdout: `revoked ${id} (desk 2)` });
-    expect((await api(t, "GET", "/api/fleet/health", undefined, token!)).status).toBe(401);
+    expect((await api(t, "GET", "/api/fleet/health", undefined, token)).status).toBe(401);
 
     expect(await cli(t, ["add", "--role", "support"])).toMatchObject({
       code: 2,

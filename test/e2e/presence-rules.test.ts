@@ -4,6 +4,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { collect, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { waitFor } from "../support/wait.ts";
+import { parseAction } from "../support/messages.ts";
 
 describe("rules on presence, and notify to a support webhook", () => {
   let t: TestPlatform;
@@ -12,7 +13,7 @@ describe("rules on presence, and notify to a support webhook", () => {
   beforeAll(async () => {
     hook = createServer((req, res) => {
       let body = "";
-      req.on("data", (c: Buffer) => (body += c));
+      req.on("data", (c: Buffer) => (body += c.toString()));
       req.on("end", () => {
         received.push(JSON.parse(body) as Record<string, unknown>);
         res.writeHead(204).end();
@@ -42,11 +43,11 @@ describe("rules on presence, and notify to a support webhook", () => {
     const seen = collect(client);
     // The action was proposed at connect; delivery sends what is pending when the device subscribes.
     await client.subscribeAsync(`devices/${kiosk.id}/actions`, { qos: 1 });
-    const [action] = (await waitFor(() => seen.get(`devices/${kiosk.id}/actions`), "the welcome action")).map((a) =>
-      JSON.parse(a),
+    const [action] = (await waitFor(() => seen.get(`devices/${kiosk.id}/actions`), "the welcome action")).map(
+      parseAction,
     );
     expect(action).toMatchObject({ rule: "welcome-back", kind: "set", key: "ui.greeting", value: "welcome back" });
-    expect(action.why).toContain('msg.online = true, msg.transport = "tcp"');
+    expect(action!.why).toContain('msg.online = true, msg.transport = "tcp"');
 
     await client.endAsync();
     const note = await waitFor(() => received.find((r) => r.device === kiosk.id), "the support webhook");

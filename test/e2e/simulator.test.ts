@@ -92,7 +92,7 @@ describe("the simulated fleet against the platform", () => {
       expect(statuses, rule).toContain("proposed");
       expect(
         [...statuses].some((x) => x === "applied" || x === "accepted" || x === "declined"),
-        `${rule}: ${[...statuses]}`,
+        `${rule}: ${[...statuses].join()}`,
       ).toBe(true);
     }
     const statuses = new Set(log.map((r) => r.status));
@@ -152,7 +152,10 @@ describe("the simulated fleet against the platform", () => {
     );
     sim.child.kill("SIGINT");
     expect(await sim.exited).toBe(0);
-    const summary = JSON.parse(sim.stdout.join("\n"));
+    const summary = JSON.parse(sim.stdout.join("\n")) as {
+      totals: { sent: number; errors: number };
+      process: { maxRssMb: number };
+    };
     expect(summary).toMatchObject({
       scenario: "mixed",
       devices: 24,

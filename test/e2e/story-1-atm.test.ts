@@ -5,6 +5,7 @@ import { runCli } from "../support/process.ts";
 import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
 import { waitFor } from "../support/wait.ts";
 import { influxql, micros } from "../../store/influxql.ts";
+import { parseAction } from "../support/messages.ts";
 
 const DAY = 86_400_000;
 
@@ -40,7 +41,7 @@ describe("story 1: the ATM that knows you", () => {
     await publishEvents(c2, atm2.id, [{ name: "session_start", subject: "cust-1" }]);
     const actions = await waitFor(() => seen2.get(`devices/${atm2.id}/actions`), "the usual amount at the other ATM");
     expect(actions).toHaveLength(1);
-    const action = JSON.parse(actions[0]!);
+    const action = parseAction(actions[0]!);
     expect(action).toMatchObject({ rule: "atm-usual-amount", kind: "set", key: "atm.first_amount", value: 100 });
     expect(action.why).toContain("agg.withdrawals = 5, agg.usual_share = 0.8");
     // The earlier sessions at the first ATM offered nothing: too little history.
@@ -64,7 +65,7 @@ describe("story 1: the ATM that knows you", () => {
     await optIn(t, "cust-1");
     await publishEvents(c, atm.id, [{ name: "session_start", subject: "cust-1" }]);
     const actions = await waitFor(() => seen.get(`devices/${atm.id}/actions`), "the opted-in customer's action");
-    expect(actions.map((a) => JSON.parse(a).value)).toEqual([100]);
+    expect(actions.map((a) => parseAction(a).value)).toEqual([100]);
     await c.endAsync();
   });
 

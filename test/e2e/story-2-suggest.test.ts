@@ -3,6 +3,14 @@ import { api, collect, connectDevice, provision } from "../support/platform.ts";
 import { ack, optIn, publishEvents, session, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
+interface Action {
+  id: string;
+  why: string;
+}
+interface DeviceState {
+  profile: Record<string, unknown>;
+}
+
 describe("story 2: move it to my home screen?", () => {
   const platform = storyPlatform("share-price-home");
 
@@ -13,7 +21,7 @@ describe("story 2: move it to my home screen?", () => {
     const client = await connectDevice(t.mqttUrl, app.id, app.token);
     const seen = collect(client);
     await client.subscribeAsync([`devices/${app.id}/actions`, `devices/${app.id}/state`], { qos: 1 });
-    const states = () => (seen.get(`devices/${app.id}/state`) ?? []).map((s) => JSON.parse(s).profile);
+    const states = () => (seen.get(`devices/${app.id}/state`) ?? []).map((s) => (JSON.parse(s) as DeviceState).profile);
 
     const pages = [
       ["share_price", "accounts"],
@@ -32,8 +40,8 @@ describe("story 2: move it to my home screen?", () => {
         ),
       );
 
-    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) =>
-      JSON.parse(a),
+    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map(
+      (a) => JSON.parse(a) as Action,
     );
     expect(suggestion).toMatchObject({
       rule: "share-price-home",
@@ -42,22 +50,22 @@ describe("story 2: move it to my home screen?", () => {
       value: true,
       prompt: "Move share price to your home screen?",
     });
-    expect(suggestion.why).toContain("agg.sessions = 5, agg.with_share_price = 4");
+    expect(suggestion!.why).toContain("agg.sessions = 5, agg.with_share_price = 4");
     // A suggestion alone changes no profile.
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
 
-    await ack(client, app.id, suggestion.id, "accepted");
+    await ack(client, app.id, suggestion!.id, "accepted");
     await waitFor(() => states().some((p) => p["home.widgets.share_price"] === true), "the accepted change in state");
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({ "home.widgets.share_price": true });
 
-    await ack(client, app.id, suggestion.id, "undone");
+    await ack(client, app.id, suggestion!.id, "undone");
     await waitFor(
       () => states().at(-1)?.["home.widgets.share_price"] === undefined && states().length >= 2,
       "the undo in state",
     );
     expect((await api(t, "GET", `/api/devices/${app.id}`)).body.profile).toEqual({});
 
-    const lifecycle = await api(t, "GET", `/api/actions/${suggestion.id}`);
+    const lifecycle = await api(t, "GET", `/api/actions/${suggestion!.id}`);
     expect((lifecycle.body.transitions as Array<{ status: string }>).map((x) => x.status)).toEqual([
       "proposed",
       "delivered",
@@ -78,12 +86,12 @@ describe("story 2: move it to my home screen?", () => {
     await client.subscribeAsync(`devices/${app.id}/actions`, { qos: 1 });
     for (let i = 0; i < 5; i += 1)
       await publishEvents(client, app.id, session("cust-2b", [{ name: "page_view", props: { page: "share_price" } }]));
-    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map((a) =>
-      JSON.parse(a),
+    const [suggestion] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the suggestion")).map(
+      (a) => JSON.parse(a) as Action,
     );
-    await ack(client, app.id, suggestion.id, "declined");
+    await ack(client, app.id, suggestion!.id, "declined");
     await waitFor(
-      async () => (await api(t, "GET", `/api/actions/${suggestion.id}`)).body.status === "declined",
+      async () => (await api(t, "GET", `/api/actions/${suggestion!.id}`)).body.status === "declined",
       "the decline recorded",
     );
     // Ten more sessions lift the prompt cap, but the decline back-off still holds.

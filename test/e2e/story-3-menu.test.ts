@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { api, collect, connectDevice, provision } from "../support/platform.ts";
 import { optIn, publishEvents, session, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
+import { parseAction, parseState } from "../support/messages.ts";
 
 describe("story 3: unused menu items leave the main menu", () => {
   const platform = storyPlatform("hide-unused-delivery");
@@ -23,31 +24,29 @@ describe("story 3: unused menu items leave the main menu", () => {
     // The 31st session pushes the delivery session out of the last 30.
     await publishEvents(client, app.id, session("rider-1", [{ name: "menu_select", props: { item: "ride" } }]));
 
-    const [action] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the menu change")).map((a) =>
-      JSON.parse(a),
-    );
+    const [action] = (await waitFor(() => seen.get(`devices/${app.id}/actions`), "the menu change")).map(parseAction);
     expect(action).toMatchObject({
       rule: "hide-unused-delivery",
       kind: "set",
       key: "menu.main.delivery",
       value: "hidden",
     });
-    expect(action.why).toContain("agg.sessions = 30, agg.menu_sessions = 30, agg.delivery_unused = true");
+    expect(action!.why).toContain("agg.sessions = 30, agg.menu_sessions = 30, agg.delivery_unused = true");
     await waitFor(async () => (await profile())["menu.main.delivery"] === "hidden", "the hidden item in the profile");
 
     // Reversible: undo from the API (support) restores the menu on the device.
-    const undo = await api(t, "POST", `/api/actions/${action.id}/undo`, {});
+    const undo = await api(t, "POST", `/api/actions/${action!.id}/undo`, {});
     expect(undo).toMatchObject({ status: 200, body: { status: "undone" } });
     expect(await profile()).toEqual({});
     await waitFor(() => {
       const last = seen.get(`devices/${app.id}/state`)?.at(-1);
       return (
         last !== undefined &&
-        JSON.parse(last).profile["menu.main.delivery"] === undefined &&
+        parseState(last).profile["menu.main.delivery"] === undefined &&
         seen.get(`devices/${app.id}/state`)!.length >= 2
       );
     }, "the restored state");
-    expect((await api(t, "POST", `/api/actions/${action.id}/undo`, {})).status).toBe(409);
+    expect((await api(t, "POST", `/api/actions/${action!.id}/undo`, {})).status).toBe(409);
     await client.endAsync();
   });
 });

@@ -3,6 +3,14 @@ import { collect, connectDevice, provision } from "../support/platform.ts";
 import { ack, optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
+interface Action {
+  id: string;
+  why: string;
+}
+interface DeviceState {
+  profile: Record<string, unknown>;
+}
+
 describe("story 4: large type reaches every device of the customer", () => {
   const platform = storyPlatform("large-type");
 
@@ -32,7 +40,7 @@ describe("story 4: large type reaches every device of the customer", () => {
     await publishEvents(phoneClient, phone.id, screens);
     const [suggestion] = (
       await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the suggestion on the phone")
-    ).map((a) => JSON.parse(a));
+    ).map((a) => JSON.parse(a) as Action);
     expect(suggestion).toMatchObject({
       kind: "suggest",
       key: "ui.font_size",
@@ -42,15 +50,18 @@ describe("story 4: large type reaches every device of the customer", () => {
     // Asked once, on the phone only.
     expect(tvSeen.get(`devices/${tv.id}/actions`)).toBeUndefined();
 
-    await ack(phoneClient, phone.id, suggestion.id, "accepted");
+    await ack(phoneClient, phone.id, suggestion!.id, "accepted");
     const tvAction = JSON.parse(
       (await waitFor(() => tvSeen.get(`devices/${tv.id}/actions`), "the change on the TV"))[0]!,
-    );
+    ) as Action;
     expect(tvAction).toMatchObject({ rule: "large-type", kind: "set", key: "ui.font_size", value: "large" });
-    expect(tvAction.id).not.toBe(suggestion.id); // an action of its own, caused by the accepted suggestion
+    expect(tvAction.id).not.toBe(suggestion!.id); // an action of its own, caused by the accepted suggestion
     expect(tvAction.why).toMatch(/^accepted on phone-4: rule large-type/);
     await waitFor(
-      () => tvSeen.get(`devices/${tv.id}/state`)?.some((s) => JSON.parse(s).profile["ui.font_size"] === "large"),
+      () =>
+        tvSeen
+          .get(`devices/${tv.id}/state`)
+          ?.some((s) => (JSON.parse(s) as DeviceState).profile["ui.font_size"] === "large"),
       "the TV's state",
     );
 
@@ -59,11 +70,11 @@ describe("story 4: large type reaches every device of the customer", () => {
     await kioskAgain.subscribeAsync(`devices/${kiosk.id}/state`, { qos: 1 });
     const kioskAction = JSON.parse(
       (await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/actions`), "the queued change on the kiosk"))[0]!,
-    );
+    ) as Action;
     expect(kioskAction).toMatchObject({ key: "ui.font_size", value: "large" });
     const kioskState = JSON.parse(
       (await waitFor(() => kioskSeen.get(`devices/${kiosk.id}/state`), "the kiosk's retained state"))[0]!,
-    );
+    ) as DeviceState;
     expect(kioskState).toMatchObject({ device: kiosk.id, subject: "cust-4", profile: { "ui.font_size": "large" } });
 
     await Promise.all([phoneClient.endAsync(), tvClient.endAsync(), kioskAgain.endAsync()]);

@@ -4,6 +4,14 @@ import { openStream } from "../support/sse.ts";
 import { optIn, publishEvents, storyPlatform } from "../support/story.ts";
 import { waitFor } from "../support/wait.ts";
 
+interface Action {
+  id: string;
+}
+interface DeviceState {
+  subject: string | null;
+  profile: Record<string, { status?: string } | undefined>;
+}
+
 const PAID = { bill: "bill-2024-07", status: "paid" };
 
 /** A device's message over HTTP, as an app that cannot keep an MQTT connection sends it. */
@@ -50,26 +58,27 @@ describe("story 5: concurrent everywhere", () => {
       () => webStream.events.find((e) => e.event === "action"),
       "the action on the web app's stream",
     );
-    const action = JSON.parse(webAction.data);
+    const action = JSON.parse(webAction.data) as Action;
     expect(action).toMatchObject({ rule: "bill-paid", kind: "set", key: "billing.last_paid", value: PAID });
     expect(webAction.id).toBe(action.id);
     await waitFor(
       () =>
         webStream.events.some(
-          (e) => e.event === "state" && JSON.parse(e.data).profile["billing.last_paid"]?.status === "paid",
+          (e) =>
+            e.event === "state" && (JSON.parse(e.data) as DeviceState).profile["billing.last_paid"]?.status === "paid",
         ),
       "the web app's new state",
     );
     // The tablet, online now: the same action, and its retained state.
     const tabletAction = JSON.parse(
       (await waitFor(() => tabletSeen.get(`devices/${tablet.id}/actions`), "the action on the tablet"))[0]!,
-    );
+    ) as Action;
     expect(tabletAction).toMatchObject({ id: action.id, key: "billing.last_paid", value: PAID });
     await waitFor(
       () =>
         tabletSeen
           .get(`devices/${tablet.id}/state`)
-          ?.some((s) => JSON.parse(s).profile["billing.last_paid"]?.status === "paid"),
+          ?.some((s) => (JSON.parse(s) as DeviceState).profile["billing.last_paid"]?.status === "paid"),
       "the tablet's state",
     );
 
@@ -85,11 +94,11 @@ describe("story 5: concurrent everywhere", () => {
           "the action on the phone after it reconnected",
         )
       )[0]!,
-    );
+    ) as Action;
     expect(phoneAction).toMatchObject({ id: action.id, value: PAID });
     const phoneState = JSON.parse(
       (await waitFor(() => phoneSeen.get(`devices/${phone.id}/state`), "the phone's retained state"))[0]!,
-    );
+    ) as DeviceState;
     expect(phoneState).toMatchObject({ device: phone.id, subject: "cust-5", profile: { "billing.last_paid": PAID } });
     await waitFor(
       async () => (await api(t, "GET", `/api/devices/${phone.id}`)).body.pendingActions === 0,
@@ -130,7 +139,9 @@ describe("story 5: concurrent everywhere", () => {
 
     const third = await openStream(`${t.http}/api/devices/${web.id}/stream`, web.token);
     const state = await waitFor(() => third.events.find((e) => e.event === "state"), "the third stream's state");
-    expect(JSON.parse(state.data).profile).toEqual({ "billing.last_paid": { bill: "b-1", status: "paid" } });
+    expect((JSON.parse(state.data) as DeviceState).profile).toEqual({
+      "billing.last_paid": { bill: "b-1", status: "paid" },
+    });
     // Follow a later change to know that the stream is live, then check nothing old was repeated.
     await post(t.http, web.token, "events", { subject: "cust-5b", name: "bill_paid", props: { bill: "b-2" } });
     await waitFor(() => third.events.find((e) => e.event === "action"), "the next action");
@@ -168,7 +179,7 @@ describe("story 5: concurrent everywhere", () => {
     const kioskClient = await connectDevice(t.mqttUrl, kiosk.id, kiosk.token);
     const seen = collect(kioskClient);
     await kioskClient.subscribeAsync(`devices/${kiosk.id}/state`, { qos: 1 });
-    const states = () => (seen.get(`devices/${kiosk.id}/state`) ?? []).map((s) => JSON.parse(s));
+    const states = () => (seen.get(`devices/${kiosk.id}/state`) ?? []).map((s) => JSON.parse(s) as DeviceState);
     await waitFor(() => states().length > 0, "the kiosk's retained state");
     expect(states().at(-1)).toMatchObject({ subject: null, profile: {} });
 

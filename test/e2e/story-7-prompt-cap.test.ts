@@ -13,7 +13,7 @@ describe("story 7: don't over-ask", () => {
     const client = await connectDevice(t.mqttUrl, app.id, app.token);
     const seen = collect(client);
     await client.subscribeAsync(`devices/${app.id}/actions`, { qos: 1 });
-    const prompts = () => (seen.get(`devices/${app.id}/actions`) ?? []).map((a) => JSON.parse(a));
+    const prompts = () => (seen.get(`devices/${app.id}/actions`) ?? []).map((a) => JSON.parse(a) as { id: string });
     const asks = async () => (await api(t, "GET", "/api/subjects/cust-7/participation")).body.asks as number;
 
     const askedAt: number[] = [];

@@ -17,11 +17,29 @@ async function tokenFor(t: TestPlatform, subject: string): Promise<string> {
   return String(res.body.token);
 }
 
+interface ExportedAction {
+  rule: string;
+  why: string;
+  transitions: { status: string }[];
+}
+interface SubjectExport {
+  consent: { history: unknown[] };
+  scores: { sentiment: { mean: number | null } };
+  actions: ExportedAction[];
+  records: Record<string, unknown>;
+  erasures: unknown[];
+  exportedAt: string;
+}
+interface Action {
+  id: string;
+  value: unknown;
+}
+
 async function exportJson(t: TestPlatform, subject: string, token: string) {
   const res = await fetch(`${t.http}/api/subjects/${subject}/export`, {
     headers: { authorization: `Bearer ${token}` },
   });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
+  return { status: res.status, headers: res.headers, body: (await res.json()) as SubjectExport };
 }
 
 /** The CSV files of a zip export, by name. */
@@ -87,10 +105,10 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     });
     await publishEvents(client, phone.id, [{ name: "bill_paid", subject: "cust-8a", props: { bill: "b-2" } }]);
     const [action] = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the action once opted in")).map(
-      (a) => JSON.parse(a),
+      (a) => JSON.parse(a) as Action,
     );
     // Only the bill paid after the opt-in was used.
-    expect(action.value).toEqual({ bill: "b-2", status: "paid" });
+    expect(action!.value).toEqual({ bill: "b-2", status: "paid" });
     expect((await api(t, "GET", "/api/subjects/cust-8a/consent", undefined, token)).body.history).toEqual([
       { purpose: "personalization", granted: true, by: "customer", at: expect.any(String) },
     ]);
@@ -247,16 +265,16 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
       { name: "withdrawal", subject: OTHER, props: { amount: 20 } },
     ]);
     const [action] = (await waitFor(() => phoneSeen.get(`devices/${phone.id}/actions`), "the bill-paid action")).map(
-      (a) => JSON.parse(a),
+      (a) => JSON.parse(a) as Action,
     );
     await phoneClient.publishAsync(
       `devices/${phone.id}/acks`,
-      JSON.stringify({ action: action.id, status: "applied" }),
+      JSON.stringify({ action: action!.id, status: "applied" }),
       { qos: 1 },
     );
     await api(t, "PUT", `/api/subjects/${ME}/profile`, { "ui.font_size": "large" }, token);
     await waitFor(
-      async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status === "applied",
+      async () => (await api(t, "GET", `/api/actions/${action!.id}`)).body.status === "applied",
       "the ack in the lifecycle",
     );
     // The PUBACKs mean durable on disk; the export reads InfluxDB, which has the records moments later.
@@ -283,10 +301,10 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     });
     expect(body.consent.history).toHaveLength(3);
     expect(body.scores.sentiment.mean).toBeLessThan(0);
-    const bill = body.actions.find((a: { rule: string }) => a.rule === "bill-paid");
+    const bill = body.actions.find((a) => a.rule === "bill-paid")!;
     expect(bill.why).toMatch(/^rule bill-paid/);
-    expect(bill.transitions.map((x: { status: string }) => x.status)).toEqual(["proposed", "delivered", "applied"]);
-    expect(body.actions.find((a: { rule: string }) => a.rule === "@customer")).toMatchObject({
+    expect(bill.transitions.map((x) => x.status)).toEqual(["proposed", "delivered", "applied"]);
+    expect(body.actions.find((a) => a.rule === "@customer")).toMatchObject({
       key: "ui.font_size",
       value: "large",
       why: 'the customer set ui.font_size to "large" in their profile',
@@ -409,7 +427,7 @@ describe("story 8: opt-in only; export everything; erase everything", () => {
     await client.subscribeAsync("devices/phone-8/state", { qos: 1 });
     const state = JSON.parse(
       (await waitFor(() => seen.get("devices/phone-8/state"), "the phone's retained state"))[0]!,
-    );
+    ) as unknown;
     expect(state).toMatchObject({ subject: null, profile: {} });
     await client.publishAsync("devices/phone-8/telemetry", JSON.stringify({ subject: ME, metrics: { battery: 1 } }), {
       qos: 1,

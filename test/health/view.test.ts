@@ -21,10 +21,14 @@ const row = (device: string, score: number): FleetRow => ({
 function fakeFleet(initial: Record<string, number>) {
   const scores = new Map(Object.entries(initial));
   const calls: Array<string[] | "all"> = [];
-  const scoreDevices: ScoreDevices = async (_windowMs, devices) => {
+  const scoreDevices: ScoreDevices = (_windowMs, devices) => {
     calls.push(devices ? [...devices].sort() : "all");
     const ids = devices ?? [...scores.keys()];
-    return { from: 0, to: 1, rows: ids.filter((id) => scores.has(id)).map((id) => row(id, scores.get(id)!)) };
+    return Promise.resolve({
+      from: 0,
+      to: 1,
+      rows: ids.filter((id) => scores.has(id)).map((id) => row(id, scores.get(id)!)),
+    });
   };
   return { scores, calls, scoreDevices, registry: () => [...scores.keys()] };
 }

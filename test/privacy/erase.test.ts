@@ -5,6 +5,7 @@ import { optIn, publishEvents, useExampleRules } from "../support/story.ts";
 import { whereSubjectIs } from "../support/subject-search.ts";
 import { waitFor } from "../support/wait.ts";
 import { influxql } from "../../store/influxql.ts";
+import { parseAction } from "../support/messages.ts";
 
 const ME = "cust-e1";
 const OTHER = "cust-e2";
@@ -93,8 +94,8 @@ describe("erasure: every place a subject can be named, and the views built from 
     await publishEvents(client, phone.id, screens(1));
     const [suggestion] = (
       await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the suggestion at the tenth new screen")
-    ).map((a) => JSON.parse(a));
-    expect(suggestion.why).toContain("agg.screens = 10");
+    ).map(parseAction);
+    expect(suggestion!.why).toContain("agg.screens = 10");
     await client.endAsync();
   });
 
@@ -115,8 +116,8 @@ describe("erasure: every place a subject can be named, and the views built from 
     // A change for the phone's next owner comes after whatever the queue still held.
     await api(t, "PUT", `/api/subjects/cust-e6/devices/${phone.id}`);
     await api(t, "PUT", "/api/subjects/cust-e6/profile", { "ui.theme": "light" });
-    const actions = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the next owner's change")).map((a) =>
-      JSON.parse(a),
+    const actions = (await waitFor(() => seen.get(`devices/${phone.id}/actions`), "the next owner's change")).map(
+      parseAction,
     );
     expect(actions.map((a) => a.value)).toEqual(["light"]);
     expect(actions.map((a) => a.id)).not.toContain((queued.body.actions as string[])[0]);

@@ -36,8 +36,8 @@ export function runCli(args: string[], env: Record<string, string>): Running {
       waiters.forEach((w) => w());
     };
   };
-  child.stdout!.on("data", split(stdout));
-  child.stderr!.on("data", split(stderr));
+  child.stdout.on("data", split(stdout));
+  child.stderr.on("data", split(stderr));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
     child,
@@ -81,8 +81,8 @@ export function run(
     const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c));
-    child.stderr.on("data", (c: Buffer) => (stderr += c));
+    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     child.once("error", reject);
     child.once("exit", (code) => {
