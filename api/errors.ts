@@ -166,7 +166,7 @@ function answerError(
   limits: ErrorLimits,
 ): FastifyReply {
   if (hasZodFastifySchemaValidationErrors(err)) {
-    const context = (err.validationContext ?? "body") as keyof typeof invalid;
+    const context = err.validationContext ?? "body";
     const message = issuesMessage(
       err.validation.map((v) => ({
         field: v.instancePath.slice(1).replaceAll("/", "."),

@@ -66,6 +66,8 @@ export interface Api {
 export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> {
   const answerErrors = errorHandler({ bodyLimitBytes: config.bodyLimitBytes });
   const app: FastifyInstance = Fastify({
+    // pino's Logger would make the instance generic over it; every plugin here takes the base logger.
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion
     loggerInstance: deps.log.child({ part: "api" }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     // Slow clients are cut like MQTT's slow CONNECT; the check interval follows the timeout, or a short
@@ -79,7 +81,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(config.headersTimeoutMs / 4))),
     },
     // Errors found while routing (a path segment over maxParamLength: 414) get the same catalogue.
-    frameworkErrors: (err, request, reply) => answerErrors(err, request, reply),
+    frameworkErrors: (err, request, reply) => void answerErrors(err, request, reply),
   });
 
   app.setErrorHandler(answerErrors);
@@ -111,7 +113,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       registry: deps.registry,
       touchpoints: deps.touchpoints,
       auth: deps.auth,
-      stateOf: deps.actions.stateOf,
+      stateOf: (device) => deps.actions.stateOf(device),
       presence: deps.presence,
       delivery: deps.delivery,
     }),
@@ -121,7 +123,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       registry: deps.registry,
       auth: deps.auth,
       follow: (topic, onMessage) => deps.mqtt.follow(topic, onMessage),
-      stateOf: deps.actions.stateMessage,
+      stateOf: (device) => deps.actions.stateMessage(device),
       pendingFor: (device) => deps.actions.delivery.pendingFor(device),
     }),
   );

@@ -40,10 +40,10 @@ export interface RouteDef<P extends z.ZodType, Q extends z.ZodType, B extends z.
   bodyTypes?: Record<string, z.ZodType>;
   /** Every answer the route gives itself; the ones its declaration implies (401, 403, 400, 413, 414, 415) are added. */
   responses: Record<number, Answer>;
-  handler(
+  handler: (
     request: FastifyRequest<{ Params: z.output<P>; Querystring: z.output<Q>; Body: z.output<B> }>,
     reply: FastifyReply,
-  ): unknown;
+  ) => unknown;
 }
 
 const roleLine = (auth: Access) => {
@@ -100,7 +100,7 @@ export function defineRoute<P extends z.ZodType, Q extends z.ZodType, B extends 
   def: RouteDef<P, Q, B>,
 ): void {
   const responses: Record<string, unknown> = {};
-  const all = { ...implied(def as unknown as RouteDef<z.ZodType, z.ZodType, z.ZodType>), ...def.responses };
+  const all = { ...implied(def), ...def.responses };
   for (const [status, answer] of Object.entries(all)) responses[status] = response(answer);
   const schema: FastifySchema & Record<string, unknown> = {
     tags: [def.tag],

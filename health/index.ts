@@ -218,7 +218,11 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
       const { from, to, rows } = await scoreDevices(windowMs);
       return { from, to, computedAt: Date.now(), rows: sortRows(rows, "score"), digest: String(Date.now()) };
     }
-    for (const [w, view] of views) if (view.idle && w !== windowMs) (view.close(), views.delete(w));
+    for (const [w, view] of views) {
+      if (!view.idle || w === windowMs) continue;
+      view.close();
+      views.delete(w);
+    }
     let view = views.get(windowMs);
     if (!view) {
       view = createFleetView(scoreDevices, () => deps.devices.list().map((d) => d.id), {

@@ -128,7 +128,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
     event: (q, n) =>
       rows(eventsPage(page(q, n)), (r, us) => ({
         type: "event",
-        key: `event:${us}:${String(r.event)}:${String(r.subject ?? "")}`,
+        key: `event:${us}:${String(r.event)}:${text(r.subject) ?? ""}`,
         at: iso(us),
         name: String(r.event),
         subject: text(r.subject),
@@ -137,7 +137,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
     feedback: (q, n) =>
       rows(feedbackPage(page(q, n)), (r, us) => ({
         type: "feedback",
-        key: `feedback:${us}:${String(r.subject ?? "")}`,
+        key: `feedback:${us}:${text(r.subject) ?? ""}`,
         at: iso(us),
         subject: text(r.subject),
         rating: numberOrNull(r.rating),
@@ -147,7 +147,7 @@ function sources(s: TimelineSources): Record<EntryType, Source> {
     presence: (q, n) =>
       rows(presencePage(page(q, n)), (r, us) => ({
         type: "presence",
-        key: `presence:${us}:${String(r.event)}:${String(r.client ?? "")}`,
+        key: `presence:${us}:${String(r.event)}:${text(r.client) ?? ""}`,
         at: iso(us),
         event: String(r.event),
         reason: text(r.reason),

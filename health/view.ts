@@ -69,7 +69,7 @@ export function createFleetView(
   let fullAt = 0;
   let lastUsed = Date.now();
   // device -> when its latest news was announced
-  let dirty = new Map<string, number>();
+  const dirty = new Map<string, number>();
   let first: Promise<void> | undefined;
   let chain: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;

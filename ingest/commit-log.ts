@@ -247,7 +247,10 @@ export async function openCommitLog(options: CommitLogOptions): Promise<OpenedCo
         const err = failed.get(segment);
         // Written but perhaps not on disk: not kept (replaying it after a crash would only rewrite the same points).
         if (err) for (const p of run) releaseState(p.ticket);
-        for (const p of run) err ? p.reject(err) : p.resolve();
+        for (const p of run) {
+          if (err) p.reject(err);
+          else p.resolve();
+        }
         dropIfDone(segment);
       }
     }

@@ -78,7 +78,10 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   const settle = (batch: Batch, err?: Error) => {
     inFlight -= 1;
     pending -= batch.points.length;
-    for (const waiter of batch.waiters) err ? waiter.reject(err) : waiter.resolve();
+    for (const waiter of batch.waiters) {
+      if (err) waiter.reject(err);
+      else waiter.resolve();
+    }
     pump();
     if (inFlight === 0 && queue.length === 0 && current.points.length === 0) idle.splice(0).forEach((f) => f());
   };
@@ -117,7 +120,12 @@ export function createBatchWriter(options: BatchWriterOptions): BatchWriter {
   };
 
   // InfluxDB 1.x answers 400 for a batch with bad points after storing the good ones: isolate them.
-  const writeSplitting = (points: Point[]) => writeIsolating(points, (part) => store.write(part), options.onRejected);
+  const writeSplitting = (points: Point[]) =>
+    writeIsolating(
+      points,
+      (part) => store.write(part),
+      (point, reason) => options.onRejected(point, reason),
+    );
 
   return {
     write(points) {

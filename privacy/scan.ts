@@ -72,7 +72,7 @@ export function condition(shape: Shape, subject: string, loose = false): InfluxQ
 export const actionLogShape = (shape: Shape): boolean => isActionLog(shape.name);
 
 export function taggedWith(shape: Shape, row: RawRow, subject: string): boolean {
-  return shape.tags.some((t) => SUBJECT_TAGS[t] && row[t] === SUBJECT_TAGS[t]!(subject));
+  return shape.tags.some((t) => SUBJECT_TAGS[t] && row[t] === SUBJECT_TAGS[t](subject));
 }
 
 /**
@@ -118,10 +118,10 @@ async function* actionLog(
   for await (const rows of store.stream(allActionRows())) {
     const matches: Match[] = [];
     for (const row of rows) {
-      const action = String(row.action ?? "");
+      const action = typeof row.action === "string" ? row.action : "";
       if (row.status === "proposed" && (row.owner === `subject:${subject}` || row.subject === subject)) ids.add(action);
       if (ids.has(action)) matches.push({ row, own: true });
-      else if (strings.some((key) => typeof row[key] === "string" && named.test(row[key] as string)))
+      else if (strings.some((key) => typeof row[key] === "string" && named.test(row[key])))
         matches.push({ row, own: false });
     }
     if (matches.length > 0) yield { shape, matches };

@@ -6,7 +6,6 @@ import { localChangeFeed } from "../changes/local.ts";
 import { rebuildAndFollow } from "../changes/rebuild.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { ident, influxql } from "../store/influxql.ts";
 import {
   createRegistryView,
   REGISTRY_MEASUREMENT,

@@ -51,7 +51,7 @@ export async function backtest(store: Store, rule: CompiledRule, options: Backte
       lastFired: (r, target) => fired.get(`${r}|${target}`),
       lastPrompt: (target) => prompts.get(target),
       declinedAt: () => undefined,
-      consent: options.consent,
+      consent: (subject, purpose) => options.consent(subject, purpose),
     });
     if (outcomes.length > 0) evaluated += 1;
     for (const outcome of outcomes) {

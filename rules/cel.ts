@@ -29,11 +29,15 @@ export function compile(source: string): Evaluate {
 function toJson(value: CelValue): unknown {
   if (typeof value === "bigint") return Number(value);
   if (value === null || typeof value !== "object") return value;
-  if (isCelList(value)) return [...value].map((v) => toJson(v as CelValue));
+  if (isCelList(value)) return [...value].map((v) => toJson(v));
   if (isCelMap(value)) {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of value) out[String(k)] = toJson(v as CelValue);
+    // CEL map keys are strings, integers or booleans.
+    // eslint-disable-next-line @typescript-eslint/no-base-to-string
+    for (const [k, v] of value) out[String(k)] = toJson(v);
     return out;
   }
+  // What is left (uint, timestamp, duration, bytes) prints itself.
+  // eslint-disable-next-line @typescript-eslint/no-base-to-string
   return String(value);
 }

@@ -44,14 +44,14 @@ type Kind = DeviceMessage["kind"];
 function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): DeviceMessage {
   const base = {
     device: String(row.device),
-    subject: row.subject == null ? undefined : String(row.subject),
+    subject: typeof row.subject === "string" ? row.subject : undefined,
     ts: row.time.getTime(),
     tsFromDevice: true,
   };
   if (kind === "event") {
     let props: Record<string, number | boolean | string | null> = {};
     try {
-      props = typeof row.props === "string" ? JSON.parse(row.props) : {};
+      props = typeof row.props === "string" ? (JSON.parse(row.props) as typeof props) : {};
     } catch {
       // a point written by something else; its props are unreadable but the event still counts
     }
@@ -62,7 +62,7 @@ function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): D
       ...base,
       kind: "feedback",
       rating: row.rating == null ? undefined : Number(row.rating),
-      text: row.text == null ? undefined : String(row.text),
+      text: typeof row.text === "string" ? row.text : undefined,
     };
   }
   const metrics: Record<string, number | boolean | string> = {};

@@ -166,7 +166,7 @@ export const liveRoutes =
         } catch (err) {
           deps.log.warn({ part: "live", what, err: (err as Error).message }, "live update failed; retrying");
         }
-        if (streams.has(stream)) setTimeout(run, options.intervalMs).unref();
+        if (streams.has(stream)) setTimeout(() => void run(), options.intervalMs).unref();
       };
       void run();
     };

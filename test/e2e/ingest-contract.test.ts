@@ -1,7 +1,7 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { atLeast, influxQuery, rowsOnce } from "../support/influx.ts";
-import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { influxql } from "../../store/influxql.ts";
 
 type Channel = "telemetry" | "events" | "feedback" | "acks";
