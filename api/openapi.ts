@@ -47,7 +47,31 @@ const transformRoute: Transform = (document) => {
 };
 
 const jsonSchema = (schema: z.ZodType) =>
-  z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "any" }) as Record<string, unknown>;
+  inlineDefinitions(z.toJSONSchema(schema, { target: "openapi-3.0", io: "input", unrepresentable: "any" }));
+
+type Json = Record<string, unknown>;
+
+/**
+ * A recursive schema (a rule's JSON `value`) comes with local `definitions`
+ * that a request body in OpenAPI cannot carry: each use gets the definition
+ * itself, one level deep, its own recursion left as any JSON value.
+ */
+function inlineDefinitions(schema: Json): Json {
+  const { definitions, ...rest } = schema as Json & { definitions?: Record<string, Json> };
+  if (!definitions) return schema;
+  const target = (node: Json): string | undefined => {
+    const ref = (node.allOf as Json[] | undefined)?.[0]?.$ref ?? node.$ref;
+    return typeof ref === "string" ? ref.replace(/^#\/definitions\//, "") : undefined;
+  };
+  const walk = (node: unknown, depth: number): unknown => {
+    if (Array.isArray(node)) return node.map((n) => walk(n, depth));
+    if (node === null || typeof node !== "object") return node;
+    const name = target(node as Json);
+    if (name && definitions[name]) return depth > 0 ? {} : walk(definitions[name], depth + 1);
+    return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, walk(v, depth)]));
+  };
+  return walk(rest, 0) as Json;
+}
 
 /** Marks a route that is not part of the API (the WebSocket upgrade, static files). */
 export const undocumented = { schema: { hide: true } } as const;
