@@ -29,10 +29,17 @@ export async function simCommand(argv: string[], io: Io = processIo): Promise<nu
  */
 export async function runSim(options: SimOptions, io: Io, extra: Pick<FleetEvents, "action"> = {}): Promise<number> {
   const meter = new ResourceMeter();
+  let reason = "";
+  let stopNow: () => void = () => undefined;
+  let timer: NodeJS.Timeout | undefined;
   const fleet = createFleet(options, {
     phase: (p) => {
       progress.setPhase(p);
-      if (p.phase === "running") meter.markSteady();
+      if (p.phase !== "running") return;
+      meter.markSteady();
+      // --duration is the time the fleet runs: provisioning and connecting a large fleet do not eat into it.
+      if (options.durationMs !== undefined)
+        timer = setTimeout(() => ((reason ||= "duration"), stopNow()), options.durationMs);
     },
     warn: (message) => note(io, `refeed sim: ${message}`),
     ...extra,
@@ -40,8 +47,6 @@ export async function runSim(options: SimOptions, io: Io, extra: Pick<FleetEvent
   const progress = new ProgressLine(fleet, io, options.progressMs ?? (io.tty ? 1000 : 10_000));
   progress.start();
 
-  let reason = "";
-  let stopNow: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (stopNow = resolve));
   const onSignal = (signal: NodeJS.Signals) => {
     if (reason) {
@@ -53,10 +58,6 @@ export async function runSim(options: SimOptions, io: Io, extra: Pick<FleetEvent
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-  const timer =
-    options.durationMs === undefined
-      ? undefined
-      : setTimeout(() => ((reason ||= "duration"), stopNow()), options.durationMs);
 
   let failure: Error | undefined;
   const starting = fleet.start().catch((err: Error) => {

@@ -22,7 +22,7 @@ publishes telemetry, events and feedback, and answers the actions it receives.
 ${[...scenarios.values()].map((s) => `                      ${s.name}: ${s.summary}`).join("\n")}
   --devices N       simulated devices (default 20)
   --rate R          records per second per device (default 1)
-  --duration D      stop after D, e.g. 90s or 10m (default: run until Ctrl-C)
+  --duration D      stop D after every device is connected, e.g. 90s or 10m (default: run until Ctrl-C)
   --url URL         the platform's HTTP API (default $REFEED_URL or http://localhost:8080)
   --mqtt URL        the MQTT broker (default $REFEED_MQTT_URL or mqtt://<--url host>:1883)
   --ws              connect over MQTT over WebSocket (<--url>/mqtt) instead
