@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ChangeFeed, Topic } from "../../changes/index.ts";
@@ -9,8 +6,8 @@ import { consentChanges, startConsent } from "../../consent/index.ts";
 import { keyChanges, startKeys } from "../../keys/index.ts";
 import { registryChanges, startRegistry } from "../../registry/index.ts";
 import { Catalog, ruleChanges } from "../../rules/catalog.ts";
-import { openStore, type Store } from "../../store/index.ts";
-import { freshDb, influxUrl } from "../support/influx.ts";
+import type { Store } from "../../store/index.ts";
+import { openTestStore } from "../support/store.ts";
 
 const log = pino({ level: "silent" });
 
@@ -29,22 +26,12 @@ function recorder<E>(feed: ChangeFeed, topic: Topic<E>): E[] {
  */
 describe("a second node that rebuilt from InfluxDB takes the replayed feed as known", () => {
   let store: Store;
-  let dir: string;
+  let opened: Awaited<ReturnType<typeof openTestStore>> | undefined;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "refeed-catch-up-"));
-    store = await openStore({
-      url: influxUrl(),
-      db: freshDb("catchup"),
-      influxdPath: "influxd",
-      connectTimeoutMs: 5000,
-      dataDir: dir,
-      log,
-    });
+    opened = await openTestStore("catchup", log);
+    store = opened.store;
   });
-  afterAll(async () => {
-    await store?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => opened?.close());
 
   it("for the registry, consent, keys and the rule catalog", async () => {
     const here = localChangeFeed(log);

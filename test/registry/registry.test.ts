@@ -1,32 +1,19 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
-import path from "node:path";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRegistry, type RegistryChange } from "../../registry/index.ts";
-import { openStore, type Store } from "../../store/index.ts";
-import { freshDb, influxUrl } from "../support/influx.ts";
+import type { Store } from "../../store/index.ts";
+import { openTestStore } from "../support/store.ts";
 
 /** The registry against a real InfluxDB: its view must always be what the change events rebuild. */
 describe("device registry lifecycle", () => {
   let store: Store;
-  let dir: string;
   const log = pino({ level: "silent" });
+  let opened: Awaited<ReturnType<typeof openTestStore>> | undefined;
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(os.tmpdir(), "refeed-registry-"));
-    store = await openStore({
-      url: influxUrl(),
-      db: freshDb("reg"),
-      influxdPath: "influxd",
-      connectTimeoutMs: 5000,
-      dataDir: dir,
-      log,
-    });
+    opened = await openTestStore("reg", log);
+    store = opened.store;
   });
-  afterAll(async () => {
-    await store?.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  afterAll(async () => opened?.close());
 
   it("rotates and revokes, announces each change, and refuses the old token at once even when it was cached", async () => {
     const registry = await startRegistry(store, log);
