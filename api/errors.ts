@@ -34,6 +34,7 @@ function issuesMessage(issues: readonly Issue[]): string {
 export type RequestErrorCode =
   | "INVALID_SUBJECT"
   | "INVALID_QUERY"
+  | "MISSING_BODY"
   | "INVALID_FORMAT"
   | "NOT_LINKED"
   | "UNKNOWN_CHANNEL"
@@ -75,6 +76,7 @@ export const catalogue: Record<string, Answer> = {
   // api/
   INVALID_SUBJECT: { status: 400, error: "invalid_subject" },
   INVALID_QUERY: { status: 400, error: "invalid_query" },
+  MISSING_BODY: { status: 400, error: "invalid_body" },
   INVALID_FORMAT: { status: 400, error: "invalid_format" },
   NOT_LINKED: { status: 404, error: "not_linked" },
   UNKNOWN_CHANNEL: { status: 404, error: "not_found" },
@@ -169,7 +171,8 @@ function answerError(
     const context = err.validationContext ?? "body";
     const message = issuesMessage(
       err.validation.map((v) => ({
-        field: v.instancePath.slice(1).replaceAll("/", "."),
+        // An issue with the whole part (a missing body) names the part.
+        field: v.instancePath.slice(1).replaceAll("/", ".") || (context === "querystring" ? "query" : context),
         code: v.keyword,
         message: v.message ?? "invalid",
         keys: Array.isArray(v.params.keys) ? (v.params.keys as string[]) : [],

@@ -4,7 +4,7 @@ import type { Authenticator } from "../../auth/index.ts";
 import { parseDuration } from "../../config/duration.ts";
 import { CatalogError, type CatalogEntry, type Rules } from "../../rules/index.ts";
 import { ruleSchema } from "../../rules/schema.ts";
-import { errorBody } from "../errors.ts";
+import { errorBody, RequestError } from "../errors.ts";
 import { defineRoute, type Answer, type RouteDef } from "../route.ts";
 import { idParams, isoTime } from "../schemas.ts";
 
@@ -118,7 +118,11 @@ export const ruleRoutes =
   (app) => {
     // Rule files are YAML; a JSON object is accepted too.
     app.addContentTypeParser(YAML_TYPES, { parseAs: "string" }, (_request, body, done) => done(null, body));
-    const textOf = (body: unknown) => (typeof body === "string" ? body : JSON.stringify(body ?? {}, null, 2));
+    const textOf = (body: unknown) => {
+      if (body === undefined || body === null || body === "")
+        throw new RequestError("MISSING_BODY", "body: required (the rule, as YAML or as JSON)");
+      return typeof body === "string" ? body : JSON.stringify(body, null, 2);
+    };
     const route = <P extends z.ZodType, Q extends z.ZodType, B extends z.ZodType>(
       def: Omit<RouteDef<P, Q, B>, "tag" | "auth">,
     ) => defineRoute(app, deps.auth, { tag: "rules", auth: ["product"], ...def });
@@ -223,11 +227,18 @@ export const ruleRoutes =
         400: { description: "invalid body or rule", schema: invalidRule },
         404: noRule,
       },
-      handler: (request) =>
-        deps.rules.backtest(request.params.id, {
-          sinceMs: parseDuration(request.body.since)!,
-          ...(request.body.rule ? { text: request.body.rule } : {}),
-        }),
+      handler: (request, reply) => {
+        // Two content types are accepted, so fastify checks no body when none is sent: the missing one is refused here.
+        const body = request.body as typeof request.body | undefined;
+        if (body === undefined)
+          return reply
+            .code(400)
+            .send({ error: "invalid_body", message: "body: required; send {} to try the stored rule" });
+        return deps.rules.backtest(request.params.id, {
+          sinceMs: parseDuration(body.since)!,
+          ...(body.rule ? { text: body.rule } : {}),
+        });
+      },
     });
     return Promise.resolve();
   };
