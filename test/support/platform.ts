@@ -7,6 +7,7 @@ import { pino } from "pino";
 import { configSchema, type Config, type MqttConfig, type MqttLimits } from "../../config/schema.ts";
 import { startPlatform, type Platform } from "../../platform/platform.ts";
 import type { Exchange } from "./contract.ts";
+import { checkAnswersOf } from "./contract-every-answer.ts";
 import { freshDb, influxUrl } from "./influx.ts";
 import { waitFor } from "./wait.ts";
 
@@ -59,6 +60,7 @@ export async function startTestPlatform(
   const logs: Array<Record<string, unknown>> = [];
   const log = options.logs ? capturingLogger(config.logLevel, logs) : pino({ level: config.logLevel });
   let platform = await startPlatform(config, { log });
+  checkAnswersOf(platform.addresses.http);
   const handle: TestPlatform = {
     platform,
     config,
@@ -73,6 +75,7 @@ export async function startTestPlatform(
     async restart() {
       await platform.close();
       platform = await startPlatform(config, { log });
+      checkAnswersOf(platform.addresses.http);
       Object.assign(handle, {
         platform,
         http: platform.addresses.http,

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { checkAnswersOf } from "./contract-every-answer.ts";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -37,6 +38,16 @@ export function runCli(args: string[], env: Record<string, string>): Running {
     };
   };
   child.stdout.on("data", split(stdout));
+  // A started platform's answers are checked against its document like an in-process one's.
+  child.stdout.on("data", (chunk: Buffer) => {
+    for (const line of chunk
+      .toString()
+      .split("\n")
+      .filter((l) => l.includes('"refeed listening"'))) {
+      const http = /"http":"([^"]+)"/.exec(line)?.[1];
+      if (http) checkAnswersOf(http);
+    }
+  });
   child.stderr.on("data", split(stderr));
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
