@@ -55,6 +55,8 @@ export interface ApiDeps {
   privacy: Privacy;
   keys: Keys;
   health: Health;
+  /** In cluster mode: whether this node reaches Redis now. */
+  redis?: () => "connected" | "disconnected";
 }
 
 export interface Api {
@@ -106,7 +108,12 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     deps.mqtt.handle(Object.assign(createWebSocketStream(socket), { remoteAddress, remotePort }));
   });
   await app.register(
-    healthRoutes({ store: deps.store, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+    healthRoutes({
+      store: deps.store,
+      auth: deps.auth,
+      connectedClients: () => deps.mqtt.connectedClients,
+      redis: deps.redis,
+    }),
   );
   await app.register(
     deviceRoutes({

@@ -33,6 +33,12 @@ export interface ChangeFeed {
   publish<E>(topic: Topic<E>, event: E): Promise<void>;
   /** `apply` is called for every event published after this call; returns a function that stops it. */
   subscribe<E>(topic: Topic<E>, apply: (event: E) => void): () => void;
+  /**
+   * Called when the feed cannot vouch that every change reached this node
+   * (a Redis stream trimmed past its position): views apply their stored
+   * changes again. The local feed never calls it.
+   */
+  onResync?(resync: () => void): () => void;
   close(): Promise<void>;
 }
 

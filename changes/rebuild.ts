@@ -25,23 +25,40 @@ export async function rebuildAndFollow<E>(follow: Follow<E>): Promise<{ stop: ()
   const stop = follow.feed.subscribe(follow.topic, (event) => {
     if (follow.apply(event)) follow.changed?.(event);
   });
-  let events = 0;
-  let skipped = 0;
-  try {
+  const replay = async (resync: boolean) => {
+    let events = 0;
+    let skipped = 0;
     for (const row of await follow.rows()) {
       const parsed = follow.topic.schema.safeParse(follow.toEvent(row));
       if (!parsed.success) {
         skipped++;
         continue;
       }
-      follow.apply(parsed.data);
+      // A resync takes in what the feed lost; parts act on those changes as on any new one.
+      if (follow.apply(parsed.data) && resync) follow.changed?.(parsed.data);
       events++;
     }
+    if (skipped > 0)
+      follow.log.warn({ topic: follow.topic.name, skipped }, "stored changes that are not valid events were skipped");
+    return events;
+  };
+  let events: number;
+  try {
+    events = await replay(false);
   } catch (err) {
     stop();
     throw err;
   }
-  if (skipped > 0)
-    follow.log.warn({ topic: follow.topic.name, skipped }, "stored changes that are not valid events were skipped");
-  return { stop, events };
+  const stopResync = follow.feed.onResync?.(() => {
+    replay(true).catch((err: Error) =>
+      follow.log.error({ topic: follow.topic.name, err: err.message }, "a view could not resync from InfluxDB"),
+    );
+  });
+  return {
+    stop: () => {
+      stop();
+      stopResync?.();
+    },
+    events,
+  };
 }

@@ -1,3 +1,4 @@
+import os from "node:os";
 import { z } from "zod";
 import { parseDuration } from "./duration.ts";
 
@@ -156,110 +157,141 @@ const health = z
  * The whole platform configuration. Every part receives its own slice of this,
  * already validated, so nothing downstream re-checks shapes.
  */
-export const configSchema = z.object({
-  mqtt: z
-    .object({
-      port: port.default(1883),
-      host: z.string().min(1).default("0.0.0.0"),
-      tls: mqttTls,
-      limits: mqttLimits,
-      preAuth: mqttPreAuth,
-    })
-    .prefault({}),
-  http: z
-    .object({
-      port: port.default(8080),
-      host: z.string().min(1).default("0.0.0.0"),
-      /** Time from accept to the end of a request's headers (slow-loris guard): Node's `server.headersTimeout`. */
-      headersTimeoutMs: positiveInt.max(600_000).default(10_000),
-      /** Time to receive a whole request, body included; streamed responses (SSE, WebSocket) are not cut by it. */
-      requestTimeoutMs: positiveInt.max(3_600_000).default(30_000),
-      /** How long an idle keep-alive connection stays open between requests. */
-      keepAliveTimeoutMs: positiveInt.max(600_000).default(72_000),
-      /** Largest request body; a larger one is answered 413. */
-      bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
-    })
-    .prefault({})
-    .check((ctx) => {
-      // Node refuses a headers timeout longer than the request timeout.
-      if (ctx.value.headersTimeoutMs > ctx.value.requestTimeoutMs) {
-        ctx.issues.push({
-          code: "custom",
-          input: ctx.value,
-          path: ["headersTimeoutMs"],
-          message: `must not be longer than the request timeout (${ctx.value.requestTimeoutMs} ms)`,
-        });
-      }
-    }),
-  influx: z
-    .object({
-      /** Unset: Refeed starts and supervises a local influxd under dataDir. */
-      url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8086" }).optional(),
-      db: z
-        .string()
-        .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, '_' or '-' (1-64)")
-        .default("refeed"),
-      influxdPath: z.string().min(1).default("influxd"),
-      /** How long start-up waits for a configured InfluxDB to answer (it may be starting beside us). */
-      connectTimeoutMs: positiveInt.max(600_000).default(30_000),
-    })
-    .prefault({}),
-  dataDir: z.string().min(1).default("./data"),
-  rulesDir: z.string().min(1).optional(),
-  adminToken: z.string().min(16, "at least 16 characters").optional(),
-  logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  rules: z
-    .object({
-      /** At most one prompt (suggestion, rating request) per this many sessions of a customer. */
-      promptEverySessions: positiveInt.max(1000).default(10),
-      /** A declined suggestion is not offered again for this long. */
-      declineBackoff: duration.prefault("30d"),
-      /** A suggestion nobody answered expires after this long. */
-      suggestionTtl: duration.prefault("7d"),
-      /** Static cost bound of one CEL expression. */
-      maxCost: positiveInt.max(1_000_000).default(5000),
-      /** How far back count windows (last N sessions/events) are warmed at start. */
-      warmupMaxAge: duration.prefault("90d"),
-    })
-    .prefault({}),
-  subjects: z
-    .object({
-      /** A shared device's session with a customer ends after this long when its session_end never arrives. */
-      sessionTtl: duration.prefault("1h"),
-    })
-    .prefault({}),
-  health,
-  ingest: z
-    .object({
-      /** InfluxDB's guidance is 5,000-10,000 points per write request. */
-      batchSize: positiveInt.max(100_000).default(5000),
-      /** A batch's age limit; it bounds how long a QoS 1 PUBACK waits when traffic is light. */
-      flushMs: positiveInt.max(60_000).default(200),
-      /** Write requests to InfluxDB under way at once. */
-      maxInFlight: positiveInt.max(64).default(4),
-      /** Cut batches waiting for a write slot before further ones go to the spool (bounds memory). */
-      maxQueuedBatches: positiveInt.max(1000).default(8),
-      /** A write slower than this counts as an outage; the batch goes to the spool. */
-      writeTimeoutMs: positiveInt.max(600_000).default(10_000),
-      /** How far ahead of the platform clock a device's `ts` may be. */
-      maxFutureSkewMs: z.coerce
-        .number({ error: intMsg })
-        .int(intMsg)
-        .min(0, intMsg)
-        .max(366 * 86_400_000)
-        .default(300_000),
-      /** Records in one publish (an array payload). */
-      maxRecords: positiveInt.max(10_000).default(500),
-      /** Metrics per telemetry record, props per event. */
-      maxFields: positiveInt.max(1000).default(64),
-      /** Bytes of one publish or HTTP ingest body. */
-      maxPayloadBytes: positiveInt.max(16 * 1024 * 1024).default(64 * 1024),
-      /** The disk spool (under the data dir) that holds batches while InfluxDB is unreachable. */
-      spoolMaxBytes: positiveInt.default(1024 * 1024 * 1024),
-      spoolSegmentBytes: positiveInt.default(16 * 1024 * 1024),
-    })
-    .prefault({}),
-});
+export const configSchema = z
+  .object({
+    mqtt: z
+      .object({
+        port: port.default(1883),
+        host: z.string().min(1).default("0.0.0.0"),
+        tls: mqttTls,
+        limits: mqttLimits,
+        preAuth: mqttPreAuth,
+      })
+      .prefault({}),
+    http: z
+      .object({
+        port: port.default(8080),
+        host: z.string().min(1).default("0.0.0.0"),
+        /** Time from accept to the end of a request's headers (slow-loris guard): Node's `server.headersTimeout`. */
+        headersTimeoutMs: positiveInt.max(600_000).default(10_000),
+        /** Time to receive a whole request, body included; streamed responses (SSE, WebSocket) are not cut by it. */
+        requestTimeoutMs: positiveInt.max(3_600_000).default(30_000),
+        /** How long an idle keep-alive connection stays open between requests. */
+        keepAliveTimeoutMs: positiveInt.max(600_000).default(72_000),
+        /** Largest request body; a larger one is answered 413. */
+        bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
+      })
+      .prefault({})
+      .check((ctx) => {
+        // Node refuses a headers timeout longer than the request timeout.
+        if (ctx.value.headersTimeoutMs > ctx.value.requestTimeoutMs) {
+          ctx.issues.push({
+            code: "custom",
+            input: ctx.value,
+            path: ["headersTimeoutMs"],
+            message: `must not be longer than the request timeout (${ctx.value.requestTimeoutMs} ms)`,
+          });
+        }
+      }),
+    influx: z
+      .object({
+        /** Unset: Refeed starts and supervises a local influxd under dataDir. */
+        url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL such as http://localhost:8086" }).optional(),
+        db: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, "letters, digits, '_' or '-' (1-64)")
+          .default("refeed"),
+        influxdPath: z.string().min(1).default("influxd"),
+        /** How long start-up waits for a configured InfluxDB to answer (it may be starting beside us). */
+        connectTimeoutMs: positiveInt.max(600_000).default(30_000),
+      })
+      .prefault({}),
+    dataDir: z.string().min(1).default("./data"),
+    rulesDir: z.string().min(1).optional(),
+    adminToken: z.string().min(16, "at least 16 characters").optional(),
+    logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    rules: z
+      .object({
+        /** At most one prompt (suggestion, rating request) per this many sessions of a customer. */
+        promptEverySessions: positiveInt.max(1000).default(10),
+        /** A declined suggestion is not offered again for this long. */
+        declineBackoff: duration.prefault("30d"),
+        /** A suggestion nobody answered expires after this long. */
+        suggestionTtl: duration.prefault("7d"),
+        /** Static cost bound of one CEL expression. */
+        maxCost: positiveInt.max(1_000_000).default(5000),
+        /** How far back count windows (last N sessions/events) are warmed at start. */
+        warmupMaxAge: duration.prefault("90d"),
+      })
+      .prefault({}),
+    subjects: z
+      .object({
+        /** A shared device's session with a customer ends after this long when its session_end never arrives. */
+        sessionTtl: duration.prefault("1h"),
+      })
+      .prefault({}),
+    health,
+    ingest: z
+      .object({
+        /** InfluxDB's guidance is 5,000-10,000 points per write request. */
+        batchSize: positiveInt.max(100_000).default(5000),
+        /** A batch's age limit; it bounds how long a QoS 1 PUBACK waits when traffic is light. */
+        flushMs: positiveInt.max(60_000).default(200),
+        /** Write requests to InfluxDB under way at once. */
+        maxInFlight: positiveInt.max(64).default(4),
+        /** Cut batches waiting for a write slot before further ones go to the spool (bounds memory). */
+        maxQueuedBatches: positiveInt.max(1000).default(8),
+        /** A write slower than this counts as an outage; the batch goes to the spool. */
+        writeTimeoutMs: positiveInt.max(600_000).default(10_000),
+        /** How far ahead of the platform clock a device's `ts` may be. */
+        maxFutureSkewMs: z.coerce
+          .number({ error: intMsg })
+          .int(intMsg)
+          .min(0, intMsg)
+          .max(366 * 86_400_000)
+          .default(300_000),
+        /** Records in one publish (an array payload). */
+        maxRecords: positiveInt.max(10_000).default(500),
+        /** Metrics per telemetry record, props per event. */
+        maxFields: positiveInt.max(1000).default(64),
+        /** Bytes of one publish or HTTP ingest body. */
+        maxPayloadBytes: positiveInt.max(16 * 1024 * 1024).default(64 * 1024),
+        /** The disk spool (under the data dir) that holds batches while InfluxDB is unreachable. */
+        spoolMaxBytes: positiveInt.default(1024 * 1024 * 1024),
+        spoolSegmentBytes: positiveInt.default(16 * 1024 * 1024),
+      })
+      .prefault({}),
+    /** Set: this process is a node of a cluster on this Redis (the broker, the change feed, leases). */
+    redis: z
+      .object({
+        url: z
+          .url({ protocol: /^rediss?$/, error: "expected a redis:// URL such as redis://localhost:6379" })
+          .optional(),
+      })
+      .prefault({}),
+    /** This node's name in a cluster (its Redis connections, leases and logs carry it). */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "letters, digits, '_', '.' or '-' (1-64)")
+      .default(
+        () =>
+          `${os
+            .hostname()
+            .replace(/[^A-Za-z0-9_.-]/g, "-")
+            .slice(0, 50)}-${process.pid}`,
+      ),
+  })
+  .superRefine((config, ctx) => {
+    // Each node would generate its own admin token; the nodes of one platform must agree on one.
+    if (config.redis.url && !config.adminToken)
+      ctx.issues.push({
+        code: "custom",
+        input: config.adminToken,
+        path: ["adminToken"],
+        message:
+          "REFEED_ADMIN_TOKEN is required in cluster mode (REFEED_REDIS_URL set): every node must accept the same token",
+      });
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type MqttConfig = Config["mqtt"];
@@ -342,4 +374,6 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_INGEST_MAX_PAYLOAD_BYTES: ["ingest", "maxPayloadBytes"],
   REFEED_SPOOL_MAX_BYTES: ["ingest", "spoolMaxBytes"],
   REFEED_SPOOL_SEGMENT_BYTES: ["ingest", "spoolSegmentBytes"],
+  REFEED_REDIS_URL: ["redis", "url"],
+  REFEED_NODE_ID: ["nodeId"],
 };

@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { openStore, type Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
+import { redisChangeFeed, type RedisChangeFeed } from "../changes/redis.ts";
 import { registryChanges, startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
 import { startRules, type Rules } from "../rules/index.ts";
@@ -58,7 +59,12 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
     closers.push(() => store.close());
     // One feed for every view; it closes after the parts, which stop following it as they close.
-    const changes = options.changes ?? localChangeFeed(log);
+    // In cluster mode the feed is a Redis stream every node follows; it opens before any view rebuilds.
+    const redisFeed: RedisChangeFeed | undefined =
+      !options.changes && config.redis.url
+        ? await redisChangeFeed({ url: config.redis.url, node: config.nodeId }, log)
+        : undefined;
+    const changes = options.changes ?? redisFeed ?? localChangeFeed(log);
     closers.push(() => changes.close());
     const registry: Registry = await startRegistry(store, log, changes);
     closers.push(() => registry.close());
@@ -211,6 +217,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       privacy,
       keys,
       health,
+      ...(redisFeed ? { redis: () => redisFeed.link() } : {}),
     });
     closers.push(() => api.close());
 
@@ -222,10 +229,25 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       ws: `ws://${show(api.address.host)}:${api.address.port}/mqtt`,
       influx: store.url,
     };
-    log.info({ ...addresses, db: store.db, rulesDir: config.rulesDir ?? null }, "refeed listening");
+    log.info(
+      {
+        ...addresses,
+        db: store.db,
+        rulesDir: config.rulesDir ?? null,
+        ...(config.redis.url ? { node: config.nodeId, redis: redactedUrl(config.redis.url) } : {}),
+      },
+      "refeed listening",
+    );
     return { addresses, store, changes, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;
   }
+}
+
+/** A Redis URL without its password, for logs. */
+function redactedUrl(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "***";
+  return u.toString();
 }

@@ -1,0 +1,89 @@
+import type { MqttClient } from "mqtt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ManagedRedis } from "../../cluster/redis-server.ts";
+import { freshDb, influxUrl } from "../support/influx.ts";
+import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
+import { startTestRedis } from "../support/redis.ts";
+
+/** Three nodes on one InfluxDB database and one Redis, each with its own data dir and ports. */
+describe("cluster: three nodes on one Redis behave as one platform", () => {
+  let redis: ManagedRedis;
+  let nodes: TestPlatform[] = [];
+  const node = (n: 1 | 2 | 3) => nodes[n - 1]!;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    const db = freshDb("cluster");
+    nodes = [];
+    for (const id of ["node-1", "node-2", "node-3"])
+      nodes.push(
+        await startTestPlatform({
+          influx: { url: influxUrl(), db, influxdPath: "influxd", connectTimeoutMs: 30_000 },
+          redis: { url: redis.url },
+          nodeId: id,
+        }),
+      );
+  });
+  afterAll(async () => {
+    for (const t of nodes) await t.close();
+    await redis?.close();
+  });
+
+  it("says on /healthz that it reaches Redis", async () => {
+    for (const t of nodes)
+      expect(await api(t, "GET", "/healthz", undefined, null)).toMatchObject({
+        status: 200,
+        body: { status: "ok", influx: "reachable", redis: "reachable" },
+      });
+  });
+
+  it("a device provisioned through node 2 connects to node 1 at once; revoked through node 3, it is cut off and refused everywhere", async () => {
+    const tv = await provision(node(2), { id: "tv-c1", kind: "tv" });
+    // No waiting: the provisioning answer came after every other node applied it.
+    const client: MqttClient = await connectDevice(node(1).mqttUrl, tv.id, tv.token);
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    expect((await api(node(3), "DELETE", `/api/devices/${tv.id}`)).status).toBe(200);
+    await closed;
+    for (const t of nodes)
+      await expect(connectDevice(t.mqttUrl, tv.id, tv.token)).rejects.toThrow(
+        /Not authorized|Bad username or password/,
+      );
+    for (const t of nodes)
+      expect((await api(t, "GET", `/api/devices/${tv.id}`)).body).toMatchObject({ id: tv.id, revoked: true });
+  });
+
+  it("a token rotated through node 3 ends the session on node 1; the new token works on node 2, the old one nowhere", async () => {
+    const tv = await provision(node(1), { id: "tv-c2", kind: "tv" });
+    const client = await connectDevice(node(1).mqttUrl, tv.id, tv.token);
+    const closed = new Promise<void>((resolve) => client.once("close", () => resolve()));
+    const rotated = await api(node(3), "POST", `/api/devices/${tv.id}/rotate`);
+    expect(rotated.status).toBe(200);
+    await closed;
+    const again = await connectDevice(node(2).mqttUrl, tv.id, rotated.body.token as string);
+    await again.endAsync();
+    await expect(connectDevice(node(1).mqttUrl, tv.id, tv.token)).rejects.toThrow(/Bad username or password/);
+  });
+
+  it("an opt-out made through node 1 holds for the next message ingested by node 2", async () => {
+    const atm = await provision(node(3), { id: "atm-c1", kind: "atm" });
+    const ingest = (t: TestPlatform, n: number) =>
+      fetch(`${t.http}/api/ingest/telemetry`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${atm.token}`, "content-type": "application/json" },
+        body: JSON.stringify({ subject: "cust-c1", metrics: { n } }),
+      }).then(async (res) => [res.status, await res.json()] as const);
+    expect((await api(node(1), "PUT", "/api/subjects/cust-c1/consent", { analytics: true })).status).toBe(200);
+    expect(await ingest(node(2), 1)).toEqual([200, { accepted: 1, withheld: 0, refused: [] }]);
+    expect((await api(node(1), "PUT", "/api/subjects/cust-c1/consent", { analytics: false })).status).toBe(200);
+    expect(await ingest(node(2), 2)).toEqual([200, { accepted: 0, withheld: 1, refused: [] }]);
+    expect(await ingest(node(3), 3)).toEqual([200, { accepted: 0, withheld: 1, refused: [] }]);
+  });
+
+  it("an API key made through node 1 is taken by nodes 2 and 3; revoked through node 2, refused by all", async () => {
+    const made = await api(node(1), "POST", "/api/keys", { role: "product", name: "growth" });
+    expect(made.status).toBe(201);
+    const key = made.body.token as string;
+    for (const t of nodes) expect((await api(t, "GET", "/api/rules", undefined, key)).status).toBe(200);
+    expect((await api(node(2), "DELETE", `/api/keys/${String(made.body.id)}`)).status).toBe(200);
+    for (const t of nodes) expect((await api(t, "GET", "/api/rules", undefined, key)).status).toBe(401);
+  });
+});
