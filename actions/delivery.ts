@@ -1,4 +1,6 @@
 import type { Logger } from "pino";
+import type { ChangeFeed } from "../changes/index.ts";
+import { ACTION_LOG_TOPIC } from "./events.ts";
 import { createBatchWriter } from "../ingest/writer.ts";
 import type { Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
@@ -49,17 +51,29 @@ export async function startDelivery(deps: {
   render(actionId: string): string | undefined;
   /** Tells the action lifecycle that a device confirmed receipt, at the time of the `delivered` row. */
   onDelivered?(device: string, actionId: string, micros: number): void;
+  /** The action log's changes, from this node and the others: what is pending follows them. */
+  feed?: ChangeFeed;
 }): Promise<Delivery> {
   const log = deps.log.child({ part: "delivery" });
   /** device -> action id -> payload (undefined until first needed after a rebuild). */
   const pending = new Map<string, Map<string, string | undefined>>();
+  // Actions a device no longer needs, by "device|action" (bounded: oldest first out). An action neither
+  // pending nor settled here is one just proposed on another node whose log entry is still on its way.
+  const settled = new Set<string>();
+  const settle = (device: string, actionId: string) => {
+    settled.add(`${device}|${actionId}`);
+    if (settled.size > 200_000) settled.delete(settled.values().next().value!);
+  };
 
   const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(actionStatuses());
   for (const row of rows) {
     // A change logged while its customer had no device has no target to deliver to.
     if (!row.device) continue;
     if (row.status === "proposed") queueFor(row.device).set(row.action, undefined);
-    else if (RECEIVED.has(row.status)) drop(row.device, row.action);
+    else if (RECEIVED.has(row.status)) {
+      drop(row.device, row.action);
+      settle(row.device, row.action);
+    }
   }
   let total = 0;
   for (const list of pending.values()) total += list.size;
@@ -79,6 +93,20 @@ export async function startDelivery(deps: {
     if (!list) pending.set(device, (list = new Map<string, string | undefined>()));
     return list;
   }
+
+  // A proposal or a receipt recorded on any node (this one's own included, which changes nothing twice).
+  const stopFollowing = deps.feed?.subscribe(ACTION_LOG_TOPIC, (event) => {
+    if (!event.device) return;
+    if (event.status === "proposed") {
+      if (!settled.has(`${event.device}|${event.action}`)) {
+        const list = queueFor(event.device);
+        if (!list.has(event.action)) list.set(event.action, undefined);
+      }
+    } else if (RECEIVED.has(event.status)) {
+      drop(event.device, event.action);
+      settle(event.device, event.action);
+    }
+  });
 
   function drop(device: string, actionId: string): boolean {
     const list = pending.get(device);
@@ -128,7 +156,8 @@ export async function startDelivery(deps: {
         .catch((err: Error) => log.error({ device, action: actionId, err: err.message }, "delivery not recorded"));
     },
 
-    isPending: (device, actionId) => pending.get(device)?.has(actionId) === true,
+    isPending: (device, actionId) =>
+      pending.get(device)?.has(actionId) === true || !settled.has(`${device}|${actionId}`),
 
     received(device, actionId) {
       drop(device, actionId);
@@ -148,6 +177,7 @@ export async function startDelivery(deps: {
     flush: () => writer.flush(),
 
     async close() {
+      stopFollowing?.();
       await writer.close();
     },
   };

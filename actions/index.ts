@@ -86,6 +86,7 @@ export async function startActions(
     },
     // delivery.ts writes the `delivered` row; the lifecycle view only follows it.
     onDelivered: (device, id, micros) => recorder.emitAction({ action: id, status: "delivered", device, micros }),
+    feed,
   });
 
   const state = retainedState({ profileOf: (owner) => profiles.get(owner), touchpoints, registry, publisher, log });

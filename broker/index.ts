@@ -13,6 +13,7 @@ import { identityHooks } from "./auth.ts";
 import { authorizeHooks } from "./authorize.ts";
 import { PublishRateLimiter } from "./limits.ts";
 import { startListeners } from "./listeners.ts";
+import { clusterEngines } from "./cluster.ts";
 import { cappedMemoryPersistence } from "./offline-queue.ts";
 import { PacketGuard, type PacketLimitOptions, type PacketWatch, type Transport } from "./packet-limit.ts";
 import type { Presence } from "./presence.ts";
@@ -48,6 +49,8 @@ export interface BrokerDeps {
   log: Logger;
   /** The platform's Prometheus registry; the broker registers its connection budget series there. */
   metrics?: MetricsRegistry;
+  /** In cluster mode: the nodes share subscriptions, sessions, retained state and messages through Redis. */
+  cluster?: { redisUrl: string; node: string };
 }
 
 /** Room for the fixed and variable header (topic, client id, credentials) on top of the payload limit. */
@@ -68,7 +71,24 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
   sweep.unref();
   const resend = redelivery(deps.outbox, log);
 
+  const onDrop = (clientId: string, dropped: Array<{ topic: string }>) =>
+    log.warn(
+      {
+        clientId,
+        device: clientId.split(":")[0],
+        reason: "offline_queue_full",
+        dropped: dropped.length,
+        topics: dropped.map((d) => d.topic),
+        limit: limits.maxQueuedMessages,
+      },
+      "offline queue full: oldest messages dropped",
+    );
+  const cluster = deps.cluster
+    ? clusterEngines({ ...deps.cluster, maxQueued: limits.maxQueuedMessages, onDrop, log })
+    : undefined;
   const aedes = await Aedes.createBroker({
+    // In a cluster the broker's id is the node's, so a takeover or a dead node's wills name it.
+    ...(cluster ? { id: deps.cluster!.node, mq: cluster.mq, persistence: cluster.persistence } : {}),
     // No cap on messages in flight in Aedes' emitter (its default is 100). Past the cap, mqemitter
     // queues messages and drains the queue recursively as deliveries complete; under overload
     // (8,000 actions/s in the benchmark) the queue grew long enough to overflow the stack and end
@@ -78,19 +98,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
     heartbeatInterval: 60_000,
     // The packet guard times out a slow CONNECT from accept on; this is Aedes' own backstop.
     connectTimeout: limits.connectTimeoutMs,
-    persistence: cappedMemoryPersistence(limits.maxQueuedMessages, (clientId, dropped) =>
-      log.warn(
-        {
-          clientId,
-          device: clientId.split(":")[0],
-          reason: "offline_queue_full",
-          dropped: dropped.length,
-          topics: dropped.map((d) => d.topic),
-          limit: limits.maxQueuedMessages,
-        },
-        "offline queue full: oldest messages dropped",
-      ),
-    ),
+    ...(cluster ? {} : { persistence: cappedMemoryPersistence(limits.maxQueuedMessages, onDrop) }),
   });
   // Aedes emits 'error' for persistence failures; unhandled it would end the process.
   (aedes as unknown as EventEmitter).on("error", (err: Error) => log.error({ err: err.message }, "broker error"));
@@ -320,6 +328,7 @@ export async function startBroker(config: MqttConfig, deps: BrokerDeps): Promise
       for (const session of sessions.all()) session.reason ??= "server_shutdown";
       const stopped = listeners.close();
       await new Promise<void>((resolve) => aedes.close(() => resolve()));
+      await cluster?.close();
       // Connections that never completed CONNECT are not Aedes clients yet.
       for (const guard of [...admission.connections()]) guard.destroy();
       await stopped;

@@ -163,6 +163,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       presence,
       outbox: actions.delivery,
       metrics,
+      ...(config.redis.url ? { cluster: { redisUrl: config.redis.url, node: config.nodeId } } : {}),
     });
     broker = mqttBroker;
     closers.push(() => mqttBroker.close());

@@ -4,6 +4,7 @@ import type { ManagedRedis } from "../../cluster/redis-server.ts";
 import { freshDb, influxUrl } from "../support/influx.ts";
 import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
 import { startTestRedis } from "../support/redis.ts";
+import { polling, waitFor } from "../support/wait.ts";
 
 /** Three nodes on one InfluxDB database and one Redis, each with its own data dir and ports. */
 describe("cluster: three nodes on one Redis behave as one platform", () => {
@@ -85,5 +86,47 @@ describe("cluster: three nodes on one Redis behave as one platform", () => {
     for (const t of nodes) expect((await api(t, "GET", "/api/rules", undefined, key)).status).toBe(200);
     expect((await api(node(2), "DELETE", `/api/keys/${String(made.body.id)}`)).status).toBe(200);
     for (const t of nodes) expect((await api(t, "GET", "/api/rules", undefined, key)).status).toBe(401);
+  });
+
+  it("the same client id connecting to node 2 while connected to node 1 takes the session over", async () => {
+    const tv = await provision(node(1), { id: "tv-c3", kind: "tv" });
+    const first = await connectDevice(node(1).mqttUrl, tv.id, tv.token);
+    const closed = new Promise<void>((resolve) => first.once("close", () => resolve()));
+    const second = await connectDevice(node(2).mqttUrl, tv.id, tv.token);
+    await closed;
+    expect(second.connected).toBe(true);
+    await second.endAsync();
+  });
+
+  it("an action a rule on node 1 produces reaches the device's connection on node 2, which acknowledges it there", async () => {
+    const rule = await api(node(3), "POST", "/api/rules", {
+      id: "dim-when-hot",
+      on: "telemetry",
+      when: "msg.metrics.temp > 40",
+      then: [{ set: "brightness", value: 30 }],
+    });
+    expect(rule.status, JSON.stringify(rule.body)).toBe(201);
+    const tv = await provision(node(2), { id: "tv-c4", kind: "tv" });
+    const client = await connectDevice(node(2).mqttUrl, tv.id, tv.token);
+    const received: Array<{ id: string; set?: Record<string, unknown> }> = [];
+    client.on("message", (_topic, payload) =>
+      received.push(JSON.parse(payload.toString()) as (typeof received)[number]),
+    );
+    await client.subscribeAsync(`devices/${tv.id}/actions`, { qos: 1 });
+    const res = await fetch(`${node(1).http}/api/ingest/telemetry`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${tv.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ metrics: { temp: 45 } }),
+    });
+    expect(res.status).toBe(200);
+    const action = await waitFor(() => received[0], "the action on node 2");
+    await client.publishAsync(`devices/${tv.id}/acks`, JSON.stringify({ action: action.id, status: "applied" }), {
+      qos: 1,
+    });
+    for (const t of nodes)
+      await expect
+        .poll(async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status, polling)
+        .toBe("applied");
+    await client.endAsync();
   });
 });
