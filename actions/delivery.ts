@@ -65,16 +65,21 @@ export async function startDelivery(deps: {
     if (settled.size > 200_000) settled.delete(settled.values().next().value!);
   };
 
-  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(actionStatuses());
-  for (const row of rows) {
+  // One path for a stored row at start and a change from the feed later (this node's own included).
+  const applyStatus = (device: string, action: string, status: string) => {
     // A change logged while its customer had no device has no target to deliver to.
-    if (!row.device) continue;
-    if (row.status === "proposed") queueFor(row.device).set(row.action, undefined);
-    else if (RECEIVED.has(row.status)) {
-      drop(row.device, row.action);
-      settle(row.device, row.action);
+    if (!device) return;
+    if (status === "proposed") {
+      if (settled.has(`${device}|${action}`)) return;
+      const list = queueFor(device);
+      if (!list.has(action)) list.set(action, undefined);
+    } else if (RECEIVED.has(status)) {
+      drop(device, action);
+      settle(device, action);
     }
-  }
+  };
+  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(actionStatuses());
+  for (const row of rows) applyStatus(row.device, row.action, row.status);
   let total = 0;
   for (const list of pending.values()) total += list.size;
   log.info({ devices: pending.size, actions: total }, "pending action deliveries rebuilt from the action log");
@@ -94,19 +99,7 @@ export async function startDelivery(deps: {
     return list;
   }
 
-  // A proposal or a receipt recorded on any node (this one's own included, which changes nothing twice).
-  const stopFollowing = deps.feed?.subscribe(ACTION_LOG_TOPIC, (event) => {
-    if (!event.device) return;
-    if (event.status === "proposed") {
-      if (!settled.has(`${event.device}|${event.action}`)) {
-        const list = queueFor(event.device);
-        if (!list.has(event.action)) list.set(event.action, undefined);
-      }
-    } else if (RECEIVED.has(event.status)) {
-      drop(event.device, event.action);
-      settle(event.device, event.action);
-    }
-  });
+  const stopFollowing = deps.feed?.subscribe(ACTION_LOG_TOPIC, (e) => applyStatus(e.device, e.action, e.status));
 
   function drop(device: string, actionId: string): boolean {
     const list = pending.get(device);
