@@ -132,6 +132,9 @@ export function actionLifecycle(
 
   return {
     async propose(proposal) {
+      // A trigger evaluated again (a partition taken over) proposes the id it did the first time.
+      const known = proposal.id === undefined ? undefined : book.actions.get(proposal.id);
+      if (known) return known;
       const owner: Owner =
         proposal.scope === "subject" && proposal.subject ? `subject:${proposal.subject}` : `device:${proposal.device}`;
       const now = Date.now();
@@ -143,7 +146,7 @@ export function actionLifecycle(
           : devicesOf(owner, proposal.device);
       const { record, points } = open(
         {
-          id: newId(),
+          id: proposal.id ?? newId(),
           rule: proposal.rule,
           kind: proposal.kind,
           key: proposal.key,

@@ -37,6 +37,8 @@ export interface Ack {
 
 /** An action a rule proposes (rules/). */
 export interface Proposal {
+  /** An id derived from what triggered it; a second proposal with an id the action log holds is refused. */
+  id?: string;
   rule: string;
   kind: "set" | "suggest" | "clear" | "notify";
   /** Profile key; for notify, the webhook URL. */

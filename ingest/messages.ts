@@ -211,6 +211,8 @@ interface Envelope {
   ts: number;
   /** Whether ts came from the device (then the point is idempotent under redelivery). */
   tsFromDevice: boolean;
+  /** The stored point's time in µs, set once when the record is stored (see points.ts). */
+  micros?: number;
 }
 export interface TelemetryMessage extends Envelope {
   kind: "telemetry";

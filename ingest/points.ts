@@ -11,10 +11,12 @@ import type { DeviceMessage } from "./messages.ts";
  * The timestamp is decided here, once, before the line is batched or spooled:
  * a device-stated `ts` maps to exactly that time (a redelivered message
  * overwrites its own point), otherwise the receipt time with a unique
- * microsecond, so a replay from the spool rewrites the same points.
+ * microsecond, so a replay from the spool rewrites the same points. The
+ * message keeps it (`micros`): with the device, it is the record's identity,
+ * which rules derive action ids from.
  */
 export function toDeviceLine(msg: DeviceMessage): Line {
-  const micros = msg.tsFromDevice ? msg.ts * 1000 : nextMicros(msg.ts);
+  const micros = (msg.micros ??= msg.tsFromDevice ? msg.ts * 1000 : nextMicros(msg.ts));
   const tags: Array<[string, string]> = [["device", msg.device]];
   if (msg.kind === "event") tags.push(["event", msg.name]);
   if (msg.subject !== undefined) tags.push(["subject", msg.subject]);

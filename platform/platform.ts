@@ -9,6 +9,7 @@ import { redisChangeFeed, type RedisChangeFeed } from "../changes/redis.ts";
 import { registryChanges, startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
 import { startRules, type Rules } from "../rules/index.ts";
+import { RULE_PARTITIONS } from "../rules/partitions.ts";
 import { startIngest, type Ingest } from "../ingest/index.ts";
 import { startConsent, type Consent } from "../consent/index.ts";
 import { startBroker, type Broker } from "../broker/index.ts";
@@ -97,6 +98,9 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         declineBackoffMs: config.rules.declineBackoff,
         maxCost: config.rules.maxCost,
         warmupMaxAgeMs: config.rules.warmupMaxAge,
+        cluster: config.redis.url
+          ? { redisUrl: config.redis.url, node: config.nodeId, partitions: RULE_PARTITIONS }
+          : undefined,
       },
       { log, store, actions, consent, changes },
     );

@@ -2,8 +2,11 @@ import type { RuleMessage } from "./message.ts";
 import type { CompiledRule } from "./load.ts";
 import { Source, VALUE_FNS, aggregateValue } from "./aggregates.ts";
 import { SessionLog } from "./sessions.ts";
+import { actionIdOf, recordIdentity } from "./identity.ts";
 
 export interface ProposedAction {
+  /** Derived from the rule, target and record (identity.ts): the same trigger always proposes the same id. */
+  id: string;
   rule: string;
   kind: "set" | "suggest" | "clear" | "notify";
   /** Profile key; for notify, the webhook URL. */
@@ -77,7 +80,9 @@ export function celMessage(msg: RuleMessage): Record<string, unknown> {
   }
 }
 
-const keyOf = (scope: "device" | "subject", msg: RuleMessage) => (scope === "device" ? msg.device : msg.subject);
+export type Scope = "device" | "subject";
+
+export const keyOf = (scope: Scope, msg: RuleMessage) => (scope === "device" ? msg.device : msg.subject);
 
 /**
  * Rules indexed by trigger, the windows their aggregates read, and the
@@ -134,14 +139,16 @@ export class RuleEngine {
   /**
    * Feeds history into windows and sessions. `only` limits it to some sources
    * (warming new ones); `devices` to the device-scoped state of some devices
-   * (warming them again after an erasure).
+   * (warming them again after an erasure); `scope` to the state of one scope
+   * (in a cluster, a message's device and subject may belong to different
+   * partitions, each owned by one node).
    */
-  observe(msg: RuleMessage, only?: ReadonlySet<Source>, devices?: ReadonlySet<string>): void {
+  observe(msg: RuleMessage, only?: ReadonlySet<Source>, devices?: ReadonlySet<string>, scope?: Scope): void {
     if (devices && !devices.has(msg.device)) return;
     const trigger = triggerOf(msg);
     if (!only && trigger === `event:${SESSION_START}`) {
-      this.sessionLog("device", msg.device, true)!.start(msg.ts);
-      if (msg.subject && !devices) this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
+      if (scope !== "subject") this.sessionLog("device", msg.device, true)!.start(msg.ts);
+      if (msg.subject && !devices && scope !== "device") this.sessionLog("subject", msg.subject, true)!.start(msg.ts);
     }
     const sources = this.sourcesByTrigger.get(trigger);
     // Most messages feed no window: building CEL's view of them would be the engine's main cost.
@@ -150,16 +157,18 @@ export class RuleEngine {
     for (const source of sources) {
       if (only && !only.has(source)) continue;
       if (devices && source.scope !== "device") continue;
+      if (scope && source.scope !== scope) continue;
       const key = keyOf(source.scope, msg);
       if (key === undefined) continue;
       source.observe(msg, celMsg, key, this.sessionLog(source.scope, key, false));
     }
   }
 
-  /** Evaluates the rules indexed under the message's trigger. */
-  evaluate(msg: RuleMessage, now: number, guards: Guards): Outcome[] {
-    const rules = this.byTrigger.get(triggerOf(msg));
-    if (!rules) return [];
+  /** Evaluates the rules indexed under the message's trigger (of one scope, when given). */
+  evaluate(msg: RuleMessage, now: number, guards: Guards, scope?: Scope): Outcome[] {
+    const indexed = this.byTrigger.get(triggerOf(msg));
+    if (!indexed) return [];
+    const rules = scope ? indexed.filter((r) => r.spec.scope === scope) : indexed;
     const celMsg = celMessage(msg);
     // Rules that share a source read its window once per message.
     const reads = new Map<Source, ReturnType<Source["read"]>>();
@@ -176,9 +185,16 @@ export class RuleEngine {
   }
 
   /** Observe, then evaluate: the message itself counts in its own windows. */
-  handle(msg: RuleMessage, now: number, guards: Guards): Outcome[] {
-    this.observe(msg);
-    return this.evaluate(msg, now, guards);
+  handle(msg: RuleMessage, now: number, guards: Guards, scope?: Scope): Outcome[] {
+    this.observe(msg, undefined, undefined, scope);
+    return this.evaluate(msg, now, guards, scope);
+  }
+
+  /** Whether a message of this trigger feeds a window or triggers a rule of this scope (else routing it is waste). */
+  wants(trigger: string, scope: Scope): boolean {
+    if (trigger === `event:${SESSION_START}`) return true;
+    if (this.byTrigger.get(trigger)?.some((r) => r.spec.scope === scope)) return true;
+    return this.sourcesByTrigger.get(trigger)?.some((s) => s.scope === scope) ?? false;
   }
 
   /** Sessions of a target that started after `ts` (for the prompt cap). */
@@ -279,8 +295,9 @@ export class RuleEngine {
     }
 
     const why = explain(rule, bindings);
+    const record = recordIdentity(msg);
     const actions: ProposedAction[] = [];
-    for (const action of rule.actions) {
+    for (const [index, action] of rule.actions.entries()) {
       let value: unknown =
         "value" in action.spec ? action.spec.value : "message" in action.spec ? action.spec.message : undefined;
       if (action.valueExpr) {
@@ -290,6 +307,7 @@ export class RuleEngine {
         value = result.value;
       }
       actions.push({
+        id: actionIdOf(id, target, record, index),
         rule: id,
         kind: action.kind,
         key: action.key,

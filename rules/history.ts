@@ -1,6 +1,7 @@
 import type { DeviceMessage } from "../ingest/index.ts";
 import type { Store } from "../store/index.ts";
 import { history } from "../ingest/queries.ts";
+import { microsOfRow } from "../store/clock.ts";
 
 const DAY = 86_400_000;
 const TAGS = new Set(["time", "device", "subject", "event"]);
@@ -47,6 +48,7 @@ function toMessage(kind: Kind, row: Record<string, unknown> & { time: Date }): D
     subject: typeof row.subject === "string" ? row.subject : undefined,
     ts: row.time.getTime(),
     tsFromDevice: true,
+    micros: microsOfRow(row.time),
   };
   if (kind === "event") {
     let props: Record<string, number | boolean | string | null> = {};

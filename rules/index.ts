@@ -7,7 +7,19 @@ import type { Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { backtest, type BacktestReport } from "./backtest.ts";
 import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
-import { RuleEngine, SESSION_START, type GuardConfig, type Guards, type ProposedAction } from "./engine.ts";
+import {
+  RuleEngine,
+  SESSION_START,
+  keyOf,
+  triggerOf,
+  type GuardConfig,
+  type Guards,
+  type Outcome,
+  type ProposedAction,
+  type Scope,
+} from "./engine.ts";
+import { recordIdentity } from "./identity.ts";
+import { partitionOf, partitionRouter, type PartitionRouter } from "./partitions.ts";
 import { readHistory } from "./history.ts";
 import { loadRule, RuleError, type CompiledRule } from "./load.ts";
 import type { Source } from "./aggregates.ts";
@@ -32,6 +44,8 @@ export interface RulesConfig extends GuardConfig {
   maxCost: number;
   /** How far back windows that are not time-bounded (last N sessions/events) are warmed. */
   warmupMaxAgeMs: number;
+  /** Cluster mode: the windows are split in partitions, each owned by one node (partitions.ts). */
+  cluster?: { redisUrl: string; node: string; partitions: number; leaseMs?: number } | undefined;
 }
 
 export interface Rules {
@@ -48,6 +62,8 @@ export interface Rules {
   backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
+  /** The partitions whose windows this node holds (cluster mode; `[0]` on a single node). */
+  partitions(): number[];
   /**
    * Erasure: forgets a subject's windows and sessions, and warms the device
    * windows of the devices they used again from InfluxDB (already erased), so
@@ -57,6 +73,10 @@ export interface Rules {
   readonly stats: RuleEngine["stats"];
   close(): Promise<void>;
 }
+
+const SCOPES: readonly Scope[] = ["device", "subject"];
+/** How long records a taken partition warmed are remembered, against its stream replaying them. */
+const RECENT_MS = 5 * 60_000;
 
 export interface RulesDeps {
   log: Logger;
@@ -71,7 +91,14 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   const log = deps.log.child({ part: "rules" });
   const loadOptions = { maxCost: config.maxCost };
   const catalog = await Catalog.open(deps.store, log, loadOptions, deps.changes);
-  const engine = new RuleEngine(config);
+  const { cluster } = config;
+  // The rule set's index, to tell which records any rule reads; it holds no windows.
+  const index = new RuleEngine(config);
+  /** Windows by partition: one on a single node; in a cluster, those of the partitions this node owns. */
+  const engines = new Map<number, RuleEngine>();
+  const partOf = (key: string) => (cluster ? partitionOf(key, cluster.partitions) : 0);
+  /** Records a taken partition warmed from InfluxDB that its stream may still hold: evaluated, not counted twice. */
+  const warmed = new Map<string, number>();
   /** file name -> last good rule from it; a broken edit keeps the previous version running. */
   const byFile = new Map<string, CompiledRule>();
   const guards: Guards = {
@@ -81,8 +108,18 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     consent: (subject, purpose) => deps.consent.allows(subject, purpose),
   };
 
-  /** Reads the history new sources need, so a new or changed rule starts with full windows. */
-  const warm = async (sources: Source[], withSessions: boolean) => {
+  interface WarmJob {
+    engine: RuleEngine;
+    /** The sources to fill. */
+    sources: Source[];
+    /** Everything (a partition taken, the start), sessions included; else only `sources`. */
+    all: boolean;
+  }
+  /** Reads the history the jobs need, once for all of them, so windows start full. */
+  const warm = async (jobs: Map<number, WarmJob>) => {
+    const all = [...jobs.values()];
+    const sources = all.flatMap((j) => j.sources);
+    const withSessions = all.some((j) => j.all);
     if (sources.length === 0 && !withSessions) return;
     const now = Date.now();
     const lookback = Math.max(
@@ -90,21 +127,87 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       ...sources.map((s) => (s.window.kind === "time" ? s.window.ms : 0)),
     );
     const triggers = new Set(sources.map((s) => s.of).filter((t): t is string => t !== undefined));
-    const only = new Set(sources);
     if (withSessions) triggers.add(`event:${SESSION_START}`);
+    const only = new Map(all.map((j) => [j, j.all ? undefined : new Set(j.sources)]));
+    const recentFrom = cluster ? now - RECENT_MS : Infinity;
     const started = Date.now();
-    const count = await readHistory(deps.store, triggers, now - lookback, now, (msg) =>
-      engine.observe(msg, withSessions ? undefined : only),
-    );
+    const count = await readHistory(deps.store, triggers, now - lookback, now, (msg) => {
+      for (const scope of SCOPES) {
+        const key = keyOf(scope, msg);
+        if (key === undefined) continue;
+        const part = partOf(key);
+        const job = jobs.get(part);
+        if (!job) continue;
+        job.engine.observe(msg, only.get(job), undefined, scope);
+        if (job.all && msg.ts >= recentFrom) warmed.set(`${part}|${recordIdentity(msg)}`, now + RECENT_MS);
+      }
+    });
     log.info(
-      { warmed: sources.length, messages: count, ms: Date.now() - started, ...engine.stats },
+      { warmed: sources.length, partitions: jobs.size, messages: count, ms: Date.now() - started },
       "windows warmed from InfluxDB",
     );
   };
+  // Warms run one at a time: a rule change and a partition taken must not fill one window twice.
+  let warming: Promise<void> = Promise.resolve();
+  const serially = (run: () => Promise<void>): Promise<void> => {
+    const next = warming.then(run);
+    warming = next.catch(() => undefined);
+    return next;
+  };
 
-  const apply = async (initial: boolean) => {
-    const fresh = engine.setRules(catalog.active());
-    await warm(fresh, initial);
+  const take = (parts: readonly number[]) =>
+    serially(async () => {
+      const active = catalog.active();
+      const jobs = new Map<number, WarmJob>();
+      for (const part of parts) {
+        const engine = new RuleEngine(config);
+        engines.set(part, engine);
+        jobs.set(part, { engine, sources: engine.setRules(active), all: true });
+      }
+      await warm(jobs);
+    });
+  const drop = (parts: readonly number[]) => {
+    for (const part of parts) engines.delete(part);
+    for (const key of warmed.keys()) if (parts.includes(Number(key.slice(0, key.indexOf("|"))))) warmed.delete(key);
+  };
+
+  const apply = () =>
+    serially(async () => {
+      const active = catalog.active();
+      index.setRules(active);
+      const jobs = new Map<number, WarmJob>();
+      for (const [part, engine] of engines) jobs.set(part, { engine, sources: engine.setRules(active), all: false });
+      await warm(jobs);
+    });
+
+  /** Proposes what fired; settles once every proposal is in the action log (or failed, logged). */
+  const fire = (msg: RuleMessage, outcomes: Outcome[]): Promise<unknown> => {
+    const proposals: Array<Promise<unknown>> = [];
+    for (const outcome of outcomes) {
+      if (!outcome.fired) {
+        if (outcome.reason === "error")
+          log.debug(
+            { rule: outcome.rule, device: msg.device, detail: outcome.detail },
+            "rule condition could not be evaluated",
+          );
+        else if (outcome.reason !== "condition_false")
+          log.debug(
+            { rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail },
+            "rule held back",
+          );
+        continue;
+      }
+      for (const action of outcome.actions) {
+        proposals.push(
+          deps.actions
+            .propose(action)
+            .catch((err: Error) =>
+              log.error({ rule: action.rule, device: action.device, err: err.message }, "action could not be proposed"),
+            ),
+        );
+      }
+    }
+    return proposals.length === 0 ? Promise.resolve() : Promise.all(proposals);
   };
 
   const reload = async () => {
@@ -152,7 +255,30 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   };
 
   await reload();
-  await apply(true);
+  index.setRules(catalog.active());
+  let router: PartitionRouter | undefined;
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const [key, until] of warmed) if (until < now) warmed.delete(key);
+  }, RECENT_MS).unref();
+  if (cluster) {
+    router = await partitionRouter(
+      { url: cluster.redisUrl, node: cluster.node, partitions: cluster.partitions, leaseMs: cluster.leaseMs },
+      {
+        take,
+        drop,
+        wants: (msg, scope) => index.wants(triggerOf(msg), scope),
+        run(part, msg, scope) {
+          const engine = engines.get(part);
+          if (!engine) return Promise.resolve();
+          const again = warmed.size > 0 && warmed.has(`${part}|${recordIdentity(msg)}`);
+          const now = Date.now();
+          return fire(msg, again ? engine.evaluate(msg, now, guards, scope) : engine.handle(msg, now, guards, scope));
+        },
+      },
+      log,
+    );
+  } else await take([0]);
   let watcher: FSWatcher | undefined;
   let debounce: NodeJS.Timeout | undefined;
   let reloading = Promise.resolve();
@@ -163,7 +289,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
         reloading = reloading
           .then(async () => {
             await reload();
-            await apply(false);
+            await apply();
           })
           .catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
       }, 100);
@@ -173,52 +299,32 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   // A rule changed on another node runs here too; this process's own changes apply themselves below.
   const stopFollowing = catalog.onChange(() => {
     reloading = reloading
-      .then(() => apply(false))
+      .then(() => apply())
       .catch((err: Error) => log.error({ err: err.message }, "rules could not follow a change"));
   });
   log.info({ dir: config.dir ?? null, rules: catalog.list().length }, "rules loaded");
 
   return {
     handle(msg) {
-      for (const outcome of engine.handle(msg, Date.now(), guards)) {
-        if (!outcome.fired) {
-          if (outcome.reason === "error")
-            log.debug(
-              { rule: outcome.rule, device: msg.device, detail: outcome.detail },
-              "rule condition could not be evaluated",
-            );
-          else if (outcome.reason !== "condition_false")
-            log.debug(
-              { rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail },
-              "rule held back",
-            );
-          continue;
-        }
-        for (const action of outcome.actions) {
-          deps.actions
-            .propose(action)
-            .catch((err: Error) =>
-              log.error({ rule: action.rule, device: action.device, err: err.message }, "action could not be proposed"),
-            );
-        }
-      }
+      if (router) return router.route(msg);
+      void fire(msg, engines.get(0)!.handle(msg, Date.now(), guards));
     },
     list: () => catalog.list(),
     get: (id) => catalog.get(id),
     versions: (id) => catalog.versions(id),
     async put(text, by) {
       const entry = await catalog.put(text, by);
-      await apply(false);
+      await apply();
       return entry;
     },
     async setEnabled(id, enabled, by) {
       const entry = await catalog.setEnabled(id, enabled, by);
-      await apply(false);
+      await apply();
       return entry;
     },
     async remove(id, by) {
       await catalog.remove(id, by);
-      await apply(false);
+      await apply();
     },
     async backtest(id, options) {
       const rule = options.text !== undefined ? loadRule(options.text, "backtest", loadOptions) : catalog.get(id)?.rule;
@@ -237,29 +343,41 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     },
     reload: async () => {
       await reload();
-      await apply(false);
+      await apply();
     },
-    async forgetSubject(subject, devices) {
-      engine.forgetSubject(subject);
-      if (devices.length === 0) return;
-      const set = new Set(devices);
-      engine.forgetDevices(set);
-      const now = Date.now();
-      const lookback = Math.max(config.warmupMaxAgeMs, ...engine.deviceWindows);
-      const count = await readHistory(
-        deps.store,
-        engine.deviceTriggers,
-        now - lookback,
-        now,
-        (msg) => engine.observe(msg, undefined, set),
-        devices,
-      );
-      log.info({ devices: devices.length, messages: count }, "device windows warmed again after an erasure");
-    },
+    partitions: () => router?.owned() ?? [0],
+    forgetSubject: (subject, devices) =>
+      serially(async () => {
+        for (const engine of engines.values()) engine.forgetSubject(subject);
+        if (devices.length === 0) return;
+        const set = new Set(devices);
+        const held = [...engines.values()];
+        for (const engine of held) engine.forgetDevices(set);
+        const now = Date.now();
+        const lookback = Math.max(config.warmupMaxAgeMs, ...held.flatMap((e) => e.deviceWindows));
+        const triggers = new Set(held.flatMap((e) => [...e.deviceTriggers]));
+        const count = await readHistory(
+          deps.store,
+          triggers,
+          now - lookback,
+          now,
+          (msg) => engines.get(partOf(msg.device))?.observe(msg, undefined, set, "device"),
+          devices,
+        );
+        log.info({ devices: devices.length, messages: count }, "device windows warmed again after an erasure");
+      }),
     get stats() {
-      return engine.stats;
+      const total = { rules: index.stats.rules, sources: index.stats.sources, keys: 0, sessionKeys: 0 };
+      for (const engine of engines.values()) {
+        const { keys, sessionKeys } = engine.stats;
+        total.keys += keys;
+        total.sessionKeys += sessionKeys;
+      }
+      return total;
     },
     async close() {
+      await router?.close();
+      clearInterval(sweep);
       clearTimeout(debounce);
       watcher?.close();
       stopFollowing();
