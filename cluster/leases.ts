@@ -12,10 +12,12 @@ export interface Leases {
   /** Extends the named leases this node holds; answers those it no longer holds. */
   renew(names: readonly string[]): Promise<string[]>;
   release(names: readonly string[]): Promise<void>;
-  /** Who holds a lease now (undefined: nobody). */
-  holder(name: string): Promise<string | undefined>;
+  /** Who holds each lease now (undefined: nobody). */
+  holders(names: readonly string[]): Promise<Array<string | undefined>>;
   /** Notes this node alive and answers the nodes alive now (sorted), for an even share. */
   members(): Promise<string[]>;
+  /** Releases the named leases and leaves the members at once, so the others need not wait out a lease. */
+  leave(names: readonly string[]): Promise<void>;
 }
 
 export interface LeaseConfig {
@@ -51,8 +53,7 @@ export function redisLeases(redis: Redis, config: LeaseConfig): Leases {
   const run = async (script: string, names: readonly string[], limit = names.length): Promise<string[]> => {
     if (names.length === 0 || limit <= 0) return [];
     const keys = (await redis.eval(script, names.length, ...names.map(keyOf), config.node, ttl, String(limit))) as
-      | string[]
-      | number;
+      string[] | number;
     return Array.isArray(keys) ? keys.map(nameOf) : [];
   };
   return {
@@ -61,7 +62,12 @@ export function redisLeases(redis: Redis, config: LeaseConfig): Leases {
     release: async (names) => {
       await run(RELEASE, names);
     },
-    holder: async (name) => (await redis.get(keyOf(name))) ?? undefined,
+    holders: async (names) =>
+      names.length === 0 ? [] : (await redis.mget(...names.map(keyOf))).map((h) => h ?? undefined),
+    async leave(names) {
+      await run(RELEASE, names);
+      await redis.zrem(membersKey, config.node);
+    },
     async members() {
       const now = Date.now();
       const [, , alive] = (await redis

@@ -19,7 +19,7 @@ import {
   type Scope,
 } from "./engine.ts";
 import { recordIdentity } from "./identity.ts";
-import { partitionOf, partitionRouter, type PartitionRouter } from "./partitions.ts";
+import { partitionOf, partitionRouter, type PartitionRouter, type PartitionStatus } from "./partitions.ts";
 import { readHistory } from "./history.ts";
 import { loadRule, RuleError, type CompiledRule } from "./load.ts";
 import type { Source } from "./aggregates.ts";
@@ -30,6 +30,7 @@ export type { ProposedAction } from "./engine.ts";
 export type { PresenceMessage, RuleMessage } from "./message.ts";
 export type { BacktestReport } from "./backtest.ts";
 export type { CatalogEntry, RuleVersion } from "./catalog.ts";
+export type { PartitionStatus } from "./partitions.ts";
 
 /** What the rules engine needs from the action side: to propose, and the action log's memory. */
 export interface ActionSink {
@@ -62,8 +63,8 @@ export interface Rules {
   backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
-  /** The partitions whose windows this node holds (cluster mode; `[0]` on a single node). */
-  partitions(): number[];
+  /** Where the windows live: every partition's owner and backlog (one partition, this node's, when not in a cluster). */
+  partitions(): Promise<PartitionStatus[]>;
   /**
    * Erasure: forgets a subject's windows and sessions, and warms the device
    * windows of the devices they used again from InfluxDB (already erased), so
@@ -345,7 +346,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       await reload();
       await apply();
     },
-    partitions: () => router?.owned() ?? [0],
+    partitions: async () => (router ? router.status() : [{ partition: 0, owner: null, pending: 0, lag: 0 }]),
     forgetSubject: (subject, devices) =>
       serially(async () => {
         for (const engine of engines.values()) engine.forgetSubject(subject);

@@ -37,6 +37,8 @@ export interface PartitionRouter {
   owned(): number[];
   /** Records routed here that Redis has not taken yet (held while it is away). */
   unrouted(): number;
+  /** Every partition's owner and backlog, read from Redis. */
+  status(): Promise<PartitionStatus[]>;
   close(): Promise<void>;
 }
 
@@ -45,6 +47,16 @@ export interface PartitionRouter {
  * and well above any node count, so a node joining or leaving moves a small share.
  */
 export const RULE_PARTITIONS = 32;
+
+export interface PartitionStatus {
+  partition: number;
+  /** The node holding its lease; null while nobody does (an owner died, its lease not yet run out). */
+  owner: string | null;
+  /** Entries read by the owner and not yet acknowledged (their actions not yet stored). */
+  pending: number;
+  /** Entries not yet read by any owner. */
+  lag: number;
+}
 
 /** FNV-1a: a stable, fast spread of keys over partitions, the same on every node. */
 export function partitionOf(key: string, partitions: number): number {
@@ -93,6 +105,12 @@ const routedMessage = z.discriminatedUnion("kind", [
   }),
 ]);
 const entrySchema = z.object({ s: z.enum(["d", "s", "b"]), m: z.string() });
+
+const fieldsOfInfo = (flat: unknown[]): Record<string, unknown> => {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = flat[i + 1];
+  return out;
+};
 
 /** A partition's mode on this node; `transition` is the only way it changes. */
 type Mode = "warming" | "owned" | "releasing";
@@ -383,6 +401,24 @@ export async function partitionRouter(
     },
     owned: () => [...modes].filter(([, m]) => m === "owned").map(([p]) => p),
     unrouted: () => unrouted,
+    async status() {
+      const parts = [...Array(config.partitions).keys()];
+      const owners = await leases.holders(parts.map(name));
+      const infos = await Promise.all(
+        parts.map((part) =>
+          (control.xinfo("GROUPS", streamOf(part)) as Promise<unknown[][]>).catch(() => [] as unknown[][]),
+        ),
+      );
+      return parts.map((part) => {
+        const group = infos[part]!.map(fieldsOfInfo).find((g) => g.name === GROUP);
+        return {
+          partition: part,
+          owner: owners[part] ?? null,
+          pending: Number(group?.pending ?? 0),
+          lag: Number(group?.lag ?? 0),
+        };
+      });
+    },
     async close() {
       closing = true;
       clearInterval(timer);
@@ -390,7 +426,7 @@ export async function partitionRouter(
       await reading.catch(() => undefined);
       const parts = [...modes.keys()];
       // Hand partitions on at once rather than make the others wait out the lease.
-      await leases.release(parts.map(name)).catch(() => undefined);
+      await leases.leave(parts.map(name)).catch(() => undefined);
       host.drop(parts);
       modes.clear();
       reader.disconnect();

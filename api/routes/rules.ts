@@ -157,6 +157,28 @@ export const ruleRoutes =
 
     route({
       method: "GET",
+      url: "/api/rules/partitions",
+      summary: "Where rule windows live: each partition's owner node and backlog",
+      description:
+        "In cluster mode the windows are split in partitions, each owned by one node under a lease; `pending` entries were read by the owner and wait for their actions to be stored, `lag` entries wait to be read. A single node has one partition and no owner.",
+      responses: {
+        200: {
+          description: "every partition",
+          schema: z.array(
+            z.object({
+              partition: z.number().int(),
+              owner: z.string().nullable(),
+              pending: z.number().int(),
+              lag: z.number().int(),
+            }),
+          ),
+        },
+      },
+      handler: () => deps.rules.partitions(),
+    });
+
+    route({
+      method: "GET",
       url: "/api/rules/:id",
       summary: "A rule with its text",
       params: idParams,

@@ -1,33 +1,19 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { ManagedRedis } from "../../cluster/redis-server.ts";
-import { freshDb, influxUrl } from "../support/influx.ts";
-import { api, connectDevice, provision, startTestPlatform, type TestPlatform } from "../support/platform.ts";
-import { startTestRedis } from "../support/redis.ts";
+import { startTestCluster, type TestCluster } from "../support/cluster.ts";
+import { api, connectDevice, provision, type TestPlatform } from "../support/platform.ts";
 import { polling, waitFor } from "../support/wait.ts";
 
 /** Three nodes on one InfluxDB database and one Redis, each with its own data dir and ports. */
 describe("cluster: three nodes on one Redis behave as one platform", () => {
-  let redis: ManagedRedis;
+  let cluster: TestCluster;
   let nodes: TestPlatform[] = [];
   const node = (n: 1 | 2 | 3) => nodes[n - 1]!;
   beforeAll(async () => {
-    redis = await startTestRedis();
-    const db = freshDb("cluster");
-    nodes = [];
-    for (const id of ["node-1", "node-2", "node-3"])
-      nodes.push(
-        await startTestPlatform({
-          influx: { url: influxUrl(), db, influxdPath: "influxd", connectTimeoutMs: 30_000 },
-          redis: { url: redis.url },
-          nodeId: id,
-        }),
-      );
+    cluster = await startTestCluster(3);
+    nodes = cluster.nodes;
   });
-  afterAll(async () => {
-    for (const t of nodes) await t.close();
-    await redis?.close();
-  });
+  afterAll(() => cluster?.close());
 
   it("says on /healthz that it reaches Redis", async () => {
     for (const t of nodes)
