@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { ChangeFeed } from "../changes/index.ts";
+import type { ClusterJobs } from "../cluster/jobs.ts";
 import type { Store } from "../store/index.ts";
 import { ActionBook, type ActionRecord, type Participation } from "./book.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";
@@ -67,6 +68,8 @@ export async function startActions(
     publisher: Publisher;
     /** Where the action log's and the profiles' changes travel, to this process's views and other nodes'. */
     feed: ChangeFeed;
+    /** Cluster mode: the node holding the jobs lease expires suggestions, once for all. */
+    jobs?: Pick<ClusterJobs, "leads">;
     log: Logger;
   },
 ): Promise<Actions> {
@@ -90,14 +93,25 @@ export async function startActions(
   });
 
   const state = retainedState({ profileOf: (owner) => profiles.get(owner), touchpoints, registry, publisher, log });
-  const lifecycle = actionLifecycle(config, { book, profiles, recorder, delivery, state, registry, touchpoints, log });
+  const lifecycle = actionLifecycle(config, {
+    book,
+    profiles,
+    recorder,
+    delivery,
+    state,
+    registry,
+    touchpoints,
+    leads: () => deps.jobs?.leads() ?? true,
+    log,
+  });
 
   // A new device finds its (empty) state retained on its first subscribe, like every other device.
+  // What a change sets off is done once, by the node that made it; the others' views only follow.
   const stopProvisioning = registry.onChange(
-    (change) => change.op === "provisioned" && state.publishSoon(change.device),
+    (change) => change.here && change.op === "provisioned" && state.publishSoon(change.device),
   );
-  const stopFollowing = touchpoints.onChange(({ device, before }) => {
-    if (registry.get(device)?.revoked !== false) return;
+  const stopFollowing = touchpoints.onChange(({ device, before, here }) => {
+    if (!here || registry.get(device)?.revoked !== false) return;
     if (before) lifecycle.withdraw(device, before);
     state.publishSoon(device);
   });

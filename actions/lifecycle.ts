@@ -39,6 +39,8 @@ export function actionLifecycle(
     state: RetainedState;
     registry: DeviceDirectory;
     touchpoints: TouchpointDirectory;
+    /** Whether this node runs the cluster's once-only jobs (the expiry sweep). */
+    leads: () => boolean;
     log: Logger;
   },
 ): Lifecycle {
@@ -119,6 +121,7 @@ export function actionLifecycle(
   };
 
   const expire = () => {
+    if (!deps.leads()) return;
     const stale = book.unanswered(Date.now() - config.suggestionTtlMs);
     if (stale.length === 0) return;
     const points = stale.map((r) => transition(r, "expired", r.device));

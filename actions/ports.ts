@@ -14,7 +14,10 @@ export interface DeviceDirectory {
   get(id: string): { readonly id: string; readonly revoked: boolean } | undefined;
   list(): ReadonlyArray<{ readonly id: string; readonly revoked: boolean }>;
   /** Called after each change is in effect; returns a function that stops listening. */
-  onChange(listener: (change: { op: "provisioned" | "rotated" | "revoked"; device: string }) => void): () => void;
+  /** `here`: made on this node, which acts on it once for the cluster. */
+  onChange(
+    listener: (change: { op: "provisioned" | "rotated" | "revoked"; device: string; here: boolean }) => void,
+  ): () => void;
 }
 
 /** Whom each device serves now (link or session), and every device of a subject (subjects/). */
@@ -23,7 +26,12 @@ export interface TouchpointDirectory {
   linkedSubject(device: string): string | undefined;
   devicesOf(subject: string): string[];
   onChange(
-    listener: (change: { device: string; before: string | undefined; after: string | undefined }) => void,
+    listener: (change: {
+      device: string;
+      before: string | undefined;
+      after: string | undefined;
+      here: boolean;
+    }) => void,
   ): () => void;
 }
 

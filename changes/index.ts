@@ -22,6 +22,13 @@ export interface View<E> {
   apply(event: E): void;
 }
 
+/**
+ * Where a change was made: every node's views apply every change, but what a
+ * change sets off beyond the views (a retained state to publish, a pending
+ * action to withdraw) is done once, by the node that made it.
+ */
+export type Origin = "here" | "elsewhere";
+
 export interface ChangeFeed {
   /**
    * Delivers the event to every subscriber of its topic (here and, in cluster
@@ -31,8 +38,11 @@ export interface ChangeFeed {
    * the topic's schema does not take.
    */
   publish<E>(topic: Topic<E>, event: E): Promise<void>;
-  /** `apply` is called for every event published after this call; returns a function that stops it. */
-  subscribe<E>(topic: Topic<E>, apply: (event: E) => void): () => void;
+  /**
+   * `apply` is called for every event published after this call, with where
+   * the change was made; returns a function that stops it.
+   */
+  subscribe<E>(topic: Topic<E>, apply: (event: E, origin: Origin) => void): () => void;
   /**
    * Called when the feed cannot vouch that every change reached this node
    * (a Redis stream trimmed past its position): views apply their stored

@@ -1,5 +1,10 @@
 import type { Logger } from "pino";
-import type { ChangeFeed, Topic } from "./index.ts";
+import type { ChangeFeed, Origin, Topic } from "./index.ts";
+
+export interface LocalChangeFeed extends ChangeFeed {
+  /** Applies a change to the subscribers here, saying where it was made (a Redis feed delivers other nodes' changes so). */
+  deliver<E>(topic: Topic<E>, event: E, origin: Origin): Promise<void>;
+}
 
 /**
  * The in-process feed: `publish` applies the event to every subscriber before
@@ -7,17 +12,18 @@ import type { ChangeFeed, Topic } from "./index.ts";
  * that made it answers. A subscriber that throws is logged and does not stop
  * the others.
  */
-export function localChangeFeed(log: Logger): ChangeFeed {
-  const subscribers = new Map<string, Set<(event: unknown) => void>>();
-  return {
-    publish<E>(topic: Topic<E>, event: E) {
+export function localChangeFeed(log: Logger): LocalChangeFeed {
+  const subscribers = new Map<string, Set<(event: unknown, origin: Origin) => void>>();
+  const feed: LocalChangeFeed = {
+    publish: <E>(topic: Topic<E>, event: E) => feed.deliver(topic, event, "here"),
+    deliver<E>(topic: Topic<E>, event: E, origin: Origin) {
       // Parsed as a Redis feed would parse it, so an event that could not cross nodes fails here too.
       const parsed = topic.schema.safeParse(event);
       if (!parsed.success)
         return Promise.reject(new TypeError(`not a '${topic.name}' change: ${parsed.error.message}`));
       for (const apply of subscribers.get(topic.name) ?? []) {
         try {
-          apply(parsed.data);
+          apply(parsed.data, origin);
         } catch (err) {
           log.error(
             { part: "changes", topic: topic.name, event: topic.identity(parsed.data), err: (err as Error).message },
@@ -27,10 +33,10 @@ export function localChangeFeed(log: Logger): ChangeFeed {
       }
       return Promise.resolve();
     },
-    subscribe<E>(topic: Topic<E>, apply: (event: E) => void) {
+    subscribe<E>(topic: Topic<E>, apply: (event: E, origin: Origin) => void) {
       const set = subscribers.get(topic.name) ?? new Set();
       subscribers.set(topic.name, set);
-      const listener = apply as (event: unknown) => void;
+      const listener = apply as (event: unknown, origin: Origin) => void;
       set.add(listener);
       return () => set.delete(listener);
     },
@@ -39,4 +45,5 @@ export function localChangeFeed(log: Logger): ChangeFeed {
       return Promise.resolve();
     },
   };
+  return feed;
 }

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { ChangeFeed, Topic } from "./index.ts";
+import type { ChangeFeed, Origin, Topic } from "./index.ts";
 
 export interface Follow<E> {
   feed: ChangeFeed;
@@ -12,7 +12,7 @@ export interface Follow<E> {
   /** The view's `apply`; it answers true when the event was new to it. */
   apply(event: E): boolean;
   /** Called after `apply` took in a new event from the feed (not during the rebuild), for parts that act on it. */
-  changed?(event: E): void;
+  changed?(event: E, origin: Origin): void;
 }
 
 /**
@@ -22,8 +22,8 @@ export interface Follow<E> {
  * before older ones, is harmless). Returns a function that stops following.
  */
 export async function rebuildAndFollow<E>(follow: Follow<E>): Promise<{ stop: () => void; events: number }> {
-  const stop = follow.feed.subscribe(follow.topic, (event) => {
-    if (follow.apply(event)) follow.changed?.(event);
+  const stop = follow.feed.subscribe(follow.topic, (event, origin) => {
+    if (follow.apply(event)) follow.changed?.(event, origin);
   });
   const replay = async (resync: boolean) => {
     let events = 0;
@@ -35,7 +35,7 @@ export async function rebuildAndFollow<E>(follow: Follow<E>): Promise<{ stop: ()
         continue;
       }
       // A resync takes in what the feed lost; parts act on those changes as on any new one.
-      if (follow.apply(parsed.data) && resync) follow.changed?.(parsed.data);
+      if (follow.apply(parsed.data) && resync) follow.changed?.(parsed.data, "elsewhere");
       events++;
     }
     if (skipped > 0)

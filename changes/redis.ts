@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
-import type { ChangeFeed, Topic } from "./index.ts";
+import type { ChangeFeed, Origin, Topic } from "./index.ts";
 import { localChangeFeed } from "./local.ts";
 
 export interface RedisFeedConfig {
@@ -155,7 +155,7 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
     }
     // The local feed parses with the topic's schema and applies to every subscriber here.
     local
-      .publish(topic, value)
+      .deliver(topic, value, "elsewhere")
       .catch((err: Error) =>
         flog.warn({ id, topic: name, err: err.message }, "a change from another node was refused"),
       );
@@ -272,7 +272,7 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
       // until every other live node has applied it, so the next call on any node sees it.
       if (held.length === 0 && lastAppended) await confirmed(lastAppended);
     },
-    subscribe<E>(topic: Topic<E>, apply: (event: E) => void) {
+    subscribe<E>(topic: Topic<E>, apply: (event: E, origin: Origin) => void) {
       topics.set(topic.name, topic);
       return local.subscribe(topic, apply);
     },

@@ -5,6 +5,7 @@ import type { Config } from "../config/schema.ts";
 import { openStore, type Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
+import { clusterJobs, singleNodeJobs, type ClusterJobs } from "../cluster/jobs.ts";
 import { redisChangeFeed, type RedisChangeFeed } from "../changes/redis.ts";
 import { registryChanges, startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
@@ -67,6 +68,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         : undefined;
     const changes = options.changes ?? redisFeed ?? localChangeFeed(log);
     closers.push(() => changes.close());
+    // Jobs that must run once for the cluster run where the jobs lease is (always here on a single node).
+    const jobs: ClusterJobs = config.redis.url
+      ? await clusterJobs({ url: config.redis.url, node: config.nodeId }, log)
+      : singleNodeJobs;
+    closers.push(() => jobs.close());
     const registry: Registry = await startRegistry(store, log, changes);
     closers.push(() => registry.close());
 
@@ -79,13 +85,13 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     // Customers: which devices serve each of them (links, shared-device sessions), and their tokens.
     const subjects: Subjects = await startSubjects(
       { sessionTtlMs: config.subjects.sessionTtl },
-      { store, log, changes },
+      { store, log, changes, jobs },
     );
     closers.push(() => subjects.close());
     const { touchpoints } = subjects;
     const actions: Actions = await startActions(
       { suggestionTtlMs: config.rules.suggestionTtl },
-      { store, registry, touchpoints, publisher, feed: changes, log },
+      { store, registry, touchpoints, publisher, feed: changes, jobs, log },
     );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
@@ -102,7 +108,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
           ? { redisUrl: config.redis.url, node: config.nodeId, partitions: RULE_PARTITIONS }
           : undefined,
       },
-      { log, store, actions, consent, changes },
+      { log, store, actions, consent, changes, jobs },
     );
     closers.push(() => rules.close());
     // Devices with news are scored again in the fleet's health view; health starts after the parts it reads.
@@ -171,7 +177,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     });
     broker = mqttBroker;
     closers.push(() => mqttBroker.close());
-    await actions.publishAllState();
+    // In a cluster the retained store is shared (Redis): the node running the jobs republishes it, once.
+    if (jobs.leads()) await actions.publishAllState();
 
     const admin = await adminAuthenticator({
       token: config.adminToken,

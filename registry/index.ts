@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import { z } from "zod";
-import type { ChangeFeed } from "../changes/index.ts";
+import type { ChangeFeed, Origin } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
 import { rebuildAndFollow } from "../changes/rebuild.ts";
 import type { Store } from "../store/index.ts";
@@ -49,6 +49,8 @@ export { registryChanges, type RegistryEvent } from "./view.ts";
 export interface RegistryChange {
   op: "provisioned" | "rotated" | "revoked";
   device: string;
+  /** Made on this node: it acts on it once for the cluster (other nodes' views only follow). */
+  here: boolean;
 }
 
 export type AuthResult =
@@ -111,8 +113,8 @@ export async function startRegistry(
     void tail.then(() => serial.get(id) === tail && serial.delete(id));
     return run;
   };
-  const announce = (event: RegistryEvent) => {
-    const change: RegistryChange = { op: event.op, device: event.device };
+  const announce = (event: RegistryEvent, origin: Origin) => {
+    const change: RegistryChange = { op: event.op, device: event.device, here: origin === "here" };
     for (const listener of listeners) {
       try {
         listener(change);

@@ -164,7 +164,12 @@ export class Catalog {
   }
 
   /** Brings the file rules in line with what the directory holds now. */
-  async syncFiles(rules: readonly CompiledRule[]): Promise<void> {
+  /**
+   * Takes this node's rule files in; `record` says whether to record their new
+   * versions too (in a cluster every node runs its files, and the node running
+   * the cluster's jobs records them, once).
+   */
+  async syncFiles(rules: readonly CompiledRule[], record = true): Promise<void> {
     const present = new Set(rules.map((r) => r.spec.id));
     for (const rule of rules) {
       const existing = this.get(rule.spec.id);
@@ -177,7 +182,7 @@ export class Catalog {
       const last = this.view.standing(rule.spec.id).last;
       this.files.set(rule.spec.id, rule);
       // Unchanged since it was last recorded (a restart, or a touch of the file): no new version.
-      if (last?.op === "version" && last.origin === "file" && last.text === rule.text) continue;
+      if (!record || (last?.op === "version" && last.origin === "file" && last.text === rule.text)) continue;
       await this.record(rule, "file", `file:${rule.source}`);
     }
     for (const id of [...this.files.keys()]) if (!present.has(id)) this.files.delete(id);

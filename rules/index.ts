@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { RuleMessage } from "./message.ts";
 import type { Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
+import type { ClusterJobs } from "../cluster/jobs.ts";
 import { backtest, type BacktestReport } from "./backtest.ts";
 import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
 import {
@@ -86,6 +87,8 @@ export interface RulesDeps {
   consent: { allows(subject: string, purpose: string): boolean };
   /** Where rule changes travel; without one, a feed of this process alone. */
   changes?: ChangeFeed;
+  /** Cluster mode: every node runs its rule files; the node running the cluster's jobs records their versions. */
+  jobs?: Pick<ClusterJobs, "leads" | "onLead">;
 }
 
 export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<Rules> {
@@ -252,7 +255,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       byFile.set(name, rule);
     }
     for (const name of [...byFile.keys()]) if (!seen.has(name)) byFile.delete(name);
-    await catalog.syncFiles([...byFile.values()]);
+    await catalog.syncFiles([...byFile.values()], deps.jobs?.leads() ?? true);
   };
 
   await reload();
@@ -302,6 +305,15 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     reloading = reloading
       .then(() => apply())
       .catch((err: Error) => log.error({ err: err.message }, "rules could not follow a change"));
+  });
+  // A node that takes the cluster's jobs over syncs the directory, which may have changed meanwhile.
+  const stopLeading = deps.jobs?.onLead(() => {
+    reloading = reloading
+      .then(async () => {
+        await reload();
+        await apply();
+      })
+      .catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
   });
   log.info({ dir: config.dir ?? null, rules: catalog.list().length }, "rules loaded");
 
@@ -382,6 +394,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       clearTimeout(debounce);
       watcher?.close();
       stopFollowing();
+      stopLeading?.();
       catalog.close();
       await reloading;
     },

@@ -3,6 +3,7 @@ import type { Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { startSubjectTokens, type SubjectTokens } from "./tokens.ts";
 import { startTouchpoints, type Touchpoints } from "./touchpoints.ts";
+import type { ClusterJobs } from "../cluster/jobs.ts";
 
 export type { Link, TouchpointChange, TouchpointSession, Touchpoints } from "./touchpoints.ts";
 export type { SubjectToken, SubjectTokens } from "./tokens.ts";
@@ -26,7 +27,7 @@ export interface Subjects {
 
 export async function startSubjects(
   config: SubjectsConfig,
-  deps: { store: Store; log: Logger; changes: ChangeFeed },
+  deps: { store: Store; log: Logger; changes: ChangeFeed; jobs?: Pick<ClusterJobs, "leads"> },
 ): Promise<Subjects> {
   const touchpoints = await startTouchpoints(config, deps);
   const tokens = await startSubjectTokens(deps);

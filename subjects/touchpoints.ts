@@ -6,7 +6,8 @@ import { ident, influxql } from "../store/influxql.ts";
 import { provisionedLinks } from "../registry/queries.ts";
 import { sessionEvents } from "../ingest/queries.ts";
 import { localChangeFeed } from "../changes/local.ts";
-import type { ChangeFeed } from "../changes/index.ts";
+import type { ChangeFeed, Origin } from "../changes/index.ts";
+import type { ClusterJobs } from "../cluster/jobs.ts";
 import {
   LINKS,
   linkChanges,
@@ -32,6 +33,8 @@ export interface TouchpointChange {
   device: string;
   before: string | undefined;
   after: string | undefined;
+  /** Made on this node (or, for a session that ran out, noticed by the node running the cluster's jobs): it acts on it. */
+  here: boolean;
 }
 
 /**
@@ -67,7 +70,7 @@ export interface Touchpoints {
 
 export async function startTouchpoints(
   config: { sessionTtlMs: number },
-  deps: { store: Store; log: Logger; changes?: ChangeFeed },
+  deps: { store: Store; log: Logger; changes?: ChangeFeed; jobs?: Pick<ClusterJobs, "leads"> },
 ): Promise<Touchpoints> {
   const log = deps.log.child({ part: "subjects" });
   // Alone (a test, a tool) touchpoints still take their changes through a feed, a private one.
@@ -84,12 +87,12 @@ export async function startTouchpoints(
     return session;
   }
 
-  function announce(device: string, before: string | undefined) {
+  function announce(device: string, before: string | undefined, here: boolean) {
     const after = subjectOf(device);
     if (after === before) return;
     for (const listener of listeners) {
       try {
-        listener({ device, before, after });
+        listener({ device, before, after, here });
       } catch (err) {
         log.error({ device, err: (err as Error).message }, "touchpoint change listener failed");
       }
@@ -99,10 +102,10 @@ export async function startTouchpoints(
   /** The one way a link or session change reaches the views after the rebuild: from the feed. */
   const following =
     <E extends { device: string }>(apply: (event: E) => void) =>
-    (event: E) => {
+    (event: E, origin: Origin) => {
       const before = subjectOf(event.device);
       apply(event);
-      announce(event.device, before);
+      announce(event.device, before, origin === "here");
     };
   // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
   const stops = [
@@ -154,7 +157,7 @@ export async function startTouchpoints(
         sessions.drop(device);
         if (!session) continue;
         log.info({ device }, "session ran out without a session_end");
-        announce(device, session.subject);
+        announce(device, session.subject, deps.jobs?.leads() ?? true);
       }
     },
     Math.max(1000, Math.min(60_000, Math.floor(config.sessionTtlMs / 4))),
@@ -233,7 +236,7 @@ export async function startTouchpoints(
       const before = new Map(devices.map((d) => [d, subjectOf(d)]));
       links.forgetSubject(subject);
       for (const device of devices) if (sessions.get(device)?.subject === subject) sessions.drop(device);
-      for (const device of devices) announce(device, before.get(device));
+      for (const device of devices) announce(device, before.get(device), true);
       return devices;
     },
     close() {

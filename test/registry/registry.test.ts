@@ -35,9 +35,9 @@ describe("device registry lifecycle", () => {
     await expect(registry.rotate("ghost")).rejects.toMatchObject({ code: "NOT_FOUND" });
     await expect(registry.revoke("ghost")).rejects.toMatchObject({ code: "NOT_FOUND" });
     expect(changes).toEqual([
-      { op: "provisioned", device: "pump-1" },
-      { op: "rotated", device: "pump-1" },
-      { op: "revoked", device: "pump-1" },
+      { op: "provisioned", device: "pump-1", here: true },
+      { op: "rotated", device: "pump-1", here: true },
+      { op: "revoked", device: "pump-1", here: true },
     ]);
   });
 
