@@ -80,7 +80,7 @@ function onEnd(this: Guarded) {
   this[GUARD].push(null);
 }
 function onError(this: Guarded, err: Error) {
-  this[GUARD].destroy(err);
+  this[GUARD].transportFailed(err);
 }
 function onInnerClose(this: Guarded) {
   this[GUARD].destroy();
@@ -135,6 +135,15 @@ export class PacketGuard extends Duplex {
     inner.on("error", onError);
     inner.once("close", onInnerClose);
     this.once("close", onGuardClose);
+  }
+
+  /**
+   * @internal The transport failed (a reset, a broken pipe). Until the CONNECT is handed to Aedes nobody
+   * listens for the guard's errors, and an 'error' without a listener ends the process: a load balancer's
+   * probe or a device losing its link before CONNECT would take the node down. Then it only closes.
+   */
+  transportFailed(err: Error): void {
+    this.destroy(this.phase === 0 ? undefined : err);
   }
 
   /** @internal The inbound reader's header handler. */

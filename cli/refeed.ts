@@ -4,6 +4,7 @@ import { devices } from "./devices.ts";
 import { keys } from "./keys.ts";
 import { admin } from "./admin.ts";
 import { simCommand } from "../firmware-sim/cli.ts";
+import { clusterCommand } from "../cluster/run.ts";
 
 const usage = `usage: refeed <command>
 
@@ -14,6 +15,7 @@ commands:
   keys         add, list and revoke staff API keys (refeed keys help)
   admin        reset-token: a new admin token for a lost one, in the data dir (refeed admin help)
   sim          run a simulated fleet against a running platform (refeed sim --help)
+  cluster      run a cluster on this machine: redis, influxd, N nodes, haproxy (refeed cluster --help)
   help         show this text
 `;
 
@@ -32,6 +34,8 @@ async function run(argv: string[]): Promise<number> {
       return admin(argv.slice(1));
     case "sim":
       return simCommand(argv.slice(1));
+    case "cluster":
+      return clusterCommand(argv.slice(1));
     case "help":
     case "--help":
     case "-h":

@@ -52,7 +52,9 @@ export async function startRedisServer(options: ManagedRedisOptions): Promise<Ma
         "--protected-mode",
         "yes",
       ],
-      { stdio: ["ignore", "pipe", "pipe"] },
+      // Its own process group, as influxd's: Ctrl-C at the terminal reaches `refeed cluster`, which stops
+      // the nodes before the Redis they hand their last changes to.
+      { stdio: ["ignore", "pipe", "pipe"], detached: true },
     );
     child = proc;
     let output = "";
