@@ -188,7 +188,16 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     address: { host: config.host, port },
     app,
     async close() {
-      await app.close();
+      // A connection that does not finish (a client that never reads its answer) must not hold the shutdown up.
+      const closing = app.close();
+      const late = setTimeout(() => {
+        app.server.getConnections((_err, count) =>
+          deps.log.warn({ part: "api", connections: count }, "connections still open after 5 s of shutdown are closed"),
+        );
+        app.server.closeAllConnections();
+      }, 5000);
+      await closing;
+      clearTimeout(late);
     },
   };
 }

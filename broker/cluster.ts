@@ -26,7 +26,10 @@ export function clusterEngines(options: {
   log: Logger;
 }): ClusterEngines {
   const log = options.log.child({ dependency: "redis" });
-  const mq = MQEmitterRedis({ connectionString: options.redisUrl, connectionName: `refeed:${options.node}:mq` });
+  const mq = MQEmitterRedis({
+    pubConn: quietQuit(new Redis(options.redisUrl, { connectionName: `refeed:${options.node}:mq-pub` })),
+    subConn: quietQuit(new Redis(options.redisUrl, { connectionName: `refeed:${options.node}:mq-sub` })),
+  });
   (mq as unknown as { on(event: "error", fn: (err: Error) => void): void }).on?.("error", (err) =>
     log.warn({ err: err.message }, "broker messages between nodes: redis unreachable"),
   );
@@ -45,10 +48,31 @@ export function clusterEngines(options: {
   return {
     mq,
     persistence,
-    close() {
-      // Aedes closed its emitter; the persistence's subscription to it went with it.
+    async close() {
+      // Aedes closed its emitter; the persistence's subscription to it went with it. QUIT lets the writes
+      // of the sessions just closed finish (a cut connection fails them); a Redis that is away is not waited for.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        conn.quit().catch(() => undefined),
+        new Promise((resolve) => (timer = setTimeout(resolve, 2000))),
+      ]);
+      clearTimeout(timer);
       conn.disconnect();
-      return Promise.resolve();
     },
   };
+}
+
+/**
+ * mqemitter-redis' close() calls quit() and drops its promise, so a quit on a
+ * connection that is already closing rejects with nobody to hear it; the
+ * connections it is given answer that rejection themselves.
+ */
+function quietQuit(conn: Redis): Redis {
+  const quit = conn.quit.bind(conn);
+  conn.quit = ((...args: Parameters<Redis["quit"]>) => {
+    const done = quit(...args);
+    done.catch(() => undefined);
+    return done;
+  });
+  return conn;
 }

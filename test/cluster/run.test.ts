@@ -187,9 +187,10 @@ describe("refeed cluster", () => {
       at((l) => l.node === "node-1" && l.msg === "refeed stopped", "node-1 flushed and stopped"),
       at((l) => l.msg === "managed influxd stopped", "influxd stopped"),
       at((l) => l.msg === "redis-server stopped", "redis-server stopped"),
-      at((l) => l.msg === "refeed cluster stopped", "the end"),
     ];
     expect([...order].sort((a, b) => a - b)).toEqual(order);
+    // (Its place among the last lines is not asserted: once in a while it reaches the pipe before the one above.)
+    at((l) => l.msg === "refeed cluster stopped", "the end");
   });
 });
 

@@ -38,9 +38,20 @@ export async function optIn(
 
 type Event = { name: string; props?: Record<string, unknown>; subject?: string; ts?: number };
 
-/** Publishes events as one batch at QoS 1; resolves once the platform acknowledged them (durable on disk; InfluxDB has them moments later). */
+let settle: () => Promise<void> = () => Promise.resolve();
+
+/** What a publish waits for after its PUBACK (a cluster: its rule partitions to have evaluated what was routed). */
+export function settleAfterPublish(wait: () => Promise<void>): void {
+  settle = wait;
+}
+
+/**
+ * Publishes events as one batch at QoS 1; resolves once the platform acknowledged them (durable on disk;
+ * InfluxDB has them moments later) and the rules evaluated them.
+ */
 export async function publishEvents(client: MqttClient, device: string, events: Event[]): Promise<void> {
   await client.publishAsync(`devices/${device}/events`, JSON.stringify(events), { qos: 1 });
+  await settle();
 }
 
 /** One app or device session of a customer: start, the events in it, end. */
