@@ -106,6 +106,7 @@ export const catalogue: Record<string, Answer> = {
       return { line: line ?? null, field: field || null };
     },
   },
+  REFEED_REDIS_UNREACHABLE: { status: 503, error: "unavailable", retryAfter: 5 },
   // health/
   BAD_CURSOR: { status: 400, error: "invalid_cursor" },
   TOO_MANY_BUCKETS: { status: 400, error: "invalid_query" },

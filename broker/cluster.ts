@@ -30,9 +30,11 @@ export function clusterEngines(options: {
     pubConn: quietQuit(new Redis(options.redisUrl, { connectionName: `refeed:${options.node}:mq-pub` })),
     subConn: quietQuit(new Redis(options.redisUrl, { connectionName: `refeed:${options.node}:mq-sub` })),
   });
-  (mq as unknown as { on(event: "error", fn: (err: Error) => void): void }).on?.("error", (err) =>
+  // mqemitter-redis reports its connections' errors on `state` (an emitter nobody listens to would throw).
+  (mq as unknown as { state: { on(event: "error", fn: (err: Error) => void): void } }).state.on("error", (err) =>
     log.warn({ err: err.message }, "broker messages between nodes: redis unreachable"),
   );
+  keepIngestLocal(mq);
   // Our own connection, so closing does not depend on the emitter Aedes has already closed.
   const conn = new Redis(options.redisUrl, { connectionName: `refeed:${options.node}:sessions` });
   conn.on("error", (err: Error) => log.warn({ err: err.message }, "broker sessions: redis unreachable"));
@@ -69,10 +71,32 @@ export function clusterEngines(options: {
  */
 function quietQuit(conn: Redis): Redis {
   const quit = conn.quit.bind(conn);
-  conn.quit = ((...args: Parameters<Redis["quit"]>) => {
+  conn.quit = (...args: Parameters<Redis["quit"]>) => {
     const done = quit(...args);
     done.catch(() => undefined);
     return done;
-  });
+  };
   return conn;
+}
+
+interface Emitter {
+  emit(packet: { topic: string }, cb?: (err?: Error) => void): unknown;
+}
+
+const INGEST_TOPIC = /^devices\/[^/]+\/(telemetry|events|feedback|acks)$/;
+
+/**
+ * What a device publishes for ingest is taken by Refeed's authorizePublish
+ * (stored, acknowledged once durable) and nobody subscribes to it (the ACL
+ * lets a device follow only its own actions and state), so it does not cross
+ * to the other nodes: a Redis round trip per record would be waste, and while
+ * Redis is away Aedes would fail the publish and close the device.
+ */
+function keepIngestLocal(mq: Emitter): void {
+  const emit = mq.emit.bind(mq);
+  mq.emit = (packet, cb) => {
+    if (!INGEST_TOPIC.test(packet.topic)) return emit(packet, cb);
+    cb?.();
+    return mq;
+  };
 }

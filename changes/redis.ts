@@ -112,6 +112,7 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
       while (held.length > 0 && !closing) {
         lastAppended = (await append(held[0]!)) ?? lastAppended;
         held.shift();
+        link = "connected";
       }
     } catch (err) {
       lost(err as Error);
@@ -205,6 +206,8 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
   const beat = async () => {
     try {
       await writer.zadd(aliveKey, Date.now(), config.node);
+      // Held changes go out even when no reconnect announced Redis back (the reader's error may have been the only one).
+      if (held.length > 0) await flush();
     } catch {
       // the feed's own error handler has said Redis is away
     }

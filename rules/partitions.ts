@@ -58,6 +58,14 @@ export interface PartitionStatus {
   lag: number;
 }
 
+/** The partitions' owners live in Redis: while it is away nobody can say. */
+export class PartitionsUnknown extends Error {
+  readonly code = "REFEED_REDIS_UNREACHABLE";
+  constructor(reason: string) {
+    super(`Redis is unreachable, so who owns the rule partitions is unknown now (${reason}); ask again shortly`);
+  }
+}
+
 /** FNV-1a: a stable, fast spread of keys over partitions, the same on every node. */
 export function partitionOf(key: string, partitions: number): number {
   let hash = 0x811c9dc5;
@@ -403,7 +411,9 @@ export async function partitionRouter(
     unrouted: () => unrouted,
     async status() {
       const parts = [...Array(config.partitions).keys()];
-      const owners = await leases.holders(parts.map(name));
+      const owners = await leases.holders(parts.map(name)).catch((err: Error) => {
+        throw new PartitionsUnknown(err.message);
+      });
       const infos = await Promise.all(
         parts.map((part) =>
           (control.xinfo("GROUPS", streamOf(part)) as Promise<unknown[][]>).catch(() => [] as unknown[][]),

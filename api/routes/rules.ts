@@ -162,6 +162,7 @@ export const ruleRoutes =
       description:
         "In cluster mode the windows are split in partitions, each owned by one node under a lease; `pending` entries were read by the owner and wait for their actions to be stored, `lag` entries wait to be read. A single node has one partition and no owner.",
       responses: {
+        503: { description: "Redis is unreachable: the owners are unknown now", schema: errorBody },
         200: {
           description: "every partition",
           schema: z.array(
