@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifySchema } from "fastify";
 import websocket from "@fastify/websocket";
+import type { Tickets } from "./tickets.ts";
 import { createWebSocketStream } from "ws";
 import type { Logger } from "pino";
 import type { HttpConfig } from "../config/schema.ts";
@@ -57,6 +58,8 @@ export interface ApiDeps {
   health: Health;
   /** In cluster mode: whether this node reaches Redis now. */
   redis?: () => "connected" | "disconnected";
+  /** Live-stream tickets shared by the nodes (cluster mode); in memory by default. */
+  tickets?: Tickets;
 }
 
 export interface Api {
@@ -156,7 +159,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));
   await app.register(
     liveRoutes(
-      { intervalMs: deps.health.config.liveIntervalMs },
+      { intervalMs: deps.health.config.liveIntervalMs, ...(deps.tickets ? { tickets: deps.tickets } : {}) },
       { health: deps.health, auth: deps.auth, log: deps.log, keys: deps.keys },
     ),
   );

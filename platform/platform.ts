@@ -17,6 +17,7 @@ import { startBroker, type Broker } from "../broker/index.ts";
 import { startPresence } from "../broker/presence.ts";
 import { presenceChanges } from "../broker/presence-view.ts";
 import { startApi, type Api } from "../api/index.ts";
+import { redisTickets } from "../api/tickets.ts";
 import { adminAuthenticator, anyAuthenticator } from "../auth/index.ts";
 import { startSubjects, type Subjects } from "../subjects/index.ts";
 import { startPrivacy } from "../privacy/index.ts";
@@ -211,6 +212,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest },
     });
     closers.push(() => privacy.close());
+    // Live-stream tickets: issued by one node, redeemed by whichever the stream lands on.
+    const tickets = config.redis.url
+      ? await redisTickets({ url: config.redis.url, node: config.nodeId, ttlMs: 30_000 })
+      : undefined;
+    if (tickets) closers.push(() => tickets.close());
     const api: Api = await startApi(config.http, {
       log,
       store,
@@ -230,6 +236,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       keys,
       health,
       ...(redisFeed ? { redis: () => redisFeed.link() } : {}),
+      ...(tickets ? { tickets } : {}),
     });
     closers.push(() => api.close());
 

@@ -6,7 +6,7 @@ import { formatDuration } from "../../config/duration.ts";
 import { entryTypes, type Health } from "../../health/index.ts";
 import { bearer, type Authenticator } from "../../auth/index.ts";
 import { RegistryError } from "../../registry/index.ts";
-import { createTickets, type Grant } from "../tickets.ts";
+import { createTickets, type Grant, type Tickets } from "../tickets.ts";
 import { errorBody, RequestError } from "../errors.ts";
 import { defineRoute, type Answer } from "../route.ts";
 import { idParams, isoTime } from "../schemas.ts";
@@ -16,6 +16,8 @@ export interface LiveOptions {
   /** How often each stream checks for news. */
   intervalMs: number;
   ticketTtlMs?: number;
+  /** Where tickets live (Redis in cluster mode, so a stream may open on another node); in memory by default. */
+  tickets?: Tickets;
   /** Streams one principal may hold open at once. */
   maxStreamsPerPrincipal?: number;
   /** A stream ends after this long; the dashboard opens a new one with a fresh ticket (re-checking its key). */
@@ -72,7 +74,7 @@ const tooMany: Answer = { description: "too many live streams open with this key
 export const liveRoutes =
   (options: LiveOptions, deps: LiveDeps): FastifyPluginAsync =>
   async (app) => {
-    const tickets = createTickets(options.ticketTtlMs ?? 30_000);
+    const tickets = options.tickets ?? createTickets(options.ticketTtlMs ?? 30_000);
     const maxPerPrincipal = options.maxStreamsPerPrincipal ?? 16;
     const maxStreamMs = options.maxStreamMs ?? 30 * 60_000;
     const streams = new Set<Stream>();
@@ -94,9 +96,12 @@ export const liveRoutes =
         "EventSource cannot send an Authorization header: the dashboard trades its key for a 30-second ticket and opens the stream with ?ticket=.",
       auth: ["support"],
       responses: { 201: { description: "`{ticket, expiresAt}`", schema: ticket } },
-      handler(request, reply) {
+      async handler(request, reply) {
         const token = bearer(request)!;
-        const { ticket, expiresAt } = tickets.issue({ principal: request.principal!, keyId: deps.keys.idOf(token) });
+        const { ticket, expiresAt } = await tickets.issue({
+          principal: request.principal!,
+          keyId: deps.keys.idOf(token),
+        });
         return reply
           .code(201)
           .header("cache-control", "no-store")
@@ -105,8 +110,8 @@ export const liveRoutes =
     });
 
     /** The grant of a ticket (used up) whose key is still good. */
-    const redeem = (ticket: string): Grant => {
-      const grant = tickets.redeem(ticket);
+    const redeem = async (ticket: string): Promise<Grant> => {
+      const grant = await tickets.redeem(ticket);
       if (grant && (grant.keyId === undefined || deps.keys.active(grant.keyId))) return grant;
       throw new RequestError(
         "BAD_TICKET",
@@ -183,9 +188,9 @@ export const liveRoutes =
         200: events('retry: 5000\n\nevent: fleet\ndata: {"computedAt":"2026-05-04T10:00:00.000Z"}\n\n'),
         429: tooMany,
       },
-      handler(request, reply) {
+      async handler(request, reply) {
         const windowMs = request.query.window ?? deps.health.config.window;
-        const stream = open(request, reply, redeem(request.query.ticket));
+        const stream = open(request, reply, await redeem(request.query.ticket));
         let digest: string | undefined;
         every(stream, "fleet", async () => {
           const snap = await deps.health.snapshot(windowMs);
@@ -216,7 +221,7 @@ export const liveRoutes =
         const q = request.query;
         const windowMs = q.window ?? deps.health.config.window;
         // The ticket first: nobody without one makes InfluxDB work.
-        const grant = redeem(q.ticket);
+        const grant = await redeem(q.ticket);
         const first = await deps.health.device(id, windowMs);
         if (!first) throw new RegistryError("NOT_FOUND", `no device '${id}'`);
         const stream = open(request, reply, grant);

@@ -1,5 +1,6 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openStream } from "../support/sse.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import { api, connectDevice, provision, type TestPlatform } from "../support/platform.ts";
 import { polling, waitFor } from "../support/wait.ts";
@@ -114,5 +115,15 @@ describe("cluster: three nodes on one Redis behave as one platform", () => {
         .poll(async () => (await api(t, "GET", `/api/actions/${action.id}`)).body.status, polling)
         .toBe("applied");
     await client.endAsync();
+  });
+
+  it("a live-stream ticket from node 1 opens one stream on node 2, and nothing more anywhere", async () => {
+    const key = (await api(node(1), "POST", "/api/keys", { name: "desk", role: "support" })).body as { token: string };
+    const ticket = (await api(node(1), "POST", "/api/live/tickets", undefined, key.token)).body.ticket as string;
+    const stream = await openStream(`${node(2).http}/api/live/fleet?ticket=${ticket}`, null);
+    expect(stream.status).toBe(200);
+    expect((await openStream(`${node(3).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
+    expect((await openStream(`${node(1).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
+    stream.close();
   });
 });
