@@ -6,6 +6,7 @@ import { openStore, type Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { localChangeFeed } from "../changes/local.ts";
 import { clusterJobs, singleNodeJobs, type ClusterJobs } from "../cluster/jobs.ts";
+import { claimClockSlot } from "../cluster/clock-slot.ts";
 import { redisChangeFeed, type RedisChangeFeed } from "../changes/redis.ts";
 import { registryChanges, startRegistry, type Registry } from "../registry/index.ts";
 import { startActions, type Actions, type Publisher } from "../actions/index.ts";
@@ -59,6 +60,11 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
   };
 
   try {
+    // Before anything stamps a time: in a cluster this node's timestamps are its own.
+    if (config.redis.url) {
+      const clock = await claimClockSlot({ url: config.redis.url, node: config.nodeId }, log);
+      closers.push(() => clock.close());
+    }
     const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
     closers.push(() => store.close());
     // One feed for every view; it closes after the parts, which stop following it as they close.

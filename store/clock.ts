@@ -1,13 +1,24 @@
 /**
  * InfluxDB identifies a point by series + timestamp, so two change events of
  * the same series in the same millisecond would overwrite each other. Platform
- * events therefore get strictly increasing microsecond timestamps.
+ * events therefore get strictly increasing microsecond timestamps, and in a
+ * cluster each node its own residue of them, so that two nodes stamping the
+ * same series in the same millisecond still make two points.
  */
 let last = 0;
+// In a cluster each node stamps only times ≡ slot (mod slots), so two nodes never make one time.
+let slot = 0;
+let slots = 1;
+
+/** This process's share of the microseconds (cluster/clock-slot.ts claims it); every node of a cluster must use the same `of`. */
+export function useClockSlot(mine: number, of: number): void {
+  slot = mine;
+  slots = of;
+}
 
 export function nextMicros(now: number = Date.now()): number {
-  const candidate = now * 1000;
-  last = candidate > last ? candidate : last + 1;
+  const candidate = Math.max(now * 1000, last + 1);
+  last = candidate + ((slot - (candidate % slots) + slots) % slots);
   return last;
 }
 
