@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { ChangeFeed } from "../changes/index.ts";
-import type { ClusterJobs } from "../cluster/jobs.ts";
+import type { ClusterJobs } from "../coordination/jobs.ts";
 import type { Store } from "../store/index.ts";
 import { ActionBook, type ActionRecord, type Participation } from "./book.ts";
 import { startDelivery, type Delivery } from "./delivery.ts";

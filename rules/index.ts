@@ -5,7 +5,7 @@ import type { Logger } from "pino";
 import type { RuleMessage } from "./message.ts";
 import type { Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
-import type { ClusterJobs } from "../cluster/jobs.ts";
+import type { ClusterJobs } from "../coordination/jobs.ts";
 import { backtest, type BacktestReport } from "./backtest.ts";
 import { Catalog, type CatalogEntry, type RuleVersion } from "./catalog.ts";
 import {

@@ -1,7 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "pino";
 import { z } from "zod";
-import { redisLeases } from "../cluster/leases.ts";
+import { redisLeases } from "../coordination/leases.ts";
 import type { Scope } from "./engine.ts";
 import { keyOf } from "./engine.ts";
 import type { RuleMessage } from "./message.ts";

@@ -10,7 +10,7 @@ let last = 0;
 let slot = 0;
 let slots = 1;
 
-/** This process's share of the microseconds (cluster/clock-slot.ts claims it); every node of a cluster must use the same `of`. */
+/** This process's share of the microseconds (coordination/clock-slot.ts claims it); every node of a cluster must use the same `of`. */
 export function useClockSlot(mine: number, of: number): void {
   slot = mine;
   slots = of;

@@ -3,7 +3,7 @@ import type { Store } from "../store/index.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { startSubjectTokens, type SubjectTokens } from "./tokens.ts";
 import { startTouchpoints, type Touchpoints } from "./touchpoints.ts";
-import type { ClusterJobs } from "../cluster/jobs.ts";
+import type { ClusterJobs } from "../coordination/jobs.ts";
 
 export type { Link, TouchpointChange, TouchpointSession, Touchpoints } from "./touchpoints.ts";
 export type { SubjectToken, SubjectTokens } from "./tokens.ts";

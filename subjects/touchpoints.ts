@@ -7,7 +7,7 @@ import { provisionedLinks } from "../registry/queries.ts";
 import { sessionEvents } from "../ingest/queries.ts";
 import { localChangeFeed } from "../changes/local.ts";
 import type { ChangeFeed, Origin } from "../changes/index.ts";
-import type { ClusterJobs } from "../cluster/jobs.ts";
+import type { ClusterJobs } from "../coordination/jobs.ts";
 import {
   LINKS,
   linkChanges,

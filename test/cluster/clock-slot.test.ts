@@ -1,6 +1,6 @@
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLOCK_SLOTS, claimClockSlot, type ClockSlot } from "../../cluster/clock-slot.ts";
+import { CLOCK_SLOTS, claimClockSlot, type ClockSlot } from "../../coordination/clock-slot.ts";
 import type { ManagedRedis } from "../../cluster/redis-server.ts";
 import { nextMicros, useClockSlot } from "../../store/clock.ts";
 import { startTestRedis } from "../support/redis.ts";
