@@ -113,6 +113,7 @@ export interface ForgettingViews {
   tokens: { forgetSubject(subject: string): void };
   touchpoints: { forgetSubject(subject: string): string[] };
   actions: { forgetSubject(subject: string): void };
+  rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
 }
 
 /**
@@ -120,13 +121,16 @@ export interface ForgettingViews {
  * feed, made here or on another node; each `forgetSubject` is idempotent.
  */
 export function followErasures(changes: ChangeFeed, views: ForgettingViews): () => void {
-  return changes.subscribe(erasureChanges, (event) => {
+  return changes.subscribe(erasureChanges, (event, origin) => {
     if (event.op === "started") {
       views.consent.forgetSubject(event.subject);
       views.tokens.forgetSubject(event.subject);
     } else if (event.op === "forget") {
       views.touchpoints.forgetSubject(event.subject);
       views.actions.forgetSubject(event.subject);
+      // The node erasing forgets the rules' windows once InfluxDB is erased (erase.ts); in a cluster the
+      // subject's partition may be owned by another node, which forgets its windows of them here.
+      if (origin === "elsewhere") void views.rules.forgetSubject(event.subject, []);
     }
   });
 }

@@ -1,6 +1,9 @@
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStream } from "../support/sse.ts";
+import { optIn, publishEvents } from "../support/story.ts";
+import { influxQuery } from "../support/influx.ts";
+import { ident, influxql } from "../../store/influxql.ts";
 import { startTestCluster, type TestCluster } from "../support/cluster.ts";
 import { api, connectDevice, provision, type TestPlatform } from "../support/platform.ts";
 import { polling, waitFor } from "../support/wait.ts";
@@ -125,5 +128,42 @@ describe("cluster: three nodes on one Redis behave as one platform", () => {
     expect((await openStream(`${node(3).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
     expect((await openStream(`${node(1).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
     stream.close();
+  });
+
+  it("an erasure through node 3 leaves nothing of the customer in any node's answers or in InfluxDB", async () => {
+    const rule = `id: erasure-greeting
+on: event:hello
+scope: subject
+then:
+  - set: ui.greeting
+    value: hi
+`;
+    expect((await api(node(1), "POST", "/api/rules", rule)).status).toBe(201);
+    await optIn(node(1), "cust-gone");
+    const phone = await provision(node(2), { id: "phone-gone", subject: "cust-gone" });
+    const client = await connectDevice(node(1).mqttUrl, phone.id, phone.token);
+    await publishEvents(client, phone.id, [{ name: "hello", subject: "cust-gone" }]);
+    await cluster.rulesCaughtUp();
+    for (const t of nodes)
+      await waitFor(
+        async () =>
+          ((await api(t, "GET", "/api/subjects/cust-gone/actions")).body as unknown as unknown[]).length === 1,
+        "the customer's action on every node",
+      );
+    await client.endAsync();
+
+    const erased = await api(node(3), "DELETE", "/api/subjects/cust-gone");
+    expect(erased.status).toBe(200);
+    for (const t of nodes) {
+      expect((await api(t, "GET", "/api/subjects/cust-gone/actions")).body).toEqual([]);
+      expect((await api(t, "GET", "/api/subjects/cust-gone/profile")).body.profile).toEqual({});
+      // No record means no, for every purpose.
+      const consent = (await api(t, "GET", "/api/subjects/cust-gone/consent")).body.consent as Record<string, boolean>;
+      expect(Object.values(consent).every((granted) => !granted)).toBe(true);
+    }
+    for (const measurement of ["events", "actions", "consent"])
+      expect(
+        await influxQuery(node(1).db, influxql`SELECT * FROM ${ident(measurement)} WHERE "subject" = 'cust-gone'`),
+      ).toEqual([]);
   });
 });

@@ -55,6 +55,12 @@ describe("erasures view", () => {
       tokens,
       touchpoints: links,
       actions: { forgetSubject: (s) => forgotten.push(`actions:${s}`) },
+      rules: {
+        forgetSubject: (s) => {
+          forgotten.push(`rules:${s}`);
+          return Promise.resolve();
+        },
+      },
     });
     await feed.publish(tokenChanges, { op: "issued", token: "stk_a", subject: "a", hash: "h", by: "x", micros: T0 });
     await feed.publish(tokenChanges, {
@@ -74,6 +80,9 @@ describe("erasures view", () => {
     await feed.publish(erasureChanges, { op: "forget", erasure: "era_1", subject: "a", micros: T0 + 4 });
     expect(links.get("phone")).toBeUndefined();
     expect([...tokens.all()].map((t) => t.id)).toEqual(["stk_b"]);
+    // The erasing node forgets the rules' windows itself, after InfluxDB; another node's owner of them, on the step.
     expect(forgotten).toEqual(["consent:a", "actions:a", "actions:a"]);
+    await feed.deliver(erasureChanges, { op: "forget", erasure: "era_2", subject: "c", micros: T0 + 5 }, "elsewhere");
+    expect(forgotten).toEqual(["consent:a", "actions:a", "actions:a", "actions:c", "rules:c"]);
   });
 });
