@@ -13,15 +13,19 @@ import { renderReport, type Results } from "./report.ts";
 import { benchRuleEvaluation } from "./rule-eval.ts";
 import { healthReport } from "./health.ts";
 import { benchBrokers } from "./sections/broker.ts";
+import { benchCluster } from "./sections/cluster.ts";
 import { benchIngest } from "./sections/ingest.ts";
 import { benchLatency } from "./sections/latency.ts";
 
 /**
- * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules] [-- --profile DIR]`:
+ * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules,health,cluster] [-- --profile DIR]`:
  * Refeed beside the tools users would pick instead (Mosquitto, Node-RED), in one run on this machine.
  */
-const SECTIONS = ["broker", "ingest", "latency", "rules", "health"] as const;
-/** Experience health loads 10,000 devices (about 3 minutes): in the full run, or asked for with --only. */
+const SECTIONS = ["broker", "ingest", "latency", "rules", "health", "cluster"] as const;
+/**
+ * Experience health loads 10,000 devices (about 3 minutes) and the cluster section starts 1, 2 and 3 nodes
+ * behind HAProxy (about 3 minutes): in the full run, or asked for with --only.
+ */
 const QUICK_SECTIONS: readonly Section[] = ["broker", "ingest", "latency", "rules"];
 type Section = (typeof SECTIONS)[number];
 const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
@@ -164,6 +168,11 @@ async function main() {
       mark("at the health section");
       say("experience health: 10,000 devices, the whole fleet scored and the fleet view under news");
       results.health = await healthReport({ quick });
+    }
+    if (only.has("cluster")) {
+      mark("at the cluster section");
+      say("cluster: 1, 2 and 3 nodes of refeed cluster behind HAProxy");
+      results.cluster = await benchCluster(ctx);
     }
   } finally {
     await influxd.close();

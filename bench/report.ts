@@ -4,6 +4,7 @@ import type { RuleEvalRow } from "./rule-eval.ts";
 import { renderRules } from "./rules.ts";
 import type { StepRow } from "./scenario.ts";
 import type { BrokerSection } from "./sections/broker.ts";
+import type { ClusterSection, ClusterThroughput } from "./sections/cluster.ts";
 import type { IngestSection, Pipeline } from "./sections/ingest.ts";
 import type { LatencySection } from "./sections/latency.ts";
 import type { Search } from "./steps.ts";
@@ -24,6 +25,7 @@ export interface Results {
   rules?: RuleEvalRow[];
   /** The experience-health section, rendered (bench/health.ts). */
   health?: string;
+  cluster?: ClusterSection;
 }
 
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
@@ -89,6 +91,22 @@ function targets(r: Results): string {
     const mb = Math.max(memory.marginalMiB, memory.heapMarginalMiB ?? 0) * 1.048576;
     lines.push(
       `| < 10 MB of memory per 1,000 idle connections | **${mb.toFixed(1)} MB** for 1,000 more (the larger of resident set ${(memory.marginalMiB * 1.048576).toFixed(1)} MB and V8 heap ${((memory.heapMarginalMiB ?? 0) * 1.048576).toFixed(1)} MB, after a full GC; the first 1,000 with one-off costs: ${(memory.firstMiB * 1.048576).toFixed(1)} MB resident) | ${mb < 10 ? "yes" : "**no**"} |`,
+    );
+  }
+  const cluster = r.cluster;
+  const single = cluster?.runs.find((x) => x.nodes === 1);
+  if (cluster && single) {
+    const worst = Math.max(
+      0,
+      ...cluster.runs.filter((x) => x.nodes > 1).map((x) => x.fixed.nodesPer10k / single.fixed.nodesPer10k),
+    );
+    lines.push(
+      `| cluster CPU per message at most 1.3x a single node's (nodes' CPU at the same fixed rate) | ${cluster.runs
+        .filter((x) => x.nodes > 1)
+        .map((x) => `${x.nodes} nodes **${(x.fixed.nodesPer10k / single.fixed.nodesPer10k).toFixed(2)}x**`)
+        .join(
+          ", ",
+        )} (${single.fixed.nodesPer10k.toFixed(2)} CPU-s per 10,000 on 1 node) | ${worst <= 1.3 ? "yes" : "**no**"} |`,
     );
   }
   return `## Targets
@@ -255,6 +273,75 @@ path, what was changed, and what is left.
 `;
 }
 
+function clusterSection(c: ClusterSection, r: Results): string {
+  const single = c.runs.find((x) => x.nodes === 1);
+  const spread = (xs: number[], f: (v: number) => string = n) => {
+    const s = [...xs].sort((a, b) => a - b);
+    return `${f(s[0]!)} / **${f(s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2)}** / ${f(s[s.length - 1]!)}`;
+  };
+  const perNode = (t: ClusterThroughput, nodes: number) =>
+    Array.from({ length: nodes }, (_, i) => `node-${i + 1} ${(t.per10k[`node-${i + 1}`] ?? 0).toFixed(2)}`).join(", ");
+  const coresOf = (t: ClusterThroughput) =>
+    Object.entries(t.cores)
+      .map(([name, v]) => `${name} ${v.toFixed(2)}`)
+      .join(", ");
+  const rows = c.runs.map((x) => {
+    const sat = x.saturation.map((s) => s.msgsPerSecond);
+    const ratio = single ? x.fixed.nodesPer10k / single.fixed.nodesPer10k : NaN;
+    const spreadOver = Object.entries(x.connections)
+      .map(([id, c]) => `${id} ${c}`)
+      .join(", ");
+    return `| ${x.nodes} | ${spreadOver} | ${spread(sat)} | ${spread(
+      x.saturation.map((s) => s.nodesPer10k),
+      (v) => v.toFixed(2),
+    )} | ${n(x.fixed.acked)} of ${n(x.fixed.sent + x.fixed.skipped)}${x.fixed.skipped > 0 ? ` (${n(x.fixed.skipped)} not sent: window full)` : ""} | **${x.fixed.nodesPer10k.toFixed(2)}** (${ratio.toFixed(2)}x) | ${perNode(x.fixed, x.nodes)} | ${(x.fixed.per10k.redis ?? 0).toFixed(2)} | ${(x.fixed.per10k.haproxy ?? 0).toFixed(2)} | ${(x.fixed.per10k.influxd ?? 0).toFixed(2)} |`;
+  });
+  const busy = c.runs.flatMap((x) =>
+    x.saturation
+      .map((s, i) => `| ${x.nodes} | saturation ${i + 1} | ${n(s.msgsPerSecond)} | ${lat(s.ack)} | ${coresOf(s)} |`)
+      .concat([
+        `| ${x.nodes} | fixed ${n(x.fixed.rate)}/s | ${n(x.fixed.msgsPerSecond)} | ${lat(x.fixed.ack)} | ${coresOf(x.fixed)} |`,
+      ]),
+  );
+  const across = c.runs
+    .filter((x) => x.propagation || x.action)
+    .map((x) => `| ${x.nodes} | ${lat(x.propagation)} | ${lat(x.action)} |`);
+  const failover = c.runs.find((x) => x.failover)?.failover;
+  return `## Cluster: 1, 2 and 3 nodes behind HAProxy
+
+\`refeed cluster --nodes N\` as an operator starts it (a redis-server, N \`refeed start\` nodes and HAProxy in
+front, front ports picked free), on the benchmark's InfluxDB, one size after another in the same run.
+**This machine has ${r.machine.cores} cores**, shared by every node, Redis, HAProxy, influxd and the load generator: more
+nodes cannot add CPU here, so the question is what a message costs in a cluster, not how far it scales.
+${c.devices} devices, provisioned through the HTTP front with the admin token, connect through the MQTT
+front (HAProxy \`leastconn\` spreads them) and publish telemetry at QoS 1 with at most ${c.window} publishes
+unacknowledged each (per-device publish rate limit set out of the way). **Saturation**: ${n(c.offered)} msgs/s offered for
+${c.stepSeconds} s (sends beyond the window are skipped), PUBACKs per second counted over the step and its drain, ${c.runs[0]?.saturation.length ?? 0}
+repetitions (min / median / max) after a discarded ${c.warmupSeconds} s warm-up. Connections per node: each
+node's \`refeed_mqtt_connected_clients\` once the devices had connected. **Fixed rate**: half the single node's median, the same for every size,
+where CPU per message compares like with like (paced publishes cost more per message than a saturated
+stream, whose writes and fsyncs batch more). CPU-seconds from /proc (utime + stime) of each node process,
+of redis-server, haproxy and influxd, per 10,000 acknowledged messages.
+
+| nodes | connections per node | saturation msgs/s min / median / max | node CPU-s per 10,000 at saturation min / median / max | fixed rate: acked of scheduled | nodes' CPU-s per 10,000 (vs 1 node) | per node | redis | haproxy | influxd |
+|---|---|---|---|---|---|---|---|---|---|
+${rows.join("\n")}
+
+| nodes | step | acked msgs/s | publish -> PUBACK ms p50 / p99 / p99.9 / max | cores busy (of ${r.machine.cores}) |
+|---|---|---|---|---|
+${busy.join("\n")}
+
+Across nodes (each on its own address, not through HAProxy): a consent change made through node-1's HTTP
+until node-2's HTTP answers it (polled every millisecond, 100 changes), and telemetry from a device
+connected to node-1 until the action of a subject-scoped rule (\`POST /api/rules\`) reaches the same
+customer's other device, connected to node-2 (publish -> receipt, 100 messages one after another).
+
+| nodes | change node-1 -> node-2 ms p50 / p99 / p99.9 / max | telemetry (node-1) -> action (node-2) ms p50 / p99 / p99.9 / max |
+|---|---|---|
+${across.join("\n")}
+${failover ? `\nPartition failover, 3 nodes: node-3 (owning ${failover.partitionsOfDead} of the 32 rule partitions) killed with SIGKILL; **${n(failover.ms)} ms** until \`GET /api/rules/partitions\` on node-1 showed none owned by node-3 and none without an owner (the leases last 6 s).\n` : ""}`;
+}
+
 export function renderReport(r: Results): string {
   const m = r.machine;
   const sections = [
@@ -265,6 +352,7 @@ export function renderReport(r: Results): string {
     whereTheTimeGoes(r),
     r.rules ? renderRules(r.rules) : "",
     r.health ?? "",
+    r.cluster ? clusterSection(r.cluster, r) : "",
   ].filter(Boolean);
   return `# Benchmarks
 

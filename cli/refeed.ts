@@ -5,6 +5,7 @@ import { keys } from "./keys.ts";
 import { admin } from "./admin.ts";
 import { simCommand } from "../firmware-sim/cli.ts";
 import { clusterCommand } from "../cluster/run.ts";
+import { createLogger } from "../platform/log.ts";
 
 const usage = `usage: refeed <command>
 
@@ -35,7 +36,7 @@ async function run(argv: string[]): Promise<number> {
     case "sim":
       return simCommand(argv.slice(1));
     case "cluster":
-      return clusterCommand(argv.slice(1));
+      return clusterCommand(argv.slice(1), createLogger);
     case "help":
     case "--help":
     case "-h":

@@ -5,7 +5,6 @@ import type { Logger } from "pino";
 import { generateToken } from "../auth/tokens.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
-import { createLogger } from "../platform/log.ts";
 import { findExecutable, freePort, InfluxdMissingError, startInfluxd, type ManagedInfluxd } from "../store/influxd.ts";
 import { MissingBinaryError, requireBinary } from "./binaries.ts";
 import type { Supervised } from "./child.ts";
@@ -32,8 +31,16 @@ type Env = Record<string, string | undefined>;
 /** A problem to tell the operator, with the exit code (2: wrong usage or configuration). */
 class UsageError extends Error {}
 
-/** `refeed cluster`: 0 after a requested stop, 1 when it could not start, 2 for bad flags or settings, 3 for a missing binary. */
-export async function clusterCommand(argv: string[], env: Env = process.env): Promise<number> {
+/**
+ * `refeed cluster`: 0 after a requested stop, 1 when it could not start, 2 for bad flags or settings, 3 for a missing binary.
+ * The logger comes from the caller (the CLI passes platform/log.ts's): cluster/ is imported by the platform's
+ * parts (jobs, clock slots), so it must not import platform/ back.
+ */
+export async function clusterCommand(
+  argv: string[],
+  createLogger: (level: Config["logLevel"]) => Logger,
+  env: Env = process.env,
+): Promise<number> {
   let options;
   try {
     options = parseOptions(argv, env);
