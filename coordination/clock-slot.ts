@@ -1,4 +1,4 @@
-import { Redis } from "ioredis";
+import { leaseConnection } from "./connection.ts";
 import type { Logger } from "pino";
 import { useClockSlot } from "../store/clock.ts";
 import { redisLeases } from "./leases.ts";
@@ -23,19 +23,7 @@ export async function claimClockSlot(
 ): Promise<ClockSlot> {
   const log = parentLog.child({ part: "cluster", dependency: "redis" });
   const leaseMs = config.leaseMs ?? 30_000;
-  const redis = new Redis(config.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectionName: `refeed:${config.node}:clock`,
-  });
-  redis.on("error", () => undefined); // the change feed's log line names Redis when it is away
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis (REFEED_REDIS_URL) for a clock slot: ${(err as Error).message}`);
-  }
+  const redis = await leaseConnection(config.url, config.node, "clock");
   const leases = redisLeases(redis, { prefix: "refeed:clock", node: config.node, ttlMs: leaseMs });
   const all = Array.from({ length: CLOCK_SLOTS }, (_, i) => String(i));
   const claim = async () => {

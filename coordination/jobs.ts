@@ -1,4 +1,4 @@
-import { Redis } from "ioredis";
+import { leaseConnection } from "./connection.ts";
 import type { Logger } from "pino";
 import { redisLeases } from "./leases.ts";
 
@@ -31,19 +31,7 @@ export interface JobsConfig {
 export async function clusterJobs(config: JobsConfig, parentLog: Logger): Promise<ClusterJobs> {
   const log = parentLog.child({ part: "cluster", dependency: "redis" });
   const leaseMs = config.leaseMs ?? 6000;
-  const redis = new Redis(config.url, {
-    lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    connectionName: `refeed:${config.node}:jobs`,
-  });
-  redis.on("error", () => undefined); // the change feed's log line names Redis when it is away
-  try {
-    await redis.connect();
-  } catch (err) {
-    redis.disconnect();
-    throw new Error(`cannot reach Redis (REFEED_REDIS_URL) for cluster jobs: ${(err as Error).message}`);
-  }
+  const redis = await leaseConnection(config.url, config.node, "jobs");
   const leases = redisLeases(redis, { prefix: "refeed:cluster", node: config.node, ttlMs: leaseMs });
   let leading = false;
   let renewedAt = 0;
