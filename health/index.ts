@@ -7,9 +7,11 @@ import { SUBJECT_ID, type Device } from "../registry/index.ts";
 import type { Store } from "../store/index.ts";
 import { filterRows, sortRows, type FleetFilter, type FleetRow, type FleetSort } from "./fleet.ts";
 import { createFleetView, type FleetSnapshot, type FleetView } from "./view.ts";
+import { redisSharedFleet } from "./shared.ts";
 import { healthStatements, queryAggregates } from "./queries.ts";
 import { devicesOfSubject as subjectDevicesQuery, newestTelemetry, subjectsOfDevice } from "../ingest/queries.ts";
 import {
+  aggregatesSchema,
   emptyAggregates,
   healthComponents,
   score,
@@ -50,6 +52,8 @@ export interface HealthDeps {
   presence: { view(device: string): PresenceView };
   actions: { get(id: string): ActionRecord | undefined };
   consent: { history(subject: string): ConsentChange[] };
+  /** In a cluster: the jobs-lease holder measures the default window's view for every node, through Redis. */
+  cluster?: { redisUrl: string; node: string; leads: () => boolean };
 }
 
 export interface FleetQuery extends Omit<FleetFilter, "subjectDevices"> {
@@ -202,21 +206,45 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     };
   };
 
-  /** The InfluxQL aggregations for these devices (or all), scored. */
-  const scoreDevices = async (windowMs: number, ids?: readonly string[]) => {
+  /** The InfluxQL aggregations for these devices (or the whole registry). */
+  const measure = async (windowMs: number, ids?: readonly string[]) => {
+    const to = Date.now();
+    const aggregates = await queryAggregates(deps.store, healthStatements(config, { from: to - windowMs, to }, ids));
+    const devices = ids ? ids.flatMap((id) => deps.devices.get(id) ?? []) : deps.devices.list();
+    const values = new Map(devices.map((d) => [d.id, aggregates.get(d.id) ?? emptyAggregates()] as const));
+    return { from: to - windowMs, to, values };
+  };
+  /** Rows scored now from measurements: presence and the time since are read at this moment. */
+  const render = (values: ReadonlyMap<string, Aggregates>, windowMs: number) => {
     const to = Date.now();
     const range: Range = { from: to - windowMs, to };
-    const aggregates = await queryAggregates(deps.store, healthStatements(config, range, ids));
-    const devices = ids ? ids.flatMap((id) => deps.devices.get(id) ?? []) : deps.devices.list();
-    return { ...range, rows: devices.map((d) => rowOf(d, aggregates.get(d.id) ?? emptyAggregates(), range)) };
+    const rows = new Map<string, FleetRow>();
+    for (const [id, agg] of values) {
+      const d = deps.devices.get(id);
+      if (d) rows.set(id, rowOf(d, agg, range));
+    }
+    return { ...range, values: rows };
   };
 
+  const shared =
+    deps.cluster && config.refreshMs > 0
+      ? await redisSharedFleet(
+          { url: deps.cluster.redisUrl, node: deps.cluster.node, windowMs: config.window, leads: deps.cluster.leads },
+          aggregatesSchema,
+        )
+      : undefined;
   const views = new Map<number, FleetView>();
   /** The view of a window, made on first use; a handful of windows at a time, the least recently made goes first. */
   const snapshot = async (windowMs: number): Promise<FleetSnapshot> => {
     if (config.refreshMs === 0) {
-      const { from, to, rows } = await scoreDevices(windowMs);
-      return { from, to, computedAt: Date.now(), rows: sortRows(rows, "score"), digest: String(Date.now()) };
+      const { from, to, values } = render((await measure(windowMs)).values, windowMs);
+      return {
+        from,
+        to,
+        computedAt: Date.now(),
+        rows: sortRows([...values.values()], "score"),
+        digest: String(Date.now()),
+      };
     }
     for (const [w, view] of views) {
       if (!view.idle || w === windowMs) continue;
@@ -225,13 +253,14 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     }
     let view = views.get(windowMs);
     if (!view) {
-      view = createFleetView(scoreDevices, () => deps.devices.list().map((d) => d.id), {
-        windowMs,
-        refreshMs: config.refreshMs,
-        fullRefreshMs: config.fullRefreshMs,
-        idleMs: IDLE_MS,
-        log,
-      });
+      view = createFleetView(
+        measure,
+        render,
+        () => deps.devices.list().map((d) => d.id),
+        { windowMs, refreshMs: config.refreshMs, fullRefreshMs: config.fullRefreshMs, idleMs: IDLE_MS, log },
+        // In a cluster the default window is measured once, by the jobs-lease holder, for every node.
+        windowMs === config.window ? shared : undefined,
+      );
       views.set(windowMs, view);
       if (views.size > MAX_WINDOWS) {
         const [oldest, old] = views.entries().next().value!;
@@ -378,6 +407,7 @@ export async function startHealth(config: HealthConfig, deps: HealthDeps): Promi
     async close() {
       for (const view of views.values()) view.close();
       views.clear();
+      await shared?.close();
     },
   };
 }

@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { healthComponents, type HealthComponent, type HealthConfig, type HealthWeights } from "../config/schema.ts";
 
 export { healthComponents, type HealthComponent };
@@ -6,32 +7,42 @@ export { healthComponents, type HealthComponent };
  * What InfluxDB answered for one device over the window: counts, sums and
  * means from GROUP BY "device" queries (health/queries.ts), never raw points.
  */
-export interface Aggregates {
-  sessions: number;
-  errorEvents: number;
-  crashEvents: number;
+const count = z.number().nonnegative();
+const mean = z.number().nullable();
+/**
+ * What InfluxDB's aggregations say about one device over a window. A schema,
+ * not only a type: in a cluster the view's leader hands these to the other
+ * nodes through Redis (./shared.ts), and they are parsed where they come in.
+ */
+export const aggregatesSchema = z.object({
+  sessions: count,
+  errorEvents: count,
+  crashEvents: count,
   /** Sum and number of samples of the telemetry error counter. */
-  errorSum: number;
-  errorSamples: number;
-  latencySamples: number;
-  latencyMean: number | null;
+  errorSum: z.number(),
+  errorSamples: count,
+  latencySamples: count,
+  latencyMean: mean,
   /** Samples at or under the target T, and at or under 4T. */
-  latencyWithinT: number;
-  latencyWithin4T: number;
-  ratings: number;
-  ratingMean: number | null;
-  texts: number;
-  sentimentMean: number | null;
-  negativeTexts: number;
-  latestNegative: { text: string; sentiment: number; rating: number | null; at: number } | undefined;
-  asks: number;
-  accepted: number;
-  declined: number;
+  latencyWithinT: count,
+  latencyWithin4T: count,
+  ratings: count,
+  ratingMean: mean,
+  texts: count,
+  sentimentMean: mean,
+  negativeTexts: count,
+  latestNegative: z
+    .object({ text: z.string(), sentiment: z.number(), rating: z.number().nullable(), at: z.number() })
+    .optional(),
+  asks: count,
+  accepted: count,
+  declined: count,
   /** Sum of presence `online_ms` in the window, and the window's first presence event. */
-  onlineMsSum: number;
-  firstPresence: { at: number; onlineMs: number } | undefined;
-  drops: number;
-}
+  onlineMsSum: z.number(),
+  firstPresence: z.object({ at: z.number(), onlineMs: z.number() }).optional(),
+  drops: count,
+});
+export type Aggregates = z.infer<typeof aggregatesSchema>;
 
 export const emptyAggregates = (): Aggregates => ({
   sessions: 0,

@@ -118,8 +118,10 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       { log, store, actions, consent, changes, jobs },
     );
     closers.push(() => rules.close());
-    // Devices with news are scored again in the fleet's health view; health starts after the parts it reads.
-    let touchHealth: (device: string) => void = () => {};
+    // Devices with news are scored again in the fleet's health view. Health starts after the parts it
+    // reads, but devices connect and publish as soon as the broker is up: their news waits here for it.
+    const earlyNews = new Set<string>();
+    let touchHealth: (device: string) => void = (device) => earlyNews.add(device);
     const metrics = new MetricsRegistry();
     collectDefaultMetrics({ register: metrics });
     const ingest: Ingest = await startIngest(
@@ -205,9 +207,14 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       presence,
       actions,
       consent,
+      ...(config.redis.url
+        ? { cluster: { redisUrl: config.redis.url, node: config.nodeId, leads: () => jobs.leads() } }
+        : {}),
     });
     closers.push(() => health.close());
     touchHealth = (device) => health.touch(device);
+    for (const device of earlyNews) health.touch(device);
+    earlyNews.clear();
     // Every kind of bearer token the API takes; the admin's last (see anyAuthenticator).
     const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;

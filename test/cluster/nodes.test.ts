@@ -14,7 +14,7 @@ describe("cluster: three nodes on one Redis behave as one platform", () => {
   let nodes: TestPlatform[] = [];
   const node = (n: 1 | 2 | 3) => nodes[n - 1]!;
   beforeAll(async () => {
-    cluster = await startTestCluster(3);
+    cluster = await startTestCluster(3, {}, { logs: true });
     nodes = cluster.nodes;
   });
   afterAll(() => cluster?.close());
@@ -128,6 +128,36 @@ describe("cluster: three nodes on one Redis behave as one platform", () => {
     expect((await openStream(`${node(3).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
     expect((await openStream(`${node(1).http}/api/live/fleet?ticket=${ticket}`, null)).status).toBe(401);
     stream.close();
+  });
+
+  it("the fleet health view is measured once for the cluster, by the jobs-lease holder, and every node answers with it", async () => {
+    const kiosk = await provision(node(2), { id: "kiosk-fleet", kind: "kiosk" });
+    const client = await connectDevice(node(3).mqttUrl, kiosk.id, kiosk.token);
+    await client.publishAsync(`devices/${kiosk.id}/telemetry`, JSON.stringify({ metrics: { latency_ms: 4000 } }), {
+      qos: 1,
+    });
+    for (const t of nodes)
+      await waitFor(async () => {
+        const own = (await api(t, "GET", `/api/devices/${kiosk.id}/health`)).body;
+        const fleet = (await api(t, "GET", "/api/fleet/health?q=kiosk-fleet")).body.devices as Array<
+          Record<string, unknown>
+        >;
+        const row = fleet.find((r) => r.device === kiosk.id);
+        return (
+          own.online === true &&
+          row?.online === true &&
+          row.score === own.score &&
+          (row.components as Record<string, unknown>).performance ===
+            (own.components as Record<string, { score: unknown }>).performance!.score
+        );
+      }, `node ${t.config.nodeId}'s fleet row to agree with the device's health`);
+    await client.endAsync();
+    // Whole-fleet measurements (at start, then every full refresh) come from one node only, as the leader.
+    const measuredBy = nodes.filter((t) => t.logs.some((l) => l.msg === "fleet health measured"));
+    expect(measuredBy.map((t) => t.config.nodeId)).toHaveLength(1);
+    expect(measuredBy[0]!.logs.filter((l) => l.msg === "fleet health measured").map((l) => l.mode)).toEqual(
+      expect.arrayContaining(["leading"]),
+    );
   });
 
   it("an erasure through node 3 leaves nothing of the customer in any node's answers or in InfluxDB", async () => {
