@@ -49,6 +49,8 @@ export interface ChangeFeed {
    * changes again. The local feed never calls it.
    */
   onResync?(resync: () => void): () => void;
+  /** The other nodes alive now (a cluster's feed); a single node has none. */
+  peers?(): Promise<string[]>;
   close(): Promise<void>;
 }
 

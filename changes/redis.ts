@@ -25,6 +25,9 @@ export interface RedisChangeFeed extends ChangeFeed {
   unsent(): number;
 }
 
+/** A node that has not beaten (every second) for this long is taken for gone. */
+const ALIVE_MS = 3000;
+
 // What crosses nodes: the topic names the schema that parses the event on arrival.
 const entrySchema = z.object({ node: z.string(), topic: z.string(), event: z.string() });
 
@@ -220,7 +223,7 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
   const waiting: Array<{ id: string; until: number; done: () => void }> = [];
   let polling = false;
   const othersApplied = async (): Promise<string | undefined> => {
-    const alive = await writer.zrangebyscore(aliveKey, Date.now() - 3000, "+inf");
+    const alive = await writer.zrangebyscore(aliveKey, Date.now() - ALIVE_MS, "+inf");
     const others = alive.filter((n) => n !== config.node);
     if (others.length === 0) return undefined;
     const applied = await writer.hmget(appliedKey, ...others);
@@ -282,6 +285,10 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
     onResync(resync) {
       resyncs.add(resync);
       return () => resyncs.delete(resync);
+    },
+    async peers() {
+      const alive = await writer.zrangebyscore(aliveKey, Date.now() - ALIVE_MS, "+inf");
+      return alive.filter((n) => n !== config.node);
     },
     link: () => link,
     unsent: () => held.length,

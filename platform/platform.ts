@@ -219,6 +219,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     const auth = anyAuthenticator(subjects.tokens, keys.authenticator, admin);
     const mqtt = broker;
     const privacy = await startPrivacy({
+      node: config.nodeId,
       store,
       log,
       changes,

@@ -22,7 +22,7 @@ export interface ErasableViews extends ForgettingViews {
 
 export class ErasureError extends Error {
   constructor(
-    readonly code: "SPOOL_NOT_EMPTY",
+    readonly code: "SPOOL_NOT_EMPTY" | "ERASURE_INCOMPLETE",
     message: string,
   ) {
     super(message);
@@ -59,6 +59,15 @@ export function nanosOf(time: string): string {
 }
 
 const BATCH = 200;
+/** How long the other nodes have to confirm they wrote what they admitted about the subject. */
+const CONFIRM_MS = 10_000;
+
+/** Resolves once every peer has confirmed, or when the time is up (the caller checks which). */
+async function allConfirmed(peers: readonly string[], confirmed: ReadonlyMap<string, number>, ms: number) {
+  const until = Date.now() + ms;
+  while (peers.some((n) => !confirmed.has(n)) && Date.now() < until)
+    await new Promise((resolve) => setTimeout(resolve, 5));
+}
 
 /**
  * Erases a subject from every measurement and every in-memory view. Consent
@@ -73,7 +82,7 @@ const BATCH = 200;
 export async function eraseSubject(
   subject: string,
   by: string,
-  deps: { store: Store; log: Logger; views: ErasableViews; changes: ChangeFeed },
+  deps: { store: Store; log: Logger; views: ErasableViews; changes: ChangeFeed; confirmMs?: number },
 ): Promise<ErasureReport> {
   const { store, views, changes } = deps;
   const log = deps.log.child({ part: "privacy" });
@@ -91,11 +100,34 @@ export async function eraseSubject(
   }
 
   const id = `era_${randomBytes(9).toString("base64url")}`;
-  // No record about them is admitted from now on, and their tokens stop working (every node, via the feed).
-  await changes.publish(erasureChanges, { op: "started", erasure: id, subject, micros: nextMicros() });
-  // What was admitted before is made durable and handed to the views (a turn of the event loop), then forgotten.
-  await views.ingest.flush();
-  await new Promise((resolve) => setImmediate(resolve));
+  // In a cluster every other live node confirms it has written what it admitted about them before `started`.
+  const peers = (await changes.peers?.()) ?? [];
+  const confirmed = new Map<string, number>();
+  const stopListening = changes.subscribe(erasureChanges, (e) => {
+    if (e.op === "flushed" && e.erasure === id) confirmed.set(e.node, e.spooled);
+  });
+  try {
+    // No record about them is admitted from now on, and their tokens stop working (every node, via the feed).
+    await changes.publish(erasureChanges, { op: "started", erasure: id, subject, micros: nextMicros() });
+    // What was admitted before is made durable and handed to the views (a turn of the event loop), then forgotten.
+    await views.ingest.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    await allConfirmed(peers, confirmed, deps.confirmMs ?? CONFIRM_MS);
+  } finally {
+    stopListening();
+  }
+  const silent = peers.filter((n) => !confirmed.has(n));
+  if (silent.length > 0)
+    throw new ErasureError(
+      "ERASURE_INCOMPLETE",
+      `node ${silent.join(", ")} did not confirm within ${Math.round((deps.confirmMs ?? CONFIRM_MS) / 1000)} s that it wrote what it had received about this customer; nothing was deleted: erase again (a node that died is dropped from the cluster after ${3} s)`,
+    );
+  const spooling = [...confirmed].filter(([, points]) => points > 0).map(([n]) => n);
+  if (spooling.length > 0)
+    throw new ErasureError(
+      "SPOOL_NOT_EMPTY",
+      `node ${spooling.join(", ")} is catching up with data spooled during an InfluxDB outage, which may include this customer's; erase again once it is done`,
+    );
   for (const device of views.touchpoints.heldDevices(subject)) used.add(device);
   await changes.publish(erasureChanges, { op: "forget", erasure: id, subject, micros: nextMicros() });
   await views.actions.flush();

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { topic, type ChangeFeed, type View } from "../changes/index.ts";
-import { microsToMs } from "../store/clock.ts";
+import type { Logger } from "pino";
+import { microsToMs, nextMicros } from "../store/clock.ts";
 
 import { ERASURES } from "./names.ts";
 
@@ -11,7 +12,8 @@ const micros = z.number().int().positive();
 
 /**
  * An erasure's steps as change events. `started`: nothing about the subject
- * is admitted and their tokens stop. `forget`: what was in flight has landed,
+ * is admitted and their tokens stop. `flushed`: another node has written what
+ * it admitted before, so the erasing node may go on. `forget`: what was in flight has landed,
  * so the views drop what they hold of them. `recorded`: the stored record,
  * which names the subject only by a salted hash. The first two carry the id
  * so every node's views can forget it; they are never stored.
@@ -19,6 +21,8 @@ const micros = z.number().int().positive();
 export const erasureEvent = z.discriminatedUnion("op", [
   z.object({ op: z.literal("started"), erasure: id, subject: id, micros }),
   z.object({ op: z.literal("forget"), erasure: id, subject: id, micros }),
+  // A node other than the erasing one has written what it admitted before `started` (and says what it still spools).
+  z.object({ op: z.literal("flushed"), erasure: id, node: id, spooled: z.number().int().nonnegative(), micros }),
   z.object({
     op: z.literal("recorded"),
     erasure: id,
@@ -81,9 +85,10 @@ const STEP = { started: 0, forget: 1, recorded: 2 } as const;
  * the erasure is recorded.
  */
 export function erasureView(): ErasureView {
-  const steps = new Map<string, ErasureEvent>();
+  const steps = new Map<string, Exclude<ErasureEvent, { op: "flushed" }>>();
   return {
     apply(event) {
+      if (event.op === "flushed") return;
       const known = steps.get(event.erasure);
       if (known && STEP[known.op] >= STEP[event.op]) return;
       steps.set(event.erasure, event);
@@ -114,17 +119,34 @@ export interface ForgettingViews {
   touchpoints: { forgetSubject(subject: string): string[] };
   actions: { forgetSubject(subject: string): void };
   rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
+  ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number } };
 }
 
 /**
  * The views forget a subject when the erasure's step reaches them on the
  * feed, made here or on another node; each `forgetSubject` is idempotent.
  */
-export function followErasures(changes: ChangeFeed, views: ForgettingViews): () => void {
+export function followErasures(changes: ChangeFeed, views: ForgettingViews, node: string, log: Logger): () => void {
+  /** What this node admitted about the subject before `started` is in InfluxDB (or says how much is spooled). */
+  const confirmFlushed = async (erasure: string) => {
+    await views.ingest.flush();
+    await new Promise((resolve) => setImmediate(resolve));
+    await changes.publish(erasureChanges, {
+      op: "flushed",
+      erasure,
+      node,
+      spooled: views.ingest.spoolDepth.points,
+      micros: nextMicros(),
+    });
+  };
   return changes.subscribe(erasureChanges, (event, origin) => {
     if (event.op === "started") {
       views.consent.forgetSubject(event.subject);
       views.tokens.forgetSubject(event.subject);
+      if (origin === "elsewhere")
+        confirmFlushed(event.erasure).catch((err: Error) =>
+          log.error({ erasure: event.erasure, err: err.message }, "could not confirm this node's part of an erasure"),
+        );
     } else if (event.op === "forget") {
       views.touchpoints.forgetSubject(event.subject);
       views.actions.forgetSubject(event.subject);

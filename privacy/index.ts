@@ -29,13 +29,15 @@ export async function startPrivacy(deps: {
   log: Logger;
   changes: ChangeFeed;
   views: ExportViews & ErasableViews;
+  /** This node's id, named in its confirmations of another node's erasure. */
+  node: string;
 }): Promise<Privacy> {
   const log = deps.log.child({ part: "privacy" });
   const erasures = erasureView();
   // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
   const stops = [
     deps.changes.subscribe(erasureChanges, (event) => erasures.apply(event)),
-    followErasures(deps.changes, deps.views),
+    followErasures(deps.changes, deps.views, deps.node, log),
   ];
   for (const row of await deps.store.query(influxql`SELECT * FROM ${ident(ERASURES)}`)) {
     const parsed = erasureRow.safeParse({ ...row, micros: microsOfRow(row.time) });

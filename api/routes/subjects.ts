@@ -386,7 +386,11 @@ export const subjectRoutes =
       params: idParams,
       responses: {
         200: { description: "the erasure report", schema: erasure },
-        503: { description: "InfluxDB failed or is catching up; send it again to finish", schema: errorBody },
+        503: {
+          description:
+            "InfluxDB failed or is catching up, or (in a cluster) a live node did not confirm it wrote what it received about the customer; send it again to finish",
+          schema: errorBody,
+        },
       },
       async handler(request) {
         const id = subjectInPath(request);

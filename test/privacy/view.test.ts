@@ -50,18 +50,24 @@ describe("erasures view", () => {
     const forgotten: string[] = [];
     feed.subscribe(tokenChanges, (e) => tokens.apply(e));
     feed.subscribe(linkChanges, (e) => links.apply(e));
-    followErasures(feed, {
-      consent: { forgetSubject: (s) => forgotten.push(`consent:${s}`) },
-      tokens,
-      touchpoints: links,
-      actions: { forgetSubject: (s) => forgotten.push(`actions:${s}`) },
-      rules: {
-        forgetSubject: (s) => {
-          forgotten.push(`rules:${s}`);
-          return Promise.resolve();
+    followErasures(
+      feed,
+      {
+        consent: { forgetSubject: (s) => forgotten.push(`consent:${s}`) },
+        tokens,
+        touchpoints: links,
+        actions: { forgetSubject: (s) => forgotten.push(`actions:${s}`) },
+        rules: {
+          forgetSubject: (s) => {
+            forgotten.push(`rules:${s}`);
+            return Promise.resolve();
+          },
         },
+        ingest: { flush: () => Promise.resolve(), spoolDepth: { points: 0 } },
       },
-    });
+      "node-1",
+      pino({ level: "silent" }),
+    );
     await feed.publish(tokenChanges, { op: "issued", token: "stk_a", subject: "a", hash: "h", by: "x", micros: T0 });
     await feed.publish(tokenChanges, {
       op: "issued",
