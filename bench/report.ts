@@ -294,7 +294,7 @@ function clusterSection(c: ClusterSection, r: Results): string {
     return `| ${x.nodes} | ${spreadOver} | ${spread(sat)} | ${spread(
       x.saturation.map((s) => s.nodesPer10k),
       (v) => v.toFixed(2),
-    )} | ${n(x.fixed.acked)} of ${n(x.fixed.sent + x.fixed.skipped)}${x.fixed.skipped > 0 ? ` (${n(x.fixed.skipped)} not sent: window full)` : ""} | **${x.fixed.nodesPer10k.toFixed(2)}** (${ratio.toFixed(2)}x) | ${perNode(x.fixed, x.nodes)} | ${(x.fixed.per10k.redis ?? 0).toFixed(2)} | ${(x.fixed.per10k.haproxy ?? 0).toFixed(2)} | ${(x.fixed.per10k.influxd ?? 0).toFixed(2)} |`;
+    )} | ${n(x.fixed.acked)} of ${n(x.fixed.sent + x.fixed.skipped)}${x.fixed.skipped > 0 ? ` (${n(x.fixed.skipped)} not sent: window full)` : ""} | ${x.stored ? `${n(x.stored.distinct)} (${n(x.stored.missing)} missing, ${n(x.stored.duplicates)} twice)` : "-"} | **${x.fixed.nodesPer10k.toFixed(2)}** (${ratio.toFixed(2)}x) | ${perNode(x.fixed, x.nodes)} | ${(x.fixed.per10k.redis ?? 0).toFixed(2)} | ${(x.fixed.per10k.haproxy ?? 0).toFixed(2)} | ${(x.fixed.per10k.influxd ?? 0).toFixed(2)} |`;
   });
   const busy = c.runs.flatMap((x) =>
     x.saturation
@@ -303,6 +303,15 @@ function clusterSection(c: ClusterSection, r: Results): string {
         `| ${x.nodes} | fixed ${n(x.fixed.rate)}/s | ${n(x.fixed.msgsPerSecond)} | ${lat(x.fixed.ack)} | ${coresOf(x.fixed)} |`,
       ]),
   );
+  // A node's CPU per message of its own equals the nodes' sum per message of the cluster (each took 1/N of them).
+  const shareRows = c.runs.flatMap((x) => {
+    const share = single?.shares?.find((s) => s.nodes === x.nodes);
+    return share
+      ? [
+          `| ${x.nodes} | ${n(share.rate)} | ${share.per10k.toFixed(2)} | ${x.fixed.nodesPer10k.toFixed(2)} | **${(x.fixed.nodesPer10k / share.per10k).toFixed(2)}x** |`,
+        ]
+      : [];
+  });
   const across = c.runs
     .filter((x) => x.propagation || x.action)
     .map((x) => `| ${x.nodes} | ${lat(x.propagation)} | ${lat(x.action)} |`);
@@ -323,20 +332,29 @@ where CPU per message compares like with like (paced publishes cost more per mes
 stream, whose writes and fsyncs batch more). CPU-seconds from /proc (utime + stime) of each node process,
 of redis-server, haproxy and influxd, per 10,000 acknowledged messages.
 
-| nodes | connections per node | saturation msgs/s min / median / max | node CPU-s per 10,000 at saturation min / median / max | fixed rate: acked of scheduled | nodes' CPU-s per 10,000 (vs 1 node) | per node | redis | haproxy | influxd |
-|---|---|---|---|---|---|---|---|---|---|
+| nodes | connections per node | saturation msgs/s min / median / max | node CPU-s per 10,000 at saturation min / median / max | fixed rate: acked of scheduled | stored once (InfluxDB) | nodes' CPU-s per 10,000 (vs 1 node) | per node | redis | haproxy | influxd |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
+
+What clustering itself costs, apart from splitting the load: each node of an N-node cluster takes 1/N of
+the fixed rate, and a node's CPU per message grows as its own rate falls (part of it is paid per wakeup:
+timers, group commits, InfluxDB writes). So the single node also ran at each size's share of the fixed
+rate; a cluster node's CPU per message of its own is compared with that.
+
+| nodes | one node alone at the fixed rate / N, msgs/s | its CPU-s per 10,000 | a cluster node's CPU-s per 10,000 of its own messages | cluster node vs one node alone at its share |
+|---|---|---|---|---|
+${shareRows.join("\n")}
 
 | nodes | step | acked msgs/s | publish -> PUBACK ms p50 / p99 / p99.9 / max | cores busy (of ${r.machine.cores}) |
 |---|---|---|---|---|
 ${busy.join("\n")}
 
 Across nodes (each on its own address, not through HAProxy): a consent change made through node-1's HTTP
-until node-2's HTTP answers it (polled every millisecond, 100 changes), and telemetry from a device
+until every other node's HTTP answers it (each polled every millisecond, 100 changes), and telemetry from a device
 connected to node-1 until the action of a subject-scoped rule (\`POST /api/rules\`) reaches the same
 customer's other device, connected to node-2 (publish -> receipt, 100 messages one after another).
 
-| nodes | change node-1 -> node-2 ms p50 / p99 / p99.9 / max | telemetry (node-1) -> action (node-2) ms p50 / p99 / p99.9 / max |
+| nodes | change node-1 -> every other node ms p50 / p99 / p99.9 / max | telemetry (node-1) -> action (node-2) ms p50 / p99 / p99.9 / max |
 |---|---|---|
 ${across.join("\n")}
 ${failover ? `\nPartition failover, 3 nodes: node-3 (owning ${failover.partitionsOfDead} of the 32 rule partitions) killed with SIGKILL; **${n(failover.ms)} ms** until \`GET /api/rules/partitions\` on node-1 showed none owned by node-3 and none without an owner (the leases last 6 s).\n` : ""}`;

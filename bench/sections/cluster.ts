@@ -7,7 +7,7 @@ import mqtt from "mqtt";
 import { trackGroup } from "../children.ts";
 import { ADMIN_TOKEN, deviceClient, sleep, type BenchContext } from "../context.ts";
 import type { BenchDevice } from "../fleet.ts";
-import { createDatabase } from "../influx.ts";
+import { createDatabase, storedPerDevice } from "../influx.ts";
 import { latencyHistogram, type LatencySummary } from "../latency.ts";
 import { LoadGenerator } from "../load/generator.ts";
 import { cpuMeter } from "../machine.ts";
@@ -40,6 +40,13 @@ export interface ClusterRun {
   saturation: ClusterThroughput[];
   /** The same fixed rate for every cluster size (half the single node's median saturation rate): the cost of a message. */
   fixed: ClusterThroughput & { rate: number; lost: number };
+  /**
+   * One node only: its CPU at each cluster size's share of the fixed rate (rate / N), for N > 1. A node of an
+   * N-node cluster takes a third of the messages, and part of a node's cost is per wakeup, not per message.
+   */
+  shares?: Array<{ nodes: number; rate: number; per10k: number }>;
+  /** The fixed-rate step's acknowledged records against what InfluxDB holds of them: each stored once. */
+  stored: { acked: number; stored: number; distinct: number; missing: number; duplicates: number };
   /** Consent changed through node 1's address until node 2's address answers it. */
   propagation?: LatencySummary;
   /** Telemetry from a device on node 1 until the subject-scoped rule's action reaches the customer's device on node 2. */
@@ -321,15 +328,33 @@ export async function benchCluster(ctx: BenchContext): Promise<ClusterSection> {
       }
       if (nodes === 1)
         fixedRate = Math.max(500, Math.round(median(saturation.map((s) => s.msgsPerSecond)) / 2 / 100) * 100);
+      const fixedFrom = Date.now();
       const fixed = { rate: fixedRate, ...(await measure(fixedRate)) };
+      const stored = await storedOnce(ctx, `bench_cluster_${nodes}`, fixedFrom, fixed.acked);
+      ctx.say(
+        `cluster ${nodes}: fixed step: ${stored.acked} acknowledged, ${stored.stored} stored (${stored.missing} missing, ${stored.duplicates} twice)`,
+      );
+      if (stored.missing > 0 || stored.duplicates > 0)
+        throw new Error(`cluster ${nodes}: acknowledged records missing or stored twice: ${JSON.stringify(stored)}`);
       ctx.say(
         `cluster ${nodes}: fixed ${fixedRate} msgs/s: ${Math.round(fixed.msgsPerSecond)} acked/s, ${fixed.nodesPer10k.toFixed(2)} node CPU-s per 10,000, redis ${fixed.per10k.redis?.toFixed(2)}`,
       );
-      const run: ClusterRun = { nodes, startSeconds, connections, saturation, fixed };
+      const run: ClusterRun = { nodes, startSeconds, connections, saturation, fixed, stored };
+      if (nodes === 1) {
+        run.shares = [];
+        for (const of of SIZES.filter((s) => s > 1)) {
+          const rate = Math.round(fixedRate / of);
+          const share = await measure(rate);
+          run.shares.push({ nodes: of, rate, per10k: share.nodesPer10k });
+          ctx.say(
+            `cluster 1: at ${rate} msgs/s (a ${of}-node cluster's share): ${share.nodesPer10k.toFixed(2)} node CPU-s per 10,000`,
+          );
+        }
+      }
       if (nodes >= 2) {
         run.propagation = await propagation(cluster);
         ctx.say(
-          `cluster ${nodes}: change node-1 -> node-2 p50 ${run.propagation.p50} ms, p99 ${run.propagation.p99} ms`,
+          `cluster ${nodes}: change node-1 -> every other node p50 ${run.propagation.p50} ms, p99 ${run.propagation.p99} ms`,
         );
         run.action = await actionAcross(cluster, nodes);
         ctx.say(
@@ -356,11 +381,37 @@ export async function benchCluster(ctx: BenchContext): Promise<ClusterSection> {
   };
 }
 
+/** Waits (up to 30 s) until InfluxDB holds the step's acknowledged records, then counts them and their distinct sequence numbers. */
+async function storedOnce(
+  ctx: BenchContext,
+  db: string,
+  sinceMs: number,
+  acked: number,
+): Promise<ClusterRun["stored"]> {
+  const url = ctx.influxd().url;
+  const count = async () => {
+    let stored = 0;
+    let distinct = 0;
+    for (const d of (await storedPerDevice(url, db, sinceMs)).values()) {
+      stored += d.count;
+      distinct += d.distinct;
+    }
+    return { stored, distinct };
+  };
+  const until = Date.now() + 30_000;
+  let seen = await count();
+  while (seen.stored < acked && Date.now() < until) {
+    await sleep(250);
+    seen = await count();
+  }
+  return { acked, ...seen, missing: Math.max(0, acked - seen.distinct), duplicates: seen.stored - seen.distinct };
+}
+
 const SAMPLES = 100;
 
-/** A consent change through node 1's own address, until node 2's own address answers it: SAMPLES times. */
+/** A consent change through node 1's own address, until every other node's own address answers it: SAMPLES times. */
 async function propagation(cluster: RunningCluster): Promise<LatencySummary> {
-  const [n1, n2] = cluster.nodes as [Addresses["nodes"][number], Addresses["nodes"][number]];
+  const [n1, ...others] = cluster.nodes as [Addresses["nodes"][number], ...Addresses["nodes"]];
   const subject = "cl-prop";
   const histogram = latencyHistogram();
   for (let i = 0; i < SAMPLES; i += 1) {
@@ -368,15 +419,19 @@ async function propagation(cluster: RunningCluster): Promise<LatencySummary> {
     const res = await consent(n1.http, subject, analytics);
     if (res.status !== 200) throw new Error(`consent on node-1: ${res.status}`);
     const changed = performance.now();
-    await waitFor(
-      "a consent change on node-2",
-      10_000,
-      async () => {
-        const seen = await call(n2.http, "GET", `/api/subjects/${subject}/consent`);
-        const now = (seen.body as { consent?: { analytics?: boolean } } | undefined)?.consent?.analytics;
-        return seen.status === 200 && now === analytics;
-      },
-      1,
+    await Promise.all(
+      others.map((n) =>
+        waitFor(
+          `a consent change on ${n.id}`,
+          10_000,
+          async () => {
+            const seen = await call(n.http, "GET", `/api/subjects/${subject}/consent`);
+            const now = (seen.body as { consent?: { analytics?: boolean } } | undefined)?.consent?.analytics;
+            return seen.status === 200 && now === analytics;
+          },
+          1,
+        ),
+      ),
     );
     histogram.recordMs(performance.now() - changed);
   }
