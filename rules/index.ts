@@ -362,6 +362,8 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     forgetSubject: (subject, devices) =>
       serially(async () => {
         for (const engine of engines.values()) engine.forgetSubject(subject);
+        // Records about them still waiting in a partition stream would be evaluated after the erasure.
+        await router?.forgetSubject(subject);
         if (devices.length === 0) return;
         const set = new Set(devices);
         const held = [...engines.values()];

@@ -39,6 +39,8 @@ export interface PartitionRouter {
   unrouted(): number;
   /** Every partition's owner and backlog, read from Redis. */
   status(): Promise<PartitionStatus[]>;
+  /** Deletes what the partition streams still hold about the subject (an erasure). */
+  forgetSubject(subject: string): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,8 @@ export interface PartitionRouter {
  * and well above any node count, so a node joining or leaving moves a small share.
  */
 export const RULE_PARTITIONS = 32;
+/** How often the acknowledged entries of owned partitions are trimmed away. */
+const TRIM_EVERY_MS = 2000;
 
 export interface PartitionStatus {
   partition: number;
@@ -378,6 +382,35 @@ export async function partitionRouter(
     }
   };
 
+  /**
+   * Redis keeps only the state of the moment: entries every owner has acknowledged are trimmed away
+   * (XTRIM MINID at the oldest pending entry, or after the last one delivered), so a customer's records
+   * do not linger there, and an erasure has only the entries still to be evaluated to look through.
+   */
+  const trim = async () => {
+    for (const part of [...modes].filter(([, m]) => m === "owned").map(([p]) => p)) {
+      const stream = streamOf(part);
+      const [count, oldest] = (await control.xpending(stream, GROUP)) as [number, string | null];
+      let below: string | undefined;
+      if (count > 0 && oldest) below = oldest;
+      else {
+        const group = ((await control.xinfo("GROUPS", stream)) as unknown[][])
+          .map(fieldsOfInfo)
+          .find((g) => g.name === GROUP);
+        const last = group?.["last-delivered-id"];
+        if (typeof last === "string" && last !== "0-0") {
+          const [ms, seq] = last.split("-");
+          below = `${ms}-${Number(seq) + 1}`;
+        }
+      }
+      if (below) await control.xtrim(stream, "MINID", below);
+    }
+  };
+  const trimmer = setInterval(() => {
+    if (!redisDown && !closing)
+      trim().catch((err: Error) => log.debug({ err: err.message }, "partition streams not trimmed this round"));
+  }, TRIM_EVERY_MS).unref();
+
   let balancing = Promise.resolve();
   const tick = () => {
     balancing = balancing.then(balance).catch((err: Error) => {
@@ -429,9 +462,36 @@ export async function partitionRouter(
         };
       });
     },
+    async forgetSubject(subject) {
+      let deleted = 0;
+      for (let part = 0; part < config.partitions; part++) {
+        const stream = streamOf(part);
+        let from = "-";
+        for (;;) {
+          const entries = (await control.xrange(stream, from, "+", "COUNT", 1000)) as Array<[string, string[]]>;
+          const naming: string[] = [];
+          for (const [id, flat] of entries) {
+            let m: string | undefined;
+            for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i] === "m") m = flat[i + 1];
+            if (m === undefined) continue;
+            try {
+              if ((JSON.parse(m) as { subject?: unknown }).subject === subject) naming.push(id);
+            } catch {
+              // not a Refeed record; left alone
+            }
+          }
+          if (naming.length > 0) deleted += await control.xdel(stream, ...naming);
+          if (entries.length < 1000) break;
+          from = `(${entries[entries.length - 1]![0]}`;
+        }
+      }
+      if (deleted > 0) log.info({ deleted }, "partition entries about an erased customer deleted");
+      return deleted;
+    },
     async close() {
       closing = true;
       clearInterval(timer);
+      clearInterval(trimmer);
       await balancing.catch(() => undefined);
       await reading.catch(() => undefined);
       const parts = [...modes.keys()];
