@@ -223,7 +223,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       store,
       log,
       changes,
-      views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest },
+      views: { consent, tokens: subjects.tokens, touchpoints, actions, rules, ingest, health },
     });
     closers.push(() => privacy.close());
     // Live-stream tickets: issued by one node, redeemed by whichever the stream lands on.

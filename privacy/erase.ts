@@ -18,6 +18,8 @@ export interface ErasableViews extends ForgettingViews {
   actions: ForgettingViews["actions"] & { flush(): Promise<void> };
   rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
   ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number } };
+  /** The fleet view measured the devices they used, their feedback included: measured again without it. */
+  health: { touch(device: string): void };
 }
 
 export class ErasureError extends Error {
@@ -181,6 +183,7 @@ export async function eraseSubject(
   }
 
   await views.rules.forgetSubject(subject, [...used]);
+  for (const device of used) views.health.touch(device);
 
   const remaining: Record<string, number> = {};
   for await (const { shape, matches } of scan(store, subject, undefined, true))

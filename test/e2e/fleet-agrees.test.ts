@@ -144,4 +144,13 @@ describe("the fleet view agrees with each device's own health", () => {
     const online = (fleet.body.devices as Row[]).filter((r) => r.online).map((r) => r.device);
     expect(online.sort()).toEqual(["kiosk-fine-1", "kiosk-sad-1"]);
   });
+
+  it("forgets an erased customer's feedback at once", async () => {
+    const before = await fleetRows();
+    expect(JSON.stringify(before.get("kiosk-sad-2"))).toContain("The screen keeps freezing");
+    expect((await api(t, "DELETE", "/api/subjects/cust-sad-2")).status).toBe(200);
+    const after = await fleetRows();
+    expect(JSON.stringify(after.get("kiosk-sad-2"))).not.toContain("The screen keeps freezing");
+    expect(await disagreements()).toEqual([]);
+  });
 });
