@@ -350,7 +350,8 @@ ${shareRows.join("\n")}
 ${busy.join("\n")}
 
 Across nodes (each on its own address, not through HAProxy): a consent change made through node-1's HTTP
-until every other node's HTTP answers it (each polled every millisecond, 100 changes), and telemetry from a device
+until every other node's HTTP answers it (each polled every millisecond, 100 changes, while the devices
+publish ${n(c.runs.find((x) => x.propagationLoad)?.propagationLoad?.rate ?? 0)} msgs/s through the front), and telemetry from a device
 connected to node-1 until the action of a subject-scoped rule (\`POST /api/rules\`) reaches the same
 customer's other device, connected to node-2 (publish -> receipt, 100 messages one after another).
 
