@@ -1,8 +1,10 @@
 import { mkdir, writeFile } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import type { Logger } from "pino";
 import { generateToken } from "../auth/tokens.ts";
+import { CLOCK_SLOTS } from "../coordination/clock-slot.ts";
 import { ConfigError, loadConfig } from "../config/load.ts";
 import type { Config } from "../config/schema.ts";
 import { findExecutable, freePort, InfluxdMissingError, startInfluxd, type ManagedInfluxd } from "../store/influxd.ts";
@@ -12,14 +14,14 @@ import { haproxyConfig, startHaproxy } from "./haproxy.ts";
 import { startNode, type NodeProcess } from "./node-process.ts";
 import { startRedisServer, type ManagedRedis } from "./redis-server.ts";
 
-export const clusterUsage = `usage: refeed cluster [--nodes N] [--data-dir DIR]
+export const clusterUsage = `usage: refeed cluster [--nodes N|auto] [--data-dir DIR]
 
 Runs a cluster on this machine: a redis-server, an influxd (unless REFEED_INFLUX_URL is set),
 N nodes (refeed start, each on its own loopback ports and data dir) and haproxy in front of them
 on REFEED_MQTT_PORT (1883) and REFEED_HTTP_PORT (8080); 0 picks free ports. Ctrl-C stops it all.
 
 options:
-  --nodes N        how many nodes (1-16, default 3)
+  --nodes N        how many nodes (1-16, default 3); auto: one per core of this machine
   --data-dir DIR   where redis, influxd and each node keep their data (default ./data/cluster)
 
 environment: the REFEED_* settings of refeed start, passed to every node; REFEED_HAPROXY_PATH and
@@ -86,6 +88,14 @@ interface ClusterOptions {
   adminToken: string | undefined;
 }
 
+/** `--nodes`: a count, or `auto` for one node per core (a node is one event loop: one core's worth of work). */
+export function nodeCount(value: string, cores: number): number | undefined {
+  const nodes = value === "auto" ? Math.min(MAX_NODES, Math.max(1, cores)) : Number(value);
+  return Number.isInteger(nodes) && nodes >= 1 && nodes <= MAX_NODES ? nodes : undefined;
+}
+// Each node leases one of the clock slots that keep two nodes' timestamps apart.
+const MAX_NODES = CLOCK_SLOTS;
+
 function parseOptions(argv: string[], env: Env): ClusterOptions | "help" {
   let parsed;
   try {
@@ -97,9 +107,9 @@ function parseOptions(argv: string[], env: Env): ClusterOptions | "help" {
     throw new UsageError(`${(err as Error).message}\n\n${clusterUsage}`);
   }
   if (parsed.values.help) return "help";
-  const nodes = Number(parsed.values.nodes ?? "3");
-  if (!Number.isInteger(nodes) || nodes < 1 || nodes > 16)
-    throw new UsageError(`--nodes: expected a whole number from 1 to 16 (got '${parsed.values.nodes}')`);
+  const nodes = nodeCount(parsed.values.nodes ?? "3", os.availableParallelism());
+  if (nodes === undefined)
+    throw new UsageError(`--nodes: expected a whole number from 1 to 16, or auto (got '${parsed.values.nodes}')`);
   // The cluster makes its own Redis and node ids; the rest of the settings are the nodes', checked once here.
   const { REFEED_REDIS_URL: _redis, REFEED_NODE_ID: _node, ...rest } = env;
   const config = loadConfig(rest);

@@ -8,6 +8,7 @@ import { checkAnswersOf } from "../support/contract-every-answer.ts";
 import { connectDevice } from "../support/platform.ts";
 import { influxQuery } from "../support/influx.ts";
 import { runCli, type Running } from "../support/process.ts";
+import { nodeCount } from "../../cluster/run.ts";
 import { waitFor } from "../support/wait.ts";
 
 interface Listening {
@@ -216,7 +217,18 @@ describe("refeed cluster without its binaries", () => {
     const bad = runCli(["cluster", "--nodes", "zero"], {});
     expect(await bad.exited).toBe(2);
     expect(bad.stderr.join("\n")).toContain(
-      "refeed cluster: --nodes: expected a whole number from 1 to 16 (got 'zero')",
+      "refeed cluster: --nodes: expected a whole number from 1 to 16, or auto (got 'zero')",
     );
+  });
+});
+
+describe("refeed cluster --nodes auto", () => {
+  it("runs one node per core, within what the clock slots allow", () => {
+    expect(nodeCount("auto", 2)).toBe(2);
+    expect(nodeCount("auto", 1)).toBe(1);
+    expect(nodeCount("auto", 64)).toBe(16);
+    expect(nodeCount("5", 2)).toBe(5);
+    expect(nodeCount("17", 2)).toBeUndefined();
+    expect(nodeCount("two", 2)).toBeUndefined();
   });
 });
