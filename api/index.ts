@@ -78,6 +78,8 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
     // Slow clients are cut like MQTT's slow CONNECT; the check interval follows the timeout, or a short
     // headers timeout would only be enforced at Node's default 30 s sweep.
     bodyLimit: config.bodyLimitBytes,
+    // Behind a balancer (HAProxy's `option forwardfor`), request.ip is the client's address it names.
+    ...(config.trustedProxies.length > 0 ? { trustProxy: config.trustedProxies } : {}),
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
     http: {
@@ -107,8 +109,9 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   };
   app.get("/mqtt", { websocket: true, schema: mqttDoc }, (socket, request) => {
     // The broker's per-address budgets and logs need the client's address, which a WebSocket stream does not carry.
-    const { remoteAddress, remotePort } = request.socket;
-    deps.mqtt.handle(Object.assign(createWebSocketStream(socket), { remoteAddress, remotePort }));
+    // request.ip is the socket's address, or the client a trusted balancer names.
+    const { remotePort } = request.socket;
+    deps.mqtt.handle(Object.assign(createWebSocketStream(socket), { remoteAddress: request.ip, remotePort }));
   });
   await app.register(
     healthRoutes({

@@ -1,10 +1,11 @@
 import { readFile } from "node:fs/promises";
-import { createServer, type AddressInfo, type Server } from "node:net";
+import { createServer, isIP, type AddressInfo, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:tls";
 import type { Logger } from "pino";
 import type { MqttConfig } from "../config/schema.ts";
 import type { Transport } from "./packet-limit.ts";
+import { proxyList, readProxyHeader } from "./proxy-protocol.ts";
 
 export interface Listeners {
   readonly tcp: { host: string; port: number };
@@ -51,7 +52,28 @@ export async function startListeners(
     );
   try {
     // A PUBACK or an action must not wait for the client's delayed ACK of the previous segment (Nagle: ~40 ms).
-    const tcpServer = createServer({ noDelay: true }, (socket) => accept(socket, "tcp"));
+    const proxies = config.trustedProxies.length > 0 ? proxyList(config.trustedProxies) : undefined;
+    const fromProxy = (socket: Socket) => {
+      const remote = socket.remoteAddress;
+      void readProxyHeader(socket, config.limits.connectTimeoutMs).then((header) => {
+        if (header.kind === "invalid") {
+          log.warn({ part: "broker", transport: "tcp", remote, reason: header.reason }, "connection refused");
+          socket.destroy();
+          return;
+        }
+        // Budgets, logs and presence see the balancer's client, not the balancer.
+        if (header.kind === "proxied" && header.source)
+          Object.defineProperty(socket, "remoteAddress", { value: header.source, configurable: true });
+        accept(socket, "tcp");
+        // The header was read in paused mode; the guard's 'data' listener alone would not start the flow again.
+        socket.resume();
+      });
+    };
+    const tcpServer = createServer({ noDelay: true }, (socket) =>
+      socket.remoteAddress && proxies?.check(socket.remoteAddress, isIP(socket.remoteAddress) === 6 ? "ipv6" : "ipv4")
+        ? fromProxy(socket)
+        : accept(socket, "tcp"),
+    );
     servers.push(tcpServer);
     const tcp = await listen(tcpServer, config.port, config.host);
 

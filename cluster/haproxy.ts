@@ -71,7 +71,8 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     "  balance leastconn",
     `  timeout server ${mqttIdleS}s`,
     ...health,
-    ...options.nodes.map((n) => `  server ${n.id} ${n.host}:${n.mqttPort} check port ${n.httpPort}`),
+    // send-proxy: the node learns each device's address (PROXY protocol v1) for its per-address budgets.
+    ...options.nodes.map((n) => `  server ${n.id} ${n.host}:${n.mqttPort} check port ${n.httpPort} send-proxy`),
     "",
     "frontend http",
     "  mode http",
@@ -82,6 +83,7 @@ export function haproxyConfig(options: HaproxyConfigOptions): string {
     "",
     "backend http_nodes",
     "  mode http",
+    "  option forwardfor",
     // WebSocket connections (/mqtt) are long-lived, as MQTT's are.
     "  balance leastconn",
     "  timeout server 5m",

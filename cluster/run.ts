@@ -258,6 +258,10 @@ function nodeEnv(env: Env, own: Record<string, string>): NodeJS.ProcessEnv {
     REFEED_HTTP_HOST: "127.0.0.1",
     REFEED_HTTP_PORT: "0",
     REFEED_MQTT_TLS_PORT: "0",
+    // haproxy (on this machine) names each client: a PROXY header on MQTT, X-Forwarded-For on HTTP, so the
+    // per-address budgets and the logs see devices, not haproxy.
+    REFEED_MQTT_TRUSTED_PROXIES: "127.0.0.1",
+    REFEED_HTTP_TRUSTED_PROXIES: "127.0.0.1",
   };
 }
 

@@ -1,5 +1,6 @@
 import os from "node:os";
 import { z } from "zod";
+import { isAddressOrSubnet } from "./addresses.ts";
 import { parseDuration } from "./duration.ts";
 
 const portMsg = "expected a port number from 0 to 65535 (0 picks a free port)";
@@ -153,6 +154,22 @@ const health = z
   })
   .prefault({});
 
+/** A comma-separated list in the environment; each an IP address or a subnet. */
+const trustedProxies = z
+  .preprocess(
+    (v) =>
+      typeof v === "string"
+        ? v
+            .split(",")
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : v,
+    z.array(
+      z.string().refine(isAddressOrSubnet, "expected IP addresses or subnets such as 10.0.0.0/8, comma-separated"),
+    ),
+  )
+  .default([]);
+
 /**
  * The whole platform configuration. Every part receives its own slice of this,
  * already validated, so nothing downstream re-checks shapes.
@@ -166,6 +183,8 @@ export const configSchema = z
         tls: mqttTls,
         limits: mqttLimits,
         preAuth: mqttPreAuth,
+        /** Balancers (addresses or subnets) whose TCP connections may start with a PROXY protocol v1 header. */
+        trustedProxies,
       })
       .prefault({}),
     http: z
@@ -180,6 +199,8 @@ export const configSchema = z
         keepAliveTimeoutMs: positiveInt.max(600_000).default(72_000),
         /** Largest request body; a larger one is answered 413. */
         bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
+        /** Balancers (addresses or subnets) whose X-Forwarded-For is believed: the client's address is the one it names. */
+        trustedProxies,
       })
       .prefault({})
       .check((ctx) => {
@@ -323,12 +344,14 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_MQTT_MAX_QUEUED_MESSAGES: ["mqtt", "limits", "maxQueuedMessages"],
   REFEED_MQTT_PRE_AUTH_MAX: ["mqtt", "preAuth", "max"],
   REFEED_MQTT_PRE_AUTH_PER_ADDRESS: ["mqtt", "preAuth", "perAddress"],
+  REFEED_MQTT_TRUSTED_PROXIES: ["mqtt", "trustedProxies"],
   REFEED_HTTP_PORT: ["http", "port"],
   REFEED_HTTP_HOST: ["http", "host"],
   REFEED_HTTP_HEADERS_TIMEOUT_MS: ["http", "headersTimeoutMs"],
   REFEED_HTTP_REQUEST_TIMEOUT_MS: ["http", "requestTimeoutMs"],
   REFEED_HTTP_KEEPALIVE_TIMEOUT_MS: ["http", "keepAliveTimeoutMs"],
   REFEED_HTTP_BODY_LIMIT_BYTES: ["http", "bodyLimitBytes"],
+  REFEED_HTTP_TRUSTED_PROXIES: ["http", "trustedProxies"],
   REFEED_INFLUX_URL: ["influx", "url"],
   REFEED_INFLUX_DB: ["influx", "db"],
   REFEED_INFLUXD_PATH: ["influx", "influxdPath"],

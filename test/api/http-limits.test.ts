@@ -27,6 +27,7 @@ describe("HTTP timeouts and body limit", () => {
         requestTimeoutMs: 2000,
         keepAliveTimeoutMs: 5000,
         bodyLimitBytes: 4096,
+        trustedProxies: [],
       },
     });
   });
