@@ -33,6 +33,8 @@ export type DeviceEvents = {
   error: [DeviceError];
   /** A record dropped from the full offline queue (oldest first). */
   dropped: [QueuedRecord, DeviceError];
+  /** An action that was handled already arrived again (a lost PUBACK, a second connection): not handed over. */
+  duplicate: [Action];
   /** The retained state changed (or arrived for the first time). */
   state: [State];
 };
@@ -156,7 +158,10 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
 
   /** A new action off the wire: true when it is a repeat. Resolves once a `seen.store` has its id. */
   protected async arrived(action: Action): Promise<boolean> {
-    if (this.seen.has(action.id)) return true;
+    if (this.seen.has(action.id)) {
+      this.emit("duplicate", action);
+      return true;
+    }
     await this.seen.add(action.id);
     return false;
   }

@@ -117,10 +117,13 @@ describe("device SDK over MQTT", () => {
       let reconnects = 0;
       device.on("reconnect", () => (reconnects += 1));
       const handled: Action[] = [];
+      const duplicates: Action[] = [];
       device.onAction((a) => void handled.push(a));
+      device.on("duplicate", (a) => duplicates.push(a));
+      const lost = proxy.lost;
       proxy.losePuback();
       await heatUp(id, token);
-      await waitFor(() => proxy.lost === 1 && handled.length === 1, "the action, with its PUBACK lost");
+      await waitFor(() => proxy.lost === lost + 1 && handled.length === 1, "the action, with its PUBACK lost");
       const action = handled[0]!;
       // Still pending for the platform; sent again at the new connection; its PUBACK now arrives.
       await waitFor(
@@ -128,6 +131,7 @@ describe("device SDK over MQTT", () => {
         "the second delivery's PUBACK",
       );
       expect(reconnects).toBeGreaterThanOrEqual(1);
+      expect(duplicates.map((a) => a.id)).toContain(action.id);
       expect(handled.map((a) => a.id)).toEqual([action.id]);
       expect(await statusesOf(id, action.id)).toEqual(["proposed", "delivered"]);
     });
@@ -150,8 +154,11 @@ describe("device SDK over MQTT", () => {
         await connect({ url: t.mqttUrl, id, token, seen: { store: fileSeenStore(path.join(dir, "seen.json")) } }),
       );
       const second: Action[] = [];
+      const duplicates: Action[] = [];
       after.onAction((a) => void second.push(a));
+      after.on("duplicate", (a) => duplicates.push(a));
       await waitFor(async () => (await statusesOf(id, first[0]!.id)).includes("delivered"), "the redelivery's PUBACK");
+      expect(duplicates.map((a) => a.id)).toContain(first[0]!.id);
       expect(second).toEqual([]);
     });
   });

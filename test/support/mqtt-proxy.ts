@@ -4,8 +4,11 @@ import { parser } from "mqtt-packet";
 export interface MqttProxy {
   /** mqtt://127.0.0.1:<port>, to give devices instead of the broker's address. */
   url: string;
-  /** The next PUBACK a device sends is never forwarded: its connection is cut instead, as a lost link would. */
-  losePuback(): void;
+  /**
+   * The device's next PUBACK of a message on a topic ending in `suffix` (its actions, by default) is
+   * never forwarded: its connection is cut instead, as a lost link would.
+   */
+  losePuback(suffix?: string): void;
   /** PUBACKs lost so far. */
   readonly lost: number;
   close(): Promise<void>;
@@ -19,7 +22,7 @@ export interface MqttProxy {
 export async function startMqttProxy(brokerUrl: string): Promise<MqttProxy> {
   const target = new URL(brokerUrl);
   const sockets = new Set<net.Socket>();
-  let armed = false;
+  let armed: string | undefined;
   let lost = 0;
   const server = net.createServer((client) => {
     const upstream = net.connect(Number(target.port), target.hostname);
@@ -32,17 +35,26 @@ export async function startMqttProxy(brokerUrl: string): Promise<MqttProxy> {
     upstream.on("close", () => sockets.delete(upstream) && client.destroy());
     client.on("error", cut);
     upstream.on("error", cut);
-    upstream.on("data", (chunk) => client.write(chunk));
-    const packets = parser();
-    let sawPuback = false;
-    packets.on("packet", (packet) => {
-      if (packet.cmd === "puback") sawPuback = true;
+    // What the broker sends, to know which message each PUBACK of the device acknowledges.
+    const topicOf = new Map<number, string>();
+    const down = parser();
+    down.on("packet", (packet) => {
+      if (packet.cmd === "publish" && packet.messageId !== undefined) topicOf.set(packet.messageId, packet.topic);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      down.parse(chunk);
+      client.write(chunk);
+    });
+    const up = parser();
+    let hit = false;
+    up.on("packet", (packet) => {
+      if (packet.cmd === "puback" && armed && topicOf.get(packet.messageId!)?.endsWith(armed)) hit = true;
     });
     client.on("data", (chunk: Buffer) => {
-      sawPuback = false;
-      packets.parse(chunk);
-      if (armed && sawPuback) {
-        armed = false;
+      hit = false;
+      up.parse(chunk);
+      if (hit) {
+        armed = undefined;
         lost += 1;
         cut();
         return;
@@ -54,8 +66,8 @@ export async function startMqttProxy(brokerUrl: string): Promise<MqttProxy> {
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `mqtt://127.0.0.1:${port}`,
-    losePuback: () => {
-      armed = true;
+    losePuback: (suffix = "/actions") => {
+      armed = suffix;
     },
     get lost() {
       return lost;
