@@ -75,7 +75,7 @@ export class SimDevice {
       if (err.final) {
         this.refused = err.message;
         settings.onProblem?.(this.spec, `refused by the broker, not trying again: ${err.message}`);
-      } else if (err.code === "INVALID_ACTION") {
+      } else if (err.code === "INVALID_ACTION" || err.code === "SUBSCRIPTION_REFUSED") {
         settings.onProblem?.(this.spec, err.message);
       } else {
         settings.onProblem?.(this.spec, `cannot connect to ${settings.brokerUrl}: ${err.message}`);

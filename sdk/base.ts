@@ -118,6 +118,7 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
     try {
       this.check(channel, record);
       payload = this.stamp(record);
+      this.checkSize(channel, payload);
     } catch (err) {
       return Promise.reject(err instanceof Error ? err : new Error(String(err)));
     }
@@ -224,6 +225,17 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
     // A caller that does not await a dropped record must not crash the process; one that does still sees why.
     sent.catch(noop);
     return sent;
+  }
+
+  private checkSize(channel: string, payload: string): void {
+    const max = this.options.maxPayloadBytes;
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: only a long payload needs counting.
+    if (payload.length * 3 <= max) return;
+    const bytes = new TextEncoder().encode(payload).length;
+    if (bytes > max)
+      throw new DeviceError("INVALID_RECORD", `${channel}: payload of ${bytes} bytes exceeds ${max}`, {
+        reason: "too_large",
+      });
   }
 
   /** The record's JSON, with the device clock's `ts` when it has none. */

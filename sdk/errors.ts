@@ -14,7 +14,8 @@ export type DeviceErrorCode =
   | "NOT_CONNECTED" // a publish while offline, without an offline queue
   | "QUEUE_OVERFLOW" // dropped from the full offline queue, oldest first, for a newer record
   | "INVALID_RECORD" // the record does not fit the contract; `reason` is the platform's dead-letter reason
-  | "INVALID_ACTION" // the platform sent an action this SDK cannot read (not given to the handler)
+  | "SUBSCRIPTION_REFUSED" // SUBACK 0x80 for the device's actions or state (not its topic, too many filters)
+  | "INVALID_ACTION" // the platform sent an action or state this SDK cannot read (not given to the handler)
   | "INVALID_OPTIONS" // connect()'s options are wrong; the message names the field
   | "STORE_FAILED" // the de-duplication or queue store could not be read or written
   | "CLOSED"; // the device was closed

@@ -170,7 +170,7 @@ export class MqttDevice extends BaseDevice {
         if (err || granted?.some((g) => g.qos === 128))
           this.emit(
             "error",
-            new DeviceError("NOT_AUTHORISED", `subscription refused: ${err?.message ?? "SUBACK 0x80"}`, {
+            new DeviceError("SUBSCRIPTION_REFUSED", `subscription refused: ${err?.message ?? "SUBACK 0x80"}`, {
               cause: err,
             }),
           );

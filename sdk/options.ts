@@ -61,6 +61,11 @@ export const deviceOptionsSchema = z.strictObject({
     .optional(),
   /** The platform's REFEED_INGEST_MAX_FIELDS, if it is not the default. */
   maxFields: z.number().int().positive().default(64),
+  /**
+   * The platform's payload limit (REFEED_MQTT_MAX_PAYLOAD_BYTES and REFEED_INGEST_MAX_PAYLOAD_BYTES):
+   * the broker closes the connection on a larger publish, which would come back at every reconnect.
+   */
+  maxPayloadBytes: z.number().int().positive().default(65_536),
   /** Stamp records without `ts` with the device clock (never the same ms twice), so a redelivery is stored once. */
   stampTs: z.boolean().default(true),
   /** Subscribe to the device's actions and state (default); off for a connection that only publishes. */

@@ -194,6 +194,13 @@ describe("device SDK over MQTT", () => {
     expect(errors.map((e) => e.code)).toEqual(["NOT_AUTHORISED"]);
   });
 
+  it("refuses a payload over the platform's limit before the broker would close the connection for it", async () => {
+    const device = createDevice({ url: "mqtt://127.0.0.1:1", id: "small", token: "t", maxPayloadBytes: 200 });
+    const err = await device.feedback({ text: "é".repeat(150) }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: "INVALID_RECORD", details: { reason: "too_large" } });
+    expect(await device.feedback({ text: "short" }).catch((e: DeviceError) => e.code)).toBe("NOT_CONNECTED");
+  });
+
   it("refuses options that cannot work, naming the option", () => {
     expect(() => createDevice({ url: "tcp://localhost:1883", id: "x", token: "t" })).toThrow(/url: a URL with scheme/);
     expect(() => createDevice({ url: "mqtt://localhost:1883", id: "a:b", token: "t" })).toThrow(/id: a device id/);
