@@ -87,7 +87,7 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
   abstract close(options?: { graceMs?: number }): Promise<void>;
   /** Puts one record on the wire; resolves once the platform has it (QoS 1) or it is written (QoS 0). */
   protected abstract send(record: QueuedRecord): Promise<void>;
-  /** Resolves when the platform has recorded the action as delivered, so an ack cannot overtake it. */
+  /** Resolves once the action's PUBACK was written (MQTT), so an ack cannot overtake it on the wire. */
   protected abstract deliveredFirst(actionId: string): Promise<void>;
 
   /** Records waiting in the offline queue. */
@@ -143,7 +143,7 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
 
   /**
    * Tells the platform what became of an action. Over MQTT it waits until the action's PUBACK went
-   * out first: an ack that overtakes it leaves `delivered` out of the action's lifecycle.
+   * out first: an ack that overtakes it can leave `delivered` out of the action's lifecycle.
    */
   async ack(actionId: string, status: AckStatus, reason?: string): Promise<void> {
     const record = { action: actionId, status, ...(reason !== undefined ? { reason } : {}) };

@@ -89,7 +89,7 @@ describe("device SDK over MQTT", () => {
     const handled: Action[] = [];
     device.onAction((action) => {
       handled.push(action);
-      // At once, inside the handler: the naive client's ack here would overtake the PUBACK.
+      // At once, inside the handler: with mqtt.js' own 'message' event this ack would be written before the PUBACK.
       acks.push(device.ack(action.id, "applied"));
     });
     await heatUp(id, token);
