@@ -40,6 +40,8 @@ export type DeviceEvents = {
 };
 
 const noop = () => undefined;
+/** Failures after which the same record can succeed later. */
+const RETRIABLE = new Set(["UNREACHABLE", "SERVER_UNAVAILABLE", "CONNECTION_LOST"]);
 
 /**
  * What every transport shares: the contract check, `ts` stamping, the offline queue, de-duplication of
@@ -221,7 +223,20 @@ export abstract class BaseDevice extends Emitter<DeviceEvents> {
       return Promise.reject(
         new DeviceError("NOT_CONNECTED", "not connected, and no offline queue (the `queue` option) to keep the record"),
       );
-    } else sent = this.send(record);
+    } else {
+      const outbox = this.outbox;
+      sent = this.send(record);
+      // A platform that could not take it now (unreachable, its spool full): keep it, if there is a queue.
+      if (outbox)
+        sent = sent.catch((err: unknown) => {
+          if (err instanceof DeviceError && RETRIABLE.has(err.code) && !this.closing) {
+            const queued = outbox.push(record);
+            if (this.connected) this.drainQueue();
+            return queued;
+          }
+          throw err;
+        });
+    }
     // A caller that does not await a dropped record must not crash the process; one that does still sees why.
     sent.catch(noop);
     return sent;

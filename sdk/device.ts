@@ -26,22 +26,23 @@ export async function connect(options: DeviceOptions & { timeoutMs?: number }): 
   const { timeoutMs, ...rest } = options;
   const device = createDevice(rest);
   let last: DeviceError | undefined;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const outcome = new Promise<void>((resolve, reject) => {
-    const offConnect = device.on("connect", () => {
+    const done = (err?: DeviceError) => {
       offConnect();
       offError();
-      resolve();
-    });
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    const offConnect = device.on("connect", () => done());
     const offError = device.on("error", (err) => {
       last = err;
-      if (!err.final) return;
-      offConnect();
-      offError();
-      reject(err);
+      if (err.final) done(err);
     });
     if (timeoutMs !== undefined)
-      setTimeout(
-        () => reject(last ?? new DeviceError("UNREACHABLE", `not connected within ${timeoutMs} ms to ${rest.url}`)),
+      timer = setTimeout(
+        () => done(last ?? new DeviceError("UNREACHABLE", `not connected within ${timeoutMs} ms to ${rest.url}`)),
         timeoutMs,
       );
   });

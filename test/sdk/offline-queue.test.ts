@@ -56,6 +56,19 @@ describe("device SDK offline queue", () => {
     expect(await seqs(id)).toEqual(Array.from({ length: 31 }, (_, i) => i));
   }, 40_000);
 
+  it("drains in order over SSE and HTTP too, for an app that cannot speak MQTT", async () => {
+    const { id, token } = await provision(t, { id: "sdk-queue-http" });
+    const device = await connect({ url: t.http, id, token, backoff: quick, queue: { max: 100, rate: 40 } });
+    devices.push(device);
+    await t.stop();
+    await waitFor(() => !device.connected, "the app to see the platform gone");
+    const queued = Array.from({ length: 10 }, (_, i) => device.telemetry({ metrics: { seq: i } }));
+    await t.start();
+    await Promise.all(queued);
+    await ingestCaughtUp(t);
+    expect(await seqs(id)).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  }, 40_000);
+
   it("drops the oldest record when full, and says so", async () => {
     const closedPort = await freePort();
     const device = createDevice({
