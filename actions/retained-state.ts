@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { DeviceDirectory, Publisher, TouchpointDirectory } from "./ports.ts";
 import type { Owner } from "./profiles.ts";
+import type { StateWire } from "./wire.ts";
 
 export interface RetainedState {
   /** The personalization profile a device sees: its own keys and its subject's. */
@@ -29,13 +30,15 @@ export function retainedState(deps: {
     return { ...deps.profileOf(`device:${device}`), ...(subject ? deps.profileOf(`subject:${subject}`) : {}) };
   };
 
-  const stateMessage = (device: string) =>
-    JSON.stringify({
+  const stateMessage = (device: string) => {
+    const state: StateWire = {
       device,
       subject: touchpoints.subjectOf(device) ?? null,
       profile: stateOf(device),
       ts: Date.now(),
-    });
+    };
+    return JSON.stringify(state);
+  };
   /** What each device's retained state last said (without its time): an unchanged state is not sent again. */
   const lastState = new Map<string, string>();
   const publish = async (device: string) => {

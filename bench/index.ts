@@ -16,17 +16,18 @@ import { benchBrokers } from "./sections/broker.ts";
 import { benchCluster } from "./sections/cluster.ts";
 import { benchIngest } from "./sections/ingest.ts";
 import { benchLatency } from "./sections/latency.ts";
+import { benchSdk } from "./sections/sdk.ts";
 
 /**
- * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules,health,cluster] [-- --profile DIR]`:
+ * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules,sdk,health,cluster] [-- --profile DIR]`:
  * Refeed beside the tools users would pick instead (Mosquitto, Node-RED), in one run on this machine.
  */
-const SECTIONS = ["broker", "ingest", "latency", "rules", "health", "cluster"] as const;
+const SECTIONS = ["broker", "ingest", "latency", "rules", "sdk", "health", "cluster"] as const;
 /**
  * Experience health loads 10,000 devices (about 3 minutes) and the cluster section starts 1, 2 and 3 nodes
  * behind HAProxy (about 3 minutes): in the full run, or asked for with --only.
  */
-const QUICK_SECTIONS: readonly Section[] = ["broker", "ingest", "latency", "rules"];
+const QUICK_SECTIONS: readonly Section[] = ["broker", "ingest", "latency", "rules", "sdk"];
 type Section = (typeof SECTIONS)[number];
 const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
 
@@ -163,6 +164,10 @@ async function main() {
     if (only.has("rules")) {
       say("rules: evaluation cost with 1, 100 and 1,000 rules");
       results.rules = benchRuleEvaluation({ quick });
+    }
+    if (only.has("sdk")) {
+      mark("at the sdk section");
+      results.sdk = await benchSdk(ctx);
     }
     if (only.has("health")) {
       mark("at the health section");

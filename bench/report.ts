@@ -7,6 +7,7 @@ import type { BrokerSection } from "./sections/broker.ts";
 import type { ClusterSection, ClusterThroughput } from "./sections/cluster.ts";
 import type { IngestSection, Pipeline } from "./sections/ingest.ts";
 import type { LatencySection } from "./sections/latency.ts";
+import { renderSdk, type SdkSection } from "./sections/sdk.ts";
 import type { Search } from "./steps.ts";
 
 export interface Results {
@@ -23,6 +24,7 @@ export interface Results {
   ingest?: IngestSection;
   latency?: LatencySection;
   rules?: RuleEvalRow[];
+  sdk?: SdkSection;
   /** The experience-health section, rendered (bench/health.ts). */
   health?: string;
   cluster?: ClusterSection;
@@ -370,6 +372,7 @@ export function renderReport(r: Results): string {
     r.latency ? latencySection(r.latency) : "",
     whereTheTimeGoes(r),
     r.rules ? renderRules(r.rules) : "",
+    r.sdk ? renderSdk(r.sdk) : "",
     r.health ?? "",
     r.cluster ? clusterSection(r.cluster, r) : "",
   ].filter(Boolean);

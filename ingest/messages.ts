@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { SUBJECT_ID } from "../registry/index.ts";
+import { SUBJECT_ID } from "../registry/ids.ts";
 
 /**
  * Why a message (or one record of a batch) was refused: the dead-letter
@@ -199,6 +199,26 @@ export function recordSchemas(limits: Limits) {
       device: z.string().optional(),
     }),
   };
+}
+
+/** Our own checks name their reason; a bad record key is a bad name; the rest is the contract's shape. */
+export function reasonOf(issue: z.core.$ZodIssue): RejectReason {
+  if (issue.code === "custom" && typeof issue.params?.reason === "string") return issue.params.reason as RejectReason;
+  if (issue.code === "invalid_key") return issue.issues[0] ? reasonOf(issue.issues[0]) : "invalid_name";
+  return "invalid_shape";
+}
+
+export function messageOf(issue: z.core.$ZodIssue): string {
+  if (issue.code === "unrecognized_keys")
+    return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
+  if (issue.code === "invalid_key") return issue.issues[0]?.message ?? issue.message;
+  if (issue.code === "invalid_type") {
+    if (issue.path.length === 0) return "each record must be a JSON object";
+    const received = /received (\w+)$/.exec(issue.message)?.[1];
+    if (received === "undefined") return "is required";
+    return `expected ${issue.expected === "record" ? "an object" : `a ${issue.expected}`}${received ? `, not ${received === "array" ? "an array" : received === "null" ? "null" : `a ${received}`}` : ""}`;
+  }
+  return issue.message;
 }
 
 export const channels = ["telemetry", "events", "feedback", "acks"] as const;

@@ -1,5 +1,7 @@
 import type { z } from "zod";
 import {
+  messageOf,
+  reasonOf,
   recordSchemas,
   type AckMessage,
   type Channel,
@@ -208,26 +210,6 @@ function protoKeyAt(record: unknown): string | undefined {
     if (isObject(map) && Object.hasOwn(map, "__proto__")) return `${key}.__proto__`;
   }
   return undefined;
-}
-
-/** Our own checks name their reason; a bad record key is a bad name; the rest is the contract's shape. */
-function reasonOf(issue: z.core.$ZodIssue): RejectReason {
-  if (issue.code === "custom" && typeof issue.params?.reason === "string") return issue.params.reason as RejectReason;
-  if (issue.code === "invalid_key") return issue.issues[0] ? reasonOf(issue.issues[0]) : "invalid_name";
-  return "invalid_shape";
-}
-
-function messageOf(issue: z.core.$ZodIssue): string {
-  if (issue.code === "unrecognized_keys")
-    return `unknown field${issue.keys.length > 1 ? "s" : ""} ${issue.keys.join(", ")}`;
-  if (issue.code === "invalid_key") return issue.issues[0]?.message ?? issue.message;
-  if (issue.code === "invalid_type") {
-    if (issue.path.length === 0) return "each record must be a JSON object";
-    const received = /received (\w+)$/.exec(issue.message)?.[1];
-    if (received === "undefined") return "is required";
-    return `expected ${issue.expected === "record" ? "an object" : `a ${issue.expected}`}${received ? `, not ${received === "array" ? "an array" : received === "null" ? "null" : `a ${received}`}` : ""}`;
-  }
-  return issue.message;
 }
 
 /** A record of a batch as text; a structure nested too deeply to print (JSON.parse takes it, stringify overflows) is named, not copied. */

@@ -17,8 +17,9 @@ import {
 import { registryRows } from "./queries.ts";
 import { fingerprint, generateOwnedToken, hashToken, ownerOf, verifyToken } from "../auth/tokens.ts";
 
-export const DEVICE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-export const SUBJECT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+import { DEVICE_ID, SUBJECT_ID } from "./ids.ts";
+
+export { DEVICE_ID, SUBJECT_ID };
 
 export const provisionSchema = z.strictObject({
   id: z

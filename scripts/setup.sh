@@ -6,6 +6,7 @@
 #   redis-server (Debian's `redis-server`, Redis 7) - cluster mode's broker cluster, change feed and leases; the cluster tests start their own
 #   haproxy (Debian's `haproxy`) - `npm run cluster` puts it in front of the nodes for MQTT and HTTP
 #   chromium (Debian's `chromium`, and `fonts-liberation` for legible screenshots) - the dashboard's browser tests drive it with playwright-core
+#   libmosquitto-dev and python3-paho-mqtt (Debian's) - the C and Python devices of examples/devices/, built and run by the tests
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 [ -x /usr/bin/chromium ] || need+=(chromium fonts-liberation)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+[ -f /usr/include/mosquitto.h ] || need+=(libmosquitto-dev)
+/usr/bin/python3 -c 'import paho.mqtt' >/dev/null 2>&1 || need+=(python3-paho-mqtt)
 
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then

@@ -1,3 +1,4 @@
+import type { Action } from "../../sdk/index.ts";
 import type { Random } from "../random.ts";
 
 export type Channel = "telemetry" | "events" | "feedback";
@@ -8,16 +9,8 @@ export interface Publish {
   record: Record<string, unknown>;
 }
 
-/** An action as the platform sends it on devices/{id}/actions. */
-export interface Action {
-  id: string;
-  rule: string;
-  kind: "set" | "suggest" | "clear" | "notify";
-  key: string;
-  value?: unknown;
-  prompt?: string;
-  why: string;
-}
+/** An action as the platform sends it on devices/{id}/actions: the SDK's type, which is the platform's wire schema. */
+export type { Action };
 
 export type Profile = Readonly<Record<string, unknown>>;
 

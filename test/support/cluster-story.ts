@@ -53,6 +53,12 @@ function facade(cluster: TestCluster): TestPlatform {
     async restart() {
       for (const node of cluster.nodes) await node.restart();
     },
+    async stop() {
+      for (const node of cluster.nodes) await node.stop();
+    },
+    async start() {
+      for (const node of cluster.nodes) await node.start();
+    },
     close: () => cluster.close(),
   };
 }

@@ -28,6 +28,9 @@ export interface TestPlatform {
   exchanges: Exchange[];
   /** Stops the platform and starts it again on the same database, data and rules. */
   restart(): Promise<void>;
+  /** The two halves of restart(), for a test that does something while the platform is down. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -73,7 +76,13 @@ export async function startTestPlatform(
     logs,
     exchanges: [],
     async restart() {
+      await handle.stop();
+      await handle.start();
+    },
+    async stop() {
       await platform.close();
+    },
+    async start() {
       platform = await startPlatform(config, { log });
       checkAnswersOf(platform.addresses.http);
       Object.assign(handle, {
