@@ -88,6 +88,8 @@ export interface Ingest {
   /** `spooling` while InfluxDB is unavailable or the spool is being replayed. */
   readonly mode: "direct" | "spooling";
   readonly spoolDepth: { batches: number; points: number; bytes: number };
+  /** The keyed hash dead letters name a subject by when they may not keep the id (erasure looks them up by it). */
+  subjectHash(subject: string): string;
   close(): Promise<void>;
 }
 
@@ -221,6 +223,7 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
       return { ok, records, withheld, refused: parsed.refused, reason: first?.reason, detail: first?.detail, durable };
     },
     flush: () => writer.flush(),
+    subjectHash: hashSubject,
     get mode() {
       return writer.mode;
     },
