@@ -385,6 +385,8 @@ and the soak fails above ${s.limitMiBPerMinute} MiB/min or with any acknowledged
 | erasures | ${n(s.erasures.done)} done (${n(s.erasures.retried)} retries after a 503, ${n(s.erasures.failed)} failed${s.erasures.first ? `: ${s.erasures.first}` : ""}); ms p50 / p99 / p99.9 / max ${lat(s.erasures.ms)} |
 | Refeed's warnings and errors | ${warnings || "none"} |
 
+Where the committed soak's memory goes, and what erasure's time grows with: [performance.md](performance.md#soak).
+
 <details><summary>Memory over the run</summary>
 
 | minute | resident MiB | heap MiB |
