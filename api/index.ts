@@ -156,7 +156,12 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
   await app.register(consentRoutes({ consent: deps.consent, auth: deps.auth }));
   await app.register(ingestRoutes({ ingest: deps.ingest, registry: deps.registry, auth: deps.auth }));
   await app.register(
-    metricsRoutes({ metrics: deps.metrics, auth: deps.auth, connectedClients: () => deps.mqtt.connectedClients }),
+    metricsRoutes({
+      metrics: deps.metrics,
+      auth: deps.auth,
+      connectedClients: () => deps.mqtt.connectedClients,
+      ...(config.metricsToken ? { token: config.metricsToken } : {}),
+    }),
   );
   await app.register(keyRoutes({ keys: deps.keys, auth: deps.auth }));
   await app.register(fleetRoutes({ health: deps.health, auth: deps.auth }));

@@ -17,7 +17,7 @@ const TAGS = {
   keys: "Staff API keys (admin)",
   fleet: "Experience health and timelines (support)",
   dashboard: "The support agents' web page",
-  metrics: "Prometheus metrics (no auth)",
+  metrics: "Prometheus metrics (no auth, unless REFEED_METRICS_TOKEN is set)",
 } as const;
 export type Tag = keyof typeof TAGS;
 

@@ -17,19 +17,24 @@ import { benchCluster } from "./sections/cluster.ts";
 import { benchIngest } from "./sections/ingest.ts";
 import { benchLatency } from "./sections/latency.ts";
 import { benchSdk } from "./sections/sdk.ts";
+import { benchSoak } from "./sections/soak.ts";
 
 /**
- * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules,sdk,health,cluster] [-- --profile DIR]`:
+ * `npm run bench [-- --quick] [-- --write] [-- --only broker,ingest,latency,rules,sdk,health,cluster,soak] [-- --profile DIR]`:
  * Refeed beside the tools users would pick instead (Mosquitto, Node-RED), in one run on this machine.
  */
-const SECTIONS = ["broker", "ingest", "latency", "rules", "sdk", "health", "cluster"] as const;
+const SECTIONS = ["broker", "ingest", "latency", "rules", "sdk", "health", "cluster", "soak"] as const;
+/** Sections that, run on their own with --write, join the committed page (they name their own command). */
+const JOINING: readonly Section[] = ["soak", "cluster"];
+/** The soak lasts 30 minutes (3 with --quick): only when asked for with --only. */
+const FULL_SECTIONS: readonly Section[] = ["broker", "ingest", "latency", "rules", "sdk", "health", "cluster"];
 /**
  * Experience health loads 10,000 devices (about 3 minutes) and the cluster section starts 1, 2 and 3 nodes
  * behind HAProxy (about 3 minutes): in the full run, or asked for with --only.
  */
 const QUICK_SECTIONS: readonly Section[] = ["broker", "ingest", "latency", "rules", "sdk"];
 type Section = (typeof SECTIONS)[number];
-const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
+const usage = `usage: npm run bench [-- --quick] [-- --write] [-- --only ${SECTIONS.join(",")}] [-- --profile DIR]\n       npm run bench -- --only soak [--quick] [--soak-minutes N] [--soak-rate N] [--write]   (the soak: 30 min, --quick 3 min)\n       npm run bench -- --render docs/benchmarks.json [--write]   (the report of an earlier run, again)`;
 
 function parseArgs(argv: string[]) {
   const options = {
@@ -38,6 +43,13 @@ function parseArgs(argv: string[]) {
     only: undefined as Set<Section> | undefined,
     profile: undefined as string | undefined,
     render: undefined as string | undefined,
+    soakMinutes: undefined as number | undefined,
+    soakRate: undefined as number | undefined,
+  };
+  const positive = (name: string, text: string | undefined) => {
+    const v = Number(text);
+    if (!text || !Number.isFinite(v) || v <= 0) throw new Error(`${name} needs a positive number`);
+    return v;
   };
   for (let i = 0; i < argv.length; i += 1) {
     const arg = argv[i]!;
@@ -61,9 +73,11 @@ function parseArgs(argv: string[]) {
       const file = value();
       if (!file) throw new Error("--render needs the JSON file of a run");
       options.render = path.resolve(file);
-    } else throw new Error(`unknown option ${arg}`);
+    } else if (name === "--soak-minutes") options.soakMinutes = positive(name, value());
+    else if (name === "--soak-rate") options.soakRate = positive(name, value());
+    else throw new Error(`unknown option ${arg}`);
   }
-  return { ...options, only: options.only ?? new Set<Section>(options.quick ? QUICK_SECTIONS : SECTIONS) };
+  return { ...options, only: options.only ?? new Set<Section>(options.quick ? QUICK_SECTIONS : FULL_SECTIONS) };
 }
 
 const started = performance.now();
@@ -79,7 +93,16 @@ async function main() {
     process.exit(2);
   }
   const docs = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs");
-  const publish = async (results: Results) => {
+  const publish = async (fresh: Results) => {
+    // The soak and the cluster section, run on their own, join the committed run's page instead of replacing it.
+    const joining = !options.render && [...options.only].every((s) => JOINING.includes(s));
+    const results: Results =
+      joining && options.write
+        ? {
+            ...(JSON.parse(await readFile(path.join(docs, "benchmarks.json"), "utf8")) as Results),
+            ...Object.fromEntries([...options.only].map((s) => [s, fresh[s]])),
+          }
+        : fresh;
     const report = renderReport(results);
     process.stdout.write(`${report}\n`);
     if (!options.write) return;
@@ -133,8 +156,11 @@ async function main() {
     profileDir: options.profile,
     say,
   };
+  const defaults = quick ? QUICK_SECTIONS : FULL_SECTIONS;
+  const asDefault = only.size === defaults.length && defaults.every((s) => only.has(s));
+  const soakArgs = `${options.soakMinutes !== undefined ? ` --soak-minutes ${options.soakMinutes}` : ""}${options.soakRate !== undefined ? ` --soak-rate ${options.soakRate}` : ""}`;
   const command =
-    `npm run bench --${quick ? " --quick" : ""}${only.size < (quick ? QUICK_SECTIONS : SECTIONS).length ? ` --only ${[...only].join(",")}` : ""}`.replace(
+    `npm run bench --${quick ? " --quick" : ""}${asDefault ? "" : ` --only ${[...only].join(",")}`}${only.has("soak") ? soakArgs : ""}`.replace(
       / --$/,
       "",
     );
@@ -177,7 +203,16 @@ async function main() {
     if (only.has("cluster")) {
       mark("at the cluster section");
       say("cluster: 1, 2 and 3 nodes of refeed cluster behind HAProxy");
-      results.cluster = await benchCluster(ctx);
+      results.cluster = { ...(await benchCluster(ctx)), command, at: new Date().toISOString() };
+    }
+    if (only.has("soak")) {
+      mark("at the soak section");
+      results.soak = await benchSoak(ctx, {
+        command,
+        ...(options.soakMinutes !== undefined ? { minutes: options.soakMinutes } : {}),
+        ...(options.soakRate !== undefined ? { rate: options.soakRate } : {}),
+        ...sustainedFor(results),
+      });
     }
   } finally {
     await influxd.close();
@@ -196,11 +231,25 @@ async function main() {
       .flatMap((p) => p.search.steps.map((s) => s.result.lost)) ?? []),
     results.ingest?.http.lost ?? 0,
     results.ingest?.outage.lost ?? 0,
+    results.soak?.telemetry.missing ?? 0,
+    results.soak?.churn.missing ?? 0,
   ].reduce((a, b) => a + b, 0);
   if (lostAcked > 0) {
     say(`REFEED LOST ${lostAcked} ACKNOWLEDGED RECORDS: see the tables`);
     process.exitCode = 1;
   }
+  if (results.soak && !results.soak.verdict.ok) {
+    say(`THE SOAK FAILED: ${results.soak.verdict.why}`);
+    process.exitCode = 1;
+  }
+}
+
+type Sustained = { rate: number; source: string };
+
+/** Refeed's sustained telemetry -> action rate, when this run's latency section measured it (else the soak searches it). */
+function sustainedFor(results: Results): { sustained?: Sustained } {
+  const here = results.latency?.runs.find((r) => r.name === "Refeed")?.search.sustained?.rate;
+  return here ? { sustained: { rate: here, source: "measured by this run's latency section" } } : {};
 }
 
 // Interrupted or failed: nothing the benchmark started stays behind.

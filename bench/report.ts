@@ -8,6 +8,7 @@ import type { ClusterSection, ClusterThroughput } from "./sections/cluster.ts";
 import type { IngestSection, Pipeline } from "./sections/ingest.ts";
 import type { LatencySection } from "./sections/latency.ts";
 import { renderSdk, type SdkSection } from "./sections/sdk.ts";
+import type { SoakSection } from "./sections/soak.ts";
 import type { Search } from "./steps.ts";
 
 export interface Results {
@@ -28,6 +29,8 @@ export interface Results {
   /** The experience-health section, rendered (bench/health.ts). */
   health?: string;
   cluster?: ClusterSection;
+  /** The soak (`--only soak`), often from a run of its own: it names its command. */
+  soak?: SoakSection;
 }
 
 const n = (v: number) => Math.round(v).toLocaleString("en-US");
@@ -320,7 +323,7 @@ function clusterSection(c: ClusterSection, r: Results): string {
   const failover = c.runs.find((x) => x.failover)?.failover;
   return `## Cluster: 1, 2 and 3 nodes behind HAProxy
 
-\`refeed cluster --nodes N\` as an operator starts it (a redis-server, N \`refeed start\` nodes and HAProxy in
+${c.command ? `Measured with \`${c.command}\` on ${c.at?.slice(0, 10) ?? "?"}. ` : ""}\`refeed cluster --nodes N\` as an operator starts it (a redis-server, N \`refeed start\` nodes and HAProxy in
 front, front ports picked free), on the benchmark's InfluxDB, one size after another in the same run.
 **This machine has ${r.machine.cores} cores**, shared by every node, Redis, HAProxy, influxd and the load generator: more
 nodes cannot add CPU here, so the question is what a message costs in a cluster, not how far it scales.
@@ -363,6 +366,58 @@ ${across.join("\n")}
 ${failover ? `\nPartition failover, 3 nodes: node-3 (owning ${failover.partitionsOfDead} of the 32 rule partitions) killed with SIGKILL; **${n(failover.ms)} ms** until \`GET /api/rules/partitions\` on node-1 showed none owned by node-3 and none without an owner (the leases last 6 s).\n` : ""}`;
 }
 
+function soakSection(s: SoakSection): string {
+  const mib = (v: number) => `${v >= 0 ? "+" : ""}${v.toFixed(2)} MiB/min`;
+  const first = s.samples.find((x) => x.atSeconds >= s.warmupMinutes * 60) ?? s.samples[0];
+  const last = s.samples[s.samples.length - 1];
+  const every = Math.max(1, Math.round(s.samples.length / 12));
+  const rows = s.samples
+    .filter((_, i) => i % every === 0 || i === s.samples.length - 1)
+    .map((x) => `| ${(x.atSeconds / 60).toFixed(1)} | ${x.rssMiB.toFixed(1)} | ${x.heapMiB.toFixed(1)} |`);
+  const warnings = Object.entries(s.warnings)
+    .map(([w, c]) => `${w}: ${n(c)}`)
+    .join("; ");
+  return `## Soak
+
+Measured with \`${s.command}\` on ${s.startedAt.slice(0, 10)} (${n(s.wallSeconds)} s wall time; load average ${Object.entries(
+    s.load,
+  )
+    .map(([at, l]) => `${l} ${at}`)
+    .join(
+      ", ",
+    )}). One Refeed (\`refeed start\`, its own process) for **${s.minutes} minute${s.minutes === 1 ? "" : "s"}** at
+**${n(s.rate)} telemetry publishes/s** (${s.rateSource}) from ${s.devices} devices, QoS 1, every
+one firing the threshold rule whose action comes back to its device; beside it ${s.churn.devices} shared
+devices that connect, run one customer's session (\`session_start\`, three taps that a subject-scoped
+count rule reads, a feedback with text, \`session_end\`), disconnect and come back for the next
+customer, and one customer erased through \`DELETE /api/subjects/{id}\` at a time. Memory is read
+every ${s.sampleSeconds} s after a full garbage collection (through the inspector): the resident set
+and V8's used heap; the slopes are least squares over the samples after a ${s.warmupMinutes}-minute warm-up,
+and the soak fails above ${s.limitMiBPerMinute} MiB/min or with any acknowledged record missing from InfluxDB.
+
+| | |
+|---|---|
+| verdict | ${s.verdict.ok ? "**passed**" : `**failed**: ${s.verdict.why}`} |
+| resident set after warm-up | ${first ? `${first.rssMiB.toFixed(0)} -> ${last!.rssMiB.toFixed(0)} MiB` : "-"}, slope **${mib(s.rssSlope)}** |
+| V8 heap after warm-up | ${first ? `${first.heapMiB.toFixed(0)} -> ${last!.heapMiB.toFixed(0)} MiB` : "-"}, slope **${mib(s.heapSlope)}** |
+| telemetry | ${n(s.telemetry.sent)} sent, ${n(s.telemetry.acked)} acknowledged, **${n(s.telemetry.missing)} acknowledged but missing** in InfluxDB, ${n(s.telemetry.duplicated)} stored twice; publish -> PUBACK ms p50 / p99 / p99.9 / max ${lat(s.telemetry.ack)} |
+| actions | ${n(s.actions.received)} of ${n(s.actions.expected)} received; telemetry -> action ms p50 / p99 / p99.9 / max ${lat(s.actions.latency)} |
+| shared devices | ${n(s.churn.connects)} connects, ${n(s.churn.sessions)} sessions, ${n(s.churn.acked)} event and feedback records acknowledged about customers not erased, **${n(s.churn.missing)} missing**; ${n(s.churn.connectErrors)} sessions cut by an error${s.churn.firstError ? ` (first: ${s.churn.firstError})` : ""}; ${n(s.churn.actionsReceived)} actions received |
+| erasures | ${n(s.erasures.done)} done (${n(s.erasures.retried)} retries after a 503, ${n(s.erasures.failed)} failed${s.erasures.first ? `: ${s.erasures.first}` : ""}); ms p50 / p99 / p99.9 / max ${lat(s.erasures.ms)} |
+| Refeed's warnings and errors | ${warnings || "none"} |
+
+Where the committed soak's memory goes, and what erasure's time grows with: [performance.md](performance.md#soak).
+
+<details><summary>Memory over the run</summary>
+
+| minute | resident MiB | heap MiB |
+|---|---|---|
+${rows.join("\n")}
+
+</details>
+`;
+}
+
 export function renderReport(r: Results): string {
   const m = r.machine;
   const sections = [
@@ -375,6 +430,7 @@ export function renderReport(r: Results): string {
     r.sdk ? renderSdk(r.sdk) : "",
     r.health ?? "",
     r.cluster ? clusterSection(r.cluster, r) : "",
+    r.soak ? soakSection(r.soak) : "",
   ].filter(Boolean);
   return `# Benchmarks
 

@@ -63,6 +63,8 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
   node[path[path.length - 1]!] = value;
 }
 
+const SECRETS = new Set(["REFEED_ADMIN_TOKEN", "REFEED_METRICS_TOKEN"]);
+
 function describe(error: z.ZodError, origin: Map<string, string>, env: Env): string[] {
   const file = env.REFEED_CONFIG;
   return error.issues.map((issue) => {
@@ -70,7 +72,7 @@ function describe(error: z.ZodError, origin: Map<string, string>, env: Env): str
     const envName = origin.get(key);
     if (envName) {
       // Secrets are never echoed back, not even in an error.
-      const shown = envName === "REFEED_ADMIN_TOKEN" ? "" : ` (got ${JSON.stringify(env[envName])})`;
+      const shown = SECRETS.has(envName) ? "" : ` (got ${JSON.stringify(env[envName])})`;
       return `${envName}: ${issue.message}${shown}`;
     }
     return `${file ? `${file}: ` : ""}${key || "(root)"}: ${issue.message}`;

@@ -201,6 +201,11 @@ export const configSchema = z
         bodyLimitBytes: positiveInt.max(64 * 1024 * 1024).default(1024 * 1024),
         /** Balancers (addresses or subnets) whose X-Forwarded-For is believed: the client's address is the one it names. */
         trustedProxies,
+        /**
+         * Unset: /metrics is open, as Prometheus expects on a private network. Set: it wants this bearer token,
+         * its own so a scraper's configuration never holds a token that can change anything.
+         */
+        metricsToken: z.string().min(16, "at least 16 characters").optional(),
       })
       .prefault({})
       .check((ctx) => {
@@ -352,6 +357,7 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_HTTP_KEEPALIVE_TIMEOUT_MS: ["http", "keepAliveTimeoutMs"],
   REFEED_HTTP_BODY_LIMIT_BYTES: ["http", "bodyLimitBytes"],
   REFEED_HTTP_TRUSTED_PROXIES: ["http", "trustedProxies"],
+  REFEED_METRICS_TOKEN: ["http", "metricsToken"],
   REFEED_INFLUX_URL: ["influx", "url"],
   REFEED_INFLUX_DB: ["influx", "db"],
   REFEED_INFLUXD_PATH: ["influx", "influxdPath"],

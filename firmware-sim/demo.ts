@@ -8,11 +8,11 @@ import { runSim } from "./cli.ts";
 import type { SimOptions } from "./options.ts";
 import { note, type Io } from "./progress.ts";
 import type { Action } from "./scenarios/index.ts";
+import { DEMO_FLEET } from "./demo-fleet.ts";
 
 /** The demo's own corner: its data (managed InfluxDB, device tokens) never mixes with `npm start`'s. */
 const DEMO_DEFAULTS = { REFEED_DATA_DIR: "./data/demo", REFEED_RULES_DIR: "examples/rules", REFEED_LOG_LEVEL: "warn" };
-const DEVICES = 24;
-const RATE = 2;
+const { devices: DEVICES, rate: RATE } = DEMO_FLEET;
 
 const io: Io = {
   out: (t) => process.stdout.write(t),
@@ -65,9 +65,16 @@ async function demo(): Promise<number> {
       `  HTTP API   ${http}   MQTT ${mqtt}   MQTT over WebSocket ${ws}`,
       `  InfluxDB   ${influx}, database ${platform.store.db}   (data in ${config.dataDir})`,
       `  rules      ${config.rulesDir ?? "(none)"}`,
-      `  fleet      ${DEVICES} devices and apps (ATMs, banking and ride apps, TVs, phones, kiosks), ${RATE} records/s each`,
+      `  fleet      ${DEVICES} devices and apps (ATMs, banking and ride apps, TVs, phones, kiosks), ${RATE} records/s each;`,
+      "             a few turn bad after a few sessions (errors, slow answers, complaints)",
       "",
-      ...(supportKey ? [`Support dashboard: ${http}/dashboard   sign in with the support key ${supportKey}`, ""] : []),
+      ...(supportKey
+        ? [
+            `Support dashboard: ${http}/dashboard   sign in with the support key ${supportKey}`,
+            "  the devices that turned bad come first within a few minutes, with what their customers said",
+            "",
+          ]
+        : []),
       "Look around in another terminal:",
       `  export ADMIN=${adminToken}`,
       `  curl -s ${auth} ${http}/api/devices                                  # the fleet`,
@@ -99,17 +106,10 @@ async function demo(): Promise<number> {
   };
 
   const options: SimOptions = {
-    scenario: "mixed",
-    devices: DEVICES,
-    rate: RATE,
+    ...DEMO_FLEET,
     url: http,
     brokerUrl: mqtt,
     token: adminToken,
-    accept: 0.7,
-    undo: 0.1,
-    optIn: 0.8,
-    seed: 1,
-    prefix: "demo",
     stateDir: path.join(config.dataDir, "sim"),
     // The demo's platform is always the one in its data dir, whatever ports it got.
     stateFile: path.join(config.dataDir, "sim", "demo.json"),

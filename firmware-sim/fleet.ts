@@ -24,6 +24,8 @@ export interface FleetOptions {
   undo: number;
   /** Share of customers who opt in. */
   optIn: number;
+  /** Share of devices that turn bad after a few sessions. */
+  troubled?: number;
   seed: number;
   prefix: string;
   /** Where device tokens are kept between runs: a file per platform address and prefix in this directory. */
@@ -67,7 +69,12 @@ const PROBLEMS_SHOWN = 5;
 export function createFleet(options: FleetOptions, events: FleetEvents = {}): Fleet {
   const scenario = scenarios.get(options.scenario);
   if (!scenario) throw new Error(`unknown scenario '${options.scenario}'`);
-  const plan = scenario.plan(options.devices, { prefix: options.prefix, seed: options.seed, optIn: options.optIn });
+  const plan = scenario.plan(options.devices, {
+    prefix: options.prefix,
+    seed: options.seed,
+    optIn: options.optIn,
+    ...(options.troubled !== undefined ? { troubled: options.troubled } : {}),
+  });
   const stats = new FleetStats(plan.devices.length, [...new Set(plan.devices.map((d) => d.scenario))]);
   const api = new PlatformApi(options.url, options.token);
   const abort = new AbortController();

@@ -30,6 +30,7 @@ ${[...scenarios.values()].map((s) => `                      ${s.name}: ${s.summa
   --accept P        share of suggestions customers accept, 0..1 (default 0.7)
   --undo P          share of applied changes customers undo later, 0..1 (default 0.1)
   --opt-in P        share of customers who opt in, 0..1 (default 0.8)
+  --troubled P      share of devices that turn bad after a few sessions (errors, slow, complaints), 0..1 (default 0.1)
   --seed N          the same seed gives the same customers and habits (default 1)
   --prefix NAME     start of device and customer ids (default sim)
   --state DIR       where device tokens are kept between runs (default ./data/sim)
@@ -49,6 +50,7 @@ const flags = {
   accept: { type: "string" },
   undo: { type: "string" },
   "opt-in": { type: "string" },
+  troubled: { type: "string" },
   seed: { type: "string" },
   prefix: { type: "string" },
   state: { type: "string" },
@@ -109,6 +111,7 @@ const schema = z.object({
   accept: share.default(0.7),
   undo: share.default(0.1),
   "opt-in": share.default(0.8),
+  troubled: share.default(0.1),
   seed: number("a whole number").pipe(z.number().int("expected a whole number")).default(1),
   prefix: z
     .string()
@@ -177,6 +180,7 @@ export function parseSimArgs(argv: string[], env: Record<string, string | undefi
       accept: v.accept,
       undo: v.undo,
       optIn: v["opt-in"],
+      troubled: v.troubled,
       seed: v.seed,
       prefix: v.prefix,
       stateDir: v.state,

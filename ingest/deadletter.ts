@@ -17,8 +17,17 @@ const purposeOfChannel: Record<Channel, Purpose | undefined> = {
 };
 
 export interface DeadLetters {
-  /** Counts and logs refused records and returns their dead-letter points, to be stored with the publish. */
-  record(device: string, channel: Channel, topic: string, refused: readonly Refusal[]): Line[];
+  /**
+   * Counts and logs refused records and returns their dead-letter points, to be stored with the publish.
+   * `about`: whom a refused record that names nobody is about all the same (a linked device's customer).
+   */
+  record(
+    device: string,
+    channel: Channel,
+    topic: string,
+    refused: readonly Refusal[],
+    about?: (refusal: Refusal) => string | undefined,
+  ): Line[];
   /** A point InfluxDB refused (e.g. a field type conflict), with InfluxDB's message. */
   rejectedByInflux(line: Line, message: string): void;
 }
@@ -42,12 +51,14 @@ export function createDeadLetters(deps: {
 }): DeadLetters {
   const log = deps.log.child({ part: "ingest" });
   return {
-    record(device, channel, topic, refused) {
+    record(device, channel, topic, refused, about) {
       const purpose = purposeOfChannel[channel];
       return refused.map((r) => {
         deps.metrics.deadLetter(r.reason);
         // Only a valid subject id can name a customer who could consent; anything else is refused as invalid_subject.
-        const subjects = subjectsIn(r.payload).filter((s) => SUBJECT_ID.test(s));
+        const named = subjectsIn(r.payload).filter((s) => SUBJECT_ID.test(s));
+        const attributed = named.length === 0 ? about?.(r) : undefined;
+        const subjects = attributed === undefined ? named : [attributed];
         const withheld = subjects.some((s) => purpose === undefined || !deps.consent.allows(s, purpose));
         // The detail quotes what was wrong, which may be the subject itself.
         const detail = withheld ? subjects.reduce((text, s) => text.split(s).join("<subject>"), r.detail) : r.detail;
@@ -69,7 +80,11 @@ export function createDeadLetters(deps: {
           detail,
           topic,
           payload: withheld ? undefined : r.payload,
-          subjectHash: withheld ? [...new Set(subjects.map((s) => deps.hashSubject(s)))].join(",") : undefined,
+          // A copy that does not name its customer keeps their hash too, or erasing them could not find it.
+          subjectHash:
+            withheld || attributed !== undefined
+              ? [...new Set(subjects.map((s) => deps.hashSubject(s)))].join(",")
+              : undefined,
           index: r.index,
         });
       });

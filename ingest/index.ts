@@ -58,6 +58,16 @@ export interface IngestDeps {
    */
   onMessage(msg: DeviceMessage): void;
   onAck(ack: AckMessage): void;
+  /**
+   * Sets `subject` on the records of one publish that name none but are about a customer all the same (a
+   * linked device's, a shared device's session's: subjects/ decides); consent then applies to them as to any.
+   */
+  attribute?(messages: readonly DeviceMessage[]): void;
+  /**
+   * Called with each record withheld for want of consent (never stored or used): a session marker of a
+   * customer without consent must still open and close their session, or their taps would pass as the device's.
+   */
+  onWithheld?(msg: DeviceMessage): void;
 }
 
 export interface AcceptResult {
@@ -88,6 +98,8 @@ export interface Ingest {
   /** `spooling` while InfluxDB is unavailable or the spool is being replayed. */
   readonly mode: "direct" | "spooling";
   readonly spoolDepth: { batches: number; points: number; bytes: number };
+  /** The keyed hash dead letters name a subject by when they may not keep the id (erasure looks them up by it). */
+  subjectHash(subject: string): string;
   close(): Promise<void>;
 }
 
@@ -96,6 +108,11 @@ export interface Ingest {
  * each segment is written with zeros before use: small segments keep that cheap.
  */
 const COMMIT_LOG_SEGMENT_BYTES = 4 * 1024 * 1024;
+
+/** The event's name if the refused payload still shows one (a session marker is attributed as such). */
+function eventNameIn(payload: string): string {
+  return /"name"\s*:\s*"(session_start|session_end)"/.exec(payload)?.[1] ?? "";
+}
 
 const kindOf = { telemetry: "telemetry", event: "event", feedback: "feedback" } as const;
 
@@ -150,6 +167,27 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
     events: metrics.writer,
   });
   let lastFullWarning = 0;
+  // A refused record cannot be parsed into a message; whom it is about is asked with a stand-in of its kind.
+  const aboutRefused = (device: string, channel: Channel, refusal: Refusal): string | undefined => {
+    const kind =
+      channel === "telemetry"
+        ? "telemetry"
+        : channel === "events"
+          ? "event"
+          : channel === "feedback"
+            ? "feedback"
+            : undefined;
+    if (!kind || !deps.attribute) return undefined;
+    const envelope = { device, subject: undefined, ts: Date.now(), tsFromDevice: false };
+    const standIn: DeviceMessage =
+      kind === "telemetry"
+        ? { ...envelope, kind, metrics: {} }
+        : kind === "event"
+          ? { ...envelope, kind, name: eventNameIn(refusal.payload), props: {} }
+          : { ...envelope, kind, rating: undefined, text: undefined };
+    deps.attribute([standIn]);
+    return standIn.subject;
+  };
 
   return {
     accept(device, channel, payload, transport = "mqtt") {
@@ -174,12 +212,15 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
         };
       }
       const topic = transport === "mqtt" ? `devices/${device}/${channel}` : `POST /api/ingest/${channel}`;
-      const lines: Line[] = deadLetters.record(device, channel, topic, parsed.refused);
+      const lines: Line[] = deadLetters.record(device, channel, topic, parsed.refused, (r) =>
+        aboutRefused(device, channel, r),
+      );
 
       if (parsed.acks.length > 0) {
         metrics.accepted("ack", transport, parsed.acks.length);
         for (const ack of parsed.acks) deps.onAck(ack);
       }
+      deps.attribute?.(parsed.messages);
       const admitted: DeviceMessage[] = [];
       let withheld = 0;
       for (const msg of parsed.messages) {
@@ -187,6 +228,7 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
         // consent for its purpose none of it is stored or used, not even unlinked.
         if (msg.subject !== undefined && !deps.consent.allows(msg.subject, purposeOf[msg.kind])) {
           withheld += 1;
+          deps.onWithheld?.(msg);
           continue;
         }
         lines.push(toDeviceLine(msg));
@@ -221,6 +263,7 @@ export async function startIngest(options: IngestOptions, deps: IngestDeps): Pro
       return { ok, records, withheld, refused: parsed.refused, reason: first?.reason, detail: first?.detail, durable };
     },
     flush: () => writer.flush(),
+    subjectHash: hashSubject,
     get mode() {
       return writer.mode;
     },

@@ -35,6 +35,11 @@ const subjectTagged = join([telemetry, events, feedback], ", ");
 export const erasure = {
   policies: { [TELEMETRY]: "erase", [EVENTS]: "erase", [FEEDBACK]: "erase", [DEAD_LETTERS]: "erase" },
   rawText: [DEAD_LETTERS],
+  /**
+   * Fields that name subjects only by their keyed hash (`Ingest.subjectHash`), comma-separated: a dead letter
+   * about a customer without consent. Erasure finds them by the hash, since the id is nowhere in them.
+   */
+  hashed: { [DEAD_LETTERS]: "subject_hash" },
 } as const;
 
 /** SHOW TAG VALUES rows: `value` is the tag's value. */

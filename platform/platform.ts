@@ -136,6 +136,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         log,
         consent,
         metrics,
+        attribute: (messages) => touchpoints.attribute(messages),
+        onWithheld: (msg) => touchpoints.observe(msg),
         onMessage: (msg) => {
           touchpoints.observe(msg);
           rules.handle(msg);

@@ -2,8 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { Point, RawRow, Store } from "../store/index.ts";
 import { nextMicros } from "../store/clock.ts";
-import { ident, influxql, join, type InfluxQL } from "../store/influxql.ts";
-import { devicesOfSubject } from "../ingest/queries.ts";
+import { ident, influxql, join, regex, type InfluxQL } from "../store/influxql.ts";
+import { devicesOfSubject, erasure as ingestErasure } from "../ingest/queries.ts";
 import type { ChangeFeed } from "../changes/index.ts";
 import { erasureChanges, type ForgettingViews } from "./erasures.ts";
 import { namedPattern, redact } from "./mentions.ts";
@@ -17,7 +17,7 @@ export interface ErasableViews extends ForgettingViews {
   touchpoints: ForgettingViews["touchpoints"] & { heldDevices(subject: string): string[] };
   actions: ForgettingViews["actions"] & { flush(): Promise<void> };
   rules: { forgetSubject(subject: string, devices: readonly string[]): Promise<void> };
-  ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number } };
+  ingest: { flush(): Promise<void>; readonly spoolDepth: { points: number }; subjectHash(subject: string): string };
   /** The fleet view measured the devices they used, their feedback included: measured again without it. */
   health: { touch(device: string): void };
 }
@@ -70,6 +70,9 @@ async function allConfirmed(peers: readonly string[], confirmed: ReadonlyMap<str
   while (peers.some((n) => !confirmed.has(n)) && Date.now() < until)
     await new Promise((resolve) => setTimeout(resolve, 5));
 }
+
+/** Measurement -> the field that names subjects by their keyed hash (see ingest/queries.ts `erasure.hashed`). */
+const HASHED_FIELDS: Readonly<Record<string, string>> = ingestErasure.hashed;
 
 /**
  * Erases a subject from every measurement and every in-memory view. Consent
@@ -182,11 +185,34 @@ export async function eraseSubject(
     add(redacted, shape.name, rewrites.length);
   }
 
+  // Points that name them only by the keyed hash (dead letters kept without their consent) can still be
+  // linked to them by whoever has the id and the data dir: they go too, or lose the hash where others share them.
+  const keyed = views.ingest.subjectHash(subject);
+  for await (const { shape, matches } of hashed(store, all, keyed)) {
+    const own = matches.filter((m) => m.others.length === 0).map((m) => m.row);
+    for (let i = 0; i < own.length; i += BATCH) {
+      await store.exec(
+        join(
+          own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)),
+          "; ",
+        ),
+      );
+    }
+    add(deleted, shape.name, own.length);
+    const rewrites = matches
+      .filter((m) => m.others.length > 0)
+      .map((m) => rewritten(shape, m.row, { [m.field]: m.others.join(",") }));
+    await store.writeNanos(rewrites);
+    add(redacted, shape.name, rewrites.length);
+  }
+
   await views.rules.forgetSubject(subject, [...used]);
   for (const device of used) views.health.touch(device);
 
   const remaining: Record<string, number> = {};
   for await (const { shape, matches } of scan(store, subject, undefined, true))
+    add(remaining, shape.name, matches.length);
+  for await (const { shape, matches } of hashed(store, await shapes(store), keyed))
     add(remaining, shape.name, matches.length);
 
   const salt = randomBytes(16).toString("base64url");
@@ -243,12 +269,45 @@ function deleteOne(shape: Shape, row: RawRow): InfluxQL {
 
 /** The same point with every string field that names the subject redacted: same series and time, so InfluxDB overwrites those fields in place. */
 function redacted_(shape: Shape, row: RawRow, subject: string, named: RegExp): Point {
-  const tags: Record<string, string> = {};
-  for (const t of shape.tags) if (tagText(row[t]) !== "") tags[t] = tagText(row[t]);
   const fields: Record<string, string> = {};
   for (const f of shape.fields) {
     const value = row[f.key];
     if (f.type === "string" && typeof value === "string" && named.test(value)) fields[f.key] = redact(value, subject);
   }
+  return rewritten(shape, row, fields);
+}
+
+/** The point's series and time with these fields: written, it overwrites them in place. */
+function rewritten(shape: Shape, row: RawRow, fields: Record<string, string>): Point {
+  const tags: Record<string, string> = {};
+  for (const t of shape.tags) if (tagText(row[t]) !== "") tags[t] = tagText(row[t]);
   return { measurement: shape.name, tags, fields, timestamp: nanosOf(row.time) };
+}
+
+/**
+ * Points whose hash field (HASHED_FIELDS) lists this keyed hash, in chunks, each with the other hashes it
+ * lists (a batch about several customers): hex digests, so the pattern needs no escaping.
+ */
+async function* hashed(
+  store: Store,
+  all: readonly Shape[],
+  hash: string,
+): AsyncGenerator<{ shape: Shape; matches: Array<{ row: RawRow; field: string; others: string[] }> }> {
+  for (const shape of all) {
+    const field = HASHED_FIELDS[shape.name];
+    if (!field || !shape.fields.some((f) => f.key === field)) continue;
+    const where = influxql`${ident(field)} =~ ${regex(`(^|,)${hash}(,|$)`)}`;
+    for await (const rows of store.stream(influxql`SELECT * FROM ${ident(shape.name)} WHERE ${where}`)) {
+      yield {
+        shape,
+        matches: rows.map((row) => ({
+          row,
+          field,
+          others: String(row[field])
+            .split(",")
+            .filter((h) => h !== "" && h !== hash),
+        })),
+      };
+    }
+  }
 }

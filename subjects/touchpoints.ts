@@ -24,6 +24,8 @@ import {
 
 const SESSION_START = "session_start";
 const SESSION_END = "session_end";
+const isSessionMarker = (msg: DeviceMessage): msg is Extract<DeviceMessage, { kind: "event" }> =>
+  msg.kind === "event" && (msg.name === SESSION_START || msg.name === SESSION_END);
 
 export { LINKS } from "./touchpoints-view.ts";
 export type { Link, TouchpointSession } from "./touchpoints-view.ts";
@@ -58,7 +60,12 @@ export interface Touchpoints {
   link(device: string, subject: string, by: string): Promise<void>;
   /** Unlinks a device; answers the subject it was linked to, if any. */
   unlink(device: string, by: string): Promise<string | undefined>;
-  /** Follows session starts and ends (the messages ingest stored). */
+  /**
+   * Names whom the records of one publish are about when they do not say (see `attribute` below): sets
+   * `subject` on those that have none, in order, before consent is applied to them.
+   */
+  attribute(messages: readonly DeviceMessage[]): void;
+  /** Follows session starts and ends: the markers ingest stored, and those it withheld for want of consent. */
   observe(msg: DeviceMessage): void;
   onChange(listener: (change: TouchpointChange) => void): () => void;
   /** Every device holding the subject in memory (links, sessions even if run out): what erasure will forget. */
@@ -171,6 +178,21 @@ export async function startTouchpoints(
     ]);
   };
 
+  /**
+   * Whom a record without `subject` is about. A linked device is a customer's own (their phone, their TV):
+   * everything it sends is about them, its session markers included. A shared device's events and feedback
+   * during a session are that session's customer's (the taps and the complaint are theirs), while its
+   * telemetry stays the machine's own (the kiosk's temperature or latency is nobody's), as do its session
+   * markers, which open and close sessions as they say. A session's subject wins over a link while it lasts,
+   * as it does for the device's state. Nobody: a device-only record, as before.
+   */
+  const attributed = (msg: DeviceMessage, marker: boolean, opened: string | null | undefined): string | undefined => {
+    const linked = links.get(msg.device)?.subject;
+    if (marker || msg.kind === "telemetry") return linked;
+    const session = opened === undefined ? current(msg.device)?.subject : (opened ?? undefined);
+    return session ?? linked;
+  };
+
   const held = (subject: string) => {
     const devices = new Set<string>();
     for (const link of links.all()) if (link.subject === subject) devices.add(link.device);
@@ -214,8 +236,17 @@ export async function startTouchpoints(
       log.info({ device, by }, "device unlinked from its subject");
       return previous.subject;
     },
+    attribute(messages) {
+      // A marker earlier in the same publish opened (a subject) or closed (null) a session the view has not seen yet.
+      let opened: string | null | undefined;
+      for (const msg of messages) {
+        const marker = isSessionMarker(msg);
+        if (msg.subject === undefined) msg.subject = attributed(msg, marker, opened);
+        if (marker) opened = msg.name === SESSION_START ? (msg.subject ?? null) : null;
+      }
+    },
     observe(msg) {
-      if (msg.kind !== "event" || (msg.name !== SESSION_START && msg.name !== SESSION_END)) return;
+      if (!isSessionMarker(msg)) return;
       // Ingest stored the message; the local feed applies it before publish returns, so the session holds at once.
       changes
         .publish(sessionChanges, {

@@ -58,6 +58,9 @@ export interface ClusterRun {
 }
 
 export interface ClusterSection {
+  /** The run that measured it (the section is often run on its own, joining the committed page). */
+  command?: string;
+  at?: string;
   devices: number;
   window: number;
   offered: number;

@@ -99,7 +99,7 @@ async function measure(ctx: BenchContext, name: string, system: () => Promise<Sy
   return { name, search, points };
 }
 
-interface System {
+export interface System {
   run(rate: number, seconds: number): Promise<StepRow>;
   stop(): Promise<void>;
 }
@@ -107,46 +107,49 @@ interface System {
 let systems = 0;
 
 async function refeedLatency(ctx: BenchContext): Promise<LatencyRun> {
-  return measure(ctx, "Refeed", async () => {
-    const db = `bench_latency_${(systems += 1)}`;
-    const influx = ctx.influxd();
-    await createDatabase(influx.url, db);
-    const devices = await seedDevices(influx.url, db, ids);
-    const refeed = await startRefeed({
-      influxUrl: influx.url,
-      db,
-      dataDir: path.join(ctx.dir, `refeed-latency-${systems}`),
-      adminToken: ADMIN_TOKEN,
-      rulesDir: await rulesDir(ctx, "rules-latency", { "threshold.yaml": THRESHOLD_RULE }),
-      nodeArgs: profileArgs(ctx, "latency"),
-    });
-    const gen = await LoadGenerator.start(2);
-    await gen.connect(
-      refeed.mqtt,
-      devices.map((d) => deviceClient(d)),
-    );
-    const processes = { refeed: () => refeed.pid, influxd: () => ctx.influxd().pid };
-    return {
-      run: (rate, seconds) =>
-        runStep({
-          gen,
-          processes,
-          latency: "receive",
-          plan: {
-            rate,
-            qos: 1,
-            hot: true,
-            durationMs: seconds * 1000,
-            drainTimeoutMs: ctx.quick ? 5000 : 15_000,
-            delivered: (t) => t.received,
-          },
-        }),
-      async stop() {
-        await gen.close();
-        await refeed.stop();
-      },
-    };
+  return measure(ctx, "Refeed", () => refeedSystem(ctx));
+}
+
+/** A fresh Refeed with the threshold rule and its 20 devices connected, on a database of its own. */
+export async function refeedSystem(ctx: BenchContext): Promise<System> {
+  const db = `bench_latency_${(systems += 1)}`;
+  const influx = ctx.influxd();
+  await createDatabase(influx.url, db);
+  const devices = await seedDevices(influx.url, db, ids);
+  const refeed = await startRefeed({
+    influxUrl: influx.url,
+    db,
+    dataDir: path.join(ctx.dir, `refeed-latency-${systems}`),
+    adminToken: ADMIN_TOKEN,
+    rulesDir: await rulesDir(ctx, "rules-latency", { "threshold.yaml": THRESHOLD_RULE }),
+    nodeArgs: profileArgs(ctx, "latency"),
   });
+  const gen = await LoadGenerator.start(2);
+  await gen.connect(
+    refeed.mqtt,
+    devices.map((d) => deviceClient(d)),
+  );
+  const processes = { refeed: () => refeed.pid, influxd: () => ctx.influxd().pid };
+  return {
+    run: (rate, seconds) =>
+      runStep({
+        gen,
+        processes,
+        latency: "receive",
+        plan: {
+          rate,
+          qos: 1,
+          hot: true,
+          durationMs: seconds * 1000,
+          drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+          delivered: (t) => t.received,
+        },
+      }),
+    async stop() {
+      await gen.close();
+      await refeed.stop();
+    },
+  };
 }
 
 async function nodeRedLatency(ctx: BenchContext): Promise<LatencyRun> {

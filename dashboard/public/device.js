@@ -1,6 +1,6 @@
 // Device view: how the device has been doing, what the platform changed on it and why, what its customers said.
 import { api, ApiError, live, query } from "./api.js";
-import { metricChart, sentimentChart } from "./charts.js";
+import { bucketFor, metricCharts, sentimentChart } from "./charts.js";
 import { h, replace, scoreBadge, signed, time } from "./dom.js";
 
 const COMPONENTS = [
@@ -25,6 +25,8 @@ const RANGES = [
   ["30d", "last 30 days"],
 ];
 const PAGE = 100;
+const spanOf = (range) =>
+  ({ "1h": 3_600_000, "24h": 86_400_000, "7d": 604_800_000, "30d": 2_592_000_000 })[range] ?? 86_400_000;
 
 export function deviceView(main, id, params, { setLive, focus }) {
   const state = {
@@ -211,26 +213,21 @@ export function deviceView(main, id, params, { setLive, focus }) {
 
   async function loadCharts() {
     try {
+      const label = RANGES.find(([r]) => r === state.range)?.[1] ?? state.range;
       const [summary, feedback] = await Promise.all([
-        get(path(`timeline${query({ last: state.range, types: "telemetry" })}`)),
+        get(
+          path(`timeline${query({ last: state.range, types: "telemetry", interval: bucketFor(spanOf(state.range)) })}`),
+        ),
         get(path(`timeline${query({ last: state.range, types: "feedback", limit: 1000 })}`)),
       ]);
       for (const c of chartsHandles) c.destroy();
       chartsHandles = [];
       charts.replaceChildren();
-      const metrics = Object.entries(summary.telemetry?.metrics ?? {});
-      if (feedback.entries.some((e) => e.sentiment !== null))
-        chartsHandles.push(sentimentChart(charts, feedback.entries));
-      for (const [name, series] of metrics)
-        chartsHandles.push(metricChart(charts, name, summary.telemetry.time, series));
-      if (chartsHandles.length === 0)
-        charts.append(
-          h(
-            "p",
-            { class: "meta" },
-            `No telemetry or feedback in the ${RANGES.find(([r]) => r === state.range)?.[1] ?? state.range}.`,
-          ),
-        );
+      // One range for every chart, so the sentiment of a complaint lines up with the latency beside it.
+      const range = { from: Date.parse(summary.from), to: Date.parse(summary.to), label };
+      const sentiment = sentimentChart(charts, feedback.entries, range);
+      if (sentiment) chartsHandles.push(sentiment);
+      chartsHandles.push(...metricCharts(charts, summary.telemetry, range));
     } catch (err) {
       if (err.name !== "AbortError") error.textContent = `Could not load the charts: ${err.message}`;
     }

@@ -1,5 +1,5 @@
 import { hasTrait, randomFor } from "../random.ts";
-import { Mood, RATING_REQUEST } from "./feedback.ts";
+import { Mood, RATING_REQUEST, TROUBLED_SHARE } from "./feedback.ts";
 import { customerAt, pad, range } from "./fleet-plan.ts";
 import { event, round1, sessionLoop, telemetry } from "./sessions.ts";
 import type { Behaviour, Scenario } from "./types.ts";
@@ -43,7 +43,7 @@ export const atm: Scenario = {
       behaviour(device, random): Behaviour {
         const index = devices.findIndex((d) => d.id === device.id);
         const hot = hasTrait(ctx.seed, "hot", index, 0.25);
-        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
+        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, ctx.troubled ?? TROUBLED_SHARE));
         let cash = random.between(40, 100);
         let current: string | undefined;
         /** The withdrawal screen of the card session in progress; an offer fills in what the ATM showed first. */
@@ -63,7 +63,8 @@ export const atm: Scenario = {
               event(customer, "session_start", { card: random.pick(["chip", "contactless"]) }),
               ...(random.chance(0.25) ? [event(customer, "balance_check")] : []),
               event(customer, "withdrawal", screen),
-              ...(random.chance(0.1) ? [mood.feedback(customer, "atm")] : []),
+              ...mood.troubles(customer),
+              ...(random.chance(mood.feedbackChance(0.1)) ? [mood.feedback(customer, "atm")] : []),
               event(customer, "session_end", { seconds: random.int(25, 120) }),
             ];
           },
@@ -72,6 +73,7 @@ export const atm: Scenario = {
               cash_level: round1(cash),
               temp: round1(hot ? random.between(30.5, 34) : random.between(18, 26)),
               errors: random.chance(0.03) ? 1 : 0,
+              latency_ms: mood.latency(),
             }),
         });
         return {

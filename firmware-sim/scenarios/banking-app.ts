@@ -45,14 +45,15 @@ export const bankingApp: Scenario = {
               ...(random.chance(0.15)
                 ? [event(subject, "bill_paid", { bill: `bill-${random.int(1000, 9999)}`, amount: random.int(20, 400) })]
                 : []),
-              ...(random.chance(0.12) ? [mood.feedback(subject, "app")] : []),
+              ...mood.troubles(subject),
+              ...(random.chance(mood.feedbackChance(0.12)) ? [mood.feedback(subject, "app")] : []),
               event(subject, "session_end", { seconds: random.int(20, 300) }),
             ];
           },
           telemetry: () =>
             telemetry({
               battery: random.int(5, 100),
-              latency_ms: random.int(40, mood.negative ? 2500 : 400),
+              latency_ms: mood.latency(),
               app_version: "5.3.0",
             }),
         });

@@ -50,9 +50,14 @@ const NEGATIVE: Record<Topic | "any", readonly string[]> = {
   ],
 };
 
+/** Share of devices that turn troubled when the fleet does not say (`--troubled`). */
+export const TROUBLED_SHARE = 0.1;
+
 /**
- * A device's customers' mood: a troubled device starts fine and turns negative
- * after a few sessions (what a support agent should notice, story 6).
+ * A device's customers' mood: a troubled device starts fine and turns bad
+ * after a few sessions (what a support agent should notice, story 6). Once it
+ * has turned, everything experience health reads says so: errors and crashes
+ * in its sessions, slow answers, and customers who complain more often.
  */
 export class Mood {
   private sessions = 0;
@@ -60,7 +65,7 @@ export class Mood {
   constructor(
     private readonly random: Random,
     private readonly troubled: boolean,
-    private readonly turnAfter = 5,
+    private readonly turnAfter = 3,
   ) {}
 
   /** Counts one more session on the device. */
@@ -71,6 +76,28 @@ export class Mood {
   /** This device's customers have turned negative. */
   get negative(): boolean {
     return this.troubled && this.sessions > this.turnAfter;
+  }
+
+  /** How often a session leaves feedback: unhappy customers say so more often than happy ones. */
+  feedbackChance(usual: number): number {
+    return this.negative ? Math.max(usual, 0.45) : usual;
+  }
+
+  /** What a session logs beside its usage: a turned device fails (errors, now and then a crash), others rarely. */
+  troubles(subject: string | undefined): Publish[] {
+    const out: Publish[] = [];
+    const record = (name: string, props: Record<string, unknown>): Publish => ({
+      channel: "events",
+      record: { ...(subject ? { subject } : {}), name, props },
+    });
+    if (this.random.chance(this.negative ? 0.8 : 0.02)) out.push(record("error", { code: this.random.pick(ERRORS) }));
+    if (this.negative && this.random.chance(0.3)) out.push(record("crash", { code: "E_WATCHDOG" }));
+    return out;
+  }
+
+  /** A response time in ms: a turned device mostly misses the 500 ms target, often by far. */
+  latency(): number {
+    return this.negative ? this.random.int(450, 3500) : this.random.int(40, 400);
   }
 
   /** Free text and/or a rating, as customers leave them: mostly both, sometimes one. */
@@ -98,6 +125,8 @@ export class Mood {
     return { channel: "feedback", record };
   }
 }
+
+const ERRORS = ["E_TIMEOUT", "E_DISPLAY", "E_NETWORK", "E_PRINTER"] as const;
 
 /** A rating request (examples/rules/ask-for-rating.yaml) is a suggestion on this key. */
 export const RATING_REQUEST = "feedback.rating_request";

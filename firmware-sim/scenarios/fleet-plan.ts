@@ -1,5 +1,5 @@
 import { hasTrait, type Random } from "../random.ts";
-import { Mood, RATING_REQUEST } from "./feedback.ts";
+import { Mood, RATING_REQUEST, TROUBLED_SHARE } from "./feedback.ts";
 import type { Action, PlanContext, Publish, SimCustomer, SimDeviceSpec } from "./types.ts";
 
 /** 1 -> "00001": ids sort in fleet order and stay the same when the fleet grows. */
@@ -64,7 +64,7 @@ export function appPerCustomer(
     customerOf(device, random) {
       const index = indexOf.get(device.id)!;
       const subject = device.subject!;
-      const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, 0.1));
+      const mood = new Mood(random, hasTrait(ctx.seed, "troubled", index, ctx.troubled ?? TROUBLED_SHARE));
       return {
         subject,
         hasPattern: hasPattern(index),

@@ -40,7 +40,8 @@ export const rideApp: Scenario = {
               item === "delivery"
                 ? event(subject, "order_completed", { total: random.int(8, 60) })
                 : event(subject, "trip_completed", { fare: random.int(6, 45), minutes: random.int(5, 50) }),
-              ...(random.chance(0.1) ? [mood.feedback(subject, "app")] : []),
+              ...mood.troubles(subject),
+              ...(random.chance(mood.feedbackChance(0.1)) ? [mood.feedback(subject, "app")] : []),
               event(subject, "session_end", { seconds: random.int(30, 240) }),
             ];
           },
@@ -48,7 +49,7 @@ export const rideApp: Scenario = {
             telemetry({
               battery: random.int(5, 100),
               gps_accuracy_m: round1(random.between(3, 40)),
-              latency_ms: random.int(40, mood.negative ? 2500 : 400),
+              latency_ms: mood.latency(),
             }),
         });
         return {

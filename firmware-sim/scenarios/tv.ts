@@ -1,5 +1,5 @@
 import { hasTrait } from "../random.ts";
-import { Mood, RATING_REQUEST } from "./feedback.ts";
+import { Mood, RATING_REQUEST, TROUBLED_SHARE } from "./feedback.ts";
 import { customerAt, pad, range } from "./fleet-plan.ts";
 import { event, round1, sessionLoop, telemetry } from "./sessions.ts";
 import type { Behaviour, Publish, Scenario, SimDeviceSpec } from "./types.ts";
@@ -65,16 +65,17 @@ export const tv: Scenario = {
         const subject = device.subject!;
         const { screens } = TOUCHPOINTS[device.touchpoint];
         const hot = hasTrait(ctx.seed, "hot", device.index, 0.25);
-        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", device.index, 0.1));
+        const mood = new Mood(random, hasTrait(ctx.seed, "troubled", device.index, ctx.troubled ?? TROUBLED_SHARE));
         let largeText = false;
         const zoom = () =>
           zoomer(device.household) && !largeText ? round1(random.between(1.4, 1.8)) : random.chance(0.1) ? 1.3 : 1;
         const measure = (): Publish => {
           const temp = round1(hot ? random.between(30.5, 33) : random.between(19, 25));
+          const latency_ms = mood.latency();
           if (device.touchpoint === "tv")
-            return telemetry({ temp, brightness: random.int(40, 100), volume: random.int(0, 60) });
-          if (device.touchpoint === "kiosk") return telemetry({ temp, paper_level: random.int(0, 100) });
-          return telemetry({ battery: random.int(5, 100), latency_ms: random.int(40, mood.negative ? 2500 : 400) });
+            return telemetry({ temp, brightness: random.int(40, 100), volume: random.int(0, 60), latency_ms });
+          if (device.touchpoint === "kiosk") return telemetry({ temp, paper_level: random.int(0, 100), latency_ms });
+          return telemetry({ battery: random.int(5, 100), latency_ms });
         };
         const next = sessionLoop(random, 0.2, {
           session() {
@@ -85,7 +86,8 @@ export const tv: Scenario = {
             return [
               event(subject, "session_start"),
               ...views,
-              ...(random.chance(0.08) ? [mood.feedback(subject, "tv")] : []),
+              ...mood.troubles(subject),
+              ...(random.chance(mood.feedbackChance(0.08)) ? [mood.feedback(subject, "tv")] : []),
               event(subject, "session_end", { seconds: random.int(60, 3600) }),
             ];
           },

@@ -58,6 +58,8 @@ export interface PlanContext {
   seed: number;
   /** Share of customers who opt in. */
   optIn: number;
+  /** Share of devices that turn bad after a few sessions (default TROUBLED_SHARE, 0.1). */
+  troubled?: number;
 }
 
 export interface Scenario {

@@ -58,6 +58,15 @@ describe("configuration", () => {
     expect(problem).not.toContain("short-secret");
   });
 
+  it("reads the metrics token from REFEED_METRICS_TOKEN, unset by default, and never echoes it", () => {
+    expect(loadConfig({}).http.metricsToken).toBeUndefined();
+    expect(loadConfig({ REFEED_METRICS_TOKEN: "scrape-token-0123456789" }).http.metricsToken).toBe(
+      "scrape-token-0123456789",
+    );
+    const [problem] = problems({ REFEED_METRICS_TOKEN: "short-scrape" });
+    expect(problem).toBe("REFEED_METRICS_TOKEN: at least 16 characters");
+  });
+
   it("takes experience health's weights and targets from the environment, and per device kind from the file", async () => {
     const config = loadConfig({
       REFEED_HEALTH_WINDOW: "24h",

@@ -372,6 +372,60 @@ describe("story 6: voice of the customer on the support dashboard", () => {
     await page.close();
   }, 120_000);
 
+  it("charts say what they show: one range for all, a point every 5 minutes over 24 hours, sentiment green and red, words where there are no points", async () => {
+    // A kiosk that only ever got feedback: no telemetry to draw.
+    const quiet = await provision(t, { id: "kiosk-quiet", kind: "kiosk" });
+    const res = await fetch(`${t.http}/api/ingest/feedback`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${quiet.token}`, "content-type": "application/json" },
+      body: JSON.stringify({ rating: 5, text: "Great, quick and easy." }),
+    });
+    expect(res.status).toBe(200);
+    await ingestCaughtUp(t);
+
+    const { page, problems } = watch(await browser.context.newPage());
+    await page.goto(`${t.http}/dashboard/`);
+    await page.evaluate((key) => sessionStorage.setItem("refeed.supportKey", key), supportKey);
+    await page.goto(`${t.http}/dashboard/#/device/${TROUBLED}`);
+    const latency = page.locator('figure[data-metric="latency_ms"]');
+    await latency.locator("canvas").waitFor();
+    // 72 points over the day, each in a 5-minute bucket, on the range's axis.
+    expect(await latency.locator("figcaption").textContent()).toMatch(
+      /^latency_ms mean per 5 minutes, shaded from minimum to maximum; latest \d+, range \d+ to \d+$/,
+    );
+    const sentiment = page.locator('figure[data-metric="sentiment"]');
+    await sentiment.locator("canvas").waitFor();
+    // The day's texts, and the complaint the live-update test above sent: one positive, the rest negative.
+    const counts =
+      /from \u22121 \(negative, red\) to 1 \(positive, green\): (\d+) texts, 1 positive, (\d+) negative$/.exec(
+        (await sentiment.locator("figcaption").textContent()) ?? "",
+      );
+    expect(counts).not.toBeNull();
+    expect(Number(counts![2])).toBe(Number(counts![1]) - 1);
+    // What is drawn: green dots for the positive text, red ones for the negative (uPlot paints a canvas).
+    const colours = () =>
+      sentiment.locator("canvas").evaluate((canvas: HTMLCanvasElement) => {
+        const { data } = canvas.getContext("2d")!.getImageData(0, 0, canvas.width, canvas.height);
+        let green = 0;
+        let red = 0;
+        for (let i = 0; i < data.length; i += 4) {
+          const [r, g, b] = [data[i]!, data[i + 1]!, data[i + 2]!];
+          if (Math.abs(r - 0x1e) < 24 && Math.abs(g - 0x6b) < 24 && Math.abs(b - 0x3a) < 24) green += 1;
+          if (Math.abs(r - 0x9b) < 24 && Math.abs(g - 0x2c) < 24 && Math.abs(b - 0x2c) < 24) red += 1;
+        }
+        return { green, red };
+      });
+    await expect.poll(async () => (await colours()).green).toBeGreaterThan(0);
+    expect((await colours()).red).toBeGreaterThan((await colours()).green);
+
+    await page.goto(`${t.http}/dashboard/#/device/kiosk-quiet`);
+    await page.locator('figure[data-metric="sentiment"] canvas').waitFor();
+    await page.locator(".chart-empty", { hasText: "No telemetry from this device in the last 24 hours." }).waitFor();
+    expect(await page.locator("figure.chart").count()).toBe(1);
+    expect(problems).toEqual([]);
+    await page.close();
+  });
+
   it("serves the page with a strict content security policy and little to download", async () => {
     const res = await fetch(`${t.http}/dashboard/`);
     expect(res.status).toBe(200);
