@@ -12,6 +12,15 @@ import { keyChanges } from "../keys/view.ts";
 import { ruleChanges } from "../rules/catalog-view.ts";
 import { linkChanges, sessionChanges, tokenChanges } from "../subjects/index.ts";
 import { ACTION_LOG_TOPIC, PROFILE_TOPIC } from "../actions/events.ts";
+import { REGISTRY_MEASUREMENT } from "../registry/view.ts";
+import { CONSENT_MEASUREMENT } from "../consent/view.ts";
+import { KEYS_MEASUREMENT } from "../keys/view.ts";
+import { RULES_MEASUREMENT } from "../rules/catalog-view.ts";
+import { LINKS, TOKENS } from "../subjects/index.ts";
+import { ACTION_LOG } from "../actions/queries.ts";
+import { PROFILE_CHANGES } from "../actions/rows.ts";
+import { PRESENCE } from "../broker/queries.ts";
+import { ERASURES } from "../privacy/names.ts";
 
 /**
  * The changes a snapshot keeps beside InfluxDB's answers: the views of the
@@ -30,6 +39,29 @@ export const SNAPSHOT_TOPICS = [
   ACTION_LOG_TOPIC,
   PROFILE_TOPIC,
 ] as unknown as readonly Topic<unknown>[];
+
+/** The measurements of the platform's own state, which the views rebuild from. */
+const STATE = [
+  REGISTRY_MEASUREMENT,
+  KEYS_MEASUREMENT,
+  CONSENT_MEASUREMENT,
+  LINKS,
+  TOKENS,
+  RULES_MEASUREMENT,
+  ACTION_LOG,
+  PROFILE_CHANGES,
+  PRESENCE,
+  ERASURES,
+].map((m) => `FROM "${m}"`);
+
+/**
+ * A view's rebuild query: over the platform's own state and not bounded in
+ * time. A query over a time range (open sessions, the health of the last 7
+ * days, a window's history) could not be answered from the snapshot later
+ * anyway, and device data does not belong in it.
+ */
+export const isViewQuery = (text: string): boolean =>
+  !/\btime\s*[<>=]/.test(text) && STATE.some((from) => text.includes(from));
 
 export type OpenedStore =
   /** InfluxDB answered; `answers` fills with what the views ask of it while they start (none when no snapshot is kept). */
@@ -74,7 +106,7 @@ export async function openStoreOrSnapshot(config: Config, log: Logger): Promise<
     ? Math.min(config.influx.connectTimeoutMs, config.snapshot.startWait)
     : config.influx.connectTimeoutMs;
   try {
-    const recording = recordingStore(await openStore({ ...options, connectTimeoutMs }));
+    const recording = recordingStore(await openStore({ ...options, connectTimeoutMs }), isViewQuery);
     return { kind: "live", store: recording.store, answers: recording.answers, endStart: () => recording.stop() };
   } catch (err) {
     if ((err as { code?: string }).code !== "REFEED_INFLUX_UNREACHABLE") throw err;

@@ -33,7 +33,11 @@ export class InfluxUnreachableError extends Error {
  * each query: those answers (with the changes the feed brings later) are what
  * a snapshot keeps, so a start without InfluxDB can answer the same queries.
  */
-export function recordingStore(store: Store): { store: Store; answers: Answers; stop(): void } {
+export function recordingStore(
+  store: Store,
+  /** Which queries to note: the views' (not a window's history, which would copy device data out of InfluxDB). */
+  keep: (text: string) => boolean,
+): { store: Store; answers: Answers; stop(): void } {
   const answers: Answers = new Map();
   let recording = true;
   return {
@@ -47,7 +51,7 @@ export function recordingStore(store: Store): { store: Store; answers: Answers; 
       db: store.db,
       async query<T extends Row = Row>(query: InfluxQL): Promise<T[]> {
         const rows = await store.query<T>(query);
-        if (recording) answers.set(query.text, keepRows(rows));
+        if (recording && keep(query.text)) answers.set(query.text, keepRows(rows));
         return rows;
       },
     },
