@@ -55,6 +55,7 @@ describe("refeed start while InfluxDB is down", () => {
       REFEED_MQTT_PORT: "0",
       REFEED_HTTP_PORT: "0",
       REFEED_SNAPSHOT_START_WAIT: "1s",
+      REFEED_SNAPSHOT_EVERY: "200ms",
       ...env,
     });
     runs.push(run);
@@ -110,6 +111,11 @@ describe("refeed start while InfluxDB is down", () => {
     // A change cannot be recorded while InfluxDB is down: it is refused, not half made.
     const refused = await call(http2, "POST", "/api/devices", { id: "tv-new" });
     expect(refused).toMatchObject({ status: 503, body: { error: "unavailable" } });
+    // So is a read that needs InfluxDB itself.
+    expect(await call(http2, "GET", "/api/subjects/cust-1/export")).toMatchObject({
+      status: 503,
+      body: { error: "unavailable" },
+    });
 
     const client = await mqtt.connectAsync(mqttUrl, {
       clientId: device.id,
@@ -118,14 +124,14 @@ describe("refeed start while InfluxDB is down", () => {
       reconnectPeriod: 0,
     });
     const acked: number[] = [];
-    for (let seq = 0; seq < 30; seq += 1) {
-      await client.publishAsync(
-        `devices/${device.id}/telemetry`,
-        JSON.stringify({ subject: "cust-1", metrics: { seq } }),
-        { qos: 1 },
-      );
-      acked.push(seq);
-    }
+    await Promise.all(
+      Array.from({ length: 30 }, async (_, seq) => {
+        const payload = JSON.stringify({ subject: "cust-1", metrics: { seq } });
+        await client.publishAsync(`devices/${device.id}/telemetry`, payload, { qos: 1 });
+        acked.push(seq);
+      }),
+    );
+    acked.sort((a, b) => a - b);
     await client.endAsync();
 
     influxd = await startInfluxd({ dataDir: path.join(dir, "influxd"), log, port });
