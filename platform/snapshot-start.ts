@@ -4,6 +4,7 @@ import type { Config } from "../config/schema.ts";
 import type { Topic } from "../changes/index.ts";
 import type { LocalChangeFeed } from "../changes/local.ts";
 import { openStore, redact, type Store } from "../store/index.ts";
+import { ident, influxql } from "../store/influxql.ts";
 import { recordingStore, snapshotStore, type Answers, type SwitchingStore } from "../store/answers.ts";
 import { readSnapshot, SNAPSHOT_FILE, type ViewSnapshot } from "../snapshot/index.ts";
 import { registryChanges } from "../registry/index.ts";
@@ -52,7 +53,7 @@ const STATE = [
   PROFILE_CHANGES,
   PRESENCE,
   ERASURES,
-].map((m) => `FROM "${m}"`);
+].map((m) => influxql`FROM ${ident(m)}`.text);
 
 /**
  * A view's rebuild query: over the platform's own state and not bounded in
