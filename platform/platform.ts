@@ -15,6 +15,7 @@ import {
   replayChanges,
   snapshotFile,
   SNAPSHOT_TOPICS,
+  URGENT_TOPICS,
 } from "./snapshot-start.ts";
 import { clusterJobs, singleNodeJobs, type ClusterJobs } from "../coordination/jobs.ts";
 import { claimClockSlot } from "../coordination/clock-slot.ts";
@@ -97,6 +98,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
             log,
             changes,
             topics: SNAPSHOT_TOPICS,
+            urgent: URGENT_TOPICS,
             erasures: erasureChanges,
             influx: { url: redact(config.influx.url!), db: config.influx.db },
             answers:

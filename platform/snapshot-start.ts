@@ -64,6 +64,14 @@ const STATE = [
 export const isViewQuery = (text: string): boolean =>
   !/\btime\s*[<>=]/.test(text) && STATE.some((from) => text.includes(from));
 
+/**
+ * Written at once, not at the next interval: who may connect or call (devices, keys, customers'
+ * tokens) and what may be stored about a customer (consent).
+ */
+export const URGENT_TOPICS: ReadonlySet<string> = new Set(
+  [registryChanges, keyChanges, tokenChanges, consentChanges].map((t) => t.name),
+);
+
 export type OpenedStore =
   /** InfluxDB answered; `answers` fills with what the views ask of it while they start (none when no snapshot is kept). */
   | { kind: "live"; store: Store; answers?: Answers; endStart(): void }

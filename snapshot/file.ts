@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { open, readFile, rename, rm } from "node:fs/promises";
 import path from "node:path";
 import { z } from "zod";
@@ -82,18 +82,49 @@ export async function readSnapshot(file: string, expect: { url: string; db: stri
 }
 
 /**
+ * The answers as the start of a snapshot's content, with the SHA-256 state
+ * after them: they change only when renewed and are most of the file, so a
+ * periodic write encodes and hashes only the changes behind them.
+ */
+export interface PreparedAnswers {
+  readonly bytes: Buffer;
+  readonly hash: Hash;
+}
+
+export function prepareAnswers(answers: ViewSnapshot["answers"]): PreparedAnswers {
+  const bytes = Buffer.from(`{"format":${SNAPSHOT_FORMAT},"answers":${JSON.stringify(answers)}`, "utf8");
+  return { bytes, hash: createHash("sha256").update(bytes) };
+}
+
+/**
  * Writes a snapshot so that a crash at any moment leaves the previous one or
  * this one, whole: a temporary file, fsync'd, renamed over the old one, and
  * the directory fsync'd so the new name is durable too.
  */
-export async function writeSnapshot(file: string, snapshot: ViewSnapshot): Promise<number> {
-  const content = Buffer.from(JSON.stringify({ format: SNAPSHOT_FORMAT, ...snapshot }), "utf8");
-  const sum = createHash("sha256").update(content).digest("hex");
-  const header = Buffer.from(`REFEED-VIEWS-SNAPSHOT ${SNAPSHOT_FORMAT} ${sum} ${content.length}\n`, "latin1");
+export async function writeSnapshot(
+  file: string,
+  snapshot: ViewSnapshot | (Omit<ViewSnapshot, "answers"> & { prepared: PreparedAnswers }),
+): Promise<number> {
+  const { writtenAt, influx, events } = snapshot;
+  const prepared = "prepared" in snapshot ? snapshot.prepared : prepareAnswers(snapshot.answers);
+  const rest = Buffer.from(
+    `,"writtenAt":${JSON.stringify(writtenAt)},"influx":${JSON.stringify(influx)},"events":${JSON.stringify(events)}}`,
+    "utf8",
+  );
+  const sum = prepared.hash.copy().update(rest).digest("hex");
+  const length = prepared.bytes.length + rest.length;
+  const header = Buffer.from(`REFEED-VIEWS-SNAPSHOT ${SNAPSHOT_FORMAT} ${sum} ${length}\n`, "latin1");
   const temp = `${file}.${process.pid}.tmp`;
   const handle = await open(temp, "w", 0o600);
   try {
-    await handle.writeFile(Buffer.concat([header, content]));
+    const parts = [header, prepared.bytes, rest];
+    const total = header.length + length;
+    let written = (await handle.writev(parts)).bytesWritten;
+    // writev may stop short (a signal, a nearly full disk): the rest follows, or write fails with the reason.
+    if (written < total) {
+      const all = Buffer.concat(parts);
+      while (written < total) written += (await handle.write(all, written, total - written, written)).bytesWritten;
+    }
     await handle.sync();
   } catch (err) {
     await handle.close();
@@ -103,7 +134,7 @@ export async function writeSnapshot(file: string, snapshot: ViewSnapshot): Promi
   await handle.close();
   await rename(temp, file);
   await syncDir(path.dirname(file));
-  return header.length + content.length;
+  return header.length + length;
 }
 
 /** Removes the snapshot, e.g. when it may hold what an erasure removed and cannot be renewed. */

@@ -3,7 +3,7 @@ import type { ChangeFeed, Topic } from "../changes/index.ts";
 import { keepRows, type Answers } from "../store/answers.ts";
 import type { Store } from "../store/index.ts";
 import { trusted } from "../store/influxql.ts";
-import { removeSnapshot, writeSnapshot, type ViewSnapshot } from "./file.ts";
+import { prepareAnswers, removeSnapshot, writeSnapshot, type ViewSnapshot } from "./file.ts";
 
 export { readSnapshot, SNAPSHOT_FILE, SNAPSHOT_FORMAT, type SnapshotRead, type ViewSnapshot } from "./file.ts";
 
@@ -43,6 +43,12 @@ export function keepSnapshots(
     changes: ChangeFeed;
     /** The topics whose changes the views take from the feed. */
     topics: readonly Topic<unknown>[];
+    /**
+     * Topics whose changes are written at once rather than at the next
+     * interval: what decides who gets in and what may be stored (a revoked
+     * token, a withdrawn opt-in) must not be missing after a crash.
+     */
+    urgent?: ReadonlySet<string>;
     /** Where an erasure ends: the snapshot is renewed so it holds nothing of the subject. */
     erasures: Topic<{ op: string }>;
     influx: { url: string; db: string };
@@ -55,9 +61,23 @@ export function keepSnapshots(
   },
 ): Snapshots {
   const log = deps.log.child({ part: "snapshot" });
+  // Not before the platform started: a snapshot of a start half done would miss the later parts' answers.
+  let timer: NodeJS.Timeout | undefined;
   const compactAfter = config.compactAfterEvents ?? 20_000;
-  // The same map the recording store fills while the views start; renewed answers replace it.
-  let answers: Answers = deps.answers;
+  // The same map the recording store fills while the views start. At the first write it becomes JSON
+  // (most of the file, changed only by a renewal) and only its queries stay as they are.
+  let answers: Answers | undefined = deps.answers;
+  let queries: string[] = [];
+  let prepared = prepareAnswers([]);
+  const serialized = () => {
+    if (answers) {
+      queries = [...answers.keys()];
+      prepared = prepareAnswers([...answers]);
+      answers.clear();
+      answers = undefined;
+    }
+    return prepared;
+  };
   // topic + identity -> the change, with when it arrived: a change applied twice is kept once.
   const events = new Map<string, { topic: string; event: unknown; seq: number; at: number }>();
   let seq = 0;
@@ -66,7 +86,13 @@ export function keepSnapshots(
     if (events.has(key)) return;
     events.set(key, { topic, event, seq: ++seq, at: Date.now() });
     dirty = true;
+    if (timer !== undefined && soon === undefined && deps.urgent?.has(topic))
+      soon = setTimeout(() => {
+        soon = undefined;
+        void serially(() => writeNow()).catch(() => undefined);
+      }, 0);
   };
+  let soon: NodeJS.Timeout | undefined;
   let dirty = false;
   // An erasure finished, or a renewal failed after one: nothing is written until answers come from InfluxDB again.
   let mustRenew = false;
@@ -99,15 +125,14 @@ export function keepSnapshots(
     if (!dirty) return;
     if (mustRenew) return renewNow(true);
     dirty = false;
-    const snapshot: ViewSnapshot = {
-      writtenAt: new Date().toISOString(),
-      influx: deps.influx,
-      answers: [...answers],
-      events: [...events.values()].map(({ topic, event }) => ({ topic, event })),
-    };
     try {
-      const bytes = await writeSnapshot(config.file, snapshot);
-      log.debug({ bytes, queries: answers.size, changes: events.size }, "views snapshot written");
+      const bytes = await writeSnapshot(config.file, {
+        writtenAt: new Date().toISOString(),
+        influx: deps.influx,
+        prepared: serialized(),
+        events: [...events.values()].map(({ topic, event }) => ({ topic, event })),
+      });
+      log.debug({ bytes, queries: queries.length, changes: events.size }, "views snapshot written");
     } catch (err) {
       dirty = true;
       log.warn({ file: config.file, err: (err as Error).message }, "views snapshot could not be written");
@@ -126,8 +151,9 @@ export function keepSnapshots(
     const started = Date.now();
     try {
       if (!deps.live()) throw new Error("InfluxDB is not reachable");
+      serialized();
       const fresh: Answers = new Map();
-      for (const text of answers.keys()) fresh.set(text, keepRows(await deps.store.query(trusted(text))));
+      for (const text of queries) fresh.set(text, keepRows(await deps.store.query(trusted(text))));
       answers = fresh;
     } catch (err) {
       if (erasure) {
@@ -145,11 +171,9 @@ export function keepSnapshots(
     mustRenew = false;
     dirty = true;
     await writeNow(false);
-    log.info({ queries: answers.size, changes: events.size }, "views snapshot renewed from InfluxDB");
+    log.info({ queries: queries.length, changes: events.size }, "views snapshot renewed from InfluxDB");
   };
 
-  // Not before the platform started: a snapshot of a start half done would miss the later parts' answers.
-  let timer: NodeJS.Timeout | undefined;
   return {
     begin() {
       timer ??= setInterval(() => void serially(() => writeNow()), config.everyMs);
@@ -162,6 +186,7 @@ export function keepSnapshots(
       for (const stop of stops) stop();
       if (timer === undefined) return;
       clearInterval(timer);
+      clearTimeout(soon);
       await serially(() => writeNow(false));
     },
   };

@@ -38,6 +38,20 @@ describe("the views snapshot of a running platform", () => {
     for (const query of answers.keys()) expect(query).not.toMatch(/telemetry|"events"|"feedback"|time >=/);
   });
 
+  it("writes what decides who gets in and what is stored (a revocation, an opt-out) at once, not at the next interval", async () => {
+    t = await startTestPlatform({ snapshot: { every: "1h" } } as never);
+    await provision(t, { id: "tv-4" });
+    expect((await api(t, "POST", "/api/devices/tv-4/revoke")).status).toBe(200);
+    expect((await api(t, "PUT", "/api/subjects/cust-4/consent", { analytics: false })).status).toBe(200);
+    await waitFor(async () => {
+      const events = (await onDisk()).events as Array<{ topic: string; event: { op: string } }>;
+      return (
+        events.some((e) => e.topic === "registry" && e.event.op === "revoked") &&
+        events.some((e) => e.topic === "consent" && e.event.op === "withdrawn")
+      );
+    }, "the revocation and the opt-out on disk");
+  });
+
   it("keeps nothing of an erased customer", async () => {
     t = await start();
     await provision(t, { id: "phone-9", subject: "cust-9" });
