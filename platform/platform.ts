@@ -312,7 +312,9 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         await snapshots?.renew();
         views = "rebuilt";
         log.info({ part: "snapshot", influx: store.url }, "views caught up from InfluxDB: no longer degraded");
-      })();
+      })().catch((err: Error) =>
+        log.error({ part: "snapshot", err: err.message }, "the catch-up from InfluxDB failed; restart Refeed"),
+      );
       closers.push(async () => {
         stopping = true;
         await catchUp;

@@ -176,7 +176,7 @@ export function keepSnapshots(
 
   return {
     begin() {
-      timer ??= setInterval(() => void serially(() => writeNow()), config.everyMs);
+      timer ??= setInterval(() => void serially(() => writeNow()).catch(() => undefined), config.everyMs);
       timer.unref();
       void serially(() => writeNow()).catch(() => undefined);
     },
