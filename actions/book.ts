@@ -72,13 +72,18 @@ export class ActionBook implements View<ActionLogEvent> {
   /** Applies every stored row of the action log, as its change event, in time order. */
   static async rebuild(store: Store, log: Logger): Promise<ActionBook> {
     const book = new ActionBook();
+    await book.load(store, log);
+    return book;
+  }
+
+  /** Applies the stored rows again (a catch-up): what the book has already changes nothing. */
+  async load(store: Store, log: Logger): Promise<void> {
     const rows = await store.query<Record<string, unknown> & { time: Date }>(allActionRows());
     for (const row of rows) {
       const event = ACTION_LOG_TOPIC.schema.safeParse(actionLogEventOf(row));
-      if (event.success) book.apply(event.data);
+      if (event.success) this.apply(event.data);
       else log.warn({ action: row.action, status: row.status, err: event.error.message }, "action log row skipped");
     }
-    return book;
   }
 
   /**

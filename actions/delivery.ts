@@ -78,8 +78,14 @@ export async function startDelivery(deps: {
       settle(device, action);
     }
   };
-  const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(actionStatuses());
-  for (const row of rows) applyStatus(row.device, row.action, row.status);
+  const rebuild = async () => {
+    const rows = await deps.store.query<{ time: Date; device: string; action: string; status: string }>(
+      actionStatuses(),
+    );
+    for (const row of rows) applyStatus(row.device, row.action, row.status);
+  };
+  await rebuild();
+  const stopResync = deps.feed?.onResync?.(rebuild);
   let total = 0;
   for (const list of pending.values()) total += list.size;
   log.info({ devices: pending.size, actions: total }, "pending action deliveries rebuilt from the action log");
@@ -171,6 +177,7 @@ export async function startDelivery(deps: {
 
     async close() {
       stopFollowing?.();
+      stopResync?.();
       await writer.close();
     },
   };

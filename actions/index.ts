@@ -116,6 +116,12 @@ export async function startActions(
     state.publishSoon(device);
   });
 
+  // A catch-up takes in what the feed did not bring; the retained states are published again from the result.
+  const stopResync = feed.onResync?.(async () => {
+    await book.load(store, log);
+    await profiles.load(store, log);
+    if (deps.jobs?.leads() ?? true) await state.publishAll();
+  });
   return {
     propose: lifecycle.propose,
     ack: lifecycle.ack,
@@ -143,6 +149,7 @@ export async function startActions(
     publishAllState: () => state.publishAll(),
     delivery,
     async close() {
+      stopResync?.();
       lifecycle.stop();
       stopFollowing();
       stopProvisioning();

@@ -26,15 +26,20 @@ export class ProfileBook implements View<ProfileEvent> {
 
   static async rebuild(store: Store, log: Logger): Promise<ProfileBook> {
     const book = new ProfileBook();
+    await book.load(store, log);
+    return book;
+  }
+
+  /** Applies the stored changes again (a catch-up): the latest change of a key still wins. */
+  async load(store: Store, log: Logger): Promise<void> {
     const rows = await store.query<Record<string, unknown> & { time: Date }>(
       influxql`SELECT * FROM ${ident(PROFILE_CHANGES)}`,
     );
     for (const row of rows) {
       const event = PROFILE_TOPIC.schema.safeParse(profileEventOf(row));
-      if (event.success) book.apply(event.data);
+      if (event.success) this.apply(event.data);
       else log.warn({ owner: row.owner, err: event.error.message }, "profile change row skipped");
     }
-    return book;
   }
 
   get size(): number {

@@ -119,6 +119,8 @@ export const catalogue: Record<string, Answer> = {
     message: "this could not be recorded because InfluxDB is unavailable; send the request again",
     retryAfter: 5,
   },
+  // store/: a start from the views' snapshot, before InfluxDB is back (store/answers.ts).
+  REFEED_INFLUX_UNREACHABLE: { status: 503, error: "unavailable", retryAfter: 5 },
   REFEED_SPOOL_FULL: {
     status: 503,
     error: "unavailable",

@@ -58,6 +58,8 @@ export interface ApiDeps {
   health: Health;
   /** In cluster mode: whether this node reaches Redis now. */
   redis?: () => "connected" | "disconnected";
+  /** Only after a start from the views' snapshot: "snapshot" until the views caught up from InfluxDB. */
+  views?: () => "snapshot" | "rebuilt";
   /** Live-stream tickets shared by the nodes (cluster mode); in memory by default. */
   tickets?: Tickets;
 }
@@ -119,6 +121,7 @@ export async function startApi(config: HttpConfig, deps: ApiDeps): Promise<Api> 
       auth: deps.auth,
       connectedClients: () => deps.mqtt.connectedClients,
       redis: deps.redis,
+      views: deps.views,
     }),
   );
   await app.register(

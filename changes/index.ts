@@ -45,10 +45,12 @@ export interface ChangeFeed {
   subscribe<E>(topic: Topic<E>, apply: (event: E, origin: Origin) => void): () => void;
   /**
    * Called when the feed cannot vouch that every change reached this node
-   * (a Redis stream trimmed past its position): views apply their stored
-   * changes again. The local feed never calls it.
+   * (a Redis stream trimmed past its position, or a single node that started
+   * from its snapshot while InfluxDB was down and reaches it again): views
+   * apply their stored changes again. A resync may answer a promise that
+   * settles once its view has caught up.
    */
-  onResync?(resync: () => void): () => void;
+  onResync?(resync: () => unknown): () => void;
   /** The other nodes alive now (a cluster's feed); a single node has none. */
   peers?(): Promise<string[]>;
   close(): Promise<void>;

@@ -4,6 +4,13 @@ import type { ChangeFeed, Origin, Topic } from "./index.ts";
 export interface LocalChangeFeed extends ChangeFeed {
   /** Applies a change to the subscribers here, saying where it was made (a Redis feed delivers other nodes' changes so). */
   deliver<E>(topic: Topic<E>, event: E, origin: Origin): Promise<void>;
+  onResync(resync: () => unknown): () => void;
+  /**
+   * Asks every view to apply its stored changes again, and settles once they
+   * all did: a node that started from its snapshot catches up so when
+   * InfluxDB is back. Answers how many views failed to.
+   */
+  resync(): Promise<number>;
 }
 
 /**
@@ -14,6 +21,7 @@ export interface LocalChangeFeed extends ChangeFeed {
  */
 export function localChangeFeed(log: Logger): LocalChangeFeed {
   const subscribers = new Map<string, Set<(event: unknown, origin: Origin) => void>>();
+  const resyncs = new Set<() => unknown>();
   const feed: LocalChangeFeed = {
     publish: <E>(topic: Topic<E>, event: E) => feed.deliver(topic, event, "here"),
     deliver<E>(topic: Topic<E>, event: E, origin: Origin) {
@@ -40,8 +48,17 @@ export function localChangeFeed(log: Logger): LocalChangeFeed {
       set.add(listener);
       return () => set.delete(listener);
     },
+    onResync(resync) {
+      resyncs.add(resync);
+      return () => resyncs.delete(resync);
+    },
+    async resync() {
+      const settled = await Promise.allSettled([...resyncs].map(async (resync) => resync()));
+      return settled.filter((s) => s.status === "rejected").length;
+    },
     close() {
       subscribers.clear();
+      resyncs.clear();
       return Promise.resolve();
     },
   };

@@ -49,11 +49,15 @@ export async function rebuildAndFollow<E>(follow: Follow<E>): Promise<{ stop: ()
     stop();
     throw err;
   }
-  const stopResync = follow.feed.onResync?.(() => {
-    replay(true).catch((err: Error) =>
-      follow.log.error({ topic: follow.topic.name, err: err.message }, "a view could not resync from InfluxDB"),
-    );
-  });
+  const stopResync = follow.feed.onResync?.(() =>
+    replay(true).then(
+      () => undefined,
+      (err: Error) => {
+        follow.log.error({ topic: follow.topic.name, err: err.message }, "a view could not resync from InfluxDB");
+        throw err;
+      },
+    ),
+  );
   return {
     stop: () => {
       stop();

@@ -71,7 +71,7 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
   });
   const local = localChangeFeed(log);
   const topics = new Map<string, Topic<unknown>>();
-  const resyncs = new Set<() => void>();
+  const resyncs = new Set<() => unknown>();
   let link: FeedLink = "disconnected";
   let closing = false;
   const held: Array<{ topic: string; event: string }> = [];
@@ -183,7 +183,10 @@ export async function redisChangeFeed(config: RedisFeedConfig, log: Logger): Pro
           // Entries we never read are gone from the stream, not from InfluxDB: the views read them there.
           if (await trimmedPast(from)) {
             flog.warn({ position: from }, "change feed trimmed past this node's position: views resync from InfluxDB");
-            for (const resync of resyncs) resync();
+            for (const resync of resyncs)
+              Promise.resolve()
+                .then(resync)
+                .catch((err: Error) => flog.error({ err: err.message }, "a view could not resync from InfluxDB"));
           }
         }
         for (const [, entries] of answer ?? []) {

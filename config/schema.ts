@@ -233,6 +233,15 @@ export const configSchema = z
       })
       .prefault({}),
     dataDir: z.string().min(1).default("./data"),
+    /** The views' snapshot in the data dir, from which a single node starts while InfluxDB is unreachable. */
+    snapshot: z
+      .object({
+        /** How often a changed snapshot is written (and at shutdown). */
+        every: duration.prefault("10s"),
+        /** With a verified snapshot, how long start-up waits for InfluxDB before it starts from the snapshot. */
+        startWait: duration.prefault("5s"),
+      })
+      .prefault({}),
     rulesDir: z.string().min(1).optional(),
     adminToken: z.string().min(16, "at least 16 characters").optional(),
     logLevel: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
@@ -363,6 +372,8 @@ export const envVars: Record<string, readonly string[]> = {
   REFEED_INFLUXD_PATH: ["influx", "influxdPath"],
   REFEED_INFLUX_CONNECT_TIMEOUT_MS: ["influx", "connectTimeoutMs"],
   REFEED_DATA_DIR: ["dataDir"],
+  REFEED_SNAPSHOT_EVERY: ["snapshot", "every"],
+  REFEED_SNAPSHOT_START_WAIT: ["snapshot", "startWait"],
   REFEED_RULES_DIR: ["rulesDir"],
   REFEED_ADMIN_TOKEN: ["adminToken"],
   REFEED_LOG_LEVEL: ["logLevel"],

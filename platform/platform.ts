@@ -2,9 +2,21 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { Registry as MetricsRegistry, collectDefaultMetrics } from "prom-client";
 import type { Config } from "../config/schema.ts";
-import { openStore, type Store } from "../store/index.ts";
+import { redact, type Store } from "../store/index.ts";
+import type { KeptRow } from "../store/answers.ts";
 import type { ChangeFeed } from "../changes/index.ts";
-import { localChangeFeed } from "../changes/local.ts";
+import { localChangeFeed, type LocalChangeFeed } from "../changes/local.ts";
+import { keepSnapshots, type Snapshots } from "../snapshot/index.ts";
+import { erasureChanges } from "../privacy/erasures.ts";
+import {
+  keepsSnapshot,
+  openStoreOrSnapshot,
+  reachInflux,
+  replayChanges,
+  snapshotFile,
+  SNAPSHOT_TOPICS,
+  URGENT_TOPICS,
+} from "./snapshot-start.ts";
 import { clusterJobs, singleNodeJobs, type ClusterJobs } from "../coordination/jobs.ts";
 import { claimClockSlot } from "../coordination/clock-slot.ts";
 import { redisChangeFeed, type RedisChangeFeed } from "../changes/redis.ts";
@@ -65,7 +77,9 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       const clock = await claimClockSlot({ url: config.redis.url, node: config.nodeId }, log);
       closers.push(() => clock.close());
     }
-    const store = await openStore({ ...config.influx, dataDir: config.dataDir, log });
+    // InfluxDB, or (a single node whose InfluxDB is down) the views' last verified snapshot until it is back.
+    const opened = await openStoreOrSnapshot(config, log);
+    const store: Store = opened.store;
     closers.push(() => store.close());
     // One feed for every view; it closes after the parts, which stop following it as they close.
     // In cluster mode the feed is a Redis stream every node follows; it opens before any view rebuilds.
@@ -73,8 +87,34 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       !options.changes && config.redis.url
         ? await redisChangeFeed({ url: config.redis.url, node: config.nodeId }, log)
         : undefined;
-    const changes = options.changes ?? redisFeed ?? localChangeFeed(log);
+    const localFeed: LocalChangeFeed | undefined = options.changes || redisFeed ? undefined : localChangeFeed(log);
+    const changes = options.changes ?? redisFeed ?? localFeed!;
     closers.push(() => changes.close());
+    // The views' snapshot follows the feed from here; it is written once the platform has started, and last at shutdown.
+    const snapshots: Snapshots | undefined = keepsSnapshot(config)
+      ? keepSnapshots(
+          { file: snapshotFile(config), everyMs: config.snapshot.every },
+          {
+            log,
+            changes,
+            topics: SNAPSHOT_TOPICS,
+            urgent: URGENT_TOPICS,
+            erasures: erasureChanges,
+            influx: { url: redact(config.influx.url!), db: config.influx.db },
+            answers:
+              opened.kind === "live"
+                ? (opened.answers ?? new Map<string, KeptRow[]>())
+                : new Map(opened.snapshot.answers),
+            ...(opened.kind === "snapshot" ? { events: opened.snapshot.events } : {}),
+            store,
+            live: () => opened.kind === "live" || opened.store.live,
+          },
+        )
+      : undefined;
+    if (snapshots) closers.push(() => snapshots.close());
+    // Started from the snapshot: its changes reach the views that follow them by then (again at the end, for later parts).
+    const replaySnapshot = () =>
+      opened.kind === "snapshot" && localFeed ? replayChanges(localFeed, opened.snapshot, log) : Promise.resolve();
     // Jobs that must run once for the cluster run where the jobs lease is (always here on a single node).
     const jobs: ClusterJobs = config.redis.url
       ? await clusterJobs({ url: config.redis.url, node: config.nodeId }, log)
@@ -177,6 +217,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     });
     // A device revoked here or on another node leaves nothing queued for it.
     changes.subscribe(registryChanges, (event) => event.op === "revoked" && actions.delivery.forget(event.device));
+    await replaySnapshot();
     const mqttBroker = await startBroker(config.mqtt, {
       registry,
       ingest,
@@ -233,6 +274,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       ? await redisTickets({ url: config.redis.url, node: config.nodeId, ttlMs: 30_000 })
       : undefined;
     if (tickets) closers.push(() => tickets.close());
+    let views: "snapshot" | "rebuilt" = "snapshot";
     const api: Api = await startApi(config.http, {
       log,
       store,
@@ -252,9 +294,43 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
       keys,
       health,
       ...(redisFeed ? { redis: () => redisFeed.link() } : {}),
+      ...(opened.kind === "snapshot" ? { views: () => views } : {}),
       ...(tickets ? { tickets } : {}),
     });
     closers.push(() => api.close());
+
+    if (opened.kind === "snapshot") {
+      await replaySnapshot();
+      const unanswered = opened.store.endStart();
+      if (unanswered.length > 0)
+        log.warn(
+          { part: "snapshot", queries: unanswered.length },
+          "queries the snapshot has no answer to (time ranges, windows' history) started empty; the views catch up when InfluxDB is back",
+        );
+      // Catch-up: once InfluxDB answers, every view applies its stored changes again, and the spool drains by itself.
+      let stopping = false;
+      const catchUp = (async () => {
+        if (!(await reachInflux(config, log, opened.store, () => stopping))) return;
+        log.info({ part: "snapshot", influx: store.url }, "InfluxDB is reachable again: the views catch up from it");
+        while (!stopping) {
+          const failed = localFeed ? await localFeed.resync() : 0;
+          if (failed === 0) break;
+          log.warn({ part: "snapshot", failed }, "views could not catch up from InfluxDB yet; trying again");
+          await new Promise((resolve) => setTimeout(resolve, 1000));
+        }
+        if (stopping) return;
+        await snapshots?.renew();
+        views = "rebuilt";
+        log.info({ part: "snapshot", influx: store.url }, "views caught up from InfluxDB: no longer degraded");
+      })().catch((err: Error) =>
+        log.error({ part: "snapshot", err: err.message }, "the catch-up from InfluxDB failed; restart Refeed"),
+      );
+      closers.push(async () => {
+        stopping = true;
+        await catchUp;
+      });
+    } else opened.endStart();
+    snapshots?.begin();
 
     const show = (host: string) => (host === "0.0.0.0" || host === "::" ? "localhost" : host);
     const addresses = {
@@ -270,6 +346,7 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
         db: store.db,
         rulesDir: config.rulesDir ?? null,
         ...(config.redis.url ? { node: config.nodeId, redis: redactedUrl(config.redis.url) } : {}),
+        ...(opened.kind === "snapshot" ? { degraded: true, views: "snapshot" } : {}),
       },
       "refeed listening",
     );

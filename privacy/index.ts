@@ -39,11 +39,15 @@ export async function startPrivacy(deps: {
     deps.changes.subscribe(erasureChanges, (event) => erasures.apply(event)),
     followErasures(deps.changes, deps.views, deps.node, log),
   ];
-  for (const row of await deps.store.query(influxql`SELECT * FROM ${ident(ERASURES)}`)) {
-    const parsed = erasureRow.safeParse({ ...row, micros: microsOfRow(row.time) });
-    if (parsed.success) erasures.apply(parsed.data);
-    else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable erasure row skipped at rebuild");
-  }
+  const rebuild = async () => {
+    for (const row of await deps.store.query(influxql`SELECT * FROM ${ident(ERASURES)}`)) {
+      const parsed = erasureRow.safeParse({ ...row, micros: microsOfRow(row.time) });
+      if (parsed.success) erasures.apply(parsed.data);
+      else log.warn({ issue: parsed.error.issues[0]?.message }, "unreadable erasure row skipped at rebuild");
+    }
+  };
+  await rebuild();
+  stops.push(deps.changes.onResync?.(rebuild) ?? (() => undefined));
   log.info({ erasures: erasures.records().length }, "erasure record rebuilt from InfluxDB");
   let queue: Promise<unknown> = Promise.resolve();
   return {

@@ -179,13 +179,24 @@ export class Catalog {
           "a rule file now defines a rule created through the API; the file wins",
         );
       }
-      const last = this.view.standing(rule.spec.id).last;
       this.files.set(rule.spec.id, rule);
-      // Unchanged since it was last recorded (a restart, or a touch of the file): no new version.
-      if (!record || (last?.op === "version" && last.origin === "file" && last.text === rule.text)) continue;
-      await this.record(rule, "file", `file:${rule.source}`);
     }
     for (const id of [...this.files.keys()]) if (!present.has(id)) this.files.delete(id);
+    if (!record) return;
+    // Every file runs as it is now, recorded or not: a version InfluxDB could not take is recorded at
+    // the next sync (a reload, or the catch-up after a start from the views' snapshot).
+    let failed: Error | undefined;
+    for (const rule of rules) {
+      const last = this.view.standing(rule.spec.id).last;
+      // Unchanged since it was last recorded (a restart, or a touch of the file): no new version.
+      if (last?.op === "version" && last.origin === "file" && last.text === rule.text) continue;
+      try {
+        await this.record(rule, "file", `file:${rule.source}`);
+      } catch (err) {
+        failed ??= err as Error;
+      }
+    }
+    if (failed) throw failed;
   }
 
   async setEnabled(id: string, enabled: boolean, by: string): Promise<CatalogEntry> {

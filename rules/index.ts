@@ -258,7 +258,16 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     await catalog.syncFiles([...byFile.values()], deps.jobs?.leads() ?? true);
   };
 
-  await reload();
+  try {
+    await reload();
+  } catch (err) {
+    // Started from the views' snapshot while InfluxDB is down: the files run, their versions wait for it.
+    if ((err as { code?: string }).code !== "REFEED_INFLUX_WRITE") throw err;
+    log.warn(
+      { err: (err as Error).message },
+      "rule files run, but their new versions wait for InfluxDB to be recorded",
+    );
+  }
   index.setRules(catalog.active());
   let router: PartitionRouter | undefined;
   const sweep = setInterval(() => {
@@ -315,6 +324,16 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       })
       .catch((err: Error) => log.error({ err: err.message }, "rules reload failed"));
   });
+  // A catch-up (InfluxDB back after a start from the snapshot, or a trimmed feed): the files' versions are recorded.
+  const stopResync = deps.changes?.onResync?.(
+    () =>
+      (reloading = reloading
+        .then(async () => {
+          await reload();
+          await apply();
+        })
+        .catch((err: Error) => log.error({ err: err.message }, "rules reload failed"))),
+  );
   log.info({ dir: config.dir ?? null, rules: catalog.list().length }, "rules loaded");
 
   return {
@@ -397,6 +416,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       watcher?.close();
       stopFollowing();
       stopLeading?.();
+      stopResync?.();
       catalog.close();
       await reloading;
     },

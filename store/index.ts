@@ -276,7 +276,8 @@ function toWriteError(err: unknown): StoreWriteError {
   return new StoreWriteError(e.message, e.res?.statusCode);
 }
 
-function redact(url: string): string {
+/** A URL as Refeed shows it (logs, the store's `url`): without its password. */
+export function redact(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = "***";
   return u.toString().replace(/\/$/, "");

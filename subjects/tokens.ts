@@ -60,13 +60,17 @@ export async function startSubjectTokens(deps: {
 
   // Following first, then the rebuild: a change arriving meanwhile is not lost, and meeting it twice is harmless.
   const stop = changes.subscribe(tokenChanges, (event) => tokens.apply(event));
-  const rows = await deps.store.query(influxql`SELECT * FROM ${ident(TOKENS)}`);
-  for (const row of rows) {
-    const parsed = tokenRow.safeParse({ ...row, micros: microsOfRow(row.time) });
-    if (parsed.success) tokens.apply(parsed.data);
-    else log.warn({ measurement: TOKENS, issue: parsed.error.issues[0]?.message }, "unreadable token row skipped");
-  }
+  const rebuild = async () => {
+    const rows = await deps.store.query(influxql`SELECT * FROM ${ident(TOKENS)}`);
+    for (const row of rows) {
+      const parsed = tokenRow.safeParse({ ...row, micros: microsOfRow(row.time) });
+      if (parsed.success) tokens.apply(parsed.data);
+      else log.warn({ measurement: TOKENS, issue: parsed.error.issues[0]?.message }, "unreadable token row skipped");
+    }
+  };
+  await rebuild();
   log.info({ tokens: tokens.size }, "subject tokens rebuilt from InfluxDB");
+  const stopResync = changes.onResync?.(rebuild);
 
   const view = (entry: TokenEntry): SubjectToken => {
     const { id, subject, label, createdAt, createdBy, revokedAt } = entry;
@@ -139,6 +143,7 @@ export async function startSubjectTokens(deps: {
 
     close() {
       stop();
+      stopResync?.();
       verified.clear();
       return Promise.resolve();
     },

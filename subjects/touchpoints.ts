@@ -126,30 +126,39 @@ export async function startTouchpoints(
     ),
   ];
 
-  // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
-  const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(provisionedLinks());
-  const rows = await deps.store.query(influxql`SELECT * FROM ${ident(LINKS)}`);
-  const skipped = (what: string, issue: string | undefined) =>
-    log.warn({ measurement: what, issue }, "unreadable row skipped at rebuild");
-  for (const row of [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows]) {
-    const parsed = linkEvent.safeParse({ ...row, by: row.by ?? "unknown", micros: microsOfRow(row.time) });
-    if (parsed.success) links.apply(parsed.data);
-    else skipped(LINKS, parsed.error.issues[0]?.message);
-  }
-  const since = Date.now() - config.sessionTtlMs;
-  const open = await deps.store.query<{ time: Date; device: string; event: string; subject?: string }>(
-    sessionEvents(SESSION_START, SESSION_END, since),
-  );
-  for (const row of open) {
-    const parsed = sessionEvent.safeParse({
-      op: row.event === SESSION_START ? "start" : "end",
-      device: row.device,
-      subject: row.subject ?? undefined,
-      ts: row.time.getTime(),
-    });
-    if (parsed.success) sessions.apply(parsed.data);
-    else skipped("events", parsed.error.issues[0]?.message);
-  }
+  // At start the views are empty; a resync (a catch-up) announces what it changes, as the feed would have.
+  const rebuild = async (resync: boolean) => {
+    const applyLink = resync ? following<LinkEvent>((e) => links.apply(e)) : (e: LinkEvent) => links.apply(e);
+    const applySession = resync
+      ? following<SessionEvent>((e) => sessions.apply(e))
+      : (e: SessionEvent) => sessions.apply(e);
+    // Devices provisioned before links had a measurement of their own carry the subject in device_registry.
+    const legacy = await deps.store.query<{ time: Date; device: string; subject: string }>(provisionedLinks());
+    const rows = await deps.store.query(influxql`SELECT * FROM ${ident(LINKS)}`);
+    const skipped = (what: string, issue: string | undefined) =>
+      log.warn({ measurement: what, issue }, "unreadable row skipped at rebuild");
+    for (const row of [...legacy.map((r) => ({ ...r, op: "linked", by: "provisioning" })), ...rows]) {
+      const parsed = linkEvent.safeParse({ ...row, by: row.by ?? "unknown", micros: microsOfRow(row.time) });
+      if (parsed.success) applyLink(parsed.data, "elsewhere");
+      else skipped(LINKS, parsed.error.issues[0]?.message);
+    }
+    const since = Date.now() - config.sessionTtlMs;
+    const open = await deps.store.query<{ time: Date; device: string; event: string; subject?: string }>(
+      sessionEvents(SESSION_START, SESSION_END, since),
+    );
+    for (const row of open) {
+      const parsed = sessionEvent.safeParse({
+        op: row.event === SESSION_START ? "start" : "end",
+        device: row.device,
+        subject: row.subject ?? undefined,
+        ts: row.time.getTime(),
+      });
+      if (parsed.success) applySession(parsed.data, "elsewhere");
+      else skipped("events", parsed.error.issues[0]?.message);
+    }
+  };
+  await rebuild(false);
+  stops.push(changes.onResync?.(() => rebuild(true)) ?? (() => undefined));
   log.info(
     { links: links.all().length, sessions: sessions.devices().length },
     "links and open sessions rebuilt from InfluxDB",

@@ -33,6 +33,8 @@ const oneDevice = deviceRow.extend({ pendingActions: z.number().int(), profile }
   },
 });
 const noDevice = { description: "no such device", schema: errorBody };
+// InfluxDB down, or a start from the views' snapshot not caught up yet: the change is not made, not half made.
+const unavailable = { description: "InfluxDB is unavailable; nothing was recorded, send it again", schema: errorBody };
 
 /** Device lifecycle: provision, list with presence, rotate a token, revoke. */
 export const deviceRoutes =
@@ -68,6 +70,7 @@ export const deviceRoutes =
       responses: {
         201: { description: "provisioned: `{id, token}`", schema: provisioned },
         409: { description: "the id exists or was revoked", schema: errorBody },
+        503: unavailable,
       },
       async handler(request, reply) {
         const { subject, ...input } = request.body;
@@ -124,6 +127,7 @@ export const deviceRoutes =
         200: { description: "`{id, token, rotatedAt}`", schema: rotated },
         404: noDevice,
         409: { description: "the device is revoked", schema: errorBody },
+        503: unavailable,
       },
       async handler(request) {
         const { device, token } = await deps.registry.rotate(request.params.id);
@@ -144,7 +148,7 @@ export const deviceRoutes =
         description: "Its token stops working and live sessions are closed at once; its data stays.",
         auth,
         params: idParams,
-        responses: { 200: { description: "the revoked device", schema: deviceRow }, 404: noDevice },
+        responses: { 200: { description: "the revoked device", schema: deviceRow }, 404: noDevice, 503: unavailable },
         handler: async (request) => describe(await deps.registry.revoke(request.params.id)),
       });
     return Promise.resolve();

@@ -9,6 +9,8 @@ const status = z.object({
   influx: z.enum(["reachable", "unreachable"]),
   /** Only in cluster mode. */
   redis: z.enum(["reachable", "unreachable"]).optional(),
+  /** Only after a start from the views' snapshot (InfluxDB was down): `snapshot` until the views caught up from InfluxDB. */
+  views: z.enum(["snapshot", "rebuilt"]).optional(),
   mqttClients: z.number().int(),
 });
 
@@ -18,6 +20,7 @@ export const healthRoutes =
     auth: Authenticator;
     connectedClients(): number;
     redis?: () => "connected" | "disconnected";
+    views?: () => "snapshot" | "rebuilt";
   }): FastifyPluginAsync =>
   (app) => {
     defineRoute(app, deps.auth, {
@@ -33,18 +36,20 @@ export const healthRoutes =
         },
         503: {
           description:
-            "degraded: InfluxDB does not answer (ingest spools to disk meanwhile), or a cluster node does not reach Redis (it holds its changes and serves the devices it can authenticate)",
+            "degraded: InfluxDB does not answer (ingest spools to disk meanwhile), or a cluster node does not reach Redis (it holds its changes and serves the devices it can authenticate), or the views still come from the snapshot a start without InfluxDB took them from",
           schema: status.meta({ example: { status: "degraded", influx: "unreachable", mqttClients: 3 } }),
         },
       },
       async handler(_request, reply) {
         const influx = await deps.store.ping(1500);
         const redis = deps.redis?.();
-        const ok = influx && redis !== "disconnected";
+        const views = deps.views?.();
+        const ok = influx && redis !== "disconnected" && views !== "snapshot";
         return reply.code(ok ? 200 : 503).send({
           status: ok ? "ok" : "degraded",
           influx: influx ? "reachable" : "unreachable",
           ...(redis ? { redis: redis === "connected" ? ("reachable" as const) : ("unreachable" as const) } : {}),
+          ...(views ? { views } : {}),
           mqttClients: deps.connectedClients(),
         });
       },

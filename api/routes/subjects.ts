@@ -358,6 +358,7 @@ export const subjectRoutes =
             "application/zip": z.string().meta({ format: "binary" }),
           },
         },
+        503: unavailable,
       },
       handler(request, reply) {
         const id = subjectInPath(request);
