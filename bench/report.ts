@@ -341,12 +341,13 @@ of redis-server, haproxy and influxd, per 10,000 acknowledged messages.
 |---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join("\n")}
 
-What clustering itself costs, apart from splitting the load: each node of an N-node cluster takes 1/N of
-the fixed rate, and a node's CPU per message grows as its own rate falls (part of it is paid per wakeup:
-timers, group commits, InfluxDB writes). So the single node also ran at each size's share of the fixed
-rate; a cluster node's CPU per message of its own is compared with that.
+What clustering itself costs, apart from splitting the load: each node of an N-node cluster carries 1/N
+of the devices (at the fixed rate / N), and a node's CPU per message grows as its own rate falls (part of
+it is paid per wakeup and per batch: socket reads, timers, group commits, InfluxDB writes). So the single
+node also ran with each size's share: 30 / N other devices of its own, at the same rate per device; a
+cluster node's CPU per message of its own is compared with that.
 
-| nodes | one node alone at the fixed rate / N, msgs/s | its CPU-s per 10,000 | a cluster node's CPU-s per 10,000 of its own messages | cluster node vs one node alone at its share |
+| nodes | one node alone with 1/N of the devices, msgs/s | its CPU-s per 10,000 | a cluster node's CPU-s per 10,000 of its own messages | cluster node vs one node alone at its share |
 |---|---|---|---|---|
 ${shareRows.join("\n")}
 

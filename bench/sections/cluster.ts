@@ -41,8 +41,8 @@ export interface ClusterRun {
   /** The same fixed rate for every cluster size (half the single node's median saturation rate): the cost of a message. */
   fixed: ClusterThroughput & { rate: number; lost: number };
   /**
-   * One node only: its CPU at each cluster size's share of the fixed rate (rate / N), for N > 1. A node of an
-   * N-node cluster takes a third of the messages, and part of a node's cost is per wakeup, not per message.
+   * One node only: its CPU with each cluster size's share of the devices (1/N of them, at the same rate each:
+   * the fixed rate / N in all), for N > 1; what one node of an N-node cluster carries.
    */
   shares?: Array<{ nodes: number; rate: number; per10k: number }>;
   /** The fixed-rate step's acknowledged records against what InfluxDB holds of them: each stored once. */
@@ -287,10 +287,12 @@ export async function benchCluster(ctx: BenchContext): Promise<ClusterSection> {
       const measure = async (
         rate: number,
         stepSeconds = STEP_SECONDS,
+        group?: string,
       ): Promise<ClusterThroughput & { lost: number }> => {
         const cpu = await cpuMeter(processes);
         const r = await gen.run({
           rate,
+          ...(group ? { group } : {}),
           qos: 1,
           durationMs: stepSeconds * 1000,
           drainTimeoutMs: 10_000,
@@ -350,8 +352,18 @@ export async function benchCluster(ctx: BenchContext): Promise<ClusterSection> {
       if (nodes === 1) {
         run.shares = [];
         for (const of of SIZES.filter((s) => s > 1)) {
+          // A node of an N-node cluster has 1/N of the devices, each at the same rate: so does this node here.
+          const group = `share-${of}`;
+          const sharers: BenchDevice[] = [];
+          for (let i = 0; i < DEVICES / of; i += 1)
+            sharers.push(await provision(cluster.http, `cl1-s${of}-${String(i).padStart(2, "0")}`));
+          const joined = await gen.connect(
+            cluster.mqtt,
+            sharers.map((d) => deviceClient(d, { group })),
+          );
+          if (joined.failed > 0) throw new Error(`cluster: ${joined.failed} connections failed: ${joined.firstError}`);
           const rate = Math.round(fixedRate / of);
-          const share = await measure(rate);
+          const share = await measure(rate, STEP_SECONDS, group);
           run.shares.push({ nodes: of, rate, per10k: share.nodesPer10k });
           ctx.say(
             `cluster 1: at ${rate} msgs/s (a ${of}-node cluster's share): ${share.nodesPer10k.toFixed(2)} node CPU-s per 10,000`,
