@@ -64,6 +64,17 @@ const BATCH = 200;
 /** How long the other nodes have to confirm they wrote what they admitted about the subject. */
 const CONFIRM_MS = 10_000;
 
+/** Deletes these points of the shape, BATCH statements per request. */
+async function deleteRows(store: Store, shape: Shape, rows: readonly RawRow[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += BATCH)
+    await store.exec(
+      join(
+        rows.slice(i, i + BATCH).map((row) => deleteOne(shape, row)),
+        "; ",
+      ),
+    );
+}
+
 /** Resolves once every peer has confirmed, or when the time is up (the caller checks which). */
 async function allConfirmed(peers: readonly string[], confirmed: ReadonlyMap<string, number>, ms: number) {
   const until = Date.now() + ms;
@@ -168,14 +179,7 @@ export async function eraseSubject(
   const named = new RegExp(namedPattern(subject));
   for await (const { shape, matches } of scan(store, subject, (s) => policyOf(s.name) !== "keep")) {
     const own = matches.filter((m) => m.own).map((m) => m.row);
-    for (let i = 0; i < own.length; i += BATCH) {
-      await store.exec(
-        join(
-          own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)),
-          "; ",
-        ),
-      );
-    }
+    await deleteRows(store, shape, own);
     add(deleted, shape.name, own.length);
     const rewrites = matches
       .filter((m) => !m.own)
@@ -190,14 +194,7 @@ export async function eraseSubject(
   const keyed = views.ingest.subjectHash(subject);
   for await (const { shape, matches } of hashed(store, all, keyed)) {
     const own = matches.filter((m) => m.others.length === 0).map((m) => m.row);
-    for (let i = 0; i < own.length; i += BATCH) {
-      await store.exec(
-        join(
-          own.slice(i, i + BATCH).map((row) => deleteOne(shape, row)),
-          "; ",
-        ),
-      );
-    }
+    await deleteRows(store, shape, own);
     add(deleted, shape.name, own.length);
     const rewrites = matches
       .filter((m) => m.others.length > 0)
