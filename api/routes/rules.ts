@@ -118,7 +118,7 @@ const report = z
       held: { cooldown: 3 },
       targets: [{ target: "device:tv-1", fires: 14, lastWhy: "temperature 31 > 30" }],
       samples: ["temperature 31 > 30"],
-      errors: [{ message: "no such key: temp", count: 2, lastTarget: "device:tv-2" }],
+      errors: [{ message: "field not found: temp", count: 2, lastTarget: "device:tv-2" }],
     },
   });
 const noRule: Answer = { description: "no such rule", schema: errorBody };
