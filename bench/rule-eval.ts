@@ -21,6 +21,7 @@ const open: Guards = {
   lastPrompt: () => undefined,
   declinedAt: () => undefined,
   consent: () => true,
+  profile: () => undefined,
 };
 
 /** Rule i: a threshold with two windowed aggregates; only `matching` of them listen to telemetry. */

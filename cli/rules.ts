@@ -102,6 +102,8 @@ async function check(targets: string[], io: Out): Promise<number> {
       if (other) throw new RuleError(file, undefined, "id", `'${rule.spec.id}' is already defined in ${other}`);
       ids.set(rule.spec.id, file);
       io.out(`ok    ${file} (${rule.spec.id}, on ${rule.spec.on})\n`);
+      // Warnings do not fail CI: they name what only the messages can tell.
+      for (const w of rule.warnings) io.out(`warn  ${file}${w.line ? `:${w.line}` : ""}: ${w.field}: ${w.message}\n`);
     } catch (err) {
       failures += 1;
       io.out(`error ${err instanceof RuleError ? err.message : `${file}: ${(err as Error).message}`}\n`);
@@ -166,6 +168,7 @@ function formatReport(report: BacktestReport): string {
   ];
   const held = Object.entries(report.held).map(([reason, n]) => `${reason} ${n}`);
   if (held.length) lines.push(`held back: ${held.join(", ")}`);
+  for (const e of report.errors ?? []) lines.push(`  error ${e.count}x: ${e.message} (last ${e.lastTarget})`);
   for (const t of report.targets.slice(0, 20)) lines.push(`  ${t.target}: ${t.fires}`);
   if (report.samples.length) lines.push("sample why:", ...report.samples.map((s) => `  ${s}`));
   return `${lines.join("\n")}\n`;

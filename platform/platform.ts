@@ -144,6 +144,8 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
     const consent: Consent = await startConsent({ store, log, changes });
     closers.push(() => consent.close());
+    const metrics = new MetricsRegistry();
+    collectDefaultMetrics({ register: metrics });
     const rules: Rules = await startRules(
       {
         dir: config.rulesDir,
@@ -155,15 +157,13 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
           ? { redisUrl: config.redis.url, node: config.nodeId, partitions: RULE_PARTITIONS }
           : undefined,
       },
-      { log, store, actions, consent, changes, jobs },
+      { log, store, actions, consent, changes, jobs, metrics },
     );
     closers.push(() => rules.close());
     // Devices with news are scored again in the fleet's health view. Health starts after the parts it
     // reads, but devices connect and publish as soon as the broker is up: their news waits here for it.
     const earlyNews = new Set<string>();
     let touchHealth: (device: string) => void = (device) => earlyNews.add(device);
-    const metrics = new MetricsRegistry();
-    collectDefaultMetrics({ register: metrics });
     const ingest: Ingest = await startIngest(
       {
         ...config.ingest,

@@ -15,6 +15,8 @@ export interface BacktestReport {
   /** Who it would have fired for, most often first (at most 100). */
   targets: Array<{ target: string; fires: number; lastWhy: string }>;
   samples: string[];
+  /** Why evaluations failed at run time (held.error), by message, most frequent first (at most 20). */
+  errors: Array<{ message: string; count: number; lastTarget: string }>;
 }
 
 export interface BacktestOptions {
@@ -39,6 +41,9 @@ export async function backtest(store: Store, rule: CompiledRule, options: Backte
   const targets = new Map<string, { fires: number; lastWhy: string }>();
   const held: Record<string, number> = {};
   const samples: string[] = [];
+  /** What the rule's own sets and clears would have made of each target's profile. */
+  const profiles = new Map<string, Record<string, unknown>>();
+  const errors = new Map<string, { count: number; lastTarget: string }>();
   let evaluated = 0;
   let total = 0;
 
@@ -52,17 +57,32 @@ export async function backtest(store: Store, rule: CompiledRule, options: Backte
       lastPrompt: (target) => prompts.get(target),
       declinedAt: () => undefined,
       consent: (subject, purpose) => options.consent(subject, purpose),
+      profile: (target) => profiles.get(target),
     });
     if (outcomes.length > 0) evaluated += 1;
     for (const outcome of outcomes) {
       if (!outcome.fired) {
         held[outcome.reason] = (held[outcome.reason] ?? 0) + 1;
+        if (outcome.reason === "error") {
+          const message = outcome.detail ?? "unknown error";
+          const entry = errors.get(message) ?? { count: 0, lastTarget: "" };
+          entry.count += 1;
+          entry.lastTarget = rule.spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`;
+          errors.set(message, entry);
+        }
         continue;
       }
       total += 1;
       const first = outcome.actions[0]!;
       const target = first.scope === "subject" ? `subject:${first.subject}` : `device:${first.device}`;
       fired.set(`${outcome.rule}|${target}`, msg.ts);
+      for (const a of outcome.actions) {
+        if (a.kind !== "set" && a.kind !== "clear") continue;
+        const profile = profiles.get(target) ?? {};
+        if (a.kind === "set") profile[a.key] = a.value;
+        else delete profile[a.key];
+        profiles.set(target, profile);
+      }
       if (outcome.actions.some((a) => a.kind === "suggest")) prompts.set(target, msg.ts);
       const entry = targets.get(target) ?? { fires: 0, lastWhy: "" };
       entry.fires += 1;
@@ -84,5 +104,9 @@ export async function backtest(store: Store, rule: CompiledRule, options: Backte
       .sort((a, b) => b.fires - a.fires || a.target.localeCompare(b.target))
       .slice(0, 100),
     samples,
+    errors: [...errors.entries()]
+      .map(([message, e]) => ({ message, ...e }))
+      .sort((a, b) => b.count - a.count || a.message.localeCompare(b.message))
+      .slice(0, 20),
   };
 }

@@ -25,7 +25,14 @@ export type Outcome =
       rule: string;
       fired: false;
       reason:
-        "condition_false" | "cooldown" | "no_subject" | "no_consent" | "prompt_cap" | "declined_recently" | "error";
+        | "condition_false"
+        | "cooldown"
+        | "no_subject"
+        | "no_consent"
+        | "prompt_cap"
+        | "declined_recently"
+        | "unchanged"
+        | "error";
       detail?: string;
     };
 
@@ -38,6 +45,8 @@ export interface Guards {
   /** When the target last declined this rule's suggestion. */
   declinedAt(rule: string, target: string): number | undefined;
   consent(subject: string, purpose: string): boolean;
+  /** The target's own profile keys now, to leave out a set or clear that would change nothing. */
+  profile(target: string): Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface GuardConfig {
@@ -297,6 +306,9 @@ export class RuleEngine {
     const why = explain(rule, bindings);
     const record = recordIdentity(msg);
     const actions: ProposedAction[] = [];
+    // Read once, and only when a set or clear may be left out.
+    let profile: Readonly<Record<string, unknown>> | undefined | null = null;
+    const held: string[] = [];
     for (const [index, action] of rule.actions.entries()) {
       let value: unknown =
         "value" in action.spec ? action.spec.value : "message" in action.spec ? action.spec.message : undefined;
@@ -305,6 +317,17 @@ export class RuleEngine {
         if (!result.ok)
           return { rule: id, fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
         value = result.value;
+      }
+      if ((action.kind === "set" || action.kind === "clear") && !spec.resend) {
+        // The same value sent at every session drowns the action log and every timeline in repeats.
+        if (profile === null) profile = guards.profile(target);
+        const has = profile !== undefined && Object.hasOwn(profile, action.key);
+        if (action.kind === "set" ? has && sameJson(profile![action.key], value) : !has) {
+          held.push(
+            action.kind === "set" ? `${action.key} is already ${JSON.stringify(value)}` : `${action.key} is not set`,
+          );
+          continue;
+        }
       }
       actions.push({
         id: actionIdOf(id, target, record, index),
@@ -319,8 +342,22 @@ export class RuleEngine {
         subject: msg.subject,
       });
     }
+    if (actions.length === 0) return { rule: id, fired: false, reason: "unchanged", detail: held.join("; ") };
     return { rule: id, fired: true, actions };
   }
+}
+
+/** JSON equality, whatever the order of object keys. */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  return ka.every(
+    (k) => Object.hasOwn(b, k) && sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]),
+  );
 }
 
 function splitTarget(target: string): ["device" | "subject", string] {

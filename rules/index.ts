@@ -24,6 +24,8 @@ import { partitionOf, partitionRouter, type PartitionRouter, type PartitionStatu
 import { readHistory } from "./history.ts";
 import { loadRule, RuleError, type CompiledRule } from "./load.ts";
 import type { Source } from "./aggregates.ts";
+import { Registry } from "prom-client";
+import { ERROR_LOG_EVERY_MS, ruleOutcomes } from "./metrics.ts";
 
 export { loadRule, RuleError } from "./load.ts";
 export { CatalogError } from "./catalog.ts";
@@ -39,6 +41,8 @@ export interface ActionSink {
   lastFired(rule: string, target: string): number | undefined;
   lastPrompt(target: string): number | undefined;
   declinedAt(rule: string, target: string): number | undefined;
+  /** An owner's own profile keys ("device:<id>" or "subject:<id>"). */
+  profileOf(owner: `device:${string}` | `subject:${string}`): Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface RulesConfig extends GuardConfig {
@@ -89,12 +93,16 @@ export interface RulesDeps {
   changes?: ChangeFeed;
   /** Cluster mode: every node runs its rule files; the node running the cluster's jobs records their versions. */
   jobs?: Pick<ClusterJobs, "leads" | "onLead">;
+  /** The platform's Prometheus registry; rules register their series there. */
+  metrics?: Registry;
 }
 
 export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<Rules> {
   const log = deps.log.child({ part: "rules" });
   const loadOptions = { maxCost: config.maxCost };
   const catalog = await Catalog.open(deps.store, log, loadOptions, deps.changes);
+  const counted = ruleOutcomes(deps.metrics ?? new Registry(), log);
+  const errorFlush = setInterval(() => counted.flush(Date.now()), ERROR_LOG_EVERY_MS).unref();
   const { cluster } = config;
   // The rule set's index, to tell which records any rule reads; it holds no windows.
   const index = new RuleEngine(config);
@@ -110,6 +118,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     lastPrompt: (target) => deps.actions.lastPrompt(target),
     declinedAt: (rule, target) => deps.actions.declinedAt(rule, target),
     consent: (subject, purpose) => deps.consent.allows(subject, purpose),
+    profile: (target) => deps.actions.profileOf(target as `device:${string}`),
   };
 
   interface WarmJob {
@@ -187,14 +196,11 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   /** Proposes what fired; settles once every proposal is in the action log (or failed, logged). */
   const fire = (msg: RuleMessage, outcomes: Outcome[]): Promise<unknown> => {
     const proposals: Array<Promise<unknown>> = [];
+    // Errors are warnings here, at most once a minute per rule with their count (metrics.ts).
+    counted.record(outcomes, msg.device, Date.now());
     for (const outcome of outcomes) {
       if (!outcome.fired) {
-        if (outcome.reason === "error")
-          log.debug(
-            { rule: outcome.rule, device: msg.device, detail: outcome.detail },
-            "rule condition could not be evaluated",
-          );
-        else if (outcome.reason !== "condition_false")
+        if (outcome.reason !== "condition_false" && outcome.reason !== "error")
           log.debug(
             { rule: outcome.rule, device: msg.device, reason: outcome.reason, detail: outcome.detail },
             "rule held back",
@@ -412,6 +418,8 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     async close() {
       await router?.close();
       clearInterval(sweep);
+      clearInterval(errorFlush);
+      counted.flush(Date.now(), true);
       clearTimeout(debounce);
       watcher?.close();
       stopFollowing();

@@ -3,6 +3,7 @@ import { parse } from "@bufbuild/cel";
 import type { z } from "zod";
 import { compile, CelCompileError, type Evaluate } from "./cel.ts";
 import { analyse } from "./cost.ts";
+import { aggregateType, hasPaths, messageType, typecheck, type CheckContext } from "./typecheck.ts";
 import { ruleSchema, type ActionSpec, type AggregateSpec, type RuleSpec } from "./schema.ts";
 
 export interface CompiledAction {
@@ -32,6 +33,15 @@ export interface CompiledRule {
   actions: CompiledAction[];
   /** The consent purpose a subject must have granted, if any. */
   purpose: string | undefined;
+  /** What the type check could not rule out, for a person to look at; the rule runs. */
+  warnings: RuleWarning[];
+}
+
+/** Something only run time can tell, e.g. a metric a message may not have. */
+export interface RuleWarning {
+  line: number | undefined;
+  field: string;
+  message: string;
 }
 
 /** A rule that cannot be loaded, with where and what, for a person to fix. */
@@ -74,12 +84,21 @@ export function loadRule(text: string, source: string, options: LoadOptions = {}
   const spec = result.data;
   const declared = new Set(Object.keys(spec.aggregates ?? {}));
 
-  /** Compiles one expression, checking its variables and its cost where it stands. */
-  const cel = (path: (string | number)[], text: string, variables: readonly string[]): Evaluate => {
+  const warnings: RuleWarning[] = [];
+  /** Compiles one expression, checking its variables, types and cost where it stands. */
+  const cel = (
+    path: (string | number)[],
+    text: string,
+    variables: readonly string[],
+    types: CheckContext,
+    expect?: "bool",
+  ): { run: Evaluate; ty: ReturnType<typeof typecheck>["ty"]; expr: typeof parsed } => {
     const fail = (reason: string) => new RuleError(source, lineOf(path), path.join("."), reason);
     let facts;
+    let parsed: ReturnType<typeof parse>["expr"];
     try {
-      facts = analyse(parse(text).expr);
+      parsed = parse(text).expr;
+      facts = analyse(parsed);
     } catch (err) {
       throw fail(`CEL: ${(err as Error).message}`);
     }
@@ -89,32 +108,44 @@ export function loadRule(text: string, source: string, options: LoadOptions = {}
     const undeclared = [...facts.aggregates].filter((a) => !declared.has(a));
     if (undeclared.length > 0) throw fail(`CEL: agg.${undeclared[0]} is not declared under aggregates`);
     if (facts.cost > maxCost) throw fail(`CEL: estimated cost ${facts.cost} exceeds the limit of ${maxCost}`);
+    const checked = typecheck(parsed, types, expect);
+    const error = checked.issues.find((i) => i.severity === "error");
+    if (error) throw fail(`CEL: ${error.message}`);
+    for (const w of checked.issues) warnings.push({ line: lineOf(path), field: path.join("."), message: w.message });
     try {
-      return compile(text);
+      return { run: compile(text), ty: checked.ty, expr: parsed };
     } catch (err) {
       if (err instanceof CelCompileError) throw fail(`CEL: ${err.message}`);
       throw err;
     }
   };
 
-  const aggregates = Object.entries(spec.aggregates ?? {}).map(([name, a]) => ({
-    name,
-    spec: a,
-    where: a.where !== undefined ? cel(["aggregates", name, "where"], a.where, ["msg"]) : undefined,
-    value: a.value !== undefined ? cel(["aggregates", name, "value"], a.value, ["msg"]) : undefined,
-  }));
+  const aggTypes: NonNullable<CheckContext["agg"]> = {};
+  const aggregates = Object.entries(spec.aggregates ?? {}).map(([name, a]) => {
+    // An aggregate's expressions read the messages it counts, not the rule's trigger; a missing field there is no match.
+    const types: CheckContext = { msg: messageType(a.of ?? spec.on), missingIsError: false };
+    const where = a.where !== undefined ? cel(["aggregates", name, "where"], a.where, ["msg"], types) : undefined;
+    const value = a.value !== undefined ? cel(["aggregates", name, "value"], a.value, ["msg"], types) : undefined;
+    aggTypes[name] = aggregateType(a.fn, value?.ty);
+    return { name, spec: a, where: where?.run, value: value?.run };
+  });
   const ruleVars = ["msg", "agg"];
+  const ruleTypes: CheckContext = { msg: messageType(spec.on), agg: aggTypes, missingIsError: true };
+  const when = cel(["when"], spec.when, ruleVars, ruleTypes, "bool");
+  const actionTypes: CheckContext = { ...ruleTypes, guarded: new Set(hasPaths(when.expr)) };
   return {
     spec,
     source,
     text,
-    when: cel(["when"], spec.when, ruleVars),
+    when: when.run,
     aggregates,
+    warnings,
     purpose: spec.purpose ?? (spec.scope === "subject" ? "personalization" : undefined),
     actions: spec.then.map((a, i) => {
       const kind = "set" in a ? "set" : "suggest" in a ? "suggest" : "clear" in a ? "clear" : "notify";
       const key = "set" in a ? a.set : "suggest" in a ? a.suggest : "clear" in a ? a.clear : a.notify;
-      const valueExpr = "expr" in a && a.expr !== undefined ? cel(["then", i, "expr"], a.expr, ruleVars) : undefined;
+      const valueExpr =
+        "expr" in a && a.expr !== undefined ? cel(["then", i, "expr"], a.expr, ruleVars, actionTypes).run : undefined;
       return { spec: a, kind, key, valueExpr };
     }),
   };

@@ -136,6 +136,12 @@ export const ruleSchema = z.strictObject({
     .transform((d) => parseDuration(d)!)
     .optional(),
   enabled: z.boolean().default(true),
+  /**
+   * A set or clear whose value already holds in the target's profile is left
+   * out (outcome `unchanged`); `resend: true` sends it anyway, e.g. for a
+   * device that must hear the action itself each time.
+   */
+  resend: z.boolean().default(false),
 });
 
 export type RuleSpec = z.infer<typeof ruleSchema>;

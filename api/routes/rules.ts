@@ -36,6 +36,7 @@ function summary(entry: CatalogEntry) {
     enabled: entry.enabled,
     updatedAt: entry.updatedAt.toISOString(),
     updatedBy: entry.updatedBy,
+    warnings: entry.rule.warnings.map((w) => ({ ...w, line: w.line ?? null })),
   };
 }
 
@@ -50,6 +51,14 @@ const EXAMPLE = {
   enabled: true,
   updatedAt: "2026-05-04T10:00:00.000Z",
   updatedBy: "product-team",
+  warnings: [
+    {
+      line: 5,
+      field: "when",
+      message:
+        "msg.metrics.temp: whether a message has this metric is known only at run time (without it, it is an error): guard it with has(msg.metrics.temp) && ...",
+    },
+  ],
 };
 const ruleView = z
   .object({
@@ -63,6 +72,8 @@ const ruleView = z
     enabled: z.boolean(),
     updatedAt: isoTime,
     updatedBy: z.string(),
+    /** What the type check could not rule out (the rule runs); refusals are 400s. */
+    warnings: z.array(z.object({ line: z.number().int().nullable(), field: z.string(), message: z.string() })),
   })
   .meta({ example: EXAMPLE });
 const ruleText = ruleView.extend({ text: z.string() }).meta({
@@ -94,6 +105,8 @@ const report = z
     held: z.record(z.string(), z.number()),
     targets: z.array(z.object({ target: z.string(), fires: z.number().int(), lastWhy: z.string() })),
     samples: z.array(z.string()),
+    /** Why evaluations failed at run time (held.error), by message. */
+    errors: z.array(z.object({ message: z.string(), count: z.number().int(), lastTarget: z.string() })),
   })
   .meta({
     example: {
@@ -105,6 +118,7 @@ const report = z
       held: { cooldown: 3 },
       targets: [{ target: "device:tv-1", fires: 14, lastWhy: "temperature 31 > 30" }],
       samples: ["temperature 31 > 30"],
+      errors: [{ message: "field not found: temp", count: 2, lastTarget: "device:tv-2" }],
     },
   });
 const noRule: Answer = { description: "no such rule", schema: errorBody };

@@ -10,6 +10,7 @@ const open: Guards = {
   lastPrompt: () => undefined,
   declinedAt: () => undefined,
   consent: () => true,
+  profile: () => undefined,
 };
 
 const telemetry = (
@@ -258,6 +259,7 @@ describe("prompt cap across rules", () => {
         lastPrompt: () => undefined,
         declinedAt: () => undefined,
         consent: () => true,
+        profile: () => undefined,
       },
     );
     expect(outcomes.map((o) => (o.fired ? "fired" : o.reason))).toEqual(["fired", "prompt_cap"]);

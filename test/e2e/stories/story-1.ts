@@ -64,11 +64,17 @@ export function story1(world: (...rules: string[]) => () => TestPlatform): void 
         props: { amount: 20 },
       }));
       await publishEvents(c, atm.id, [...history, { name: "session_start", subject: "cust-no" }]);
-      // A marker rule firing proves the platform processed everything before it.
-      await optIn(t, "cust-1");
-      await publishEvents(c, atm.id, [{ name: "session_start", subject: "cust-1" }]);
+      // A marker rule firing proves the platform processed everything before it. Its customer is new
+      // here: cust-1's amount is already on their profile, so it would not be sent again.
+      await optIn(t, "cust-marker");
+      const marker = Array.from({ length: 6 }, () => ({
+        name: "withdrawal",
+        subject: "cust-marker",
+        props: { amount: 70 },
+      }));
+      await publishEvents(c, atm.id, [...marker, { name: "session_start", subject: "cust-marker" }]);
       const actions = await waitFor(() => seen.get(`devices/${atm.id}/actions`), "the opted-in customer's action");
-      expect(actions.map((a) => parseAction(a).value)).toEqual([100]);
+      expect(actions.map((a) => parseAction(a).value)).toEqual([70]);
       await c.endAsync();
     });
 
