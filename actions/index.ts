@@ -1,3 +1,4 @@
+import { Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { ChangeFeed } from "../changes/index.ts";
 import type { ClusterJobs } from "../coordination/jobs.ts";
@@ -71,6 +72,8 @@ export async function startActions(
     /** Cluster mode: the node holding the jobs lease expires suggestions, once for all. */
     jobs?: Pick<ClusterJobs, "leads">;
     log: Logger;
+    /** Where `refeed_actions_total` is counted (a private registry when absent). */
+    metrics?: Registry;
   },
 ): Promise<Actions> {
   const { store, registry, publisher, touchpoints, feed } = deps;
@@ -78,7 +81,7 @@ export async function startActions(
   const book = await ActionBook.rebuild(store, log);
   const profiles = await ProfileBook.rebuild(store, log);
   log.info({ actions: book.actions.size, profiles: profiles.size }, "action log and profiles rebuilt from InfluxDB");
-  const recorder = createRecorder({ store, log, book, profiles, feed });
+  const recorder = createRecorder({ store, log, book, profiles, feed, metrics: deps.metrics ?? new Registry() });
   const delivery = await startDelivery({
     store,
     publisher,

@@ -1,3 +1,4 @@
+import { Counter, type Registry } from "prom-client";
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { ChangeFeed } from "../changes/index.ts";
@@ -59,8 +60,16 @@ export function createRecorder(deps: {
   book: ActionBook;
   profiles: ProfileBook;
   feed: ChangeFeed;
+  metrics: Registry;
 }): Recorder {
   const { store, log, book, profiles, feed } = deps;
+  // Counted where the row is made, so each action and each step of it counts once in a cluster.
+  const counted = new Counter({
+    name: "refeed_actions_total",
+    help: "Actions proposed, and each step of their lifecycle (delivered, applied, accepted, declined, undone, expired, failed, ...), by kind and status",
+    labelNames: ["kind", "status"],
+    registers: [deps.metrics],
+  });
   const stopBook = feed.subscribe(ACTION_LOG_TOPIC, (event) => book.apply(event));
   const stopProfiles = feed.subscribe(PROFILE_TOPIC, (event) => profiles.apply(event));
   const published = (topic: string) => (err: Error) =>
@@ -119,6 +128,7 @@ export function createRecorder(deps: {
         emitAction(event);
         return actionLogPoint(event);
       });
+      counted.inc({ kind: draft.kind, status: "proposed" });
       return { record: book.actions.get(draft.id)!, points };
     },
     transition(record, status, device, extra = {}) {
@@ -132,6 +142,7 @@ export function createRecorder(deps: {
         ...(extra.previous !== undefined ? { previous: JSON.stringify(extra.previous) } : {}),
       };
       emitAction(event);
+      counted.inc({ kind: record.kind, status });
       return actionLogPoint(event);
     },
     profileChange(owner, key, op, value, action) {

@@ -136,16 +136,16 @@ export async function startPlatform(config: Config, options: PlatformOptions): P
     );
     closers.push(() => subjects.close());
     const { touchpoints } = subjects;
+    const metrics = new MetricsRegistry();
+    collectDefaultMetrics({ register: metrics });
     const actions: Actions = await startActions(
       { suggestionTtlMs: config.rules.suggestionTtl },
-      { store, registry, touchpoints, publisher, feed: changes, jobs, log },
+      { store, registry, touchpoints, publisher, feed: changes, jobs, log, metrics },
     );
     closers.push(() => actions.close());
     // Opt-in per subject and purpose, rebuilt from InfluxDB; no record means no.
     const consent: Consent = await startConsent({ store, log, changes });
     closers.push(() => consent.close());
-    const metrics = new MetricsRegistry();
-    collectDefaultMetrics({ register: metrics });
     const rules: Rules = await startRules(
       {
         dir: config.rulesDir,

@@ -174,6 +174,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       const jobs = new Map<number, WarmJob>();
       for (const part of parts) {
         const engine = new RuleEngine(config);
+        engine.timed = (rule, ms) => counted.timed(rule, ms);
         engines.set(part, engine);
         jobs.set(part, { engine, sources: engine.setRules(active), all: true });
       }

@@ -1,4 +1,4 @@
-import { Counter, type Registry } from "prom-client";
+import { Counter, Histogram, type Registry } from "prom-client";
 import type { Logger } from "pino";
 import type { Outcome } from "./engine.ts";
 
@@ -8,6 +8,8 @@ export const ERROR_LOG_EVERY_MS = 60_000;
 export interface RuleOutcomes {
   /** Counts the outcomes of one message and logs errors (at most once a minute per rule, with a count). */
   record(outcomes: readonly Outcome[], device: string, now: number): void;
+  /** One rule's evaluation of one message took this long (ms). */
+  timed(rule: string, ms: number): void;
   /** Logs the errors counted since each rule's last line, once that is a minute old (or now, at close). */
   flush(now: number, all?: boolean): void;
 }
@@ -38,6 +40,13 @@ export function ruleOutcomes(registry: Registry, log: Logger): RuleOutcomes {
     labelNames: ["rule"],
     registers,
   });
+  const took = new Histogram({
+    name: "refeed_rule_evaluation_seconds",
+    help: "Time one rule's evaluation of one message took (windows read, CEL run, guards), by rule",
+    labelNames: ["rule"],
+    buckets: [0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.005, 0.025],
+    registers,
+  });
   /** Per rule: when its last error line was written, and the errors since (not logged yet). */
   const pending = new Map<string, { loggedAt: number; count: number; detail: string; device: string }>();
   const write = (rule: string, p: { count: number; detail: string; device: string }) =>
@@ -46,6 +55,9 @@ export function ruleOutcomes(registry: Registry, log: Logger): RuleOutcomes {
       `rule ${rule} could not be evaluated: ${p.detail}`,
     );
   return {
+    timed(rule, ms) {
+      took.observe({ rule }, ms / 1000);
+    },
     record(outcomes, device, now) {
       for (const o of outcomes) {
         evaluations.inc({ rule: o.rule });

@@ -71,6 +71,8 @@ describe("rule outcomes", () => {
     await waitFor(async () => (await metric(t, 'refeed_rule_errors_total{rule="hot"}')) === 3, "three errors counted");
     expect(await metric(t, 'refeed_rule_held_total{rule="hot",reason="error"}')).toBe(3);
     expect(await metric(t, 'refeed_rule_evaluations_total{rule="hot"}')).toBe(3);
+    // Each evaluation's time is observed, per rule.
+    expect(await metric(t, 'refeed_rule_evaluation_seconds_count{rule="hot"}')).toBe(3);
     const lines = t.logs.filter((l) => l.rule === "hot" && String(l.msg).startsWith("rule hot could not be evaluated"));
     // The first error is logged at once; the next two wait for the minute to pass (or the close) with their count.
     expect(lines).toHaveLength(1);
@@ -111,9 +113,12 @@ describe("rule outcomes", () => {
       );
     };
 
+    const proposed = await metric(t, 'refeed_actions_total{kind="set",status="proposed"}');
     await session({ mode: "dark" });
     await waitFor(async () => (await mode()) === "dark", "ui.mode set to dark");
     expect(await pending()).toBe(before + 1);
+    // Actions are counted by kind and status where they are recorded.
+    expect(await metric(t, 'refeed_actions_total{kind="set",status="proposed"}')).toBe(proposed + 1);
     await session({ mode: "dark" });
     expect(await metric(t, 'refeed_rule_held_total{rule="dark-mode",reason="unchanged"}')).toBe(1);
     expect(await metric(t, 'refeed_rule_fired_total{rule="dark-mode"}')).toBe(1);
