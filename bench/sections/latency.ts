@@ -99,6 +99,28 @@ async function measure(ctx: BenchContext, name: string, system: () => Promise<Sy
   return { name, search, points };
 }
 
+/** One step of hot telemetry at `rate`, timed from publish to the action's receipt: the same for every system. */
+function hotStep(
+  ctx: BenchContext,
+  gen: LoadGenerator,
+  processes: Record<string, () => number | undefined>,
+): System["run"] {
+  return (rate, seconds) =>
+    runStep({
+      gen,
+      processes,
+      latency: "receive",
+      plan: {
+        rate,
+        qos: 1,
+        hot: true,
+        durationMs: seconds * 1000,
+        drainTimeoutMs: ctx.quick ? 5000 : 15_000,
+        delivered: (t) => t.received,
+      },
+    });
+}
+
 export interface System {
   run(rate: number, seconds: number): Promise<StepRow>;
   stop(): Promise<void>;
@@ -131,20 +153,7 @@ export async function refeedSystem(ctx: BenchContext): Promise<System> {
   );
   const processes = { refeed: () => refeed.pid, influxd: () => ctx.influxd().pid };
   return {
-    run: (rate, seconds) =>
-      runStep({
-        gen,
-        processes,
-        latency: "receive",
-        plan: {
-          rate,
-          qos: 1,
-          hot: true,
-          durationMs: seconds * 1000,
-          drainTimeoutMs: ctx.quick ? 5000 : 15_000,
-          delivered: (t) => t.received,
-        },
-      }),
+    run: hotStep(ctx, gen, processes),
     async stop() {
       await gen.close();
       await refeed.stop();
@@ -178,20 +187,7 @@ async function nodeRedLatency(ctx: BenchContext): Promise<LatencyRun> {
     );
     const processes = { "node-red": () => nodeRed.pid, mosquitto: () => mosquitto.pid };
     return {
-      run: (rate, seconds) =>
-        runStep({
-          gen,
-          processes,
-          latency: "receive",
-          plan: {
-            rate,
-            qos: 1,
-            hot: true,
-            durationMs: seconds * 1000,
-            drainTimeoutMs: ctx.quick ? 5000 : 15_000,
-            delivered: (t) => t.received,
-          },
-        }),
+      run: hotStep(ctx, gen, processes),
       async stop() {
         await gen.close();
         await nodeRed.stop();
