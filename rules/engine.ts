@@ -98,6 +98,11 @@ export const keyOf = (scope: Scope, msg: RuleMessage) => (scope === "device" ? m
  * sessions of every key. The same engine runs live and in backtests; only
  * the guards and the clock differ.
  */
+/** How long a sent value counts as holding before the device's apply reaches the profile. */
+const INFLIGHT_MS = 10 * 60_000;
+const INFLIGHT_MAX = 100_000;
+const CLEARED = "\u0000cleared";
+
 export class RuleEngine {
   private byTrigger = new Map<string, CompiledRule[]>();
   private sources = new Map<string, Source>();
@@ -106,6 +111,12 @@ export class RuleEngine {
   private ruleSources = new Map<CompiledRule, Source[]>();
   private readonly sessions = { device: new Map<string, SessionLog>(), subject: new Map<string, SessionLog>() };
   private sessionCapacity = MIN_SESSIONS_KEPT;
+  /**
+   * Values sent but not yet in the target's profile (a profile changes only
+   * when the device applies): two messages of one customer on two devices in
+   * the same second must not both send the same set.
+   */
+  private readonly inflight = new Map<string, { value: string; at: number }>();
 
   constructor(private readonly guardConfig: GuardConfig) {}
 
@@ -239,6 +250,8 @@ export class RuleEngine {
   /** Drops everything held about a subject (erasure). */
   forgetSubject(subject: string): void {
     this.sessions.subject.delete(subject);
+    const prefix = `subject:${subject}\u0000`;
+    for (const key of this.inflight.keys()) if (key.startsWith(prefix)) this.inflight.delete(key);
     for (const source of this.sources.values()) if (source.scope === "subject") source.forget(subject);
   }
 
@@ -323,14 +336,15 @@ export class RuleEngine {
           return { rule: id, fired: false, reason: "error", detail: `then.${action.key}: ${result.error}` };
         value = result.value;
       }
+      // Suggestions are asks: the prompt cap and the decline back-off say when to ask again (story 7).
       if ((action.kind === "set" || action.kind === "clear") && !spec.resend) {
         // The same value sent at every session drowns the action log and every timeline in repeats.
         if (profile === null) profile = guards.profile(target);
         const has = profile !== undefined && Object.hasOwn(profile, action.key);
-        if (action.kind === "set" ? has && sameJson(profile![action.key], value) : !has) {
-          held.push(
-            action.kind === "set" ? `${action.key} is already ${JSON.stringify(value)}` : `${action.key} is not set`,
-          );
+        const sent = this.inflightValue(target, action.key, now);
+        const wanted = action.kind === "clear" ? CLEARED : JSON.stringify(value);
+        if (sent === wanted || (action.kind === "clear" ? !has : has && sameJson(profile![action.key], value))) {
+          held.push(action.kind === "clear" ? `${action.key} is not set` : `${action.key} is already ${wanted}`);
           continue;
         }
       }
@@ -348,7 +362,25 @@ export class RuleEngine {
       });
     }
     if (actions.length === 0) return { rule: id, fired: false, reason: "unchanged", detail: held.join("; ") };
+    if (!spec.resend) for (const action of actions) this.markInflight(target, action, now);
     return { rule: id, fired: true, actions };
+  }
+
+  private inflightValue(target: string, key: string, now: number): string | undefined {
+    const entry = this.inflight.get(`${target}\u0000${key}`);
+    return entry && now - entry.at < INFLIGHT_MS ? entry.value : undefined;
+  }
+
+  private markInflight(target: string, action: ProposedAction, now: number): void {
+    if (action.kind === "notify" || action.kind === "suggest") return;
+    const key = `${target}\u0000${action.key}`;
+    // Re-inserted so the map's order is by time and the oldest go first.
+    this.inflight.delete(key);
+    this.inflight.set(key, { value: action.kind === "clear" ? CLEARED : JSON.stringify(action.value), at: now });
+    for (const [old, entry] of this.inflight) {
+      if (this.inflight.size <= INFLIGHT_MAX && now - entry.at < INFLIGHT_MS) break;
+      this.inflight.delete(old);
+    }
   }
 }
 

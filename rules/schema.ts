@@ -137,8 +137,8 @@ export const ruleSchema = z.strictObject({
     .optional(),
   enabled: z.boolean().default(true),
   /**
-   * A set or clear whose value already holds in the target's profile is left
-   * out (outcome `unchanged`); `resend: true` sends it anyway, e.g. for a
+   * A set or clear whose value already holds in the target's profile
+   * (or was sent in the last minutes) is left out (outcome `unchanged`); `resend: true` sends it anyway, e.g. for a
    * device that must hear the action itself each time.
    */
   resend: z.boolean().default(false),

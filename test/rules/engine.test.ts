@@ -265,3 +265,37 @@ describe("prompt cap across rules", () => {
     expect(outcomes.map((o) => (o.fired ? "fired" : o.reason))).toEqual(["fired", "prompt_cap"]);
   });
 });
+
+describe("no repeats before the profile changes", () => {
+  const usual = `id: usual\non: event:session_start\nscope: subject\nthen:\n  - set: atm.first_amount\n    value: 50\n`;
+  const reason = (o: Outcome | undefined) => (o?.fired ? "fired" : o?.reason);
+
+  it("sends a customer's set once when two devices start sessions before the first lands", () => {
+    const engine = engineWith(usual);
+    // The profile is read before either set is applied: both sessions see it without the key.
+    const first = engine.handle(event("session_start", {}, 1_000, { device: "atm-1" }), 1_000, open);
+    const second = engine.handle(event("session_start", {}, 1_500, { device: "atm-5" }), 1_500, open);
+    expect([reason(first[0]), reason(second[0])]).toEqual(["fired", "unchanged"]);
+    expect(second[0]).toMatchObject({ detail: "atm.first_amount is already 50" });
+    // Another customer is not held by it.
+    const other = engine.handle(event("session_start", {}, 1_600, { subject: "cust-2" }), 1_600, open);
+    expect(reason(other[0])).toBe("fired");
+  });
+
+  it("sends it again once the sent value has had time to land and the profile still lacks it", () => {
+    const engine = engineWith(usual);
+    engine.handle(event("session_start", {}, 0), 0, open);
+    const later = engine.handle(event("session_start", {}, 11 * 60_000), 11 * 60_000, open);
+    expect(reason(later[0])).toBe("fired");
+  });
+
+  it("does not hold a resend: true rule, and an erased customer's sent values are forgotten", () => {
+    const resend = engineWith(`${usual}resend: true\n`);
+    resend.handle(event("session_start", {}, 0), 0, open);
+    expect(reason(resend.handle(event("session_start", {}, 1), 1, open)[0])).toBe("fired");
+    const engine = engineWith(usual);
+    engine.handle(event("session_start", {}, 0), 0, open);
+    engine.forgetSubject("cust-1");
+    expect(reason(engine.handle(event("session_start", {}, 1), 1, open)[0])).toBe("fired");
+  });
+});
