@@ -26,6 +26,7 @@ import { loadRule, RuleError, type CompiledRule } from "./load.ts";
 import type { Source } from "./aggregates.ts";
 import { Registry } from "prom-client";
 import { ERROR_LOG_EVERY_MS, ruleOutcomes } from "./metrics.ts";
+import { assignmentLog } from "./assignments.ts";
 
 export { loadRule, RuleError } from "./load.ts";
 export { CatalogError } from "./catalog.ts";
@@ -102,6 +103,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   const loadOptions = { maxCost: config.maxCost };
   const catalog = await Catalog.open(deps.store, log, loadOptions, deps.changes);
   const counted = ruleOutcomes(deps.metrics ?? new Registry(), log);
+  const assignments = await assignmentLog(deps.store, log);
   const errorFlush = setInterval(() => counted.flush(Date.now()), ERROR_LOG_EVERY_MS).unref();
   const { cluster } = config;
   // The rule set's index, to tell which records any rule reads; it holds no windows.
@@ -200,6 +202,15 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     // Errors are warnings here, at most once a minute per rule with their count (metrics.ts).
     counted.record(outcomes, msg.device, Date.now());
     for (const outcome of outcomes) {
+      if (outcome.fired || outcome.reason === "held_out") {
+        const spec = catalog.get(outcome.rule)?.rule.spec;
+        if (spec?.experiment)
+          assignments.note(
+            spec.id,
+            spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`,
+            spec.experiment.holdout,
+          );
+      }
       if (!outcome.fired) {
         if (outcome.reason !== "condition_false" && outcome.reason !== "error")
           log.debug(
@@ -388,6 +399,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     forgetSubject: (subject, devices) =>
       serially(async () => {
         for (const engine of engines.values()) engine.forgetSubject(subject);
+        assignments.forgetOwner(`subject:${subject}`);
         // Records about them still waiting in a partition stream would be evaluated after the erasure.
         await router?.forgetSubject(subject);
         if (devices.length === 0) return;
@@ -428,6 +440,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       stopResync?.();
       catalog.close();
       await reloading;
+      await assignments.close();
     },
   };
 }
