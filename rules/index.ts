@@ -27,6 +27,7 @@ import type { Source } from "./aggregates.ts";
 import { Registry } from "prom-client";
 import { ERROR_LOG_EVERY_MS, ruleOutcomes } from "./metrics.ts";
 import { assignmentLog } from "./assignments.ts";
+import { ruleReport } from "./report.ts";
 
 export { loadRule, RuleError } from "./load.ts";
 export { CatalogError } from "./catalog.ts";
@@ -67,6 +68,11 @@ export interface Rules {
   remove(id: string, by: string): Promise<void>;
   /** Replays history through a stored rule, or through `text` (a new or changed rule). Sends nothing. */
   backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
+  /** What the rule's actions achieved since a time, per version, and its experiment's result (report.ts); undefined for no such rule. */
+  report(
+    id: string,
+    options: { since: number; until: number; bucketMs: number },
+  ): Promise<Awaited<ReturnType<typeof ruleReport>> | undefined>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
   /** Where the windows live: every partition's owner and backlog (one partition, this node's, when not in a cluster). */
@@ -390,6 +396,11 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
         lookbackMs: lookback,
         consent: (subject: string, purpose: string) => deps.consent.allows(subject, purpose),
       });
+    },
+    async report(id, options) {
+      const entry = catalog.get(id);
+      if (!entry) return undefined;
+      return ruleReport(deps.store, entry.rule.spec, catalog.versions(id), options);
     },
     reload: async () => {
       await reload();
