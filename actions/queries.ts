@@ -40,3 +40,7 @@ export const suggestionsAsked = (window: Window): InfluxQL =>
 /** Per device over a window: distinct actions answered so (column `count`); a redelivered answer counts once. */
 export const answered = (window: Window, status: "accepted" | "declined"): InfluxQL =>
   influxql`SELECT count(distinct("action")) FROM ${log} ${whereWindow(window, influxql`"status" = ${status}`)} GROUP BY "device"`;
+
+/** Every row of the action log from a time on, oldest first: a rule's report ties lifecycle rows to its proposals. */
+export const actionRowsSince = (fromMs: number): InfluxQL =>
+  influxql`SELECT "action", "status", "rule", "kind", "owner" FROM ${log} WHERE time >= ${micros(fromMs * 1000)}`;

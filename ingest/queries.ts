@@ -153,3 +153,19 @@ export const negativeFeedbackCount = (window: Window): InfluxQL =>
  */
 export const latestNegativeFeedback = (window: Window): InfluxQL =>
   influxql`SELECT last("text") AS text, "sentiment", "rating" FROM ${feedback} ${whereWindow(window, influxql`"sentiment" < 0`)} GROUP BY "device"`;
+
+/**
+ * An experiment's outcome records from a time on, with the owner's tag
+ * (`subject` or `device`): named events (column `props`) or one telemetry
+ * metric or feedback field (column `value`).
+ */
+export const ownerOutcomeRows = (
+  source: { kind: "event"; name: string } | { kind: "telemetry" | "feedback"; field: string },
+  tag: "subject" | "device",
+  fromMs: number,
+): InfluxQL => {
+  const since = influxql`time >= ${micros(fromMs * 1000)}`;
+  return source.kind === "event"
+    ? influxql`SELECT "props" FROM ${events} WHERE "event" = ${source.name} AND ${since} GROUP BY ${ident(tag)}`
+    : influxql`SELECT ${ident(source.field)} AS "value" FROM ${source.kind === "telemetry" ? telemetry : feedback} WHERE ${since} GROUP BY ${ident(tag)}`;
+};

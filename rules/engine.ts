@@ -3,6 +3,7 @@ import type { CompiledRule } from "./load.ts";
 import { Source, VALUE_FNS, aggregateValue } from "./aggregates.ts";
 import { SessionLog } from "./sessions.ts";
 import { actionIdOf, recordIdentity } from "./identity.ts";
+import { groupOf } from "./experiment.ts";
 
 export interface ProposedAction {
   /** Derived from the rule, target and record (identity.ts): the same trigger always proposes the same id. */
@@ -32,6 +33,7 @@ export type Outcome =
         | "prompt_cap"
         | "declined_recently"
         | "unchanged"
+        | "held_out"
         | "error";
       detail?: string;
     };
@@ -362,6 +364,9 @@ export class RuleEngine {
       });
     }
     if (actions.length === 0) return { rule: id, fired: false, reason: "unchanged", detail: held.join("; ") };
+    // Last of the guards, so held-out owners are those who would have got the action: the groups compare.
+    if (spec.experiment && groupOf(id, target, spec.experiment.holdout) === "held_out")
+      return { rule: id, fired: false, reason: "held_out" };
     if (!spec.resend) for (const action of actions) this.markInflight(target, action, now);
     return { rule: id, fired: true, actions };
   }

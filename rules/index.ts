@@ -26,6 +26,8 @@ import { loadRule, RuleError, type CompiledRule } from "./load.ts";
 import type { Source } from "./aggregates.ts";
 import { Registry } from "prom-client";
 import { ERROR_LOG_EVERY_MS, ruleOutcomes } from "./metrics.ts";
+import { assignmentLog } from "./assignments.ts";
+import { ruleReport } from "./report.ts";
 
 export { loadRule, RuleError } from "./load.ts";
 export { CatalogError } from "./catalog.ts";
@@ -66,6 +68,11 @@ export interface Rules {
   remove(id: string, by: string): Promise<void>;
   /** Replays history through a stored rule, or through `text` (a new or changed rule). Sends nothing. */
   backtest(id: string, options: { sinceMs: number; text?: string }): Promise<BacktestReport>;
+  /** What the rule's actions achieved since a time, per version, and its experiment's result (report.ts); undefined for no such rule. */
+  report(
+    id: string,
+    options: { since: number; until: number; bucketMs: number },
+  ): Promise<Awaited<ReturnType<typeof ruleReport>> | undefined>;
   /** Re-reads the rules directory now (the watcher calls this on changes). */
   reload(): Promise<void>;
   /** Where the windows live: every partition's owner and backlog (one partition, this node's, when not in a cluster). */
@@ -102,6 +109,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
   const loadOptions = { maxCost: config.maxCost };
   const catalog = await Catalog.open(deps.store, log, loadOptions, deps.changes);
   const counted = ruleOutcomes(deps.metrics ?? new Registry(), log);
+  const assignments = await assignmentLog(deps.store, log);
   const errorFlush = setInterval(() => counted.flush(Date.now()), ERROR_LOG_EVERY_MS).unref();
   const { cluster } = config;
   // The rule set's index, to tell which records any rule reads; it holds no windows.
@@ -200,6 +208,15 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     // Errors are warnings here, at most once a minute per rule with their count (metrics.ts).
     counted.record(outcomes, msg.device, Date.now());
     for (const outcome of outcomes) {
+      if (outcome.fired || outcome.reason === "held_out") {
+        const spec = catalog.get(outcome.rule)?.rule.spec;
+        if (spec?.experiment)
+          assignments.note(
+            spec.id,
+            spec.scope === "subject" ? `subject:${msg.subject}` : `device:${msg.device}`,
+            spec.experiment.holdout,
+          );
+      }
       if (!outcome.fired) {
         if (outcome.reason !== "condition_false" && outcome.reason !== "error")
           log.debug(
@@ -380,6 +397,11 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
         consent: (subject: string, purpose: string) => deps.consent.allows(subject, purpose),
       });
     },
+    async report(id, options) {
+      const entry = catalog.get(id);
+      if (!entry) return undefined;
+      return ruleReport(deps.store, entry.rule.spec, catalog.versions(id), options);
+    },
     reload: async () => {
       await reload();
       await apply();
@@ -388,6 +410,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
     forgetSubject: (subject, devices) =>
       serially(async () => {
         for (const engine of engines.values()) engine.forgetSubject(subject);
+        assignments.forgetOwner(`subject:${subject}`);
         // Records about them still waiting in a partition stream would be evaluated after the erasure.
         await router?.forgetSubject(subject);
         if (devices.length === 0) return;
@@ -428,6 +451,7 @@ export async function startRules(config: RulesConfig, deps: RulesDeps): Promise<
       stopResync?.();
       catalog.close();
       await reloading;
+      await assignments.close();
     },
   };
 }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseDuration } from "../config/duration.ts";
+import { experimentSchema } from "./experiment.ts";
 
 const key = z
   .string()
@@ -142,6 +143,8 @@ export const ruleSchema = z.strictObject({
    * device that must hear the action itself each time.
    */
   resend: z.boolean().default(false),
+  /** A holdout experiment: a fraction of the owners gets no action (outcome `held_out`), to compare an outcome against. */
+  experiment: experimentSchema.optional(),
 });
 
 export type RuleSpec = z.infer<typeof ruleSchema>;

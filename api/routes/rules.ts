@@ -121,6 +121,61 @@ const report = z
       errors: [{ message: "field not found: temp", count: 2, lastTarget: "device:tv-2" }],
     },
   });
+const DAY = 86_400_000;
+/** `since`: an ISO time or a duration back from now (24h, 7d); `bucket`: a duration. */
+const reportQuery = z.strictObject({
+  since: z
+    .string()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      const at = ms !== undefined ? Date.now() - ms : /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(text) : NaN;
+      if (Number.isFinite(at) && at <= Date.now() && at >= Date.now() - 400 * DAY) return at;
+      ctx.addIssue({
+        code: "custom",
+        message: "an ISO-8601 time or a duration back from now such as 24h or 7d, at most 400d ago",
+      });
+      return z.NEVER;
+    })
+    .optional(),
+  bucket: z
+    .string()
+    .refine((d) => (parseDuration(d) ?? 0) >= 60_000, "a duration of at least 1m such as 1h or 1d")
+    .transform((d) => parseDuration(d)!)
+    .optional(),
+});
+const funnel = z.object(
+  Object.fromEntries(
+    ["proposed", "delivered", "applied", "accepted", "declined", "undone", "expired", "failed", "unchanged"].map(
+      (k) => [k, z.number().int()],
+    ),
+  ),
+);
+const ruleReportView = z
+  .object({
+    rule: z.string(),
+    since: z.string(),
+    until: z.string(),
+    versions: z.array(
+      z
+        .object({
+          version: z.number().int(),
+          from: z.string(),
+          to: z.string().optional(),
+          funnel,
+          rates: z.object({ acceptance: z.number().nullable(), undo: z.number().nullable() }),
+          promptsPerActiveCustomer: z.number().nullable(),
+          activeCustomers: z.number().int(),
+          answers: z.number().int(),
+          asks: z.number().int(),
+          participation: z.number().nullable(),
+        })
+        .loose(),
+    ),
+    series: z.array(z.object({ at: z.string() }).loose()),
+    held: z.record(z.string(), z.number()),
+    experiment: z.object({}).loose().optional(),
+  })
+  .loose();
 const noRule: Answer = { description: "no such rule", schema: errorBody };
 const invalidRule = errorBody
   .extend({ line: z.number().int().nullable().optional(), field: z.string().nullable().optional() })
@@ -275,6 +330,29 @@ export const ruleRoutes =
           sinceMs: parseDuration(body.since)!,
           ...(body.rule ? { text: body.rule } : {}),
         });
+      },
+    });
+
+    route({
+      method: "GET",
+      url: "/api/rules/:id/report",
+      summary: "What a rule's actions achieved: funnel per version, rates, series, and its experiment's result",
+      description:
+        "Computed from the action log, the experiment assignments and the devices' records in InfluxDB. `since` is an ISO time or a duration back from now (default 7d); `bucket` the series' step (default: the span / 24, at least 1m). See docs/rules.md.",
+      params: idParams,
+      query: reportQuery,
+      responses: {
+        200: { description: "the report", schema: ruleReportView },
+        400: { description: "invalid since or bucket", schema: errorBody },
+        404: noRule,
+      },
+      async handler(request) {
+        const until = Date.now();
+        const since = request.query.since ?? until - 7 * DAY;
+        const bucketMs = request.query.bucket ?? Math.max(60_000, Math.ceil((until - since) / 24));
+        const report = await deps.rules.report(request.params.id, { since, until, bucketMs });
+        if (!report) throw new CatalogError("RULE_NOT_FOUND", `no rule '${request.params.id}'`);
+        return report;
       },
     });
     return Promise.resolve();
